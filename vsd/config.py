@@ -1,0 +1,216 @@
+"""Typed job configs: dataclasses loaded from YAML, overridable with dotted ``key=value`` pairs.
+
+Each job defines its own config dataclass next to its code (``vsd/train/config.py``,
+``vsd/annotate/config.py``, ...); this module is the shared machinery. Every field carries a
+``help`` string in its metadata (``field(default=..., metadata={"help": "..."})``), which is what
+``vsd <job> --help-config`` prints. A bad config fails *before* any Ray cluster starts, with one
+line that names the field (``ConfigError: train.zero_stage: must be one of [2, 3], got 4``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+import yaml
+
+from vsd.errors import VSDError
+
+T = TypeVar("T")
+
+
+class ConfigError(VSDError, ValueError):
+    """A config problem, reported as one line naming the dotted field."""
+
+
+def describe(name: str, default: Any = dataclasses.MISSING, *, help: str, choices: list | None = None,
+             factory: Any = None) -> Any:
+    """A dataclass field with a description (and optional allowed values)."""
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = list(choices)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: cannot be {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type[T], data: dict, prefix: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{where}: unknown field (known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        where = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            value = _coerce(data[name], hints[name], where)
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
+            kwargs[name] = value
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: required field is missing")
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(f"{prefix}.{msg}" if prefix else msg) from None
+    return obj
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b=3`` -> (["a", "b"], 3); the value is parsed as YAML so lists and numbers work."""
+    if "=" not in item:
+        raise ConfigError(f"{item}: an override must look like key.sub=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides or []:
+        path, value = parse_override(item)
+        node = data
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{'.'.join(path)}: {key} is not a mapping")
+        node[path[-1]] = value
+    return data
+
+
+def load_yaml(path: str) -> dict:
+    from vsd import storage
+
+    try:
+        text = storage.read_text(path)
+    except FileNotFoundError:
+        raise ConfigError(f"config: file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config: {path}{where}: invalid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path}: the top level must be a mapping")
+    return data
+
+
+def from_dict(cls: type[T], data: dict, overrides: list[str] | None = None) -> T:
+    return _build(cls, apply_overrides(data, overrides), "")
+
+
+def load(cls: type[T], path: str | None = None, overrides: list[str] | None = None) -> T:
+    """Load ``cls`` from a YAML file (optional) plus dotted overrides; raises ConfigError."""
+    data = load_yaml(path) if path else {}
+    return from_dict(cls, data, overrides)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def help_text(cls: type, prefix: str = "") -> str:
+    """One line per field: name, type, default, description; nested configs indented by dots."""
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            lines.append(f"{name}: {f.metadata.get('help', '')}")
+            lines.append(help_text(tp, name + "."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        lines.append(f"{name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""URI -> (pyarrow filesystem, path) for local paths and ``s3://`` URIs.
+
+Every job reads and writes through here so that local runs, CI (moto on 127.0.0.1) and real
+clusters (S3 with IAM / Kubernetes Secrets) share one code path. Credentials and the endpoint come
+only from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``): never from a
+config file, so they never end up in a dumped config or a manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from functools import lru_cache
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def s3_endpoint() -> str | None:
+    """The S3 endpoint override from the environment, if any (moto, MinIO, other clouds)."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@lru_cache(maxsize=8)
+def _s3_filesystem(endpoint: str | None, region: str) -> pafs.S3FileSystem:
+    kwargs: dict = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=8)}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc or parsed.path
+        kwargs["scheme"] = parsed.scheme or "https"
+        # Path-style addressing: MinIO/moto serve buckets under the path, not a virtual host.
+        kwargs["force_virtual_addressing"] = False
+    return pafs.S3FileSystem(**kwargs)
+
+
+def filesystem_for(uri: str) -> pafs.FileSystem:
+    if is_s3(uri):
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return _s3_filesystem(s3_endpoint(), region)
+    return pafs.LocalFileSystem()
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Split a URI into the filesystem that serves it and the path inside that filesystem."""
+    uri = str(uri)
+    if is_s3(uri):
+        parsed = urlparse(uri)
+        path = (parsed.netloc + "/" + parsed.path.lstrip("/")).rstrip("/")
+        return filesystem_for(uri), path
+    if uri.startswith("file://"):
+        uri = uri[len("file://"):]
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a URI; refuses parts that would escape it (``..``, absolute parts)."""
+    out = str(uri).rstrip("/")
+    for part in parts:
+        for piece in str(part).split("/"):
+            if piece in ("", "."):
+                continue
+            if piece == ".." or piece.startswith("\\"):
+                raise ValueError(f"path part {part!r} escapes {uri!r}")
+            out = out + "/" + piece
+    return out
+
+
+def exists(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_dir(uri: str) -> bool:
+    fs, path = resolve(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = resolve(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole object. Local files go through a temp file + rename so readers never see half
+    a file; an S3 PUT is atomic by itself."""
+    fs, path = resolve(uri)
+    if is_s3(uri):
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def makedirs(uri: str) -> None:
+    fs, path = resolve(uri)
+    fs.create_dir(path, recursive=True)
+
+
+def list_files(uri: str, recursive: bool = True) -> list[str]:
+    """Every file below ``uri`` as a full URI, sorted (deterministic order for stable ids)."""
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return []
+    if info.type == pafs.FileType.File:
+        return [uri]
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    prefix = "s3://" if is_s3(uri) else ""
+    return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File)
+
+
+def delete(uri: str) -> None:
+    fs, path = resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def basename(uri: str) -> str:
+    return posixpath.basename(str(uri).rstrip("/"))
