@@ -60,7 +60,7 @@ ANNOTATION_SCHEMA = pa.schema(
         pa.field("descriptions", pa.list_(pa.string()), metadata={"doc": "task 3"}),
         pa.field("refined_description", pa.string()),
         pa.field("refined_descriptions", pa.list_(pa.string())),
-        pa.field("refine_status", pa.string(), metadata={"doc": "refined | kept_original | skipped, with reasons in flags"}),
+        pa.field("refine_status", pa.string(), metadata={"doc": "refined | partial | kept_original | skipped, with reasons in flags"}),
         pa.field("geometry_relation", pa.string(), metadata={"doc": "what 2-D box geometry decides, or null"}),
         pa.field("consistent", pa.bool_()),
         pa.field("flags", pa.list_(pa.string())),

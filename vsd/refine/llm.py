@@ -1,0 +1,93 @@
+"""``mode: hf``: a transformers chat LLM rewrites sentences, batched, on CPU or GPU.
+
+Generation is left-padded and batched (``batch_size`` prompts x ``n_variants`` samples per call);
+the sampling seed is reset per batch so that rerunning a batch (resume after a crash) writes the
+same text. The model's answers are untrusted: every one goes through the guardrail in the base.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from vsd.errors import VSDError
+from vsd.refine.chat import ChatRefiner, load_tokenizer
+from vsd.refine.config import RefineConfig
+
+GenerateFn = Callable[[list[str], int], list[list[str]]]
+
+_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, _DTYPES[name])
+
+
+class HFRefiner(ChatRefiner):
+    """Loads ``cfg.model`` with ``AutoModelForCausalLM``; ``generate_fn`` replaces the model (tests,
+    or any other text generator) while prompts, parsing and the guardrail stay the real ones."""
+
+    def __init__(self, cfg: RefineConfig, generate_fn: GenerateFn | None = None):
+        tokenizer = load_tokenizer(cfg.model)
+        super().__init__(cfg, tokenizer)
+        self.tokenizer = tokenizer
+        self.model = None
+        self._generate_fn = generate_fn
+        if generate_fn is None:
+            self._load_model()
+
+    def _load_model(self) -> None:
+        from transformers import AutoModelForCausalLM
+
+        self.device = _device(self.cfg.device)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self.cfg.model, dtype=_dtype(self.cfg.dtype, self.device))
+        except (OSError, ValueError) as exc:
+            raise VSDError(f"refine.model: cannot load {self.cfg.model!r}: {str(exc).splitlines()[0]}") from None
+        self.model = model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"  # generation appends on the right of every row
+
+    def _generate(self, prompts: list[str], n: int) -> list[list[str]]:
+        if self._generate_fn is not None:
+            return self._generate_fn(prompts, n)
+        return self._model_generate(prompts, n)
+
+    def _model_generate(self, prompts: list[str], n: int) -> list[list[str]]:
+        import torch
+
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True,
+                             add_special_tokens=self.prompts.adds_bos(prompts[0])).to(self.device)
+        sampling = self.cfg.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "do_sample": sampling,
+                                  "num_return_sequences": n, "pad_token_id": self.tokenizer.pad_token_id}
+        if sampling:
+            kwargs.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)  # silence the sampling-knob warnings
+        torch.manual_seed(self.cfg.seed)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        # Rows come back grouped per prompt (prompt i owns rows i*n .. i*n+n-1); drop the prompt part.
+        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def close(self) -> None:
+        if self.model is not None:
+            self.model = None
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

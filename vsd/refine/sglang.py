@@ -1,0 +1,54 @@
+"""``mode: sglang``: the same prompts through ``sglang.Engine`` on a GPU node.
+
+sglang is imported only when this refiner starts (it is CUDA-only and absent from CPU machines).
+Each prompt is sent ``n`` times in a row rather than with sglang's ``n`` parameter: the answer
+order is then unambiguous (prompt i owns answers i*n .. i*n+n-1) and the radix cache still
+prefills the shared prompt once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from vsd.errors import VSDError
+from vsd.refine.chat import ChatRefiner, load_tokenizer
+from vsd.refine.config import RefineConfig
+
+EngineFactory = Callable[..., Any]
+
+
+def _sglang_engine(**kwargs: Any) -> Any:
+    try:
+        import sglang
+    except ImportError:
+        raise VSDError("refine.mode=sglang: sglang is not installed (GPU set: pip install 'llava-vsd[gpu]')") from None
+    return sglang.Engine(**kwargs)
+
+
+class SGLangRefiner(ChatRefiner):
+    """``engine_factory(model_path=..., **engine_args)`` builds the engine (``sglang.Engine`` by
+    default; tests pass a recording stand-in)."""
+
+    def __init__(self, cfg: RefineConfig, engine_factory: EngineFactory | None = None):
+        super().__init__(cfg, load_tokenizer(cfg.model))
+        factory = engine_factory or _sglang_engine
+        self.engine = factory(model_path=cfg.model, **cfg.engine_args)
+
+    def sampling_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "temperature": self.cfg.temperature}
+        if self.cfg.temperature > 0:
+            params["top_p"] = self.cfg.top_p
+        return params
+
+    def _generate(self, prompts: list[str], n: int) -> list[list[str]]:
+        flat = [p for p in prompts for _ in range(n)]
+        outputs = self.engine.generate(prompt=flat, sampling_params=self.sampling_params())
+        if len(outputs) != len(flat):
+            raise RuntimeError(f"sglang returned {len(outputs)} answers for {len(flat)} prompts")
+        texts = [o["text"] for o in outputs]
+        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def close(self) -> None:
+        engine, self.engine = getattr(self, "engine", None), None
+        if engine is not None:
+            engine.shutdown()
