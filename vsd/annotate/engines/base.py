@@ -1,0 +1,178 @@
+"""The engine protocol: images in, one answer per prompt out, every request accounted for once.
+
+A request is one image (already visual-prompted and resized by the preprocess stage) with all the
+prompts asked about it — pairs × tasks — so an engine can prefill the image once per request group
+(`hf`) or keep the group adjacent for its prefix cache (`sglang`). A prompt with ``choices`` is a
+constrained choice (task 1): the answer is always one of the choices, never free text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Union
+
+from vsd.config import ConfigError, describe
+from vsd.errors import VSDError
+
+if TYPE_CHECKING:  # PIL is only needed where images are decoded
+    from PIL.Image import Image
+
+ImageInput = Union[bytes, "Image"]
+
+
+class EngineError(VSDError):
+    """An engine broke its contract (lost, doubled or unknown results) or got an unusable request."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """One question about an image: ``text`` is the user turn (no template, no ``<image>``)."""
+
+    task: int
+    text: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRequest:
+    """One image (JPEG bytes or a PIL image) and every prompt asked about it."""
+
+    key: str
+    image: ImageInput
+    prompts: list[Prompt]
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """``scores``: one log-likelihood per choice (choice prompts, where the engine scores), else None."""
+
+    text: str
+    scores: list[float] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageResult:
+    key: str
+    answers: list[Answer]
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(self, batch: list[ImageRequest]) -> list[ImageResult]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass
+class EngineConfig:
+    """Which engine answers the prompts, and how."""
+
+    kind: str = describe("kind", "hf", help="hf: transformers LLaVA in-process (CPU or GPU); "
+                         "sglang: sglang.Engine (GPU nodes, merged model)", choices=["hf", "sglang"])
+    model: str = describe("model", "tiny:llava", help="checkpoint: local dir, s3:// prefix, hub id or tiny:llava")
+    adapter: str | None = describe("adapter", None, help="PEFT LoRA adapter applied on top (hf only; "
+                                   "sglang needs a merged export from `vsd export`)")
+    dtype: str = describe("dtype", "auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
+    device: str = describe("device", "auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    max_new_tokens: int = describe("max_new_tokens", 64, help="generated tokens per free-text answer "
+                                   "(tasks 2/3); more = longer descriptions and slower decode")
+    temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
+    batch_size: int = describe("batch_size", 8, help="images per engine step; all their prompts decode "
+                               "together, so larger = better GPU use and more memory")
+    share_prefix: bool = describe("share_prefix", True, help="hf: prefill each image once for all its "
+                                  "prompts (false = every prompt its own prefill; for benchmarks)")
+    cuda_graph: bool = describe("cuda_graph", True, help="hf on CUDA: replay each decode step as a CUDA "
+                                "graph (eager decode is bound by Python/launch overhead, not the GPU)")
+    cpu_workers: int | None = describe("cpu_workers", None, help="sglang: SGLANG_CPU_WORKERS "
+                                       "(default: the CPUs Ray gave the actor)")
+    engine_args: dict[str, Any] = describe("engine_args", factory=dict, help="sglang: passed through to "
+                                           "sglang.Engine(...) (tp_size, mem_fraction_static, ...)")
+
+    def validate(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature: must be >= 0, got {self.temperature}")
+        if self.kind == "sglang" and self.adapter:
+            raise ConfigError("adapter: sglang does not serve LoRA on LLaVA; merge it with `vsd export` "
+                              "and set model to the export")
+
+
+def make_engine(cfg: EngineConfig, **kwargs: Any) -> Engine:
+    """The engine for ``cfg``; ``kwargs`` go to its constructor (``model=``/``processor=`` for hf,
+    ``engine_factory=`` for sglang). Imports are lazy so a CPU node never imports sglang."""
+    if cfg.kind == "hf":
+        from vsd.annotate.engines.hf import HFEngine
+
+        return HFEngine(cfg, **kwargs)
+    if cfg.kind == "sglang":
+        from vsd.annotate.engines.sglang import SGLangEngine
+
+        return SGLangEngine(cfg, **kwargs)
+    raise ConfigError(f"kind: must be one of ['hf', 'sglang'], got {cfg.kind!r}")
+
+
+# --------------------------------------------------------------------------- helpers for engines
+
+def check_requests(batch: Sequence[ImageRequest]) -> None:
+    """Refuse a batch whose keys repeat: results are matched to requests by key."""
+    seen: set[str] = set()
+    for req in batch:
+        if req.key in seen:
+            raise EngineError(f"request {req.key!r}: key appears twice in one batch")
+        seen.add(req.key)
+        for p in req.prompts:
+            if p.choices is not None and not p.choices:
+                raise EngineError(f"request {req.key!r}: task {p.task} has an empty choices list")
+
+
+def account(batch: Sequence[ImageRequest], results: Sequence[ImageResult]) -> list[ImageResult]:
+    """Results in request order, after checking that each request got exactly one result with one
+    answer per prompt (an engine may answer out of order; it may not lose or double a row)."""
+    by_key: dict[str, ImageResult] = {}
+    for res in results:
+        if res.key in by_key:
+            raise EngineError(f"engine returned request {res.key!r} twice")
+        by_key[res.key] = res
+    wanted = {req.key for req in batch}
+    unknown = sorted(set(by_key) - wanted)
+    if unknown:
+        raise EngineError(f"engine returned unknown request {unknown[0]!r}")
+    missing = [req.key for req in batch if req.key not in by_key]
+    if missing:
+        raise EngineError(f"engine lost {len(missing)} request(s), first {missing[0]!r}")
+    ordered = []
+    for req in batch:
+        res = by_key[req.key]
+        if len(res.answers) != len(req.prompts):
+            raise EngineError(f"request {req.key!r}: {len(req.prompts)} prompts but {len(res.answers)} answers")
+        ordered.append(res)
+    return ordered
+
+
+def image_bytes(image: ImageInput) -> bytes:
+    """JPEG bytes of a request image (PIL images are encoded once, quality 95)."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def pil_image(image: ImageInput, key: str = "?") -> "Image":
+    """An RGB PIL image from bytes or PIL; a clear error naming the request if it cannot decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        try:
+            img = Image.open(io.BytesIO(bytes(image)))
+            img.load()
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise EngineError(f"request {key!r}: image cannot be decoded ({exc})") from None
+        return img.convert("RGB")
+    return image.convert("RGB")
