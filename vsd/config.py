@@ -10,6 +10,7 @@ line that names the field (``ConfigError: train.zero_stage: must be one of [2, 3
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import types
 import typing
@@ -101,6 +102,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 pass
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if tp is str:
+        if isinstance(value, (dt.date, dt.datetime)):  # YAML reads 2026-11-26 as a date
+            return value.isoformat()
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{where}: expected a string, got {value!r}")

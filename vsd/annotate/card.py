@@ -1,0 +1,83 @@
+"""The dataset card (``README.md``) written beside the annotation Parquet.
+
+With it the output folder *is* a Hugging Face dataset repository: the YAML header tells
+``datasets`` which files are data (only ``run_date=*/part-*.parquet``, not ``_index/``), and the
+body documents the schema (from ``ANNOTATION_SCHEMA`` itself, so it cannot drift), the counts and
+the relation histogram over every run so far.
+"""
+
+from __future__ import annotations
+
+from vsd.relations import RELATIONS
+from vsd.schema import ANNOTATION_SCHEMA, PROMPT_VERSION
+
+
+def _schema_table() -> str:
+    lines = ["| column | type | description |", "|---|---|---|"]
+    for f in ANNOTATION_SCHEMA:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        lines.append(f"| `{f.name}` | `{f.type}` | {doc} |")
+    return "\n".join(lines)
+
+
+def _histogram(relations: dict[str, int]) -> str:
+    total = sum(relations.values()) or 1
+    lines = ["| relation | rows | share |", "|---|---:|---:|"]
+    for rel in list(RELATIONS) + sorted(set(relations) - set(RELATIONS)):
+        n = relations.get(rel, 0)
+        lines.append(f"| {rel} | {n} | {n / total:.1%} |")
+    return "\n".join(lines)
+
+
+def render_card(counts: dict, runs: list[str], model: str) -> str:
+    errors = counts.get("error", {})
+    error_lines = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(errors.items())) or "| (none) | 0 |"
+    return f"""---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: "run_date=*/part-*.parquet"
+tags:
+- visual-spatial-description
+- llava-vsd
+---
+
+# Visual spatial descriptions (LLaVA-VSD annotations)
+
+Machine annotations of object pairs: for each image and pair of boxed objects, how the subject is
+placed relative to the object (task 1: one of {len(RELATIONS)} relations; task 2: one sentence;
+task 3: three sentences), checked against the boxes' geometry (`consistent`, `flags`) and refined
+for fluency with a guardrail (`refined_*`, `refine_status`). One row per image x pair
+(`pair_index` -1: the scene-level description of an image without given pairs). Rows with
+`status = error` carry the reason in `error` (`<reason>: <detail>`).
+
+- latest model: `{model}`
+- prompt version: `{PROMPT_VERSION}`
+- runs: {', '.join(runs) if runs else '(none)'}
+
+## Counts
+
+| | rows |
+|---|---:|
+| total | {counts.get('rows', 0)} |
+| ok | {counts.get('ok', 0)} |
+| error | {sum(errors.values())} |
+| ok but inconsistent (see `flags`) | {counts.get('inconsistent', 0)} |
+
+| error reason | rows |
+|---|---:|
+{error_lines}
+
+## Relation histogram (task 1, ok rows)
+
+{_histogram(counts.get('relations', {}))}
+
+## Schema
+
+{_schema_table()}
+
+Boxes are normalised `[x0, y0, x1, y1]` in 0..1. Files: `run_date=YYYY-MM-DD/part-*.parquet`
+(one partition per nightly run), `run_date=*/_manifest.json` (counts, model, adapter hash, config and
+timings of the run that wrote the partition).
+"""
