@@ -1,0 +1,58 @@
+"""Driver pieces that need no cluster: metrics lines, storage arguments, the finished-run check."""
+
+from __future__ import annotations
+
+import json
+
+from vsd import storage
+from vsd.config import from_dict
+from vsd.train.config import TrainConfig
+from vsd.train.driver import MetricsWriter, storage_args
+
+
+def _report(step: int, loss: float, rank: int, resumed_from: int = 0) -> dict:
+    return {"step": step, "epoch": step / 4, "rank": rank, "resumed_from": resumed_from, "total_steps": 4,
+            "final": step == 4, "loss": loss, "lr": 1e-3, "samples": 2, "tokens": 100, "samples_per_s": 4.0,
+            "tokens_per_s": 200.0, "samples_dropped": 0, "samples_truncated": 1, "step_time_s": 0.5 + rank}
+
+
+def test_metrics_combine_workers_and_a_redone_step_replaces_its_line(tmp_path):
+    writer = MetricsWriter(str(tmp_path), flush_s=0.0)
+    writer.after_report(None, [_report(1, 2.0, 0), _report(1, 4.0, 1)], None)
+    writer.after_report(None, [_report(2, 1.0, 0), _report(2, 1.0, 1)], None)
+    writer.after_report(None, [_report(2, 0.5, 0, 1), _report(2, 0.5, 1, 1)], None)  # redone after a restore
+    rows = [json.loads(x) for x in storage.read_text(str(tmp_path / "metrics.jsonl")).splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["loss"] == 3.0 and rows[0]["loss_per_worker"] == [2.0, 4.0]
+    assert rows[0]["tokens_per_s"] == 400.0 and rows[0]["tokens"] == 200 and rows[0]["workers"] == 2
+    assert rows[0]["step_time_s"] == 1.5 and rows[0]["samples_truncated"] == 2
+    assert rows[1]["loss"] == 0.5 and rows[1]["resumed_from"] == 1
+    # A relaunch starts from the lines already written.
+    assert sorted(MetricsWriter(str(tmp_path)).rows) == [1, 2]
+
+
+def test_s3_storage_is_a_filesystem_plus_bucket_path_never_a_uri_with_a_filesystem(tmp_path):
+    import pyarrow.fs as pafs
+
+    s3 = storage_args("s3://bucket/runs/a")
+    assert s3["storage_path"] == "bucket/runs/a" and isinstance(s3["storage_filesystem"], pafs.S3FileSystem)
+    local = storage_args(str(tmp_path / "run"))
+    assert local == {"storage_path": str(tmp_path / "run")}
+
+
+def test_a_finished_run_is_not_started_again(tmp_path, train_config_dict):
+    import ray
+
+    from vsd.train.driver import train
+
+    ckpt = tmp_path / "run" / "checkpoints" / "checkpoint_00000004"
+    (ckpt / "adapter").mkdir(parents=True)
+    (ckpt / "adapter" / "adapter_config.json").write_text("{}")
+    (ckpt / "meta.json").write_text(json.dumps({"step": 4, "base_model": "tiny:llava", "total_steps": 4}))
+    cfg = from_dict(TrainConfig, train_config_dict(optim={"max_steps": 4}))
+    was_up = ray.is_initialized()
+    result = train(cfg, str(tmp_path / "run"))
+    assert ray.is_initialized() == was_up  # no cluster was started or used
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert result.error is None and result.checkpoint.endswith("checkpoint_00000004")
+    assert result.metrics == {"step": 4, "resumed_from": 4, "final": True}

@@ -1,0 +1,47 @@
+"""`vsd train --config FILE --out URI [key=value ...]`: LoRA fine-tuning on Ray Train + DeepSpeed."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="LoRA fine-tune a LLaVA on an instruction set (Ray Train + DeepSpeed)",
+        description="Runs (or resumes: the same --out continues from its latest checkpoint) a LoRA "
+                    "fine-tune. Writes <out>/config.yaml, <out>/metrics.jsonl and "
+                    "<out>/checkpoints/checkpoint_<step>/{adapter/,meta.json}.")
+    p.add_argument("--config", help="YAML config (jobs/configs/train-*.yaml)")
+    p.add_argument("--out", help="run folder: local path or s3:// prefix")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 deepspeed.zero_stage=3")
+    p.add_argument("--help-config", action="store_true", help="print every config field and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vsd import config as vconfig
+    from vsd.train.config import TrainConfig
+
+    if args.help_config:
+        print(vconfig.help_text(TrainConfig))
+        return 0
+    if not args.out:
+        raise vconfig.ConfigError("out: --out (the run folder, local or s3://) is required")
+    cfg = vconfig.load(TrainConfig, args.config, args.overrides)
+    return run_training(cfg, args.out)
+
+
+def run_training(cfg, out: str) -> int:
+    """Shared by `vsd train` and jobs/train.py: train, print where the adapter is, exit status."""
+    import sys
+
+    from vsd.train.driver import train
+
+    result = train(cfg, out)
+    last = result.metrics
+    if result.error:
+        print(f"vsd train: failed: {result.error} (last checkpoint: {result.checkpoint})", file=sys.stderr)
+        return 1
+    loss = f" loss {last['loss']:.4f}" if "loss" in last else ""
+    print(f"trained to step {last.get('step')}{loss}; latest checkpoint: {result.checkpoint}")
+    return 0

@@ -1,0 +1,249 @@
+"""The Ray Train driver: `train(config, out_uri)` runs the LoRA fine-tune into a run folder.
+
+```
+<out>/config.yaml                          the resolved config (what ran)
+<out>/metrics.jsonl                        one line per reported step: loss, lr, samples/s, tokens/s
+<out>/checkpoints/checkpoint_<step:08d>/   adapter/ + meta.json (Ray Train persists them here)
+```
+
+Ray Train's run is named ``checkpoints`` under ``storage_path=<out>``, so its persisted
+checkpoints *are* the agreed layout and its own bookkeeping (the checkpoint-manager snapshot)
+sits next to them: launching the same ``--out`` again restores that state and the workers resume
+from the latest checkpoint instead of starting over. For ``s3://`` the filesystem is passed
+explicitly (``storage_filesystem`` + a bucket path, never together with an ``s3://`` URI) so
+the endpoint and credentials come from the same place as every other read and write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vsd import storage
+from vsd.config import ConfigError, dump_yaml, to_dict
+from vsd.model.checkpoints import CHECKPOINTS_DIR
+from vsd.train.config import TrainConfig
+
+METRICS = "metrics.jsonl"
+CONFIG_DUMP = "config.yaml"
+
+
+@dataclass
+class TrainResult:
+    run_uri: str
+    checkpoint: str | None  # the latest checkpoint folder
+    metrics: dict  # rank 0's metrics saved with the latest checkpoint ({step, resumed_from, final} when already done)
+    error: str | None
+
+
+class MetricsWriter:
+    """Ray Train callback (runs in the controller): one JSON line per step into ``metrics.jsonl``,
+    combining every worker's report (mean loss, summed throughput). A step repeated after a
+    restore replaces its earlier line. The file is rewritten whole (S3 has no append), at most
+    every ``flush_s`` seconds, and always on checkpoints and the final step."""
+
+    def __init__(self, run_uri: str, flush_s: float = 10.0):
+        self.uri = storage.join(run_uri, METRICS)
+        self.flush_s = flush_s
+        self.rows: dict[int, dict] = {}
+        if storage.exists(self.uri):  # a relaunch keeps the history
+            for line in storage.read_text(self.uri).splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[int(row["step"])] = row
+        self._last_flush = 0.0
+
+    @staticmethod
+    def combine(metrics: list[dict]) -> dict:
+        first = metrics[0]
+        row = {k: first[k] for k in ("step", "epoch", "total_steps", "resumed_from", "final") if k in first}
+        row["workers"] = len(metrics)
+        if "loss" in first:
+            row["loss"] = sum(m["loss"] for m in metrics) / len(metrics)
+            row["loss_per_worker"] = [m["loss"] for m in metrics]
+            row["lr"] = first["lr"]
+            for key in ("samples", "tokens", "samples_per_s", "tokens_per_s", "samples_dropped", "samples_truncated"):
+                row[key] = sum(m[key] for m in metrics)
+            row["step_time_s"] = max(m["step_time_s"] for m in metrics)
+        row["time"] = time.time()
+        return row
+
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        if not metrics or "loss" not in metrics[0]:
+            return
+        row = self.combine(metrics)
+        if checkpoint is not None:
+            row["checkpoint"] = storage.basename(checkpoint.path)
+        self.rows[int(row["step"])] = row
+        now = time.monotonic()
+        if checkpoint is not None or row.get("final") or now - self._last_flush >= self.flush_s:
+            self.flush()
+            self._last_flush = now
+
+    def after_exception(self, run_context, worker_exceptions) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            storage.write_text(self.uri, "".join(json.dumps(self.rows[s]) + "\n" for s in sorted(self.rows)))
+
+
+def _callback_class():
+    """MetricsWriter as a Ray Train UserCallback (imported lazily: ray stays out of `vsd --help`)."""
+    from ray.train import UserCallback
+
+    return type("MetricsCallback", (MetricsWriter, UserCallback), {})
+
+
+def check_inputs(cfg: TrainConfig, out_uri: str) -> None:
+    """Everything that can be checked without Ray: one line naming the field on failure."""
+    from vsd.train.data import check_dataset
+
+    if not out_uri:
+        raise ConfigError("out: the run folder (local path or s3:// prefix) is required")
+    if cfg.data.uri:
+        check_dataset(cfg.data.uri)
+    if cfg.scaling.use_gpu and cfg.scaling.resources_per_worker.get("GPU", 1) <= 0:
+        raise ConfigError("scaling.resources_per_worker: GPU must be > 0 with use_gpu")
+
+
+def prepare_inputs(cfg: TrainConfig) -> None:
+    """Build on-the-fly inputs (tiny model, synthetic data) once here, before the workers start, so
+    the workers of this node find them cached instead of racing to build them; workers on other
+    nodes build their own identical copies (same spec, same seed)."""
+    from vsd.model.tiny import TINY_SCHEME
+    from vsd.train.data import synthetic_dataset
+
+    if cfg.model.base.startswith(TINY_SCHEME):
+        from vsd.model.loader import localize
+
+        localize(cfg.model.base)
+    if cfg.data.synthetic.scenes:
+        synthetic_dataset(cfg.data)
+
+
+def storage_args(out_uri: str) -> dict:
+    """RunConfig storage kwargs: a local absolute path, or our S3 filesystem + bucket path."""
+    fs, path = storage.resolve(out_uri)
+    if storage.is_s3(out_uri):
+        return {"storage_path": path, "storage_filesystem": fs}
+    return {"storage_path": path}
+
+
+def _finished(cfg: TrainConfig, out_uri: str) -> TrainResult | None:
+    """The result of a run whose latest checkpoint already reached ``optim.max_steps``, else None.
+    (An epoch-based run's length depends on the data and the workers: its workers decide.)"""
+    from vsd.model.checkpoints import read_meta
+    from vsd.train.checkpoint import latest
+
+    checkpoint = latest(out_uri) if cfg.optim.max_steps else None
+    if checkpoint is None:
+        return None
+    meta = read_meta(checkpoint)
+    if int(meta["step"]) < cfg.optim.max_steps:
+        return None
+    metrics = {"step": int(meta["step"]), "resumed_from": int(meta["step"]), "final": True}
+    return TrainResult(run_uri=out_uri, checkpoint=checkpoint, metrics=metrics, error=None)
+
+
+def _fit(trainer):
+    """(result, None) or (None, one-line error) — run inside a Ray task, see below."""
+    import ray.train
+
+    try:
+        return trainer.fit(), None
+    except ray.train.TrainingFailedError as exc:
+        return None, _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The most telling line of a (multi-worker, multi-traceback) training failure."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    causes = [x for x in lines if x.split(":", 1)[0].endswith(("Error", "Exception"))]
+    return (causes[0] if causes else lines[0] if lines else type(exc).__name__)[:300]
+
+
+def _own_state_api() -> str:
+    """The State API (dashboard) URL of the cluster we are connected to, or, when it runs none, an
+    address nobody answers (the check then reports "unavailable" and never cleans up)."""
+    import json
+    import urllib.request
+
+    import ray
+    from ray._private import ray_constants
+    from ray.experimental import internal_kv
+
+    address = internal_kv._internal_kv_get(ray_constants.DASHBOARD_ADDRESS,
+                                           namespace=ray_constants.KV_NAMESPACE_DASHBOARD)
+    session = ray._private.worker.global_worker.node.session_name
+    if address:
+        url = f"http://{address.decode()}"
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=3) as reply:
+                if json.load(reply).get("session_name") == session:
+                    return url
+        except (OSError, ValueError):
+            pass
+    return "http://127.0.0.1:9"
+
+
+def _fit_pinned_to_this_cluster(trainer):
+    """``trainer.fit()`` with the State API pinned to the cluster we are connected to, for the
+    controller and everything it starts.
+
+    Ray Train's placement-group cleaner asks the State API whether the controller is alive. It
+    finds the API by auto-detection, and without a dashboard falls back to 127.0.0.1:8265: on a
+    host running several Ray clusters (CI, a dev box) that is another cluster, which does not know
+    our controller, and the cleaner then tears down our workers mid-run. Running fit in a task whose
+    runtime_env pins ``RAY_ADDRESS`` and ``RAY_API_SERVER_ADDRESS`` (inherited by the controller and
+    the cleaner) makes the check ask our own cluster, or nobody.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    env = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_API_SERVER_ADDRESS": _own_state_api()}
+    task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(runtime_env={"env_vars": env})
+    return ray.get(task.remote(trainer))
+
+
+def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
+    """Run (or resume) the fine-tune; returns where the adapter is. Config problems raise
+    ConfigError before any Ray cluster is touched."""
+    check_inputs(cfg, out_uri)
+    finished = _finished(cfg, out_uri)
+    if finished is not None:  # launched again after it finished: no cluster, nothing redone
+        return finished
+    prepare_inputs(cfg)
+    storage.makedirs(out_uri)
+    storage.write_text(storage.join(out_uri, CONFIG_DUMP), dump_yaml(cfg))
+
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from vsd.train.loop import train_loop_per_worker
+
+    resources = dict(cfg.scaling.resources_per_worker)
+    if cfg.scaling.use_gpu:
+        resources.setdefault("GPU", 1)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"config": to_dict(cfg), "run_uri": out_uri},
+        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=CHECKPOINTS_DIR,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep_n),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),
+            callbacks=[_callback_class()(out_uri)],
+            **storage_args(out_uri),
+        ),
+    )
+    result, error = _fit_pinned_to_this_cluster(trainer)
+    from vsd.train.checkpoint import latest
+
+    metrics: dict[str, Any] = dict(result.metrics or {}) if result is not None else {}
+    return TrainResult(run_uri=out_uri, checkpoint=latest(out_uri), metrics=metrics, error=error)
