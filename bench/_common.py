@@ -211,6 +211,12 @@ def mib(n: int) -> str:
 # Running `vsd annotate`
 # ----------------------------------------------------------------------------------------------
 
+# Ray gives its raylet a fixed 30 s to register (ray/_private/node.py); on a 2-core machine
+# shared with other jobs that can pass before anything of ours ran. Such a run is started again.
+RAY_STARTUP_TIMEOUT = "timed out during startup"
+STARTUP_RETRIES = 2
+
+
 @dataclass
 class AnnotateRun:
     wall_s: float
@@ -238,20 +244,25 @@ def run_annotate(manifest: str, output: str, overrides: list[str], *, sample_mem
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     cmd = [sys.executable, "-m", "vsd.cli", "annotate", "--config", TINY_CONFIG, "--input", manifest,
            "--output", output, *overrides]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    sampler = TreeSampler(proc.pid, hz) if sample_memory else None
-    if sampler:
-        sampler.__enter__()
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    finally:
+    for attempt in range(1 + STARTUP_RETRIES):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sampler = TreeSampler(proc.pid, hz) if sample_memory else None
         if sampler:
-            sampler.__exit__(None, None, None)
-        if proc.poll() is None:
-            proc.kill()
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+            sampler.__enter__()
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+        finally:
+            if sampler:
+                sampler.__exit__(None, None, None)
+            if proc.poll() is None:
+                proc.kill()
+        wall = time.perf_counter() - t0
+        if proc.returncode == 0:
+            break
+        if RAY_STARTUP_TIMEOUT in out and attempt < STARTUP_RETRIES:
+            print(f"(Ray start-up timed out on the loaded machine after {wall:.0f}s; starting the run again)", flush=True)
+            continue
         sys.stderr.write(out[-4000:])
         raise RuntimeError(f"vsd annotate exited with {proc.returncode}")
     manifest_path = os.path.join(output, "run_date=2026-01-01", "_manifest.json")

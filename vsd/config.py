@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import types
 import typing
 from typing import Any, TypeVar
@@ -21,6 +22,24 @@ import yaml
 from vsd.errors import VSDError
 
 T = TypeVar("T")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false are booleans, so `mode: off` or
+    `refine.mode=off` stays the string "off" (YAML 1.1 would turn on/off/yes/no into bools)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def yaml_load(text: str):
+    """Parse YAML the way every config file and override is parsed."""
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 class ConfigError(VSDError, ValueError):
@@ -145,7 +164,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"{item}: an override must look like key.sub=value")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = yaml_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
@@ -174,7 +193,7 @@ def load_yaml(path: str) -> dict:
     except OSError as exc:
         raise ConfigError(f"config: cannot read {path}: {exc}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
