@@ -123,8 +123,9 @@ class IdLedger:
         self._done, self._keys, self.parts_before = load_done(output)
         self._claimed: dict[str, str] = {}
         # Sets, not counters: a retried read task claims again and must not be counted twice.
-        self._skipped: set[str] = set()
-        self._duplicates: dict[str, str] = {}
+        # Keyed by (uri, id): one file listed under several given ids is several images.
+        self._skipped: set[tuple[str, str]] = set()
+        self._duplicates: dict[tuple[str, str], str] = {}
 
     def claim(self, entries: list[tuple[str | None, str | None, str]]) -> list[str]:
         return [self._claim_one(*e) for e in entries]
@@ -135,11 +136,11 @@ class IdLedger:
         if image_id is None:
             return "unknown"
         if image_id in self._done:
-            self._skipped.add(uri)  # by URI: two copies of one done image are two skips
+            self._skipped.add((uri, image_id))  # two copies of one done image are two skips
             return "done"
         owner = self._claimed.setdefault(image_id, uri)
         if owner != uri:
-            self._duplicates[uri] = f"{uri}: same content as {owner} (image_id {image_id})"
+            self._duplicates[(uri, image_id)] = f"{uri}: same content as {owner} (image_id {image_id})"
             return "duplicate"
         return "new"
 

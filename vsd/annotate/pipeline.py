@@ -151,18 +151,20 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
             ray.init()
         DataContext.get_current().enable_progress_bars = cfg.progress_bars
         ledger = ray.remote(IdLedger).options(num_cpus=0).remote(meta.output)
-        before = ray.get(ledger.report.remote())  # also surfaces a broken output before any work
-        known = drop_known(plan, ledger)
-        echo(f"{planned} images planned from {cfg.input} ({plan.kind}); {known} already annotated in "
-             f"{cfg.output} ({before['images_done_before']} images there); {len(plan)} to read")
-        if len(plan):
-            ds = build_dataset(cfg, plan, ledger, meta, engine_factory)
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for part, blob in zip(batch.column("part").to_pylist(), batch.column("counts").to_pylist()):
-                    parts.append(part)
-                    merge_counts(counts, json.loads(blob))
-        ledger_report = ray.get(ledger.report.remote())
-        ray.kill(ledger)
+        try:  # a failed run (full disk, S3 outage) must not leave its ledger -- and the done set -- alive
+            before = ray.get(ledger.report.remote())  # also surfaces a broken output before any work
+            known = drop_known(plan, ledger)
+            echo(f"{planned} images planned from {cfg.input} ({plan.kind}); {known} already annotated in "
+                 f"{cfg.output} ({before['images_done_before']} images there); {len(plan)} to read")
+            if len(plan):
+                ds = build_dataset(cfg, plan, ledger, meta, engine_factory)
+                for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    for part, blob in zip(batch.column("part").to_pylist(), batch.column("counts").to_pylist()):
+                        parts.append(part)
+                        merge_counts(counts, json.loads(blob))
+            ledger_report = ray.get(ledger.report.remote())
+        finally:
+            ray.kill(ledger)
     pipeline_s = time.time() - started - planned_s
 
     counts = plain(counts)
