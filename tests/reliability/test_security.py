@@ -139,9 +139,6 @@ def test_training_checkpoints_load_with_safetensors_never_pickle(tmp_path, tiny_
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG vsd/refine/llm.py HFRefiner._load_model: AutoModelForCausalLM.from_pretrained "
-                                       "without use_safetensors=True (and not via vsd.model.loader), so a pickle-only "
-                                       "refine model is loaded instead of refused")
 def test_refine_model_with_only_pickle_weights_is_refused(tiny_text_lm_dir, tmp_path):
     import torch
     from safetensors.torch import load_file

@@ -42,12 +42,15 @@ def test_s3_storage_is_a_filesystem_plus_bucket_path_never_a_uri_with_a_filesyst
 
 def test_a_finished_run_is_not_started_again(tmp_path, train_config_dict):
     import ray
+    import torch
+    from safetensors.torch import save_file
 
     from vsd.train.driver import train
 
     ckpt = tmp_path / "run" / "checkpoints" / "checkpoint_00000004"
     (ckpt / "adapter").mkdir(parents=True)
     (ckpt / "adapter" / "adapter_config.json").write_text("{}")
+    save_file({"lora_A": torch.zeros(2, 2)}, str(ckpt / "adapter" / "adapter_model.safetensors"))
     (ckpt / "meta.json").write_text(json.dumps({"step": 4, "base_model": "tiny:llava", "total_steps": 4}))
     cfg = from_dict(TrainConfig, train_config_dict(optim={"max_steps": 4}))
     was_up = ray.is_initialized()

@@ -24,9 +24,11 @@ def load_tokenizer(model: str) -> Any:
     """The model's tokenizer (chat template included), or a one-line error naming the model."""
     from transformers import AutoTokenizer
 
+    from vsd.model.loader import localize
+
     try:
-        return AutoTokenizer.from_pretrained(model)
-    except (OSError, ValueError) as exc:
+        return AutoTokenizer.from_pretrained(localize(model))
+    except (OSError, ValueError, VSDError) as exc:
         raise VSDError(f"refine.model: cannot load a tokenizer from {model!r}: {str(exc).splitlines()[0]}") from None
 
 

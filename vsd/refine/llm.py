@@ -15,7 +15,6 @@ from vsd.refine.config import RefineConfig
 
 GenerateFn = Callable[[list[str], int], list[list[str]]]
 
-_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def _device(name: str) -> str:
@@ -24,14 +23,6 @@ def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
-
-
-def _dtype(name: str, device: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, _DTYPES[name])
 
 
 class HFRefiner(ChatRefiner):
@@ -48,14 +39,16 @@ class HFRefiner(ChatRefiner):
             self._load_model()
 
     def _load_model(self) -> None:
-        from transformers import AutoModelForCausalLM
+        # Through the project's loader: safetensors only (never pickle), no remote code, and the
+        # same hub / local / s3:// / tiny: resolution as the annotation model.
+        from vsd.model.loader import load_model
 
         self.device = _device(self.cfg.device)
         try:
-            model = AutoModelForCausalLM.from_pretrained(self.cfg.model, dtype=_dtype(self.cfg.dtype, self.device))
-        except (OSError, ValueError) as exc:
-            raise VSDError(f"refine.model: cannot load {self.cfg.model!r}: {str(exc).splitlines()[0]}") from None
-        self.model = model.to(self.device).eval()
+            model, _ = load_model(self.cfg.model, dtype=self.cfg.dtype, device=self.device)
+        except VSDError as exc:
+            raise VSDError(f"refine.{exc}") from None
+        self.model = model
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"  # generation appends on the right of every row

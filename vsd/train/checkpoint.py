@@ -10,6 +10,8 @@ rank 0 alone writes.
 
 from __future__ import annotations
 
+import logging
+
 import json
 import os
 import tempfile
@@ -54,7 +56,23 @@ def load_adapter_state(checkpoint: str) -> dict:
     return load_safetensors(storage.read_bytes(storage.join(checkpoint, ADAPTER_DIR, "adapter_model.safetensors")))
 
 
+def loads(checkpoint: str) -> bool:
+    """Whether a checkpoint's adapter tensors read back; a torn or corrupt one is logged loudly."""
+    try:
+        load_adapter_state(checkpoint)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means: do not resume from it
+        logging.getLogger(__name__).warning(
+            "checkpoint %s is unreadable (%s: %s); falling back to the one before",
+            checkpoint, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+        return False
+
+
 def latest(run_uri: str) -> str | None:
-    """The run's highest-step complete checkpoint, or None for a new run."""
-    found = list_checkpoints(run_uri)
-    return found[-1][1] if found else None
+    """The run's highest-step checkpoint that is complete and loads, or None for a new run.
+    A corrupt newest checkpoint (a torn write, a bad disk) is skipped with a warning, so a
+    restart resumes from the one before instead of failing on every attempt."""
+    for _, checkpoint in reversed(list_checkpoints(run_uri)):
+        if loads(checkpoint):
+            return checkpoint
+    return None

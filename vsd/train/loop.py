@@ -238,7 +238,8 @@ def _resume_point(run_uri: str) -> tuple[dict | None, str | None]:
         fs, path = restored.filesystem, restored.path
         # Read through our storage layer: the same bytes, local or s3://.
         uri = ("s3://" + path) if fs.type_name == "s3" else path
-        return ck.read_meta(uri), uri
+        if ck.loads(uri):
+            return ck.read_meta(uri), uri
     latest = ck.latest(run_uri)
     if latest is None:
         return None, None
