@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+# Ray waits 30 s for a raylet by default; a loaded 2-core machine can need longer.
+export RAY_raylet_start_wait_time_s ?= 180
 
 setup:
 	bash scripts/setup.sh
@@ -13,8 +15,9 @@ setup:
 demo: setup
 	$(VENV)/bin/vsd demo --out out/demo
 
+# Everything, slow end-to-end and fault-injection tests included (a bare `pytest` skips them).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "slow or not slow" --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
