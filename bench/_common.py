@@ -66,6 +66,14 @@ def synthetic_jpeg(rng, width: int, height: int, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def jpeg_corpus(n: int, size: int, seed: int = 0) -> list[bytes]:
+    """``n`` distinct square JPEGs of ``size`` px (seeded), for engine benchmarks."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [synthetic_jpeg(rng, size, size) for _ in range(n)]
+
+
 def random_pair(rng) -> dict:
     """One object pair with valid normalised boxes (subject left/top of object, as often as not)."""
     def box():

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ratio_line  # noqa: E402 - bench/ is not a package; _common also puts the repo on sys.path
+from _common import jpeg_corpus, ratio_line  # noqa: E402 - bench/ is not a package; _common also puts the repo on sys.path
 
 PEAK_FLOPS = 790e12
 # LLaVA-1.5: Vicuna (Llama-2 shapes) + CLIP ViT-L/14 at 336 px (576 image tokens).
@@ -92,19 +91,6 @@ def build_model(size: str, tok, *, tiny_vision: bool, dtype, device: str):
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     return model.eval(), n_tokens
-
-
-def _images(n: int, size: int) -> list[bytes]:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
-        out.append(buf.getvalue())
-    return out
 
 
 def _sync(device: str) -> None:
@@ -225,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     v = VISION["tiny" if args.tiny else "clip-l-336"]
     processor = build_processor(v["image_size"], v["patch_size"])
-    images = _images(args.images, 400 if not args.tiny else 48)
+    images = jpeg_corpus(args.images, 400 if not args.tiny else 48)
     print(f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, "
           f"torch {torch.__version__}, transformers {__import__('transformers').__version__}")
     print("| model | params | naive images/s | ours images/s | speed-up | floor images/s | of floor | peak GiB naive/ours |")

@@ -13,29 +13,15 @@ sharing the image prefix buys and nothing else. Prints images/s per k, then
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ratio_line  # noqa: E402 - bench/ is not a package; _common also puts the repo on sys.path
+from _common import jpeg_corpus, ratio_line  # noqa: E402 - bench/ is not a package; _common also puts the repo on sys.path
 
 TARGETS = {1: 2.0, 3: 3.0, 5: 4.0}
-
-
-def _jpegs(n: int, size: int) -> list[bytes]:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
-        out.append(buf.getvalue())
-    return out
 
 
 def _requests(images: list[bytes], k: int):
@@ -76,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.model or build_tiny_llava(tempfile.mkdtemp(prefix="vsd-bench-"), image_tokens=args.image_tokens, seed=0)
     model, processor = load_model(path, dtype="float32", device="cpu")
-    images = _jpegs(args.images, 400)
+    images = jpeg_corpus(args.images, 400)
     ks = [int(x) for x in args.k.split(",")]
     print(f"model {path}: {args.image_tokens} image tokens, {args.images} images, batch {args.batch_size} images, "
           f"{args.max_new_tokens} new tokens, {args.threads} thread(s)")

@@ -9,9 +9,9 @@ line that names the field (``ConfigError: train.zero_stage: must be one of [2, 3
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
-import json
 import re
 import types
 import typing
@@ -100,26 +100,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp in (int, float):
+        return _number(value, tp, where)
     if tp is str:
         if isinstance(value, (dt.date, dt.datetime)):  # YAML reads 2026-11-26 as a date
             return value.isoformat()
@@ -127,6 +109,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return str(value)
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
+
+
+def _number(value: Any, tp: type, where: str) -> int | float:
+    """An int or float field's value; a bool is never a number (YAML `true` is not 1)."""
+    if not isinstance(value, bool):
+        if isinstance(value, int) or (tp is float and isinstance(value, float)):
+            return tp(value)
+        if isinstance(value, str):
+            try:
+                return tp(value)
+            except ValueError:
+                pass
+    raise ConfigError(f"{where}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
 
 
 def _build(cls: type[T], data: dict, prefix: str) -> T:
@@ -171,7 +166,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
-    data = json.loads(json.dumps(data))  # deep copy of plain data
+    data = copy.deepcopy(data)
     for item in overrides or []:
         path, value = parse_override(item)
         node = data
