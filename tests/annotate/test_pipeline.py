@@ -73,6 +73,22 @@ def test_grown_corpus_annotates_only_the_new_images(ray_local, tmp_path, annotat
     assert storage.exists(storage.join(out, "run_date=2026-11-27", "_manifest.json"))
 
 
+def test_unchanged_folder_rerun_never_starts_the_ray_pipeline(ray_local, tmp_path, annotate_config, monkeypatch):
+    corpus, out = str(tmp_path / "corpus"), str(tmp_path / "out")
+    build_corpus(corpus, 12, seed=6)
+    images = storage.join(corpus, "images")  # a folder: known files are recognised by uri|size|mtime
+    assert run_annotation(annotate_config(images, out), engine_factory=make_color_engine).counts["images"] == 12
+
+    def no_ray_path(*_a, **_k):
+        raise AssertionError("an unchanged corpus must not start the Ray pipeline")
+
+    monkeypatch.setattr("vsd.annotate.pipeline.drop_known", no_ray_path)
+    again = run_annotation(annotate_config(images, out, "run_date=2026-11-28"), engine_factory=make_color_engine)
+    assert again.counts["images"] == 0 and again.counts["skipped"]["already_annotated"] == 12
+    assert again.counts["unaccounted"] == 0 and len(read_rows(out)) == 12
+    assert storage.exists(storage.join(out, "run_date=2026-11-28", "_manifest.json"))
+
+
 DRIVER = textwrap.dedent("""
     import sys, ray
     from vsd.annotate.config import load_config

@@ -120,6 +120,23 @@ def drop_known(plan: SourcePlan, ledger, chunk: int = 10_000) -> int:
     return table.num_rows - plan.table.num_rows
 
 
+def _all_done_locally(plan: SourcePlan, output: str) -> dict | None:
+    """The ledger's report when every planned image is already written (by given id or unchanged
+    ``uri|size|mtime``), decided in the driver with the same ``IdLedger`` logic; else None. Costs
+    one read of the output's small ``_index/`` files, repeated by the Ray ledger when work remains."""
+    if not storage.exists(output):
+        return None
+    ledger = IdLedger(output)
+    if not ledger.parts_before:
+        return None
+    table = plan.table
+    entries = zip(table.column("image_id").to_pylist(), table.column("source_key").to_pylist(),
+                  table.column("source_uri").to_pylist())
+    if all(verdict == "done" for verdict in ledger.claim(list(entries))):
+        return ledger.report()
+    return None
+
+
 def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = None,
                    echo: Callable[[str], None] = print) -> RunResult:
     """Annotate what ``cfg.input`` holds and ``cfg.output`` lacks; returns this run's counts."""
@@ -146,6 +163,11 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
     planned = len(plan)
     if not planned:
         echo(f"no images found under {cfg.input}: nothing to annotate")
+    elif (done := _all_done_locally(plan, meta.output)) is not None:
+        # The nightly run over an unchanged corpus: nothing to read, so no Ray cluster, no model.
+        ledger_report = done
+        echo(f"{planned} images planned from {cfg.input} ({plan.kind}); all already annotated in "
+             f"{cfg.output}: nothing to do")
     else:
         if not ray.is_initialized():
             ray.init()
