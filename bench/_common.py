@@ -22,6 +22,13 @@ if REPO not in sys.path:
 
 TINY_CONFIG = os.path.join(REPO, "jobs", "configs", "annotate-tiny-cpu.yaml")
 
+# Language-model shapes of LLaVA-1.5 (Vicuna / Llama-2) for the GPU benches' random-weight models.
+LLAVA_TEXT_SHAPES = {
+    "7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, intermediate_size=11008),
+    "13b": dict(hidden_size=5120, num_hidden_layers=40, num_attention_heads=40, intermediate_size=13824),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
+}
+
 
 # ----------------------------------------------------------------------------------------------
 # Output

@@ -27,15 +27,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import jpeg_corpus, ratio_line  # noqa: E402 - bench/ is not a package; _common also puts the repo on sys.path
+from _common import LLAVA_TEXT_SHAPES, jpeg_corpus, ratio_line  # noqa: E402 - bench/ is not a package; _common also puts the repo on sys.path
 
 PEAK_FLOPS = 790e12
 # LLaVA-1.5: Vicuna (Llama-2 shapes) + CLIP ViT-L/14 at 336 px (576 image tokens).
-TEXT = {
-    "7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, intermediate_size=11008),
-    "13b": dict(hidden_size=5120, num_hidden_layers=40, num_attention_heads=40, intermediate_size=13824),
-    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
-}
+TEXT = LLAVA_TEXT_SHAPES
 VISION = {
     "clip-l-336": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
                        image_size=336, patch_size=14),

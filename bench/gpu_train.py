@@ -25,17 +25,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _common import LLAVA_TEXT_SHAPES  # noqa: E402 - bench/ is not a package
 from vsd.train.loop import TorchStepper, make_optimizer, run_step  # noqa: E402
 
 PEAK_BF16 = 798e12
 SEQ_TEXT, SEQ_ANSWER = 73, 32
 
-SHAPES = {
-    "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
-    "13b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
-}
+SHAPES = LLAVA_TEXT_SHAPES
 VISION = {
     "full": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                  image_size=336, patch_size=14, projection_dim=768),
