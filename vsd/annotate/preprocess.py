@@ -96,8 +96,10 @@ def decode(data: bytes | None, max_pixels: int, target: int) -> Image.Image:
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
             if im.format == "JPEG" and im.mode in ("RGB", "L", "CMYK"):
-                # DCT scaling: a 40 MP JPEG decodes at 1/8 size directly (speed and memory).
-                im.draft(im.mode, (target * 2, target * 2))
+                # DCT scaling: a 40 MP JPEG decodes at 1/8 size directly (speed and memory). PIL
+                # never scales below the requested size, so the resize that follows still
+                # downsamples (with antialiasing) from at least the target size.
+                im.draft(im.mode, (target, target))
             im.load()
             im = ImageOps.exif_transpose(im)
             return to_rgb(im)
