@@ -73,6 +73,14 @@ def synthetic_jpeg(rng, width: int, height: int, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def announced_corpus(root: str, n: int, size: int) -> str:
+    """``write_corpus`` under ``root/corpus`` with a line saying what was made, how fast, on what."""
+    t0 = time.perf_counter()
+    manifest = write_corpus(os.path.join(root, "corpus"), n, (size, size))
+    print(f"corpus: {n} JPEGs {size}px in {time.perf_counter() - t0:.1f}s; {machine_note()}", flush=True)
+    return manifest
+
+
 def jpeg_corpus(n: int, size: int, seed: int = 0) -> list[bytes]:
     """``n`` distinct square JPEGs of ``size`` px (seeded), for engine benchmarks."""
     import numpy as np

@@ -128,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     with tempfile.TemporaryDirectory(prefix="vsd-bench-pipe-", dir=args.workdir) as root:
-        t0 = time.perf_counter()
-        manifest = _common.write_corpus(os.path.join(root, "corpus"), args.images, (args.source_size, args.source_size))
-        print(f"corpus: {args.images} JPEGs {args.source_size}px in {time.perf_counter() - t0:.1f}s; "
-              f"{_common.machine_note()}", flush=True)
+        manifest = _common.announced_corpus(root, args.images, args.source_size)
 
         output = os.path.join(root, "out")
         overrides = _common.annotate_overrides(args.max_new_tokens, args.batch_size,

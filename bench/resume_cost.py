@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
@@ -44,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="vsd-bench-resume-", dir=args.workdir) as root:
-        t0 = time.perf_counter()
-        manifest = _common.write_corpus(os.path.join(root, "corpus"), args.images, (args.source_size, args.source_size))
-        print(f"corpus: {args.images} JPEGs {args.source_size}px in {time.perf_counter() - t0:.1f}s; "
-              f"{_common.machine_note()}", flush=True)
+        manifest = _common.announced_corpus(root, args.images, args.source_size)
         output = os.path.join(root, "out")
         overrides = _common.annotate_overrides(args.max_new_tokens, args.batch_size)
         first = _common.run_annotate(manifest, output, overrides)
