@@ -129,9 +129,10 @@ def run(args: argparse.Namespace) -> int:
     with watch.stage("data"):
         from vsd import config as vconfig
 
-        demo_cfg = vconfig.load_yaml(args.train_config)
-        n_train = args.train_scenes or int(demo_cfg.get("demo", {}).get("train_scenes", 600))
-        size = int(demo_cfg.get("demo", {}).get("image_size", 64))
+        train_yaml = vconfig.load_yaml(args.train_config)
+        demo_sizes = train_yaml.pop("demo", {})  # sizes of the demo itself, not TrainConfig fields
+        n_train = args.train_scenes or int(demo_sizes.get("train_scenes", 600))
+        size = int(demo_sizes.get("image_size", 64))
         _, train_data = make_data(out / "data", n_train, args.seed, "train", size)
         heldout_scenes, heldout_data = make_data(out / "data", args.heldout_scenes, args.seed + 1000, "heldout", size)
 
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
                  runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"]}})
     try:
         with watch.stage("train (Ray Train + DeepSpeed, LoRA)"):
-            cfg_path = _without_demo_section(args.train_config, out)
+            cfg_path = _write_train_config(train_yaml, out)
             result = train_adapter(cfg_path, list(args.overrides), train_data, out / "train")
             print(f"adapter: {result.checkpoint}")
         with watch.stage("export (merge LoRA)"):
@@ -179,15 +180,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _without_demo_section(path: str, out: Path) -> str:
-    """The demo's train config minus its ``demo:`` section (sizes of the demo itself, not of
-    TrainConfig), written next to the outputs so the run can be reproduced with `vsd train`."""
+def _write_train_config(data: dict, out: Path) -> str:
+    """The demo's train config (without its ``demo:`` section), written next to the outputs so the
+    run can be reproduced with `vsd train --config <out>/train-config.yaml`."""
     import yaml
 
-    from vsd import config as vconfig
-
-    data = vconfig.load_yaml(path)
-    data.pop("demo", None)
     target = out / "train-config.yaml"
     target.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(target)
