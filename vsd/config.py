@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import datetime as dt
 import re
+import sys
 import types
 import typing
 from typing import Any, TypeVar
@@ -124,9 +125,74 @@ def _number(value: Any, tp: type, where: str) -> int | float:
     raise ConfigError(f"{where}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
 
 
+_warned: set[str] = set()
+
+
+def deprecated(message: str) -> None:
+    """One line on stderr, once per process, for a setting that still works but is going away."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"vsd: deprecated: {message}", file=sys.stderr)
+
+
+def _pop_path(data: dict, path: list[str]) -> tuple[bool, Any]:
+    node = data
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            return False, None
+    if path[-1] not in node:
+        return False, None
+    value = node.pop(path[-1])
+    return True, value
+
+
+def _set_path(data: dict, path: list[str], value: Any) -> bool:
+    """Set ``path`` unless the new key is already given (the new spelling wins)."""
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            return False
+    if path[-1] in node:
+        return False
+    node[path[-1]] = value
+    return True
+
+
+def migrate_renamed(cls: type, data: dict, prefix: str = "") -> dict:
+    """Old spellings of ``cls``'s fields -> new ones, each with a one-line deprecation message.
+
+    A config class lists them in ``RENAMED = {"old.dotted.key": "new.dotted.key"}`` (paths relative
+    to the class), so YAML files and ``key=value`` overrides written for an older release keep
+    working for one more release. An old key whose parent became a plain value is left alone.
+    """
+    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    if not renamed:
+        return data
+    data = copy.deepcopy(data)
+    for old, new in renamed.items():
+        found, value = _pop_path(data, old.split("."))
+        if not found:
+            continue
+        where = f"{prefix}." if prefix else ""
+        if _set_path(data, new.split("."), value):
+            deprecated(f"{where}{old} is now {where}{new} (the old key is read for one more release)")
+        else:
+            deprecated(f"{where}{old} is ignored: {where}{new} is also set")
+    for parent in {old.split(".")[0] for old in renamed}:  # a section emptied by the moves
+        if isinstance(data.get(parent), dict) and not data[parent] and parent not in {f.name for f in dataclasses.fields(cls)}:
+            data.pop(parent)
+    return data
+
+
 def _build(cls: type[T], data: dict, prefix: str) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    data = migrate_renamed(cls, data, prefix)
+    upgrade = getattr(cls, "upgrade", None)  # a classmethod for older shapes RENAMED cannot express
+    if callable(upgrade):
+        data = upgrade(data)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
