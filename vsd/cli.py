@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vsd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vsd annotate --help-config | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
     return int(result or 0)
 
 

@@ -109,8 +109,8 @@ def test_killed_driver_rerun_gives_exactly_the_uninterrupted_rows(ray_local, tmp
     expected = build_corpus(corpus, 40, seed=2)
     manifest = storage.join(corpus, "manifest.jsonl")
     killed_out, clean_out = str(tmp_path / "killed"), str(tmp_path / "clean")
-    overrides = [f"input={manifest}", f"output={killed_out}", "progress_bars=false", "run_date=2026-11-26",
-                 "resources.write_batch_size=4", "engine.batch_size=2"]
+    overrides = [f"input.uri={manifest}", f"output={killed_out}", "progress_bars=false", "run_date=2026-11-26",
+                 "stages.write.resources.batch_size=4", "engine.batch_size=2"]
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
@@ -138,7 +138,7 @@ def test_killed_driver_rerun_gives_exactly_the_uninterrupted_rows(ray_local, tmp
     assert 0 < written_before < len(expected)
     assert not storage.exists(storage.join(killed_out, "run_date=2026-11-26", "_manifest.json"))
 
-    rerun = run_annotation(annotate_config(manifest, killed_out, "resources.write_batch_size=4"), engine_factory=make_color_engine)
+    rerun = run_annotation(annotate_config(manifest, killed_out, "stages.write.resources.batch_size=4"), engine_factory=make_color_engine)
     assert rerun.counts["images"] == len(expected) - written_before
     assert rerun.counts["skipped"]["already_annotated"] == written_before
     run_annotation(annotate_config(manifest, clean_out), engine_factory=make_color_engine)
@@ -194,7 +194,7 @@ def test_bad_config_and_paths_fail_before_any_work(tmp_path, capsys):
 def test_s3_300_synthetic_and_hard_files_hf_tiny(ray_local, s3_bucket, annotate_config):
     corpus, out = f"{s3_bucket}/corpus", f"{s3_bucket}/annotations"
     expected = build_corpus(corpus, 300, seed=7, hard=True)
-    result = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out, "resources.write_batch_size=32"))
+    result = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=32"))
     check_exactly_once(out, expected)
     assert result.counts["images"] == len(expected) and result.counts["unaccounted"] == 0
     assert storage.exists(f"{out}/run_date=2026-11-26/_manifest.json") and storage.exists(f"{out}/README.md")
@@ -208,8 +208,8 @@ def test_shipped_configs_load_and_open_with_their_command(name):
 
     path = REPO / "jobs" / "configs" / name
     assert "annotate" in path.read_text().splitlines()[1]  # line 2 is the command that runs it
-    cfg = load_config(str(path), ["input=s3://in/", "output=s3://out/"])
+    cfg = load_config(str(path), ["input.uri=s3://in/", "output=s3://out/"])
     cfg.check_paths()
     if "nightly" in name:
-        assert cfg.engine.kind == "sglang" and cfg.resources.generate_concurrency == 8
-        assert cfg.resources.generate_num_gpus * cfg.resources.generate_concurrency <= 8
+        assert cfg.engine.kind == "sglang" and cfg.stages.generate.resources.concurrency == 8
+        assert cfg.stages.generate.resources.num_gpus * cfg.stages.generate.resources.concurrency <= 8

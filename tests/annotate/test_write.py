@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from vsd.annotate.card import render_card
 from vsd.annotate.index import IdLedger, load_done, part_uris
 from vsd.annotate.items import fail_item, new_item, new_pair, to_table
-from vsd.annotate.write import RunMeta, scan_counts, write_parts
+from vsd.annotate.stages.write import RunMeta, scan_counts, write_parts
 from vsd.schema import ANNOTATION_SCHEMA
 
 

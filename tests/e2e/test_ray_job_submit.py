@@ -139,7 +139,7 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_head, s3_bucket, tmp_path
     annotate_log = submit(ray_head, runtime_env, [
         "python", "jobs/annotate.py", "--config", "jobs/configs/annotate-tiny-cpu.yaml",
         "--input", corpus.vsd1, "--output", output_uri, "--model", merged_uri,
-        f"source.image_dir={corpus.images}", "progress_bars=false"], "annotate", tmp_path, ANNOTATE_TIMEOUT_S)
+        f"input.image_dir={corpus.images}", "progress_bars=false"], "annotate", tmp_path, ANNOTATE_TIMEOUT_S)
     t_annotate = time.monotonic() - t2
 
     # The Parquet on S3: one row per (image, pair) of the input, nothing dropped, nothing twice.

@@ -57,7 +57,7 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
         proc = subprocess.run(
             [sys.executable, str(REPO / "jobs/annotate.py"), "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
              "--input", rel_corpus["manifest"], "--output", out, "progress_bars=false", "run_date=2026-11-26",
-             "resources.write_batch_size=8", f"engine.engine_args={{api_key: {PLANTED}-cfg}}"],
+             "stages.write.resources.batch_size=8", f"engine.engine_args={{api_key: {PLANTED}-cfg}}"],
             env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         leaks = _leaks(proc.stdout, "stdout", PLANTED) + _leaks(proc.stderr, "stderr", PLANTED)
@@ -91,7 +91,7 @@ def test_config_dump_never_carries_credentials():
     from vsd.config import to_dict
 
     cfg = load_config(str(REPO / "jobs/configs/annotate-nightly-llava15-13b-sglang.yaml"),
-                      ["input=s3://in/", "output=s3://out/", f"engine.engine_args={{hf_token: {PLANTED}, "
+                      ["input.uri=s3://in/", "output=s3://out/", f"engine.engine_args={{hf_token: {PLANTED}, "
                        f"nested: {{aws_secret_access_key: {PLANTED}}}, tp_size: 1}}"])
     dumped = json.dumps(scrub(to_dict(cfg)))
     assert PLANTED not in dumped and '"tp_size": 1' in dumped

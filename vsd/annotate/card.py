@@ -9,14 +9,17 @@ the relation histogram over every run so far.
 from __future__ import annotations
 
 from vsd.relations import RELATIONS
-from vsd.schema import ANNOTATION_SCHEMA, PROMPT_VERSION
+from vsd.schema import PROMPT_VERSION, column_docs
+
+
+def _cell(text: str) -> str:
+    """A table cell: a ``|`` inside a doc ("ok | error") would split the Markdown row."""
+    return text.replace("|", "\\|")
 
 
 def _schema_table() -> str:
     lines = ["| column | type | description |", "|---|---|---|"]
-    for f in ANNOTATION_SCHEMA:
-        doc = (f.metadata or {}).get(b"doc", b"").decode()
-        lines.append(f"| `{f.name}` | `{f.type}` | {doc} |")
+    lines += [f"| `{name}` | `{tp}` | {_cell(doc)} |" for name, tp, doc in column_docs()]
     return "\n".join(lines)
 
 

@@ -25,13 +25,10 @@ import pyarrow as pa
 from vsd import storage
 from vsd.annotate.card import render_card
 from vsd.annotate.config import AnnotateConfig, scrub
-from vsd.annotate.generate import GenerateStageUDF
 from vsd.annotate.index import IdLedger, part_uris, partition
-from vsd.annotate.preprocess import preprocess_batch
-from vsd.annotate.refine_stage import MODEL_FREE, RefineStageUDF, refine_batch
-from vsd.annotate.source import SourcePlan, plan_source, read_images
-from vsd.annotate.verify import verify_batch
-from vsd.annotate.write import RunMeta, merge_counts, plain, scan_counts, write_json, write_parts
+from vsd.annotate.source import SourcePlan, plan_source
+from vsd.annotate.stages import RunContext, build_dataset
+from vsd.annotate.stages.write import RunMeta, merge_counts, plain, scan_counts, write_json
 from vsd.config import to_dict
 from vsd.schema import PROMPT_VERSION
 
@@ -67,39 +64,13 @@ def adapter_hash(model: str, adapter: str | None) -> str | None:
     return export_info(model).get("adapter_sha256")
 
 
-def build_dataset(cfg: AnnotateConfig, plan: SourcePlan, ledger, meta: RunMeta,
-                  engine_factory: Callable | None = None):
-    """The lazy Ray Data graph; nothing runs until it is iterated.
-
-    Ray Data restarts a dead actor and re-runs its batch by default (``max_restarts=-1``,
-    ``max_task_retries=-1``); a re-run write lands on the same part name, so retries never
-    duplicate rows."""
+def planned_dataset(plan: SourcePlan, block: int):
+    """The plan as a Ray dataset of small blocks, so read tasks start while others are planned."""
     import ray.data
 
-    r = cfg.resources
     table = plan.table
-    block = max(1, r.read_batch_size)
-    blocks = [table.slice(i, block) for i in range(0, table.num_rows, block)]
-    ds = ray.data.from_arrow(blocks)
-    cpu = dict(batch_format="pyarrow", num_cpus=r.cpu_task_num_cpus)
-    ds = ds.map_batches(read_images, fn_kwargs={"ledger": ledger, "max_file_bytes": cfg.preprocess.max_file_bytes},
-                        batch_size=r.read_batch_size, **cpu)
-    ds = ds.map_batches(preprocess_batch, fn_kwargs={"cfg": cfg.preprocess}, batch_size=r.preprocess_batch_size,
-                        batch_format="pyarrow", num_cpus=r.preprocess_num_cpus)
-    ds = ds.map_batches(GenerateStageUDF,
-                        fn_constructor_kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks), "engine_factory": engine_factory},
-                        batch_size=cfg.engine.batch_size, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=r.generate_concurrency),
-                        num_cpus=r.generate_num_cpus, num_gpus=r.generate_num_gpus or None)
-    ds = ds.map_batches(verify_batch, batch_size=r.preprocess_batch_size, **cpu)
-    if cfg.refine.mode in MODEL_FREE:
-        ds = ds.map_batches(refine_batch, fn_kwargs={"refine": cfg.refine}, batch_size=r.refine_batch_size, **cpu)
-    else:
-        ds = ds.map_batches(RefineStageUDF, fn_constructor_kwargs={"refine": cfg.refine},
-                            batch_size=r.refine_batch_size, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=r.refine_concurrency),
-                            num_cpus=r.refine_num_cpus, num_gpus=r.refine_num_gpus or None)
-    return ds.map_batches(write_parts, fn_kwargs={"meta": meta}, batch_size=r.write_batch_size, **cpu)
+    block = max(1, block)
+    return ray.data.from_arrow([table.slice(i, block) for i in range(0, table.num_rows, block)])
 
 
 def drop_known(plan: SourcePlan, ledger, chunk: int = 10_000) -> int:
@@ -150,7 +121,8 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
     meta = RunMeta(output=cfg.output.rstrip("/"), run_date=run_date, run_id=run_id, model=cfg.engine.model,
                    adapter_sha256=adapter_hash(cfg.engine.model, cfg.engine.adapter), prompt_version=PROMPT_VERSION)
 
-    plan = plan_source(cfg.input, cfg.source.format, cfg.source.image_dir, cfg.source.vsd2, cfg.source.extensions)
+    src = cfg.input
+    plan = plan_source(src.uri, src.format, src.image_dir, src.vsd2, src.extensions)
     for line in plan.duplicates[:20]:
         echo(f"duplicate in source (skipped): {line}")
     for line in plan.problems[:20]:
@@ -162,11 +134,11 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
     ledger_report = {"skipped_done": 0, "skipped_duplicate": 0, "duplicates": []}
     planned = len(plan)
     if not planned:
-        echo(f"no images found under {cfg.input}: nothing to annotate")
+        echo(f"no images found under {src.uri}: nothing to annotate")
     elif (done := _all_done_locally(plan, meta.output)) is not None:
         # The nightly run over an unchanged corpus: nothing to read, so no Ray cluster, no model.
         ledger_report = done
-        echo(f"{planned} images planned from {cfg.input} ({plan.kind}); all already annotated in "
+        echo(f"{planned} images planned from {src.uri} ({plan.kind}); all already annotated in "
              f"{cfg.output}: nothing to do")
     else:
         if not ray.is_initialized():
@@ -176,10 +148,12 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
         try:  # a failed run (full disk, S3 outage) must not leave its ledger -- and the done set -- alive
             before = ray.get(ledger.report.remote())  # also surfaces a broken output before any work
             known = drop_known(plan, ledger)
-            echo(f"{planned} images planned from {cfg.input} ({plan.kind}); {known} already annotated in "
+            echo(f"{planned} images planned from {src.uri} ({plan.kind}); {known} already annotated in "
                  f"{cfg.output} ({before['images_done_before']} images there); {len(plan)} to read")
             if len(plan):
-                ds = build_dataset(cfg, plan, ledger, meta, engine_factory)
+                ctx = RunContext(meta=meta, ledger=ledger, engine_factory=engine_factory)
+                read_block = cfg.stages.read.resources.batch_size or 32
+                ds = build_dataset(planned_dataset(plan, read_block), cfg, ctx)
                 for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                     for part, blob in zip(batch.column("part").to_pylist(), batch.column("counts").to_pylist()):
                         parts.append(part)
@@ -218,7 +192,7 @@ def finish(cfg: AnnotateConfig, meta: RunMeta, plan: SourcePlan, planned: int, r
         "run_date": meta.run_date,
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "input": cfg.input,
+        "input": cfg.input.uri,
         "output": cfg.output,
         "source": {"kind": plan.kind, "planned_images": planned,
                    "duplicates": (plan.duplicates + ledger_report["duplicates"])[:1000],

@@ -1,22 +1,15 @@
-"""Read stage: what to annotate (a folder / ``s3://`` prefix, a manifest, VSD JSON) and its bytes.
+"""What to annotate: plan the items of a folder / ``s3://`` prefix, a manifest or VSD JSON.
 
 The driver only *plans* (lists URIs, reads the manifest) -- light metadata. Bytes are read and
-hashed in Ray tasks (`read_images`), so a million-image corpus never passes through the driver.
-``image_id`` is the sha256 of the bytes unless the source gives one (manifest ``image_id``, VSD
-``img_id``, so ``row_id`` == the instruction ``record_id`` of the same pair).
-
-Each item is claimed from the run's `IdLedger` (``vsd.annotate.index``) before its bytes are read
-(by given id or by ``uri|size|mtime``) and again after hashing: images written by an earlier run
-are skipped, and identical files within a corpus become one image (the copies are reported).
+hashed in Ray tasks by the read stage (`vsd.annotate.stages.read`), so a million-image corpus
+never passes through the driver.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import posixpath
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -206,81 +199,3 @@ def _plan_vsd(uri: str, image_dir: str, vsd2: str) -> SourcePlan:
             fail_item(item, "missing_file", f"no readable image for img_id {img_id} in {image_dir}")
     plan.table = _tables(by_image.values())
     return plan
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading (Ray tasks)
-# ----------------------------------------------------------------------------------------------
-
-def _claim(ledger, items: list[dict], by_key: bool) -> list[str]:
-    import ray
-
-    entries = [(it["image_id"], it["source_key"] if by_key else None, it["source_uri"]) for it in items]
-    return ray.get(ledger.claim.remote(entries))
-
-
-def read_images(batch: pa.Table, *, ledger, max_file_bytes: int) -> pa.Table:
-    """Claim, read and hash one batch of planned items; drops items already done or duplicated.
-
-    A file that cannot be read becomes an error row (``missing_file``, ``read_error``,
-    ``file_too_large``) instead of failing the task, so one bad object never stops the run.
-    """
-    items = from_table(batch)
-    verdicts = _claim(ledger, items, by_key=True)
-    todo = [it for it, v in zip(items, verdicts) if v in ("new", "unknown")]
-    for item in todo:
-        if item["status"] != "ok":
-            continue
-        try:
-            data = _read(item["source_uri"], max_file_bytes)
-        except _ReadError as exc:
-            fail_item(item, exc.reason, exc.detail)
-            data = None
-        item["data"] = data
-        if item["image_id"] is None:
-            # An unreadable file has no content to hash: its URI names it (stable across runs).
-            content = data if data is not None else ("unreadable:" + item["source_uri"]).encode()
-            item["image_id"] = hashlib.sha256(content).hexdigest()
-    unknown = [it for it, v in zip(items, verdicts) if v == "unknown"]
-    if unknown:
-        second = dict(zip(map(id, unknown), _claim(ledger, unknown, by_key=False)))
-        todo = [it for it in todo if second.get(id(it), "new") == "new"]
-    return to_table(todo)
-
-
-class _ReadError(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
-
-
-def _read(uri: str, max_file_bytes: int, attempts: int = 4) -> bytes:
-    """The object's bytes; storage hiccups are retried with backoff (on top of the S3 client's own
-    retries) because an error row is final: a rerun would not try the image again."""
-    for attempt in range(attempts):
-        try:
-            return _read_once(uri, max_file_bytes)
-        except _ReadError as exc:
-            if exc.reason != "read_error" or attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * 2 ** attempt)
-    raise AssertionError("unreachable")
-
-
-def _read_once(uri: str, max_file_bytes: int) -> bytes:
-    try:
-        fs, path = storage.resolve(uri)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise _ReadError("missing_file", uri)
-        if info.size is not None and info.size > max_file_bytes:
-            raise _ReadError("file_too_large", f"{info.size} bytes > preprocess.max_file_bytes {max_file_bytes}")
-        with fs.open_input_stream(path) as f:
-            return f.read()
-    except _ReadError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise _ReadError("read_error", f"{uri}: {exc}") from None
-
-
-assert set(ITEM_SCHEMA.names) >= {"image_id", "source_uri", "source_key", "data"}

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -22,10 +23,32 @@ import pyarrow.parquet as pq
 from vsd import storage
 from vsd.annotate.index import PART_PREFIX, partition, write_index_entry
 from vsd.annotate.items import from_table
-from vsd.schema import ANNOTATION_SCHEMA, to_table
+from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
+from vsd.schema import ANNOTATION_SCHEMA, IMAGE, PAIR, annotation_columns, to_table
+
+if TYPE_CHECKING:
+    from vsd.annotate.config import AnnotateConfig
+
+NAME = "write"
+HELP = "Parquet parts of whole images, each committed once, then its index entry (CPU tasks)"
+enabled = enabled_always
 
 SUMMARY_SCHEMA = pa.schema([pa.field("part", pa.string()), pa.field("counts", pa.string())])
 COUNT_COLUMNS = ["status", "error", "relation", "refine_status", "consistent"]
+
+
+@dataclass
+class WriteStageConfig:
+    resources: Resources = resources("CPU tasks; batch_size = images per Parquet part (default 256): larger = "
+                                     "fewer, bigger files; a crash loses at most the parts in flight", num_cpus=0.25)
+
+
+Config = WriteStageConfig
+
+
+def add(ds, cfg: AnnotateConfig, ctx: RunContext):
+    return map_stage(ds, write_parts, cfg.stages.write.resources, default_batch=256, keeps_rows=False,
+                     kwargs={"meta": ctx.meta})
 
 
 @dataclass(frozen=True)
@@ -44,14 +67,21 @@ def row_id(image_id: str, pair_index: int) -> str:
     return f"{image_id}-p{pair_index}"
 
 
+_PAIR_OUT = [c.name for c in annotation_columns(PAIR)]
+_IMAGE_OUT = [c.name for c in annotation_columns(IMAGE)]
+
+
 def annotation_rows(item: dict, meta: RunMeta, now: dt.datetime) -> list[dict]:
-    """One ``ANNOTATION_SCHEMA`` row per pair of an item (an image error repeats on every pair)."""
+    """One ``ANNOTATION_SCHEMA`` row per pair of an item (an image error repeats on every pair).
+
+    Which value comes from where follows the column's level in `vsd.schema`; `to_table` then
+    refuses a row that misses a column or carries one the schema does not know."""
     rows = []
     for pair in item["pairs"]:
-        row = {k: pair[k] for k in pair if k not in ("view",)}
+        row = {k: pair[k] for k in _PAIR_OUT}
+        row.update({k: item[k] for k in _IMAGE_OUT})
         row.update(
-            row_id=row_id(item["image_id"], pair["pair_index"]), image_id=item["image_id"],
-            source_uri=item["source_uri"], width=item["width"], height=item["height"],
+            row_id=row_id(item["image_id"], pair["pair_index"]),
             model=meta.model, adapter_sha256=meta.adapter_sha256, prompt_version=meta.prompt_version,
             run_id=meta.run_id, annotated_at=now,
         )

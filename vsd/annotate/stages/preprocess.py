@@ -17,15 +17,24 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from vsd.annotate.items import SCENE, error_text, fail_item, fail_pair, from_table, ok_pairs, to_table
+from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
 from vsd.config import ConfigError, describe
 from vsd.data.visual_prompt import draw_visual_prompt
 from vsd.relations import box_is_valid
+
+if TYPE_CHECKING:
+    from vsd.annotate.config import AnnotateConfig
+
+NAME = "preprocess"
+HELP = "decode, guard, visual prompt, resize, JPEG (CPU tasks)"
+enabled = enabled_always
 
 # LLaVA-1.5 pads with the CLIP mean colour, so padding looks like "nothing" to the vision tower.
 PAD_COLOR = (122, 116, 104)
@@ -33,12 +42,10 @@ MAX_NAME_CHARS = 200
 
 
 @dataclass
-class PreprocessConfig:
+class PreprocessStageConfig:
     max_pixels: int = describe("max_pixels", 64_000_000,
                                help="images declaring more pixels (width*height, from the header) are error rows "
                                     "(too_many_pixels): a decompression-bomb guard; raise it for huge scans")
-    max_file_bytes: int = describe("max_file_bytes", 100 * 1024 * 1024,
-                                   help="files larger than this are error rows (file_too_large) without being read")
     image_size: int = describe("image_size", 336,
                                help="side of the square JPEG sent to the engine; match the model's vision input "
                                     "(336 for LLaVA-1.5; larger only costs bytes, the processor resizes anyway)")
@@ -47,12 +54,12 @@ class PreprocessConfig:
                                    help="draw subject (red) and object (green) boxes, one image per pair as the "
                                         "model was trained; false: one plain image per image with all pairs "
                                         "asked in text (one prefill for all pairs, but not how LLaVA-VSD was trained)")
+    resources: Resources = resources("CPU tasks (decode/resize is the CPU cost); batch_size default 16",
+                                     num_cpus=0.5)
 
     def validate(self) -> None:
         if self.max_pixels < 1:
             raise ConfigError(f"max_pixels: must be >= 1, got {self.max_pixels}")
-        if self.max_file_bytes < 1:
-            raise ConfigError(f"max_file_bytes: must be >= 1, got {self.max_file_bytes}")
         if not 8 <= self.image_size <= 4096:
             raise ConfigError(f"image_size: must be in 8..4096, got {self.image_size}")
         if not 1 <= self.jpeg_quality <= 95:
@@ -179,7 +186,7 @@ def jpeg(im: Image.Image, quality: int) -> bytes:
     return out.getvalue()
 
 
-def prepare(item: dict, cfg: PreprocessConfig) -> dict:
+def prepare(item: dict, cfg: PreprocessStageConfig) -> dict:
     """Fill ``width``/``height``/``views`` and each pair's ``view``; failures become error rows."""
     if item["status"] != "ok":
         return item
@@ -214,6 +221,14 @@ def prepare(item: dict, cfg: PreprocessConfig) -> dict:
     return item
 
 
-def preprocess_batch(batch: pa.Table, *, cfg: PreprocessConfig) -> pa.Table:
+def preprocess_batch(batch: pa.Table, *, cfg: PreprocessStageConfig) -> pa.Table:
     """The Ray Data ``map_batches`` function of this stage."""
     return to_table([prepare(item, cfg) for item in from_table(batch)])
+
+
+def add(ds, cfg: AnnotateConfig, ctx: RunContext):
+    stage = cfg.stages.preprocess
+    return map_stage(ds, preprocess_batch, stage.resources, default_batch=16, kwargs={"cfg": stage})
+
+
+Config = PreprocessStageConfig
