@@ -19,6 +19,7 @@ from tests.fixtures.annotate import read_rows
 from tests.fixtures.infra import REPO
 from tests.fixtures.reliability import record_case
 from vsd import storage
+from vsd.annotate.index import Output
 
 PLANTED = f"planted-{uuid.uuid4().hex}"
 
@@ -62,7 +63,7 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         leaks = _leaks(proc.stdout, "stdout", PLANTED) + _leaks(proc.stderr, "stderr", PLANTED)
         outputs = storage.list_files(out)
-        assert any(u.endswith("_manifest.json") for u in outputs) and any(u.endswith("README.md") for u in outputs)
+        assert any("/__vsd/runs/" in u for u in outputs) and any(u.endswith("_README.md") for u in outputs)
         for uri in outputs:
             leaks += _leaks(storage.read_bytes(uri), uri, PLANTED)
             if uri.endswith(".parquet"):
@@ -74,7 +75,8 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
                 leaks += _leaks(path.read_bytes(), str(path), PLANTED)
             except OSError:
                 pass
-        manifest = json.loads(storage.read_text(f"{out}/run_date=2026-11-26/_manifest.json"))
+        [run_id] = Output(out).runs()
+        manifest = Output(out).run_record(run_id)
         assert manifest["config"]["engine"]["engine_args"] == {"api_key": "<redacted>"}
         rows = read_rows(out)
         record_case("security-planted secret (env AWS/HF token + a config api_key)", "security", rows=rows,

@@ -15,19 +15,21 @@ import re
 from dataclasses import dataclass
 
 from vsd.annotate.engines import EngineConfig
-from vsd.annotate.source import FORMATS
 from vsd.annotate.stages import StagesConfig
 from vsd.config import ConfigError, describe
+from vsd.corpus.shards import DEFAULT_SHARD_ROWS
+from vsd.corpus.sources import FORMATS
 
 SECRET_WORDS = ("secret", "token", "password", "passwd", "credential", "api_key", "access_key", "private_key")
 
 
 @dataclass
 class InputConfig:
-    uri: str = describe("uri", "", help="corpus: folder or s3:// prefix of images, Parquet/JSONL manifest, or VSD JSON "
-                                        "(--input)")
-    format: str = describe("format", "auto", choices=list(FORMATS),
-                           help="auto: *.parquet/*.jsonl = manifest, *.json = VSD JSON, else a folder/prefix of images")
+    uri: str = describe("uri", "", help="what to annotate (--input): a corpus made by `vsd corpus sync`, a folder "
+                                        "or s3:// prefix of images, a Parquet/JSONL/CSV manifest, or VSD JSON")
+    format: str = describe("format", "auto", choices=[*FORMATS, "corpus"],
+                           help="auto: a folder with _corpus.json = corpus, *.parquet/*.jsonl/*.csv = manifest, "
+                                "*.json = VSD JSON, else a folder/prefix of images")
     image_dir: str = describe("image_dir", "",
                               help="folder of the images: required for VSD JSON; base of relative manifest URIs "
                                    "(default: the manifest's folder)")
@@ -35,6 +37,17 @@ class InputConfig:
     extensions: list[str] = describe("extensions", factory=list,
                                      help="folder only: file extensions to take (e.g. [jpg, png]); empty = every "
                                           "non-hidden file, so a broken or mis-named file still gets its error row")
+    allowed_roots: list[str] = describe("allowed_roots", factory=list,
+                                        help="folders/prefixes input rows may read besides the input's own (a manifest's "
+                                             "folder or image_dir, the folder itself); a row elsewhere is an "
+                                             "outside_root error row and is never read")
+    shard_rows: int = describe("shard_rows", DEFAULT_SHARD_ROWS,
+                               help="rows per input shard made from a folder/manifest/VSD input (the unit of "
+                                    "incrementality: a night re-reads only unfinished shards)")
+
+    def validate(self) -> None:
+        if self.shard_rows < 1:
+            raise ConfigError(f"shard_rows: must be >= 1, got {self.shard_rows}")
 
 
 # The previous release's flat keys -> where they live now (read for one more release).

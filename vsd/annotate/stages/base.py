@@ -56,8 +56,9 @@ class RunContext:
 
     meta: RunMeta
     ledger: Any = None
+    ids: Any = None  # vsd.keyset.Snapshot of the output's written images (looked up in read tasks)
+    roots: list[str] = field(default_factory=list)  # where input URIs may point
     engine_factory: Callable | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def map_stage(ds, fn: Callable | type, res: Resources, *, default_batch: int, kwargs: dict | None = None,

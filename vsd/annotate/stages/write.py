@@ -2,9 +2,12 @@
 
 A part holds whole images (every pair row of an image lands in the same file), is named
 ``part-<sha256 of its sorted row_ids, 20 hex>.parquet`` (a retried task rewrites the same file,
-never a second one) and is written in one atomic PUT / rename. Its ``_index/`` entry follows; see
-`vsd.annotate.index` for why the part itself is the commit. Each call returns one summary row of
-counts that the driver sums for ``_manifest.json``, which is written last, after every part.
+never a second one) and is written in one atomic PUT / rename. Before it, the part's progress
+entry is written (`vsd.annotate.index`: its images' keys and shard rows); an entry whose part
+never arrived is dropped by the next reader, so a part is never written without its entry. The
+run's ledger is asked first whether each image is already committed to another part (a
+re-executed upstream task after a node loss can send an image twice): such an image is dropped.
+Each call returns one summary row (counts, images per input shard) that the driver sums.
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from vsd import storage
-from vsd.annotate.index import PART_PREFIX, partition, write_index_entry
+from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plain
 from vsd.annotate.items import from_table
 from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
 from vsd.schema import ANNOTATION_SCHEMA, IMAGE, PAIR, annotation_columns, to_table
@@ -30,10 +32,11 @@ if TYPE_CHECKING:
     from vsd.annotate.config import AnnotateConfig
 
 NAME = "write"
-HELP = "Parquet parts of whole images, each committed once, then its index entry (CPU tasks)"
+HELP = "Parquet parts of whole images, each committed once after its progress entry (CPU tasks)"
 enabled = enabled_always
 
-SUMMARY_SCHEMA = pa.schema([pa.field("part", pa.string()), pa.field("counts", pa.string())])
+SUMMARY_SCHEMA = pa.schema([pa.field("part", pa.string()), pa.field("counts", pa.string()),
+                            pa.field("shards", pa.string())])
 COUNT_COLUMNS = ["status", "error", "relation", "refine_status", "consistent"]
 
 
@@ -48,7 +51,7 @@ Config = WriteStageConfig
 
 def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     return map_stage(ds, write_parts, cfg.stages.write.resources, default_batch=256, keeps_rows=False,
-                     kwargs={"meta": ctx.meta})
+                     kwargs={"meta": ctx.meta, "ledger": ctx.ledger})
 
 
 @dataclass(frozen=True)
@@ -114,52 +117,42 @@ def count_rows(table: pa.Table) -> dict:
             out["inconsistent"] += consistent is False
         else:
             out["error"][error_reason(error)] += 1
-    return out
+    return plain(out)
 
 
-def merge_counts(total: dict, part: dict) -> dict:
-    for key, value in part.items():
-        if isinstance(value, dict):
-            total.setdefault(key, Counter()).update(value)
-        else:
-            total[key] = total.get(key, 0) + value
-    return total
-
-
-def plain(counts: dict) -> dict:
-    """Counters -> sorted plain dicts (for JSON and stable output)."""
-    return {k: (dict(sorted(v.items())) if isinstance(v, dict) else v) for k, v in counts.items()}
-
-
-def write_parts(batch: pa.Table, *, meta: RunMeta) -> pa.Table:
+def write_parts(batch: pa.Table, *, meta: RunMeta, ledger=None) -> pa.Table:
     """The Ray Data ``map_batches`` function of this stage: one part per batch of images."""
+    import ray
+
     items = from_table(batch)
     if not items:
         return SUMMARY_SCHEMA.empty_table()
     now = dt.datetime.now(dt.timezone.utc)
+    name = part_name([row_id(i["image_id"], p["pair_index"]) for i in items for p in i["pairs"]])
+    keys = [image_key(i["image_id"], bool(i["given_id"])) for i in items]
+    if ledger is not None:
+        keep = ray.get(ledger.commit.remote(name, keys))
+        items = [i for i, k in zip(items, keep) if k]
+        keys = [k for k, ok in zip(keys, keep) if ok]
+    if not items:
+        return SUMMARY_SCHEMA.empty_table()
     rows = sorted((r for item in items for r in annotation_rows(item, meta, now)), key=lambda r: r["row_id"])
     table = to_table(rows, ANNOTATION_SCHEMA)
-    name = part_name([r["row_id"] for r in rows])
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    storage.write_bytes(storage.join(meta.output, partition(meta.run_date), name), sink.getvalue().to_pybytes())
-    write_index_entry(meta.output, meta.run_date, name, [i["image_id"] for i in items], [i["source_key"] for i in items])
     counts = count_rows(table)
     counts["images"] = len(items)
-    return pa.table({"part": [name], "counts": [json.dumps(plain(counts))]}, schema=SUMMARY_SCHEMA)
-
-
-def scan_counts(uris: list[str]) -> dict:
-    """Counts over existing parts, read column by column in batches (memory flat in corpus size)."""
-    total: dict = {"rows": 0, "ok": 0, "error": Counter(), "relations": Counter(), "refine_status": Counter(),
-                   "inconsistent": 0}
-    if not uris:
-        return total
-    fs, _ = storage.resolve(uris[0])
-    dataset = pads.dataset([storage.resolve(u)[1] for u in uris], filesystem=fs, format="parquet")
-    for record_batch in dataset.to_batches(columns=COUNT_COLUMNS):
-        merge_counts(total, count_rows(pa.Table.from_batches([record_batch])))
-    return total
+    out = Output(meta.output)
+    entries = pa.table({
+        "image_id": [i["image_id"] for i in items], "image_key": keys,
+        "source_key": [listing_key(i["source_key"]) if i["source_key"] else None for i in items],
+        "shard": [i["shard"] for i in items], "row": [i["shard_row"] for i in items],
+    })
+    out.write_progress(meta.run_id, name, meta.run_date, entries, counts)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    storage.write_bytes(out.data_part(meta.run_date, name), sink.getvalue().to_pybytes())
+    shards = Counter(i["shard"] for i in items if i["shard"])
+    return pa.table({"part": [name], "counts": [json.dumps(counts)], "shards": [json.dumps(dict(shards))]},
+                    schema=SUMMARY_SCHEMA)
 
 
 def write_json(uri: str, data: dict) -> None:
