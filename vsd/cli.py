@@ -14,6 +14,7 @@ from vsd.errors import VSDError
 
 # (module, what it registers); each module has add_parser(subparsers) that calls set_defaults(func=...)
 COMMAND_MODULES = [
+    "vsd.corpus.commands",     # vsd corpus sync | info
     "vsd.data.commands",       # vsd data synth | build
     "vsd.train.commands",      # vsd train
     "vsd.model.commands",      # vsd export | vsd model tiny

@@ -221,8 +221,7 @@ class Output:
                 if skey:
                     keys.append(listing_key(skey))
         self.ids().add(keys, generation="g-legacy")
-        for uri in files:
-            storage.delete(uri)
+        storage.delete(legacy)  # imported: the old index has no other use
         old_card = storage.join(self.root, "README.md")
         if storage.exists(old_card) and "llava-vsd" in storage.read_text(old_card):
             storage.delete(old_card)  # pandas/pyarrow would try to read it as a Parquet file
