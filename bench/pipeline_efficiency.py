@@ -47,7 +47,8 @@ def bare_loop(manifest: str, batch_size: int, max_new_tokens: int, threads: int,
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from vsd.annotate.engines.base import EngineConfig, ImageRequest, make_engine
+    from vsd.annotate.engines import EngineConfig, make_engine
+    from vsd.annotate.engines.base import ImageRequest
     from vsd.annotate.stages.generate import fill, prompts_for
     from vsd.annotate.items import new_item, new_pair, ok_pairs
     from vsd.annotate.stages.preprocess import PreprocessStageConfig, prepare

@@ -9,9 +9,10 @@ import re
 
 import pytest
 
-from vsd.annotate.engines.base import EngineConfig, EngineError, ImageRequest, Prompt, make_engine
-from vsd.annotate.engines.hf import prompts_for
-from vsd.annotate.engines.prompting import chat_prompt
+from vsd.annotate.engines import EngineConfig, make_engine
+from vsd.annotate.engines.base import EngineError, ImageRequest, Prompt
+from vsd.annotate.engines.prompting import chat_prompt, task_prompts
+from vsd.annotate.engines.sglang import SGLangOptions
 from vsd.relations import RELATIONS
 
 
@@ -58,7 +59,7 @@ def _engine(**kw):
         return made[-1]
 
     cfg = EngineConfig(kind="sglang", model="/models/llava-1.5-13b-merged", max_new_tokens=48,
-                       engine_args={"tp_size": 1, "mem_fraction_static": 0.8}, **kw)
+                       sglang=SGLangOptions(engine_args={"tp_size": 1, "mem_fraction_static": 0.8}, **kw))
     engine = make_engine(cfg, engine_factory=factory)
     return engine, made[0]
 
@@ -72,8 +73,8 @@ def test_requests_carry_image_bytes_template_sampling_and_grouping(monkeypatch):
 
     assert os.environ["SGLANG_CPU_WORKERS"] == "3"
     a, b = _jpeg("red"), _jpeg("blue")
-    reqs = [ImageRequest("a", a, prompts_for("cup", "table") + prompts_for("dog", "sofa")),
-            ImageRequest("b", b, prompts_for("car", "tree", (2, 3)))]
+    reqs = [ImageRequest("a", a, task_prompts("cup", "table") + task_prompts("dog", "sofa")),
+            ImageRequest("b", b, task_prompts("car", "tree", (2, 3)))]
     results = engine.generate(reqs)
 
     [call] = rec.calls  # one batched call
@@ -108,10 +109,10 @@ def test_lost_or_unconstrained_outputs_are_errors():
     engine, rec = _engine()
     rec.generate = lambda prompt, image_data, sampling_params: [{"text": "x"}] * (len(prompt) - 1)
     with pytest.raises(EngineError, match="outputs for"):
-        engine.generate([ImageRequest("a", _jpeg("red"), prompts_for("cup", "table"))])
+        engine.generate([ImageRequest("a", _jpeg("red"), task_prompts("cup", "table"))])
     rec.generate = lambda prompt, image_data, sampling_params: [{"text": "inside"}] * len(prompt)
     with pytest.raises(EngineError, match="not one of the choices"):
-        engine.generate([ImageRequest("a", _jpeg("red"), prompts_for("cup", "table", (1,)))])
+        engine.generate([ImageRequest("a", _jpeg("red"), task_prompts("cup", "table", (1,)))])
 
 
 def test_adapter_is_refused_and_missing_sglang_is_a_clear_error(monkeypatch):
@@ -134,10 +135,10 @@ def test_real_sglang_engine(tmp_path):
 
     path = build_tiny_llava(str(tmp_path / "m"), image_tokens=576, patch_size=14, seed=0)
     cfg = EngineConfig(kind="sglang", model=path, max_new_tokens=8,
-                       engine_args={"mem_fraction_static": 0.3, "disable_cuda_graph": True})
+                       sglang=SGLangOptions(engine_args={"mem_fraction_static": 0.3, "disable_cuda_graph": True}))
     engine = make_engine(cfg)
     try:
-        [res] = engine.generate([ImageRequest("a", _jpeg("red"), prompts_for("cup", "table"))])
+        [res] = engine.generate([ImageRequest("a", _jpeg("red"), task_prompts("cup", "table"))])
         assert res.answers[0].text in RELATIONS and len(res.answers) == 3
     finally:
         engine.close()

@@ -77,7 +77,7 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
                 pass
         [run_id] = Output(out).runs()
         manifest = Output(out).run_record(run_id)
-        assert manifest["config"]["engine"]["engine_args"] == {"api_key": "<redacted>"}
+        assert manifest["config"]["engine"]["sglang"]["engine_args"] == {"api_key": "<redacted>"}
         rows = read_rows(out)
         record_case("security-planted secret (env AWS/HF token + a config api_key)", "security", rows=rows,
                     expected_ids={r["row_id"] for r in rows}, rows_in=rel_corpus["input_lines"], reported={"dup"},
@@ -104,7 +104,7 @@ def test_config_dump_never_carries_credentials():
 
 
 def test_remote_code_is_off_unless_configured():
-    from vsd.annotate.engines.base import EngineConfig
+    from vsd.annotate.engines import EngineConfig
     from vsd.train.config import TrainConfig
     from vsd.config import to_dict
 

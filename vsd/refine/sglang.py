@@ -10,19 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from vsd.errors import VSDError
 from vsd.refine.chat import ChatRefiner, load_tokenizer
 from vsd.refine.config import RefineConfig
+from vsd.serving import start_sglang
 
 EngineFactory = Callable[..., Any]
-
-
-def _sglang_engine(**kwargs: Any) -> Any:
-    try:
-        import sglang
-    except ImportError:
-        raise VSDError("refine.mode=sglang: sglang is not installed (GPU set: pip install 'llava-vsd[gpu]')") from None
-    return sglang.Engine(**kwargs)
 
 
 class SGLangRefiner(ChatRefiner):
@@ -31,8 +23,8 @@ class SGLangRefiner(ChatRefiner):
 
     def __init__(self, cfg: RefineConfig, engine_factory: EngineFactory | None = None):
         super().__init__(cfg, load_tokenizer(cfg.model))
-        factory = engine_factory or _sglang_engine
-        self.engine = factory(model_path=cfg.model, **cfg.engine_args)
+        self.engine = start_sglang("refine.mode=sglang", {"model_path": cfg.model, **cfg.engine_args},
+                                   factory=engine_factory, hint="use refine.mode=hf or rules on CPU")
 
     def sampling_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "temperature": self.cfg.temperature}

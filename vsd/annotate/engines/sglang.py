@@ -11,8 +11,9 @@
   one of the 9 relations. Why not log-likelihood scoring as in hf: scoring needs one request per
   choice plus our tokenizer to find the answer tokens; the regex is one request that rides the
   same radix-cache prefix. ``Answer.scores`` is therefore None here.
-* ``SGLANG_CPU_WORKERS`` is set to the CPUs Ray gave the actor (or ``cpu_workers``) before the
-  engine starts, so its CPU-side pools do not oversubscribe the node.
+* ``SGLANG_CPU_WORKERS`` is set to the CPUs Ray gave the actor (or ``engine.sglang.cpu_workers``)
+  before the engine starts (``vsd.serving.start_sglang``), so its CPU-side pools do not
+  oversubscribe the node.
 * ``sglang`` is imported lazily, only when the engine is built: CPU nodes never have it; tests
   inject a recording stand-in through ``engine_factory``.
 """
@@ -20,58 +21,51 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
-import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from vsd.annotate.engines.base import (Answer, EngineConfig, EngineError, ImageRequest, ImageResult, account,
-                                       check_requests, image_bytes)
+from vsd.annotate.engines.base import (Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
+                                       image_bytes)
+from vsd.annotate.engines.config import EngineOptions
 from vsd.annotate.engines.prompting import IMAGE_TOKEN, chat_prompt, choice_regex
+from vsd.config import ConfigError, describe
+from vsd.serving import localize_model, start_sglang
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
-def actor_cpus() -> int:
-    """The CPUs this process may use: Ray's assignment inside an actor, else the affinity mask."""
-    try:
-        import ray
+@dataclasses.dataclass
+class SGLangOptions(EngineOptions):
+    """``engine.sglang.*``."""
 
-        if ray.is_initialized():
-            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-            if cpus:
-                return max(1, int(cpus))
-    except Exception:  # noqa: BLE001 - not in Ray (or an old Ray): fall back to the OS view
-        pass
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
+    FLAT_KEYS: ClassVar[tuple[str, ...]] = ("cpu_workers", "engine_args")
 
+    cpu_workers: int | None = describe("cpu_workers", None, help="SGLANG_CPU_WORKERS (default: the CPUs Ray "
+                                       "gave the actor)")
+    engine_args: dict[str, Any] = describe("engine_args", factory=dict, help="passed through to "
+                                           "sglang.Engine(...) (tp_size, mem_fraction_static, ...)")
 
-def _default_factory(**kwargs: Any):
-    try:
-        import sglang
-    except ImportError:
-        raise EngineError("sglang engine: the sglang package is not installed (GPU nodes only: "
-                          "pip install 'llava-vsd[gpu]'); use engine.kind=hf on CPU") from None
-    return sglang.Engine(**kwargs)
+    def validate(self) -> None:
+        if self.cpu_workers is not None and self.cpu_workers < 1:
+            raise ConfigError(f"cpu_workers: must be >= 1, got {self.cpu_workers}")
+
+    def check(self, cfg: Any) -> None:
+        if cfg.adapter:
+            raise ConfigError("adapter: sglang does not serve LoRA on LLaVA; merge it with `vsd export` "
+                              "and set model to the export")
 
 
-def engine_args(cfg: EngineConfig) -> dict[str, Any]:
-    """``sglang.Engine(**args)``: model, dtype, then ``cfg.engine_args`` verbatim (they win)."""
-    if cfg.model.startswith("tiny:"):
-        from vsd.model.loader import localize
-
-        model = localize(cfg.model)
-    else:
-        model = cfg.model
+def engine_args(cfg: Any) -> dict[str, Any]:
+    """``sglang.Engine(**args)``: model, dtype, then ``engine.sglang.engine_args`` verbatim (they win)."""
+    model = localize_model(cfg.model, "engine.model") if cfg.model.startswith("tiny:") else cfg.model
     args: dict[str, Any] = {"model_path": model, "dtype": _DTYPES.get(cfg.dtype, cfg.dtype)}
     if cfg.device not in ("auto", "cuda") and not cfg.device.startswith("cuda"):
         args["device"] = cfg.device
-    args.update(cfg.engine_args)
+    args.update(cfg.sglang.engine_args)
     return args
 
 
@@ -80,12 +74,11 @@ class SGLangEngine:
 
     name = "sglang"
 
-    def __init__(self, cfg: EngineConfig, *, engine_factory: Callable[..., Any] | None = None):
-        if cfg.adapter:
-            raise EngineError("sglang engine: LoRA adapters are not served on LLaVA; merge with `vsd export`")
+    def __init__(self, cfg: Any, *, engine_factory: Callable[..., Any] | None = None):
+        cfg.validate()  # the adapter rule and the section's own checks, also for configs built in code
         self.cfg = cfg
-        os.environ["SGLANG_CPU_WORKERS"] = str(cfg.cpu_workers or actor_cpus())
-        self.engine = (engine_factory or _default_factory)(**engine_args(cfg))
+        self.engine = start_sglang("sglang engine", engine_args(cfg), cpu_workers=cfg.sglang.cpu_workers,
+                                   factory=engine_factory, hint="use engine.kind=hf on CPU", error=EngineError)
 
     def sampling_params(self, choices: tuple[str, ...] | None) -> dict[str, Any]:
         if choices is not None:
