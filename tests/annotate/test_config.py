@@ -134,7 +134,7 @@ def test_adding_a_stage_is_one_module_plus_one_line():
     cfg = AnnotateConfig()
     cfg.stages = section
     built = build_dataset(_RecordingDataset(), cfg, RunContext(meta=None), stages)
-    assert built.ops == ["read_images", "preprocess_batch", "GenerateStageUDF", "_tag", "verify_batch",
+    assert built.ops == ["read_rows", "preprocess_batch", "GenerateStageUDF", "_tag", "verify_batch",
                          "refine_batch", "write_parts"]
     assert build_dataset(_RecordingDataset(), AnnotateConfig(), RunContext(meta=None)).ops == [
         op for op in built.ops if op != "_tag"]
