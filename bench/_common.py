@@ -150,6 +150,14 @@ def _proc_memory(pid: int) -> tuple[int, int, int] | None:
     return values.get("Rss", 0), values.get("Pss", 0), values.get("Shmem", 0)
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+    except OSError:
+        return "?"
+
+
 def _descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (Ray's GCS, raylet and workers are all children of the
     driver when it starts the local cluster), from ``/proc/<pid>/task/*/children``."""
@@ -181,6 +189,9 @@ class MemoryPeak:
     processes: int = 0
     samples: int = 0
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (seconds, private) per sample
+    root_rss: int = 0  # the process the sampler was started on (the driver)
+    helper_rss: int = 0  # the largest RSS any other single process reached
+    helper: str = ""  # which process that was (its command line, shortened)
 
 
 class TreeSampler:
@@ -200,6 +211,10 @@ class TreeSampler:
             mem = _proc_memory(pid)
             if mem is None:
                 continue
+            if pid == self.pid:
+                self.peak.root_rss = max(self.peak.root_rss, mem[0])
+            elif mem[0] > self.peak.helper_rss:
+                self.peak.helper_rss, self.peak.helper = mem[0], _cmdline(pid)
             rss += mem[0]
             pss += mem[1]
             shm_sum += mem[2]
