@@ -69,14 +69,18 @@ def test_manifest_resolves_relative_uris_and_keeps_bad_rows_for_their_error_row(
     assert rows_of(read_manifest(str(tmp_path / "m.csv"), str(tmp_path)))[0]["uri"] == str(tmp_path / "c.png")
 
 
-def test_bad_manifest_line_names_file_and_line(tmp_path):
+def test_a_bad_manifest_line_is_reported_by_file_and_line_and_the_rest_is_read(tmp_path):
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text('{"image": "a.jpg"}\n{not json\n')
-    with pytest.raises(VSDError, match=r"m\.jsonl: line 2: invalid JSON"):
-        rows_of(read_manifest(str(manifest), str(tmp_path)))
-    manifest.write_text('{"pairs": []}\n')
-    with pytest.raises(VSDError, match="line 1: no image URI"):
-        rows_of(read_manifest(str(manifest), str(tmp_path)))
+    manifest.write_text('{"image": "a.jpg"}\n{not json\n{"pairs": []}\n[1, 2]\n{"image": "b.jpg"}\n')
+    problems: list[str] = []
+    rows = rows_of(read_manifest(str(manifest), str(tmp_path), problems))
+    assert [r["uri"] for r in rows] == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+    assert len(problems) == 3 and problems[0].endswith("m.jsonl: line 2: invalid JSON (Expecting property name "
+                                                       "enclosed in double quotes)")
+    assert "line 3: no image URI" in problems[1] and "line 4: expected an object" in problems[2]
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(VSDError, match=r"broken\.parquet: not a readable manifest"):
+        rows_of(read_manifest(str(tmp_path / "broken.parquet"), str(tmp_path)))
 
 
 def test_uris_resolve_lexically_so_a_root_check_sees_where_they_point():

@@ -89,14 +89,18 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
 
 
 def test_config_dump_never_carries_credentials():
-    from vsd.annotate.config import load_config, scrub
+    from vsd.annotate.config import load_config
     from vsd.config import to_dict
+    from vsd.redact import redact_config
 
     cfg = load_config(str(REPO / "jobs/configs/annotate-nightly-llava15-13b-sglang.yaml"),
-                      ["input.uri=s3://in/", "output=s3://out/", f"engine.engine_args={{hf_token: {PLANTED}, "
-                       f"nested: {{aws_secret_access_key: {PLANTED}}}, tp_size: 1}}"])
-    dumped = json.dumps(scrub(to_dict(cfg)))
+                      ["input.uri=https://user:" + PLANTED + "@example.com/corpus/",
+                       "output=s3://out/", f"engine.sglang.engine_args={{hf_token: {PLANTED}, authorization: {PLANTED}, "
+                       f"key: {PLANTED}, nested: {{aws_secret_access_key: {PLANTED}}}, tp_size: 1}}",
+                       "engine.max_new_tokens=96"])
+    dumped = json.dumps(redact_config(cfg))
     assert PLANTED not in dumped and '"tp_size": 1' in dumped
+    assert '"max_new_tokens": 96' in dumped  # an allow-list does not hide harmless fields named *token*
     from vsd.annotate.config import AnnotateConfig
 
     names = json.dumps(to_dict(AnnotateConfig())).lower()

@@ -20,9 +20,6 @@ from vsd.config import ConfigError, describe
 from vsd.corpus.shards import DEFAULT_SHARD_ROWS
 from vsd.corpus.sources import FORMATS
 
-SECRET_WORDS = ("secret", "token", "password", "passwd", "credential", "api_key", "access_key", "private_key")
-
-
 @dataclass
 class InputConfig:
     uri: str = describe("uri", "", help="what to annotate (--input): a corpus made by `vsd corpus sync`, a folder "
@@ -138,13 +135,3 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> Annotat
             item = f"{key}='{value}'"
         fixed.append(item)
     return cfglib.load(AnnotateConfig, path, fixed)
-
-
-def scrub(data):
-    """A config dict without anything that looks like a credential (defence in depth: engine_args
-    pass through to sglang and could carry one)."""
-    if isinstance(data, dict):
-        return {k: ("<redacted>" if any(w in str(k).lower() for w in SECRET_WORDS) else scrub(v)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [scrub(v) for v in data]
-    return data

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 from vsd import storage
 from vsd.annotate.card import render_card
-from vsd.annotate.config import AnnotateConfig, scrub
+from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import IdLedger, Output, merge_counts, partition, plain
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.write import RunMeta, write_json
-from vsd.config import to_dict
 from vsd.corpus import Corpus, Shard, sync
+from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
 
 log = logging.getLogger(__name__)
@@ -239,8 +239,8 @@ def finish(cfg: AnnotateConfig, meta: RunMeta, plan: InputPlan, result: RunResul
         "run_date": meta.run_date,
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "input": cfg.input.uri,
-        "output": cfg.output,
+        "input": redact_text(cfg.input.uri),
+        "output": redact_text(cfg.output),
         "source": {"kind": plan.kind, "corpus": plan.corpus.root, "shards": plan.shards,
                    "shards_read": [s.name for s in plan.todo], "shards_finished": finished,
                    "planned_images": plan.rows, "new_since_last_sync": plan.new_rows,
@@ -252,7 +252,7 @@ def finish(cfg: AnnotateConfig, meta: RunMeta, plan: InputPlan, result: RunResul
         "parts": result.parts,
         "timings": {**timings, "total_s": round(total_s, 3),
                     "images_per_s": round(images / timings["pipeline_s"], 3) if timings["pipeline_s"] > 0 else None},
-        "config": scrub(to_dict(cfg)),
+        "config": redact_config(cfg),
     }
     write_json(out.path("runs", f"{meta.run_id}.json"), manifest)
     return manifest

@@ -154,15 +154,19 @@ def _pairs(value: Any) -> list[dict] | None:
     return out
 
 
+class BadRow(ValueError):
+    """A manifest row that names no image: reported, skipped, never the end of a run."""
+
+
 def manifest_row(row: dict, base: str, where: str) -> dict:
-    """One manifest/listing row -> a shard row; a row without any URI is a `VSDError` naming it."""
+    """One manifest/listing row -> a shard row; a row without any URI is a `BadRow` naming it."""
     column = next((c for c in URI_COLUMNS if row.get(c)), None)
     if column is not None:
         uri = resolve_uri(row[column], base)
     elif row.get("bucket") and row.get("key"):
         uri = f"s3://{row['bucket']}/{str(row['key']).lstrip('/')}"
     else:
-        raise VSDError(f"input: {where}: no image URI (one of {', '.join(URI_COLUMNS)}, or bucket + key)")
+        raise BadRow(f"{where}: no image URI (one of {', '.join(URI_COLUMNS)}, or bucket + key)")
     version = next((row[c] for c in VERSION_COLUMNS if row.get(c) is not None), None)
     size = row.get("size")
     try:
@@ -173,29 +177,39 @@ def manifest_row(row: dict, base: str, where: str) -> dict:
             "pairs": _pairs(row.get("pairs"))}
 
 
-def read_manifest(uri: str, base: str) -> Iterator[pa.Table]:
-    """A Parquet, JSONL or CSV manifest as shard-row batches, streamed (never whole in memory)."""
+def _rows(rows: list[dict], base: str, where: str, first: int, problems: list[str]) -> pa.Table:
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            out.append(manifest_row(row, base, f"{where}: row {first + i}"))
+        except BadRow as exc:
+            problems.append(str(exc))
+    return rows_table(out)
+
+
+def read_manifest(uri: str, base: str, problems: list[str] | None = None) -> Iterator[pa.Table]:
+    """A Parquet, JSONL or CSV manifest as shard-row batches, streamed (never whole in memory).
+
+    A row that cannot be used (no URI, a line that is not a JSON object) is reported on
+    ``problems`` and skipped: one bad row never ends a sync or a run. A file that cannot be read
+    at all is a `VSDError`."""
+    problems = [] if problems is None else problems
     lower = uri.lower()
-    if lower.endswith(".parquet"):
+    if lower.endswith((".parquet", ".csv")):
         fs, path = storage.resolve(uri)
         try:
-            batches = pq.ParquetFile(fs.open_input_file(path)).iter_batches(batch_size=BATCH)
-            n = 0
+            if lower.endswith(".parquet"):
+                batches = pq.ParquetFile(fs.open_input_file(path)).iter_batches(batch_size=BATCH)
+            else:
+                batches = pacsv.open_csv(fs.open_input_stream(path),
+                                         convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+            n = 1
             for batch in batches:
                 rows = batch.to_pylist()
-                yield rows_table([manifest_row(r, base, f"{uri}: row {n + i + 1}") for i, r in enumerate(rows)])
+                yield _rows(rows, base, uri, n, problems)
                 n += len(rows)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise VSDError(f"input: {uri}: not a readable Parquet manifest ({exc})") from None
-        return
-    if lower.endswith(".csv"):
-        fs, path = storage.resolve(uri)
-        reader = pacsv.open_csv(fs.open_input_stream(path), convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-        n = 0
-        for batch in reader:
-            rows = batch.to_pylist()
-            yield rows_table([manifest_row(r, base, f"{uri}: row {n + i + 1}") for i, r in enumerate(rows)])
-            n += len(rows)
+            raise VSDError(f"input: {uri}: not a readable manifest ({type(exc).__name__})") from None
         return
     rows: list[dict] = []
     for n, line in enumerate(_lines(uri), start=1):
@@ -204,10 +218,15 @@ def read_manifest(uri: str, base: str) -> Iterator[pa.Table]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise VSDError(f"input: {uri}: line {n}: invalid JSON ({exc.msg})") from None
+            problems.append(f"{uri}: line {n}: invalid JSON ({exc.msg})")
+            continue
         if not isinstance(row, dict):
-            raise VSDError(f"input: {uri}: line {n}: expected an object")
-        rows.append(manifest_row(row, base, f"{uri}: line {n}"))
+            problems.append(f"{uri}: line {n}: expected an object")
+            continue
+        try:
+            rows.append(manifest_row(row, base, f"{uri}: line {n}"))
+        except BadRow as exc:
+            problems.append(str(exc))
         if len(rows) >= BATCH:
             yield rows_table(rows)
             rows = []

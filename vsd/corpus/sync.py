@@ -87,7 +87,7 @@ def _batches(source: Source, image_dir: str, vsd2: str, extensions) -> Iterator[
     if source.kind == "folder":
         return list_folder(source.uri, extensions)
     if source.kind == "manifest":
-        return read_manifest(source.uri, source.roots[0])
+        return read_manifest(source.uri, source.roots[0], source.problems)
     return read_vsd_source(source.uri, image_dir, vsd2, source)
 
 

@@ -62,35 +62,3 @@ def choice_regex(choices: tuple[str, ...]) -> str:
     import re
 
     return " ?(" + "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True)) + ")"
-
-
-# ----------------------------------------------------------------------------------------------
-# The prompts production sends (engines, tests and benchmarks all build them here)
-# ----------------------------------------------------------------------------------------------
-
-# Scene level (no pairs given): the open-ended task about the image's main objects.
-SCENE_PROMPT = ("Using the image as a reference, generate three detailed and diverse textual descriptions "
-                "that describe the spatial relationships between the main objects in the image.")
-
-
-def clean_name(name: str) -> str:
-    """Names go into prompts on one line: newlines or runs of spaces in a name cannot fake a turn."""
-    return " ".join(str(name).split())
-
-
-def task_prompts(subject: str, object: str, tasks=(1, 2, 3)) -> list:  # noqa: A002 - the paper's word
-    """The paper's task prompts for one pair, task 1 as a constrained choice over the 9 relations."""
-    from vsd.annotate.engines.base import Prompt
-    from vsd.data.prompts import task_prompt
-    from vsd.relations import RELATIONS
-
-    subject, object = clean_name(subject), clean_name(object)
-    return [Prompt(task=t, text=task_prompt(t, subject, object), choices=tuple(RELATIONS) if t == 1 else None)
-            for t in tasks]
-
-
-def scene_prompts() -> list:
-    """An image without pairs gets the open-ended task about its main objects."""
-    from vsd.annotate.engines.base import Prompt
-
-    return [Prompt(task=3, text=SCENE_PROMPT)]
