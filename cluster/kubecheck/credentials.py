@@ -46,8 +46,9 @@ def _irsa(path: str, container: dict, env: dict, volumes: dict) -> list[str]:
     return out
 
 
-def s3_credentials(pod: Pod) -> list[str]:
-    """No static AWS keys in env; IRSA or a mounted credentials file, consistent; none for submitters."""
+def credentials_as_files(pod: Pod) -> list[str]:
+    """No Secret in env (static AWS keys above all); IRSA or a mounted credentials file, consistent;
+    no S3 credentials for submit pods."""
     out, volumes = [], pod.volumes()
     for path, container in pod.containers():
         env = _env(container)
@@ -58,6 +59,10 @@ def s3_credentials(pod: Pod) -> list[str]:
         for i, source in enumerate(container.get("envFrom") or []):
             if "secretRef" in source:
                 out.append(f"{path}.envFrom[{i}]: a whole Secret as environment variables; mount it as files")
+        for name, entry in env.items():
+            if name not in STATIC_AWS_KEYS and "secretKeyRef" in (entry.get("valueFrom") or {}):
+                out.append(f"{path}.env: {name}: a Secret as an environment variable; mount it and pass its path "
+                           f"({name}_FILE / {name}_PATH, e.g. RAY_AUTH_TOKEN_PATH, HF_TOKEN_PATH)")
         if "AWS_WEB_IDENTITY_TOKEN_FILE" in env:
             out += _irsa(path, container, env, volumes)
         if "AWS_SHARED_CREDENTIALS_FILE" in env:

@@ -45,13 +45,18 @@ def host_ports(pod: Pod) -> list[str]:
     return out
 
 
+def _port(params: dict, key: str, default: int) -> int | str:
+    value = str(params.get(key, default))
+    return int(value) if value.isdigit() else value
+
+
 def _ports(cluster: RayClusterRef) -> tuple[set, set]:
     """(dashboard, metrics) ports of a cluster, by number and by name."""
-    params = {**((cluster.spec.get("headGroupSpec") or {}).get("rayStartParams") or {})}
-    dashboard = {int(params.get("dashboard-port", 8265)), "dashboard"}
-    metrics = {int(params.get("metrics-export-port", 8080)), "metrics"}
+    params = (cluster.spec.get("headGroupSpec") or {}).get("rayStartParams") or {}
+    dashboard = {_port(params, "dashboard-port", 8265), "dashboard"}
+    metrics = {_port(params, "metrics-export-port", 8080), "metrics"}
     for group in cluster.spec.get("workerGroupSpecs") or []:
-        metrics.add(int((group.get("rayStartParams") or {}).get("metrics-export-port", 8080)))
+        metrics.add(_port(group.get("rayStartParams") or {}, "metrics-export-port", 8080))
     return dashboard, metrics
 
 

@@ -42,6 +42,9 @@ def security_context(pod: Pod) -> list[str]:
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         if spec.get(key):
             out.append(f"{pod.where}.spec.{key}: true shares the node's namespaces with the pod")
+    if spec.get("shareProcessNamespace"):
+        out.append(f"{pod.where}.spec.shareProcessNamespace: true lets each container read the others' files "
+                   "through /proc/<pid>/root (the autoscaler's API token among them)")
     for i, volume in enumerate(spec.get("volumes") or []):
         if "hostPath" in volume:
             out.append(f"{pod.where}.spec.volumes[{i}]: hostPath gives the pod the node's filesystem")
@@ -55,6 +58,8 @@ def security_context(pod: Pod) -> list[str]:
         seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
         if seccomp not in SAFE_SECCOMP:
             out.append(f"{path}: securityContext.seccompProfile must be RuntimeDefault, is {seccomp or 'unset (Unconfined)'}")
+        if (sc.get("appArmorProfile") or pod_sc.get("appArmorProfile") or {}).get("type") == "Unconfined":
+            out.append(f"{path}: securityContext.appArmorProfile Unconfined turns the runtime's AppArmor profile off")
         if sc.get("allowPrivilegeEscalation") is not False:
             out.append(f"{path}: securityContext.allowPrivilegeEscalation must be false")
         if sc.get("privileged"):

@@ -24,7 +24,7 @@ def per_document(doc: dict, release: bool = False) -> list[str]:
     for pod in pods:
         out += pod_security.security_context(pod)
         out += pod_security.service_account_token(pod)
-        out += credentials.s3_credentials(pod)
+        out += credentials.credentials_as_files(pod)
         out += images.pod_images(pod, release)
         out += network.host_ports(pod)
     for cluster in clusters:
@@ -42,7 +42,7 @@ def _jobs(docs: list[Named], clusters: list[tuple[str, RayClusterRef]]) -> list[
     for where, doc in docs:
         for path, spec in rayjob_specs(doc):
             if spec.get("rayClusterSpec"):
-                cluster = next(c for w, c in clusters if w == where and c.spec is spec["rayClusterSpec"])
+                cluster = next((c for w, c in clusters if w == where and c.spec is spec["rayClusterSpec"]), None)
             else:
                 cluster = _cluster_by_name(clusters, (spec.get("clusterSelector") or {}).get("ray.io/cluster"))
             role = cluster.service_account() if cluster else None

@@ -16,7 +16,7 @@ IDENTITY_KEYS = ("ray.io/cluster", "app.kubernetes.io/instance")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two identical templates are still two pods
 class Pod:
     where: str                     # path of the pod template inside its document
     template: dict                 # PodTemplateSpec: {metadata, spec}
@@ -44,7 +44,7 @@ class Pod:
         return {v.get("name"): v for v in self.spec.get("volumes") or []}
 
 
-@dataclass
+@dataclass(eq=False)
 class RayClusterRef:
     """One Ray cluster: a RayCluster, or the cluster a RayJob brings with it."""
     label: str                     # e.g. "RayCluster llava-vsd", "RayJob llava-vsd-train-13b's cluster"

@@ -70,6 +70,9 @@ def test_shipped_set_passes_every_rule(schemas):
     ("raycluster.yaml", lambda d: d["spec"]["autoscalerOptions"].pop("securityContext"),
      "spec.autoscalerOptions: securityContext.allowPrivilegeEscalation must be false"),
     ("raycluster.yaml", lambda d: worker(d).__setitem__("hostNetwork", True), "hostNetwork: true"),
+    ("raycluster.yaml", lambda d: head(d).__setitem__("shareProcessNamespace", True), "shareProcessNamespace"),
+    ("raycluster.yaml", lambda d: head(d)["securityContext"].__setitem__("appArmorProfile", {"type": "Unconfined"}),
+     "appArmorProfile Unconfined"),
     ("raycluster.yaml", lambda d: worker(d)["volumes"].append({"name": "node", "hostPath": {"path": "/"}}), "hostPath"),
     ("rayjob-annotate.yaml", lambda d: d["spec"].pop("submitterPodTemplate"), "submitterPodTemplate: missing"),
 ])
@@ -148,6 +151,9 @@ def _credentials_file(d, mount_secret: bool = True):
     ("raycluster.yaml", _static_keys, "static AWS keys as environment variables"),
     ("rayjob-train.yaml", lambda d: worker(d)["containers"][0].__setitem__("envFrom", [{"secretRef": {"name": "llava-vsd-s3"}}]),
      "a whole Secret as environment variables"),
+    ("rayjob-train.yaml", lambda d: worker(d)["containers"][0]["env"].append(
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "llava-vsd-hf", "key": "HF_TOKEN"}}}),
+     "HF_TOKEN: a Secret as an environment variable; mount it"),
     ("raycluster.yaml", lambda d: env(head(d)["containers"][0], "AWS_WEB_IDENTITY_TOKEN_FILE").__setitem__("value", "/tmp/token"),
      "AWS_WEB_IDENTITY_TOKEN_FILE must point into a read-only projected serviceAccountToken volume with audience sts.amazonaws.com"),
     ("raycluster.yaml", lambda d: worker(d)["volumes"][-1]["projected"]["sources"][0]["serviceAccountToken"].pop("audience"),
