@@ -44,13 +44,26 @@ def _roles(statement: dict) -> list[str]:
     return [str(a).rsplit("role/", 1)[-1] if ":role/" in str(a) else str(a) for a in arns]
 
 
-def _object_prefix(arn: str) -> str | None:
-    head = f"arn:aws:s3:::{BUCKET}/"
-    return arn[len(head):].rstrip("*") if arn.startswith(head) and arn.endswith("*") else None
-
-
 def _inside(prefix: str | None, allowed: tuple[str, ...]) -> bool:
     return prefix is not None and prefix != "" and any(prefix.startswith(a) for a in allowed)
+
+
+def _within(arn: str, allowed: tuple[str, ...], bare_ok: bool) -> bool:
+    """``arn`` names only keys under ``allowed`` prefixes: ``<prefix>...*``, or, for reads, a prefix's
+    own key without its slash (pyarrow stats ``corpus`` before listing ``corpus/``; S3 must answer
+    404 there, not 403, or the read fails)."""
+    head = f"arn:aws:s3:::{BUCKET}/"
+    if not arn.startswith(head):
+        return False
+    key = arn[len(head):]
+    if key.endswith("*"):
+        return _inside(key[:-1], allowed)
+    return bare_ok and key + "/" in allowed
+
+
+def _arns(prefixes: tuple[str, ...], bare: bool) -> set[str]:
+    head = f"arn:aws:s3:::{BUCKET}/"
+    return {head + p + "*" for p in prefixes} | ({head + p.rstrip("/") for p in prefixes} if bare else set())
 
 
 def _allow_problems(sid: str, statement: dict) -> list[str]:
@@ -67,12 +80,13 @@ def _allow_problems(sid: str, statement: dict) -> list[str]:
             if action in READ or action in WRITE:
                 allowed = access.read if action in READ else access.write
                 for arn in resources:
-                    if not _inside(_object_prefix(arn), allowed):
+                    if not _within(arn, allowed, bare_ok=action in READ):
                         out.append(f"{sid}: {role} may {action} {arn}, outside its prefixes {', '.join(allowed) or '(none)'}")
             elif action in LIST:
                 # Bucket-wide listing (key names only) is allowed: S3 answers a missing key with 404
-                # only to a principal that may list the bucket, a prefix condition does not count,
-                # and completion markers and resume tell "missing" from "forbidden" by that 404.
+                # only to a principal allowed s3:ListBucket (otherwise 403, which pyarrow raises), and
+                # completion markers and resume tell "missing" from "forbidden" by that 404. A grant
+                # narrowed by an s3:prefix condition is not relied on for it.
                 if resources != [f"arn:aws:s3:::{BUCKET}"]:
                     out.append(f"{sid}: s3:ListBucket applies to the bucket ARN only, not {resources}")
                 prefixes = _list(((statement.get("Condition") or {}).get("StringLike") or {}).get("s3:prefix", []))
@@ -86,7 +100,7 @@ def _allow_problems(sid: str, statement: dict) -> list[str]:
 
 def _fenced(statements: list[dict], role: str, actions: tuple[str, ...], allowed: tuple[str, ...]) -> bool:
     """A Deny for this role covering ``actions`` everywhere except ``allowed`` prefixes."""
-    fence = {f"arn:aws:s3:::{BUCKET}/{p}*" for p in allowed}
+    fence = _arns(allowed, bare=actions == READ)
     for s in statements:
         if s.get("Effect") == "Deny" and role in _roles(s) and set(actions) <= set(_list(s.get("Action"))):
             if set(_list(s.get("NotResource", []))) <= fence and s.get("NotResource"):

@@ -239,6 +239,10 @@ def _without(sid):
      "llava-vsd-annotator may s3:GetObject arn:aws:s3:::llava-vsd/runs/*, outside its prefixes"),
     (lambda p: _statement(p, "ConsumersReadAnnotationsOnly").__setitem__("Action", ["s3:GetObject", "s3:PutObject"]),
      "ml-data-consumers may s3:PutObject"),
+    (lambda p: _statement(p, "TrainerWritesRuns")["Resource"].append("arn:aws:s3:::llava-vsd/runs"),
+     "may s3:PutObject arn:aws:s3:::llava-vsd/runs, outside"),  # a bare prefix key is for reads (stat) only
+    (lambda p: _statement(p, "AnnotatorReadsCorpusModelsAndItsOutput")["Resource"].append("arn:aws:s3:::llava-vsd/corpusX*"),
+     "arn:aws:s3:::llava-vsd/corpusX*, outside"),
     (lambda p: _statement(p, "TrainerWritesRuns").__setitem__("Action", "s3:*"), "is allowed 's3:*'"),
     (lambda p: _statement(p, "ConsumersReadAnnotationsOnly").__setitem__("Principal", "*"), "allows every principal"),
     (lambda p: _statement(p, "ConsumersListAnnotations")["Condition"]["StringLike"].__setitem__("s3:prefix", ["*"]),
