@@ -169,6 +169,10 @@ def test_cli_folder_scene_level_duplicates_and_rerun(ray_local, tmp_path, capsys
     assert "images: 4  rows: 4  ok: 4  error: 0  skipped: 1" in printed and "skipped duplicate_content: 1" in printed
     rows = read_rows(out)
     assert sorted(r["pair_index"] for r in rows) == [-1] * 4 and all(r["descriptions"] is not None for r in rows)
+    # Scene level: the text is where users look, and the card counts these rows apart from pairs.
+    assert all(r["description"] == r["descriptions"][0] for r in rows if r["descriptions"])
+    card = storage.read_text(f"{out}/_README.md")
+    assert "| ok at scene level (no pair given" in card and "| none |" not in card
     [run_id] = Output(out).runs()
     assert any("copy.png" in d or "p0.png" in d for d in run_record(out, run_id)["source"]["duplicates"])
 

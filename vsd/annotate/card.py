@@ -69,12 +69,13 @@ for fluency with a guardrail (`refined_*`, `refine_status`). One row per image x
 | ok | {counts.get('ok', 0)} |
 | error | {sum(errors.values())} |
 | ok but inconsistent (see `flags`) | {counts.get('inconsistent', 0)} |
+| ok at scene level (no pair given: `description` is the first of the scene's sentences) | {counts.get('scene_level', 0)} |
 
 | error reason | rows |
 |---|---:|
 {error_lines}
 
-## Relation histogram (task 1, ok rows)
+## Relation histogram (task 1, ok pair rows)
 
 {_histogram(counts.get('relations', {}))}
 

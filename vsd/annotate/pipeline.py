@@ -38,6 +38,12 @@ from vsd.schema import PROMPT_VERSION
 
 log = logging.getLogger(__name__)
 
+# Ray's core worker logs an error-level line for every actor pool whose constructor arguments sit
+# in the object store; for this pipeline it is expected, so it is explained once instead.
+RAY_ACTOR_NOTE = ("note: Ray logs 'has constructor arguments in the object store and max_restarts > 0' for the "
+                  "engine actors: harmless here -- the arguments are this run's configs, which the driver holds "
+                  "until the run ends, so a restarted actor still finds them")
+
 
 @dataclass
 class RunResult:
@@ -177,6 +183,7 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
     stream = {"parts": {}, "written": {}}
     report = {"skipped_done": 0, "skipped_duplicate": 0, "deferred": 0, "duplicates": [], "skipped_by_shard": {}}
     if plan.todo:
+        echo(RAY_ACTOR_NOTE)
         counts, stream, report = _stream(cfg, plan, meta, out, engine_factory)
     elif not plan.shards:
         echo(f"no images found under {cfg.input.uri}: nothing to annotate")

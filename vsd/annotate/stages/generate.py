@@ -72,6 +72,8 @@ def fill(pair: dict, prompts: list[Prompt], answers) -> None:
             pair["description"] = answer.text.strip()
         elif prompt.task == 3:
             pair["descriptions"] = split_sentences(answer.text)
+            if pair["pair_index"] == SCENE:  # no task 2 at scene level: its text goes where users look
+                pair["description"] = pair["descriptions"][0] if pair["descriptions"] else None
 
 
 class GenerateStageUDF:

@@ -37,7 +37,7 @@ enabled = enabled_always
 
 SUMMARY_SCHEMA = pa.schema([pa.field("part", pa.string()), pa.field("counts", pa.string()),
                             pa.field("shards", pa.string())])
-COUNT_COLUMNS = ["status", "error", "relation", "refine_status", "consistent"]
+COUNT_COLUMNS = ["status", "error", "relation", "refine_status", "consistent", "pair_index"]
 
 
 @dataclass
@@ -107,11 +107,14 @@ def count_rows(table: pa.Table) -> dict:
     """Counts over annotation rows: ok, error by reason, relation histogram, refine status."""
     cols = {c: table.column(c).to_pylist() for c in COUNT_COLUMNS}
     out = {"rows": table.num_rows, "ok": 0, "error": Counter(), "relations": Counter(),
-           "refine_status": Counter(), "inconsistent": 0}
-    for status, error, relation, refine_status, consistent in zip(*(cols[c] for c in COUNT_COLUMNS)):
+           "refine_status": Counter(), "inconsistent": 0, "scene_level": 0}
+    for status, error, relation, refine_status, consistent, pair_index in zip(*(cols[c] for c in COUNT_COLUMNS)):
         if status == "ok":
             out["ok"] += 1
-            out["relations"][relation or "none"] += 1
+            if pair_index == -1:  # an image without pairs: described as a scene, no relation to count
+                out["scene_level"] += 1
+            else:
+                out["relations"][relation or "none"] += 1
             if refine_status:
                 out["refine_status"][refine_status] += 1
             out["inconsistent"] += consistent is False
