@@ -160,3 +160,52 @@ def test_refine_model_with_only_pickle_weights_is_refused(tiny_text_lm_dir, tmp_
     torch.save(state, pickled / "pytorch_model.bin")
     with pytest.raises(VSDError, match="safetensors"):
         HFRefiner(RefineConfig(mode="hf", model=str(pickled), device="cpu", dtype="float32"))
+
+
+def test_manifest_rows_pointing_outside_their_root_are_error_rows_never_reads(ray_local, s3_server, s3_bucket, tmp_path,
+                                                                               capsys):
+    """The issue's done-when: absolute paths, file://, ../, another bucket and /dev/zero in a
+    manifest become ``outside_root`` error rows without being read; the good rows are annotated
+    and the run exits 0. The same manifest on S3 cannot reach another bucket either."""
+    from tests.fixtures.annotate import build_corpus
+    from vsd.cli import main
+
+    corpus = tmp_path / "corpus"
+    good = build_corpus(str(corpus), 3, seed=21)
+    secret = tmp_path / "secret.txt"
+    secret.write_text(f"AWS_SECRET_ACCESS_KEY={PLANTED}\n")
+    import boto3
+
+    private = f"private-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=private)
+    storage.write_bytes(f"s3://{private}/photo.png", storage.read_bytes(next(iter(good))))
+    outside = [str(secret), f"file://{secret}", "../secret.txt", "images/../../secret.txt", "/dev/zero",
+               "/proc/self/environ", f"s3://{private}/photo.png"]
+    lines = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    lines += [{"image": uri} for uri in outside] + [{"pairs": []}]  # and one row with no URI at all
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = str(tmp_path / "out")
+    code = main(["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), "--input",
+                 str(corpus / "manifest.jsonl"), "--output", out, "progress_bars=false", "run_date=2026-11-26"])
+    printed = capsys.readouterr()
+    assert code == 0 and "Traceback" not in printed.err
+    rows = read_rows(out)
+    by_status = {}
+    for row in rows:
+        by_status.setdefault(row["error"].split(":")[0] if row["error"] else "ok", []).append(row["source_uri"])
+    assert sorted(by_status["ok"]) == sorted(good)
+    # The four spellings of secret.txt resolve to one file: one row, the repeats reported.
+    assert sorted(by_status["outside_root"]) == sorted([str(secret), "/dev/zero", "/proc/self/environ",
+                                                        f"s3://{private}/photo.png"])
+    assert len(rows) == len(good) + 4 and printed.out.count("listed again") == 3
+    assert "no image URI" in printed.out  # the URI-less row is reported, not fatal
+    for row in rows:
+        assert PLANTED not in json.dumps(row, default=str)
+    # On S3: a manifest in s3://<bucket>/corpus may not read s3://<private>/...
+    manifest = f"{s3_bucket}/corpus/manifest.jsonl"
+    storage.write_text(manifest, json.dumps({"uri": f"s3://{private}/photo.png"}) + "\n")
+    s3_out = f"{s3_bucket}/out"
+    assert main(["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), "--input", manifest,
+                 "--output", s3_out, "progress_bars=false"]) == 0
+    [row] = read_rows(s3_out)
+    assert row["error"].startswith("outside_root:")
