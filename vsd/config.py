@@ -147,15 +147,29 @@ def _pop_path(data: dict, path: list[str]) -> tuple[bool, Any]:
     return True, value
 
 
-def _set_path(data: dict, path: list[str], value: Any) -> bool:
-    """Set ``path`` unless the new key is already given (the new spelling wins; sections merge)."""
+def _is_section(cls: type, path: list[str]) -> bool:
+    """Does ``path`` below ``cls`` name a nested config section (a dataclass), not a plain value?"""
+    tp: Any = cls
+    for key in path:
+        if not dataclasses.is_dataclass(tp):
+            return False
+        hints = typing.get_type_hints(tp)
+        if key not in hints:
+            return False
+        tp = hints[key]
+    return dataclasses.is_dataclass(tp)
+
+
+def _set_path(data: dict, path: list[str], value: Any, merge: bool = False) -> bool:
+    """Set ``path`` unless the new key is already given (the new spelling wins); with ``merge``
+    (a whole section moved) the old section's keys fill what the new one does not set."""
     node = data
     for key in path[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             return False
     if path[-1] in node:
-        if isinstance(node[path[-1]], dict) and isinstance(value, dict):
+        if merge and isinstance(node[path[-1]], dict) and isinstance(value, dict):
             node[path[-1]] = {**copy.deepcopy(value), **node[path[-1]]}
             return True
         return False
@@ -182,7 +196,8 @@ def migrate_renamed(cls: type, data: dict, prefix: str = "") -> dict:
             continue
         targets = (new,) if isinstance(new, str) else tuple(new)
         for target in targets:
-            if _set_path(data, target.split("."), copy.deepcopy(value)):
+            path = target.split(".")
+            if _set_path(data, path, copy.deepcopy(value), merge=_is_section(cls, path)):
                 deprecated(f"{where}{old} is now {where}{target} (the old key is read for one more release)")
             else:
                 deprecated(f"{where}{old} is ignored: {where}{target} is also set")
