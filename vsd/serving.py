@@ -28,6 +28,14 @@ SGLANG_MISSING = "sglang is not installed (GPU nodes: pip install 'llava-vsd[gpu
 TRUST_KEY = re.compile(r"trust|remote|load_format|loader|path|_dir|file|revision|override|custom|url|"
                        r"decrypt|lora|impl|parser|chat_template|token_map")
 NEVER_ALLOWED = ("model_path", "tokenizer_path")
+
+# What SGLang's CPU engine needs (device: cpu; tests, AMX CPUs): attention in plain torch (the
+# intel_amx backend needs a patched kernel and head sizes divisible by 32), no CUDA graphs or
+# overlap scheduling, no warm-up request, a small KV pool in host memory. engine_args override them.
+CPU_ENGINE_ARGS = {"attention_backend": "torch_native", "disable_cuda_graph": True,
+                   "disable_overlap_schedule": True, "skip_server_warmup": True,
+                   "mem_fraction_static": 0.05, "max_total_tokens": 4096}
+
 # What a hub model may bring (no pickles, no code): fetched files are checked like local ones.
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 

@@ -88,6 +88,8 @@ def test_cpu_workers_default_to_the_processes_cpus_and_cpu_selects_sglangs_cpu_e
     assert "SGLANG_USE_CPU_ENGINE" not in os.environ
     _, rec = _engine(tiny_sglang_dir, device="cpu")
     assert rec.kwargs["device"] == "cpu" and os.environ["SGLANG_USE_CPU_ENGINE"] == "1"
+    assert rec.kwargs["attention_backend"] == "torch_native" and rec.kwargs["disable_cuda_graph"] is True
+    assert rec.kwargs["mem_fraction_static"] == 0.8  # engine_args win over the CPU defaults
 
 
 def test_lost_or_unconstrained_outputs_are_errors(tiny_sglang_dir):

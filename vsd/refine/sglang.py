@@ -16,7 +16,7 @@ from typing import Any, Callable
 from vsd.config import ConfigError
 from vsd.refine.chat import ChatRefiner, load_tokenizer
 from vsd.refine.config import RefineConfig
-from vsd.serving import check_engine_args, local_model, start_sglang
+from vsd.serving import CPU_ENGINE_ARGS, check_engine_args, local_model, start_sglang
 
 EngineFactory = Callable[..., Any]
 
@@ -32,9 +32,10 @@ class SGLangRefiner(ChatRefiner):
             raise ConfigError(f"refine.{exc}") from None
         model = local_model(cfg.model, "refine.model", remote_code=bool(cfg.engine_args.get("trust_remote_code")))
         super().__init__(cfg, load_tokenizer(model))
-        args = {"model_path": model, "dtype": cfg.dtype, "load_format": "safetensors", **cfg.engine_args}
+        args: dict[str, Any] = {"model_path": model, "dtype": cfg.dtype, "load_format": "safetensors"}
         if cfg.device == "cpu":
-            args["device"] = "cpu"
+            args.update(device="cpu", **CPU_ENGINE_ARGS)
+        args.update(cfg.engine_args)
         self.engine = start_sglang("refine.mode=sglang", args, factory=engine_factory,
                                    hint="use refine.mode=hf or rules on CPU")
 

@@ -45,7 +45,7 @@ from vsd.annotate.engines.config import EngineOptions
 from vsd.annotate.engines.prompting import chat_prompt, choice_regex
 from vsd.config import ConfigError, describe
 from vsd.errors import VSDError
-from vsd.serving import check_engine_args, local_model, start_sglang
+from vsd.serving import CPU_ENGINE_ARGS, check_engine_args, local_model, start_sglang
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,8 @@ def engine_args(cfg: Any) -> dict[str, Any]:
     overrides = {**json.loads(opts.engine_args.get("json_model_override_args") or "{}"),
                  **tower_override(model, config)}
     args: dict[str, Any] = {"model_path": model, "dtype": cfg.dtype, "load_format": "safetensors"}
-    if not cfg.device.startswith(("auto", "cuda")):
-        args["device"] = cfg.device
+    if cfg.device == "cpu":
+        args.update(device="cpu", **CPU_ENGINE_ARGS)
     args.update(opts.engine_args)
     args["json_model_override_args"] = json.dumps(overrides)
     return args
