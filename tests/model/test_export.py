@@ -113,18 +113,18 @@ def _from_original_layout(out: str, like):
     """Rebuild transformers' LLaVA from the original layout by the inverse names: if every tensor
     went where SGLang reads it, this model computes exactly what the merged one does."""
     from safetensors.torch import load_file
-    from transformers import CLIPVisionModel, LlavaForConditionalGeneration
+    from transformers import CLIPVisionModel
 
     names = {"model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
              "model.mm_projector.2.": "model.multi_modal_projector.linear_2.",
-             "model.": "model.language_model.", "lm_head.": "lm_head."}
+             "model.image_newline": "model.image_newline", "model.": "model.language_model.", "lm_head.": "lm_head."}
     state = {}
     for key, tensor in load_file(os.path.join(out, "model.safetensors")).items():
         src = next(k for k in names if key.startswith(k))
         state[names[src] + key[len(src):]] = tensor
     tower = CLIPVisionModel.from_pretrained(os.path.join(out, "clip_vision_tower"))
     state.update({f"model.vision_tower.{k}": v for k, v in tower.state_dict().items()})
-    model = LlavaForConditionalGeneration(like.config).eval()
+    model = type(like)(like.config).eval()
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not missing and not unexpected, (missing, unexpected)
     return model
@@ -167,3 +167,36 @@ def test_export_cli_writes_the_layout_asked_for(tiny_llava_dir, tiny_adapter_dir
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(sglang layout, adapter_sha256 " in proc.stdout
     assert json.loads((out / "config.json").read_text())["architectures"] == ["LlavaLlamaForCausalLM"]
+
+
+def test_sglang_layout_of_llava_next_is_anyres_with_its_newline(tmp_path):
+    """LLaVA-NeXT maps onto the same SGLang class: AnyRes grid, unpadded features, image_newline."""
+    from vsd.model.sglang_layout import write_original_layout
+
+    model, processor = load_model("tiny:llava_next", dtype="float32")
+    out = str(tmp_path / "next")
+    write_original_layout(model, processor, out)
+    config = json.loads(Path(out, "config.json").read_text())
+    assert config["architectures"] == ["LlavaLlamaForCausalLM"]
+    assert config["mm_patch_merge_type"] == "spatial_unpad" and config["image_aspect_ratio"] == "anyres"
+    assert config["image_grid_pinpoints"] == [list(p) for p in model.config.image_grid_pinpoints]
+    rebuilt = _from_original_layout(out, model)
+    assert torch.equal(rebuilt.model.image_newline, model.model.image_newline)
+    for (name, a), (_, b) in zip(rebuilt.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_sglang_layout_refuses_what_it_cannot_express(tmp_path):
+    from vsd.model.sglang_layout import write_original_layout
+
+    model, processor = load_model("tiny:llava", dtype="float32")
+    model.config.vision_feature_layer = [-2, -1]
+    with pytest.raises(VSDError, match="several layers"):
+        write_original_layout(model, processor, str(tmp_path / "a"))
+    model.config.vision_feature_layer = -2
+    model.config.projector_hidden_act = "relu"
+    with pytest.raises(VSDError, match="needs gelu"):
+        write_original_layout(model, processor, str(tmp_path / "b"))
+    text, _ = load_model("tiny:text-lm", dtype="float32")
+    with pytest.raises(VSDError, match="needs a LLaVA model"):
+        write_original_layout(text, processor, str(tmp_path / "c"))

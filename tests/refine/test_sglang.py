@@ -119,3 +119,14 @@ def test_the_refine_model_goes_through_the_loading_policy(tiny_text_lm_dir, tmp_
     assert made == []
     refiner = make(config(tiny_text_lm_dir, device="cpu"), scripted_llm(["good"]).answer)
     assert refiner.engine.kwargs["device"] == "cpu" and os.environ["SGLANG_USE_CPU_ENGINE"] == "1"
+
+
+def test_an_s3_refine_model_is_localised_before_the_engine_starts(tiny_text_lm_dir, s3_bucket, tmp_path, monkeypatch,
+                                                                  scripted_llm):
+    from tests.model.test_loader import _upload_dir
+
+    monkeypatch.setenv("VSD_CACHE_DIR", str(tmp_path / "cache"))
+    _upload_dir(tiny_text_lm_dir, f"{s3_bucket}/lm")
+    refiner = make(config(f"{s3_bucket}/lm"), scripted_llm(["good"]).answer)
+    assert refiner.engine.kwargs["model_path"].startswith(str(tmp_path / "cache"))
+    assert refiner.refine(ITEMS[:1])[0].status == "refined"
