@@ -82,8 +82,7 @@ def engine_args(cfg: Any) -> dict[str, Any]:
     safetensors only, then ``engine.sglang.engine_args`` (they win, within the loading policy)."""
     from vsd.model.sglang_layout import check_servable, tower_override
 
-    opts = cfg.sglang
-    check_engine_args(opts.engine_args, opts.allow_engine_args)
+    opts = cfg.sglang  # validated: its engine_args passed check_engine_args
     remote_code = bool(opts.engine_args.get("trust_remote_code"))
     try:
         model = local_model(cfg.model, "engine.model", remote_code=remote_code)
