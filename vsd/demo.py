@@ -25,6 +25,8 @@ CONFIGS = ASSETS / "demo"
 BASE_MODEL = ASSETS / "tiny-vsd-base"
 DEFAULT_TRAIN_SCENES = 600  # 3 instructions per scene; more = better accuracy, longer data build
 IMAGE_SIZE = 64  # the base's vision input (64 px, patch 8: 64 image tokens)
+# --engine: the export layout it serves and the annotate-config overrides that select it
+ENGINE_OVERRIDES = {"hf": [], "sglang": ["engine.kind=sglang", "engine.device=cpu", "engine.dtype=bfloat16"]}
 
 
 def add_parser(subparsers) -> None:
@@ -39,6 +41,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--train-config", default=str(CONFIGS / "train.yaml"), help="TrainConfig YAML of the fine-tune")
     p.add_argument("--annotate-config", default=str(CONFIGS / "annotate.yaml"), help="AnnotateConfig YAML")
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster")
+    p.add_argument("--engine", default="hf", choices=list(ENGINE_OVERRIDES),
+                   help="annotation engine: hf (transformers) or sglang (the real sglang.Engine on CPU, needs "
+                        ".venv-sglang from `make test-sglang`); the export's layout follows")
     p.add_argument("overrides", nargs="*", help="train config overrides, e.g. optim.max_steps=100")
     p.set_defaults(func=run)
 
@@ -90,13 +95,14 @@ def train_adapter(cfg_path: str, overrides: list[str], data_uri: Path, run_uri: 
     return result
 
 
-def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path):
+def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path, engine: str = "hf"):
     from vsd.annotate.config import load_config
     from vsd.annotate.pipeline import run_annotation
 
     cfg = load_config(cfg_path, [
         f"input.uri={scenes / 'vsdv1.json'}", f"input.vsd2={scenes / 'vsdv2.json'}",
         f"input.image_dir={scenes / 'images'}", f"output={output}", f"engine.model={model_dir}",
+        *ENGINE_OVERRIDES[engine],
     ])
     return run_annotation(cfg)
 
@@ -149,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
         with watch.stage("export (merge LoRA)"):
             model_dir = out / "model"
             merge_and_export(str(BASE_MODEL), str(Path(result.checkpoint) / "adapter"), str(model_dir),
-                             overwrite=True)
-        with watch.stage("annotate (Ray Data)"):
-            run_result = annotate(args.annotate_config, heldout_scenes, model_dir, out / "annotations")
+                             overwrite=True, layout=args.engine)
+        with watch.stage(f"annotate (Ray Data, {args.engine} engine)"):
+            run_result = annotate(args.annotate_config, heldout_scenes, model_dir, out / "annotations", args.engine)
     finally:
         if started_ray:
             ray.shutdown()
@@ -164,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     demo_report = {
         **headline(report),
         "chance": round(1 / 9, 4),
+        "engine": args.engine,
         "train_scenes": n_train,
         "heldout_scenes": args.heldout_scenes,
         "annotation_counts": run_result.counts,

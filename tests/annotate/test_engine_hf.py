@@ -89,7 +89,9 @@ def test_shared_prefix_matches_independent_transformers(loaded):
             if prompt.choices is None:
                 assert ans.scores is None
                 assert ans.text == tok.decode(ref, skip_special_tokens=True).strip()
+                assert ans.truncated == (len(ref) == MAX_NEW)  # no EOS within the budget
             else:
+                assert not ans.truncated
                 assert ans.text in RELATIONS
                 assert ans.scores == pytest.approx(ref, abs=1e-4)
                 assert ans.text == prompt.choices[max(range(len(ref)), key=ref.__getitem__)]

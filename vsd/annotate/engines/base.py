@@ -45,10 +45,12 @@ class ImageRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """``scores``: one log-likelihood per choice (choice prompts, where the engine scores), else None."""
+    """``scores``: one log-likelihood per choice (choice prompts, where the engine scores), else None.
+    ``truncated``: generation stopped at ``max_new_tokens`` before the model ended its answer."""
 
     text: str
     scores: list[float] | None = None
+    truncated: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

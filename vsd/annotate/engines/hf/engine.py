@@ -315,9 +315,11 @@ class HFEngine:
             texts = []
             for g, (idx, _) in enumerate(p.gen):
                 toks = out[n * G + g]
-                if self.eos_id in toks:
+                ended = self.eos_id in toks
+                if ended:
                     toks = toks[:toks.index(self.eos_id)]
-                texts.append((idx, Answer(self.tokenizer.decode(toks, skip_special_tokens=True).strip())))
+                text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
+                texts.append((idx, Answer(text, truncated=not ended)))
             result.append(texts)
         return result
 
