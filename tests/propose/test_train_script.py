@@ -25,14 +25,22 @@ def test_assignment_gives_each_object_its_own_patches(recipe):
     container = TrueObject("blue square", (0.1, 0.1, 0.9, 0.9))
     inside = TrueObject("red circle", (0.4, 0.4, 0.6, 0.6))
     speck = TrueObject("pink oval", (0.01, 0.01, 0.04, 0.04))
-    pos = recipe.assign([container, inside, speck], grid=16)
-    owners = {}
-    for patch, k in pos:
-        owners.setdefault(k, []).append(patch)
-    assert set(owners) == {0, 1, 2} and len(pos) == len({p for p, _ in pos})   # each patch one owner
-    assert len(owners[1]) == recipe.POSITIVES and len(owners[2]) == 1
-    # the small shape inside keeps the centre: anchors at ((col+1)/16, (row+1)/16) ~ (0.5, 0.5)
-    assert 7 * 16 + 7 in owners[1] and 7 * 16 + 7 not in owners[0]
+    for mode in ("center", "inside"):
+        pos = recipe.assign([container, inside, speck], grid=16, mode=mode)
+        owners: dict[int, list[int]] = {}
+        for patch, k, _ in pos:
+            owners.setdefault(k, []).append(patch)
+        assert set(owners) == {0, 1, 2} and len(pos) == len({p for p, _, _ in pos})   # each patch one owner
+        assert len(owners[2]) == 1                                                    # the speck: nearest patch
+        # the small shape inside keeps the centre: anchors at ((col+1)/16, (row+1)/16) ~ (0.5, 0.5)
+        assert 7 * 16 + 7 in owners[1] and 7 * 16 + 7 not in owners[0]
+    center = recipe.assign([container, inside, speck], grid=16, mode="center")
+    assert sum(k == 1 for _, k, _ in center) == recipe.POSITIVES and {w for _, _, w in center} == {1.0}
+    inside_mode = {p: (k, w) for p, k, w in recipe.assign([container, inside, speck], grid=16, mode="inside")}
+    # every anchor inside the container and not taken by the shape within is the container's;
+    # centre-ness: 1 at the centre, lower towards the edges, floor 0.1
+    assert sum(k == 0 for k, _ in inside_mode.values()) == 13 * 13 - sum(k == 1 for k, _ in inside_mode.values()) == 160
+    assert inside_mode[7 * 16 + 7] == (1, 1.0) and 0.1 <= inside_mode[1 * 16 + 1][1] < 0.5
 
 
 def test_recipe_runs_and_resumes(recipe, tmp_path):

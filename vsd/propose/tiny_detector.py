@@ -3,8 +3,8 @@ synthetic generator's names.
 
 Why OWL-ViT: it predicts one box per image patch (anchored at the patch by a fixed box bias) and
 scores it against text queries, so it trains with *dense* per-patch targets — every patch near an
-object's centre learns that object — instead of DETR's set matching, which needs hundreds of
-epochs (an RT-DETR of the same size had learnt nothing after 200 steps here). And the demo then
+object learns that object — instead of DETR's set matching, which needs hundreds of epochs (an
+RT-DETR of the same size had found nothing after 200 steps here). And the demo then
 runs the same open-vocabulary path as Grounding DINO / OWLv2 in production: the detector is
 prompted with `synthetic_truth.VOCABULARY` and each label is directly the object's name in the
 task prompts. (OWL-ViT rather than OWLv2: the same heads less objectness, and its PIL image
