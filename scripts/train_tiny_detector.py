@@ -49,11 +49,12 @@ POSITIVES = 5          # patches per object at most
 RADIUS = 0.3           # of the object's shorter side: how far from the centre a positive may lie
 
 
-def scene_size(index: int, data_seed: int):
-    """Mostly the demo's 64 px; every 4th scene another size, so the detector is not tied to one."""
+def scene_size(index: int, data_seed: int, image_size: int = 64):
+    """Mostly the detector's input size; every 4th scene another size (3/4 to 2x of it), so the
+    detector is not tied to one."""
     if index % 4:
-        return 64
-    return random.Random(f"tiny-detector-size:{data_seed}:{index}").randint(48, 128)
+        return image_size
+    return random.Random(f"tiny-detector-size:{data_seed}:{index}").randint(3 * image_size // 4, 2 * image_size)
 
 
 def _anchors(grid: int) -> list[tuple[float, float]]:
@@ -100,7 +101,8 @@ def assign(objects, grid: int, mode: str = "center") -> list[tuple[int, int, flo
     return [(p, k, w) for p, (k, w) in sorted(claimed.items())]
 
 
-def training_batch(step: int, batch: int, data_seed: int, processor, tokens, grid: int, mode: str = "center"):
+def training_batch(step: int, batch: int, data_seed: int, processor, tokens, grid: int, mode: str = "center",
+                   image_size: int = 64):
     """Model inputs and dense targets of one step: class targets (the positive's weight at its
     name), boxes and weights per patch."""
     import torch
@@ -110,7 +112,7 @@ def training_batch(step: int, batch: int, data_seed: int, processor, tokens, gri
     images, cls_t, box_t, weight = [], torch.zeros(batch, grid * grid, len(VOCABULARY)), \
         torch.zeros(batch, grid * grid, 4), torch.zeros(batch, grid * grid)
     for b, i in enumerate(range(step * batch, (step + 1) * batch)):
-        scene = scene_at(i, data_seed, scene_size(i, data_seed))
+        scene = scene_at(i, data_seed, scene_size(i, data_seed, image_size))
         objects = scene_objects(scene)
         images.append(render(scene))
         for p, k, w in assign(objects, grid, mode):
@@ -191,7 +193,7 @@ def evaluate(model, processor, args) -> dict[str, dict]:
     model.eval()
     cfg = ProposeConfig(backend="open_vocabulary", model="(in memory)", vocabulary=list(VOCABULARY),
                         score_threshold=min(THRESHOLDS), nms_iou=1.0, max_detections=50, batch_size=32)
-    scenes = list(labelled_scenes(args.eval_scenes, args.val_seed, size=64))
+    scenes = list(labelled_scenes(args.eval_scenes, args.val_seed, size=args.image_size))
     raw = OwlDetector(model, processor, cfg, args.device).detect([s[0] for s in scenes])
     model.train()
     out = {}
@@ -212,6 +214,25 @@ def f1(m: dict) -> float:
 def best_setting(metrics: dict[str, dict]) -> str:
     """The (threshold/NMS) key with the best F1; ties to the higher threshold, then the lower NMS IoU."""
     return max(metrics, key=lambda k: (round(f1(metrics[k]), 4), float(k.split("/")[0]), -float(k.split("/")[1])))
+
+
+PATCH_KEY = "owlvit.vision_model.embeddings.patch_embedding.weight"
+
+
+def widen_patches(state: dict, target: dict) -> dict:
+    """``--init`` from a checkpoint with smaller patches on the same grid (e.g. 64 px / 4-px patches
+    into 128 px / 8-px patches): each patch kernel is upsampled (nearest) and scaled by the area
+    ratio, so the new model starts as the old one on a downsampled image and only has to learn
+    what the finer pixels add (the shapes' outlines). Everything else has the same shapes."""
+    import torch.nn.functional as F
+
+    old, new = state.get(PATCH_KEY), target.get(PATCH_KEY)
+    if old is None or new is None or old.shape == new.shape:
+        return state
+    factor = new.shape[-1] // old.shape[-1]
+    if factor * old.shape[-1] != new.shape[-1] or old.shape[:2] != new.shape[:2]:
+        raise SystemExit(f"--init: patch kernels {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
+    return {**state, PATCH_KEY: F.interpolate(old, scale_factor=factor, mode="nearest") / factor ** 2}
 
 
 def save(model, processor, out: str, meta: dict | None = None, half: bool = False) -> None:
@@ -252,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
     ap.add_argument("--init", default="", help="start from these weights (a checkpoint folder), fresh optimizer")
     ap.add_argument("--patch-size", type=int, default=None, help="ViT patch size (default: tiny_detector.SIZES)")
+    ap.add_argument("--image-size", type=int, default=None,
+                    help="input side in px (default: tiny_detector.SIZES); scenes are generated at this size")
     ap.add_argument("--assign", default="center", choices=["center", "inside"],
                     help="positive patches: near each centre, or every patch inside the box (see `assign`)")
     args = ap.parse_args(argv)
@@ -262,16 +285,18 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     args.patch_size = args.patch_size or SIZES["patch_size"]
-    model, processor = build_tiny_detector(seed=args.seed, patch_size=args.patch_size)
+    args.image_size = args.image_size or SIZES["image_size"]
+    model, processor = build_tiny_detector(seed=args.seed, patch_size=args.patch_size, image_size=args.image_size)
     if args.init:
         from safetensors.torch import load_file
 
         state = {k: v.float() for k, v in load_file(os.path.join(args.init, "model.safetensors")).items()}
+        state = widen_patches(state, model.state_dict())
         result = model.load_state_dict(state, strict=False)  # the box bias is a buffer, not saved
         if result.unexpected_keys or [k for k in result.missing_keys if k != "box_bias"]:
             raise SystemExit(f"--init {args.init}: weights do not fit this model: {result}")
         print(f"weights from {args.init}", flush=True)
-    grid = SIZES["image_size"] // args.patch_size
+    grid = args.image_size // args.patch_size
     # Padded to the longest name, not to 16 like the processor: a causal text tower pools at EOS, so
     # the embeddings are the same and the text side costs a third.
     tokens = processor.tokenizer(list(VOCABULARY), padding=True, return_tensors="pt")
@@ -302,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         for group in opt.param_groups:
             group["lr"] = lr
         inputs, cls_t, box_t, weight = training_batch(step, args.batch, args.data_seed, processor, tokens, grid,
-                                                      args.assign)
+                                                      args.assign, args.image_size)
         inputs = {k: v.to(args.device) for k, v in inputs.items()}
         cls_t, box_t, weight = cls_t.to(args.device), box_t.to(args.device), weight.to(args.device)
         loss, parts = dense_loss(model(**inputs), cls_t, box_t, weight, args)
@@ -337,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "architecture": "OwlViTForObjectDetection (vsd.propose.tiny_detector)",
         "score_threshold": threshold, "nms_iou": nms,
-        "validation": {"seed": args.val_seed, "scenes": args.eval_scenes, "size": 64, "best": key,
+        "validation": {"seed": args.val_seed, "scenes": args.eval_scenes, "size": args.image_size, "best": key,
                        "metrics": metrics[key], "f1": round(f1(metrics[key]), 4)},
         "steps": step, "train_seconds": round(trained), "history": history,
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "resume")},

@@ -18,6 +18,7 @@ import os
 import time
 from pathlib import Path
 
+from vsd import demo_raw
 from vsd.errors import VSDError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -37,6 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", default="out/demo", help="output folder (local path)")
     p.add_argument("--train-scenes", type=int, default=DEFAULT_TRAIN_SCENES, help="synthetic training scenes")
     p.add_argument("--heldout-scenes", type=int, default=90, help="synthetic held-out scenes to annotate")
+    p.add_argument("--raw-scenes", type=int, default=90,
+                   help="held-out scenes given without boxes, for the tiny detector and the propose stage (0: skip)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training scenes (held-out: seed + 1000)")
     p.add_argument("--train-config", default=str(CONFIGS / "train.yaml"), help="TrainConfig YAML of the fine-tune")
     p.add_argument("--annotate-config", default=str(CONFIGS / "annotate.yaml"), help="AnnotateConfig YAML")
@@ -158,6 +161,11 @@ def run(args: argparse.Namespace) -> int:
                              overwrite=True, layout=args.engine)
         with watch.stage(f"annotate (Ray Data, {args.engine} engine)"):
             run_result = annotate(args.annotate_config, heldout_scenes, model_dir, out / "annotations", args.engine)
+        raw = None
+        if args.raw_scenes:
+            with watch.stage("raw corpus (propose ▸ annotate, no boxes given)"):
+                raw = demo_raw.run_raw(out / "raw", args.raw_scenes, args.seed + 1000, args.annotate_config, model_dir,
+                                       ENGINE_OVERRIDES[args.engine])
     finally:
         if started_ray:
             ray.shutdown()
@@ -177,10 +185,13 @@ def run(args: argparse.Namespace) -> int:
         "train_checkpoint": result.checkpoint,
         "seconds": {**watch.times, "total": watch.total},
         "evaluation_report": str(out / "report" / "report.json"),
+        "raw": raw,
     }
     (out / "report.json").write_text(json.dumps(demo_report, indent=2, default=str))
     print("\nllava-vsd demo: held-out synthetic scenes (chance on task 1: 0.111)")
     for line in summary_lines(report):
+        print(line)
+    for line in demo_raw.summary_lines(raw) if raw else []:
         print(line)
     print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in demo_report["seconds"].items()))
     print(f"held-out relation accuracy: {report['relation_accuracy']:.3f}")

@@ -20,6 +20,7 @@ from vsd.errors import VSDError
 from vsd.propose import runtime
 from vsd.propose.config import ProposeConfig
 from vsd.propose.detections import DIGITS, Detection
+from vsd.relations.depth import METRIC, RELATIVE, nearer_is_larger
 
 METRIC_TYPES = ("zoedepth", "depth_pro")
 
@@ -27,8 +28,8 @@ METRIC_TYPES = ("zoedepth", "depth_pro")
 def depth_kind(config) -> str:
     """``metric`` (metres, larger = farther) or ``relative`` (inverse depth, larger = nearer)."""
     if getattr(config, "depth_estimation_type", None) == "metric" or config.model_type in METRIC_TYPES:
-        return "metric"
-    return "relative"
+        return METRIC
+    return RELATIVE
 
 
 def box_median(depth_map, box: Sequence[float]) -> float:
@@ -52,7 +53,7 @@ class DepthEstimator:
 
     @property
     def nearer_is_larger(self) -> bool:
-        return self.kind == "relative"
+        return nearer_is_larger(self.kind)
 
     @classmethod
     def from_config(cls, cfg: ProposeConfig) -> DepthEstimator:

@@ -8,17 +8,19 @@ the relations in the task-1 prompt (paper order), the verify stage compares a de
 scores generated sentences by their parsed relation.
 
     vocabulary   RELATIONS, INVERSE, SYNONYMS, normalize_relation
-    geometry     box conversions and validity, what 2-D boxes decide or rule out (depth plugs in here)
+    geometry     box conversions and validity, what boxes decide or rule out (2-D, plus depth when given)
+    depth        BoxDepths: which of two boxes is clearly nearer (relative or metric depth)
     mentions     where a sentence names an object (plurals, typos, compounds, same-thing words)
     lexicon      the parser's closed word lists
     phrases      relation phrases found in a tokenised sentence (longest match)
     parser       parse_relation: clause rules tying a phrase to the two named objects
 
-The modules import downwards only (vocabulary <- geometry; vocabulary, lexicon <- phrases;
+The modules import downwards only (vocabulary, depth <- geometry; vocabulary, lexicon <- phrases;
 mentions, phrases <- parser), so this file can re-export them all without an import cycle.
 """
 
 from vsd.relations.vocabulary import INVERSE, RELATIONS, SYNONYMS, normalize_relation
+from vsd.relations.depth import DEPTH_KINDS, BoxDepths
 from vsd.relations.geometry import (
     CONTAINMENT,
     DEPTH_RELATIONS,
@@ -35,7 +37,9 @@ from vsd.relations.parser import parse_relation
 
 __all__ = [
     "CONTAINMENT",
+    "DEPTH_KINDS",
     "DEPTH_RELATIONS",
+    "BoxDepths",
     "DOMINANCE",
     "INVERSE",
     "RELATIONS",

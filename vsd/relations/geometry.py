@@ -4,10 +4,11 @@ Boxes inside the system are normalised ``[x0, y0, x1, y1]`` in 0..1 with y growi
 (image convention); VSD JSON boxes are ``[ymin, ymax, xmin, xmax]`` pixels and are converted once,
 at the reader, with `vsd_box_to_xyxy`.
 
-Boxes carry no depth, so ``behind`` / ``in front of`` (`DEPTH_RELATIONS`) are never decided nor
-contradicted here. Depth-aware checks belong in a sibling module (``depth.py``) that this one
-consults for exactly those relations, at the one place `geometry_contradicts` names them; the
-2-D rules below stay as they are.
+Boxes alone carry no depth, so ``behind`` / ``in front of`` (`DEPTH_RELATIONS`) are decided and
+contradicted only when the caller passes the boxes' depths (`vsd.relations.depth.BoxDepths`, from a
+monocular depth model in the propose stage); without them the 2-D rules below are all there is,
+and they do not change when depths are given -- depth only adds decisions where 2-D has none (or
+says ``in`` for what is clearly in front of a larger thing).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from vsd.relations.depth import BoxDepths, depth_relation
 from vsd.relations.vocabulary import INVERSE, RELATIONS
 
 # --------------------------------------------------------------------------------------------
@@ -90,8 +92,9 @@ def _gaps(s: Sequence[float], o: Sequence[float]) -> tuple[float, float, float, 
     return o[0] - s[2], s[0] - o[2], o[1] - s[3], s[1] - o[3]
 
 
-def geometric_relation(subject_box: Sequence[float], object_box: Sequence[float]) -> str | None:
-    """The relation 2-D geometry alone decides, from subject to object, or ``None``.
+def geometric_relation(subject_box: Sequence[float], object_box: Sequence[float],
+                       depths: BoxDepths | None = None) -> str | None:
+    """The relation the geometry decides, from subject to object, or ``None``.
 
     Decides ``to the left of`` / ``to the right of`` / ``above`` / ``under`` only when the boxes
     are clearly apart on that axis (by `SEPARATION`) and the other axis does not compete, and
@@ -100,10 +103,18 @@ def geometric_relation(subject_box: Sequence[float], object_box: Sequence[float]
     ``next to`` or a side, and depth is not in the boxes. Compare against a stated relation with
     `geometry_contradicts`, which treats ``next to`` as compatible with left/right and ``on`` as
     compatible with ``above``/``in``.
+
+    With ``depths`` (see `_with_depth`) it also decides ``behind`` / ``in front of`` and ``on``;
+    without them the answer is the 2-D one above.
     """
     s, o = [float(v) for v in subject_box], [float(v) for v in object_box]
     if _area(s) <= 0 or _area(o) <= 0:
         return None
+    flat = _relation_2d(s, o)
+    return flat if depths is None else _with_depth(flat, s, o, depths)
+
+
+def _relation_2d(s: list[float], o: list[float]) -> str | None:
     if _area(s) < _area(o) and _inside_share(s, o) >= CONTAINMENT:
         return "in"
     left, right, up, down = _gaps(s, o)
@@ -123,19 +134,54 @@ def geometric_relation(subject_box: Sequence[float], object_box: Sequence[float]
     return None
 
 
-def geometry_contradicts(relation: str, subject_box: Sequence[float], object_box: Sequence[float]) -> bool:
+def _overlap(s: Sequence[float], o: Sequence[float]) -> bool:
+    """The boxes share area (not merely touch)."""
+    return min(s[2], o[2]) - max(s[0], o[0]) > 0 and min(s[3], o[3]) - max(s[1], o[1]) > 0
+
+
+def _resting(s: Sequence[float], o: Sequence[float]) -> bool:
+    """The subject could rest on the object: horizontally within it, sticking out above its top,
+    its bottom edge at the object's top edge or within the object's upper half (a cup on a table
+    seen from above sits inside the table's box)."""
+    within = s[0] >= o[0] - SEPARATION and s[2] <= o[2] + SEPARATION
+    return within and s[1] < o[1] and o[1] - SEPARATION <= s[3] <= (o[1] + o[3]) / 2
+
+
+def _with_depth(flat: str | None, s: list[float], o: list[float], depths: BoxDepths) -> str | None:
+    """What depth adds to the 2-D answer ``flat``: boxes apart keep their side (left, above, ...);
+    a subject inside the object's box with a clear depth gap is in front of / behind it, not in
+    it; overlapping boxes with a clear gap are ``behind`` / ``in front of``; a subject resting on
+    the object's top at the same depth is ``on`` it."""
+    in_depth = depth_relation(depths)
+    if flat == "in":
+        return in_depth or flat
+    if flat is not None:
+        return flat
+    if in_depth is not None and _overlap(s, o):
+        return in_depth
+    if _resting(s, o) and depths.same_depth():
+        return "on"
+    return None
+
+
+def geometry_contradicts(relation: str, subject_box: Sequence[float], object_box: Sequence[float],
+                         depths: BoxDepths | None = None) -> bool:
     """True when the boxes clearly rule out `relation` (from subject to object).
 
     Lenient on purpose: the verify stage flags a description only when the picture is
     unambiguous, e.g. ``to the left of`` with the subject entirely right of the object,
     ``on``/``above`` with the subject entirely below it, ``in`` with the boxes far apart, ``next to``
-    with one box far above the other. Depth (``behind``/``in front of``) is never contradicted.
+    with one box far above the other. ``behind`` / ``in front of`` are contradicted only with
+    ``depths``, when the subject is clearly on the other side (nearer for ``behind``, farther for
+    ``in front of``); depth never contradicts the other relations (a cup on a long table may have
+    a very different median depth than the table).
     """
     if relation not in INVERSE:
         raise ValueError(f"unknown relation {relation!r}; expected one of {', '.join(RELATIONS)}")
     s, o = [float(v) for v in subject_box], [float(v) for v in object_box]
     if relation in DEPTH_RELATIONS:
-        return False  # boxes carry no depth
+        in_depth = depth_relation(depths) if depths is not None else None
+        return in_depth is not None and in_depth != relation
     left, right, up, down = _gaps(s, o)
     if relation == "to the left of":
         return right >= SEPARATION

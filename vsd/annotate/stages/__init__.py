@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from vsd.annotate.stages import generate, preprocess, read, refine, verify, write
+from vsd.annotate.stages import generate, preprocess, propose, read, refine, verify, write
 from vsd.annotate.stages.base import Resources, RunContext
 from vsd.config import describe
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 STAGES = (
     read,        # claim, read, hash (CPU tasks)
+    propose,     # detect objects, pick pairs for images without pairs (detector actors; off by default)
     preprocess,  # decode, guard, visual prompt, resize (CPU tasks)
     generate,    # the engine (GPU/CPU actors)
     verify,      # answers vs answers vs geometry (CPU tasks)

@@ -85,7 +85,7 @@ def item_from_row(row: dict, shard: str) -> dict:
     pairs = []
     for j, p in enumerate(row.get("pairs") or []):
         pairs.append(new_pair(p["index"] if p.get("index") is not None else j, p.get("subject"), p.get("object"),
-                              p.get("subject_box"), p.get("object_box")))
+                              p.get("subject_box"), p.get("object_box"), box_source="given"))
     item = new_item(row["uri"], image_id=row.get("image_id") or None, pairs=pairs or None,
                     source_key=source_key(row["uri"], row.get("size"), row.get("version")))
     item.update(shard=shard, shard_row=int(row["row"]), given_id=row.get("image_id") is not None)

@@ -1,8 +1,10 @@
 """Verify stage (CPU tasks): do the model's own answers agree with each other and with the boxes?
 
 Per pair: the relation each description states (``parse_relation`` from subject to object) is
-compared with the task-1 label, and the task-1 label with what the 2-D box geometry decides
-(``geometry_contradicts`` is lenient: depth and touching boxes never contradict). Findings go to
+compared with the task-1 label, and the task-1 label with what the box geometry decides
+(``geometry_contradicts`` is lenient: touching boxes never contradict, and ``behind`` / ``in front
+of`` only when the pair carries box depths from the propose stage with a clear gap the other way;
+without depths the check is the 2-D one). Findings go to
 ``flags``; ``consistent`` is true when nothing disagrees. Nothing is dropped or rewritten here:
 flags are for filtering downstream, and a label the geometry doubts may still be right (3-D).
 
@@ -20,7 +22,7 @@ import pyarrow as pa
 
 from vsd.annotate.items import SCENE, from_table, ok_pairs, to_table
 from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
-from vsd.relations import RELATIONS, geometric_relation, geometry_contradicts, parse_relation
+from vsd.relations import RELATIONS, BoxDepths, geometric_relation, geometry_contradicts, parse_relation
 
 if TYPE_CHECKING:
     from vsd.annotate.config import AnnotateConfig
@@ -52,12 +54,13 @@ def check(pair: dict) -> None:
         return
     subject, object_ = pair["subject"], pair["object"]
     sb, ob = pair["subject_box"], pair["object_box"]
-    pair["geometry_relation"] = geometric_relation(sb, ob)
+    depths = BoxDepths.from_pair(pair)  # None unless a depth model measured both boxes
+    pair["geometry_relation"] = geometric_relation(sb, ob, depths)
     label = pair["relation"]
     if label is not None and label not in RELATIONS:
         flags.append("not_a_relation:task1")
         label = None
-    if label is not None and geometry_contradicts(label, sb, ob):
+    if label is not None and geometry_contradicts(label, sb, ob, depths):
         flags.append("geometry_contradicts:task1")
     sentences = []
     if pair["description"] is not None:
@@ -69,7 +72,7 @@ def check(pair: dict) -> None:
             flags.append(f"no_relation_stated:{where}")
         elif label is not None and stated != label:
             flags.append(f"description_disagrees:{where}")
-        elif label is None and geometry_contradicts(stated, sb, ob):
+        elif label is None and geometry_contradicts(stated, sb, ob, depths):
             flags.append(f"geometry_contradicts:{where}")
     pair["flags"] = flags
     pair["consistent"] = not any(f.startswith(DISAGREEING) for f in flags)
