@@ -22,7 +22,8 @@ import pytest
 
 from tests.fixtures.infra import REPO
 from vsd import storage
-from vsd.preflight import PreflightError, Target, annotate_targets, check, check_annotate
+from vsd.preflight import (PreflightError, Target, annotate_targets, check, check_annotate,
+                          skip_unreachable_metadata)
 
 TINY = str(REPO / "jobs/configs/annotate-tiny-cpu.yaml")
 NIGHTLY = str(REPO / "jobs/configs/annotate-nightly-llava15-13b-sglang.yaml")
@@ -245,3 +246,20 @@ def test_a_stalled_endpoint_is_given_up_on_in_bounded_time(monkeypatch):
     attempts, connect, read = storage.PROBE["attempts"], storage.PROBE["connect_timeout"], storage.PROBE["request_timeout"]
     assert seconds < attempts * (connect + read) + 3 < 20
     assert "cannot reach S3" in line and endpoint in line
+
+
+def test_an_unreachable_metadata_service_is_not_waited_on(monkeypatch):
+    """Nothing configured (a laptop without credentials): one connect to the metadata address
+    decides. Nothing there -> the lookup is switched off; something there (an instance) -> left on."""
+    for name in (storage.IMDS_SWITCH, "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with silent_endpoint() as listening:  # accepts connections: an instance's metadata service
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", listening)
+        assert skip_unreachable_metadata() is False and storage.IMDS_SWITCH not in os.environ
+    closed = listening  # the same port, closed now: nothing answers
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", closed)
+    started = time.monotonic()
+    assert skip_unreachable_metadata() is True and os.environ[storage.IMDS_SWITCH] == "true"
+    assert time.monotonic() - started < 1
+    monkeypatch.setenv(storage.IMDS_SWITCH, "false")  # the user's choice is kept
+    assert skip_unreachable_metadata() is False and os.environ[storage.IMDS_SWITCH] == "false"

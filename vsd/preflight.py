@@ -20,10 +20,12 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import socket
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
@@ -97,7 +99,9 @@ def check_annotate(cfg) -> float:
 
 def check(targets: list[Target]) -> float:
     started = time.monotonic()
-    storage.skip_metadata_lookup()  # before the first S3 client, and before Ray copies this environment
+    # Before the first S3 client, and before Ray copies this environment to its workers.
+    if not storage.skip_metadata_lookup() and any(storage.is_s3(t.uri) for t in targets):
+        skip_unreachable_metadata()
     for target in targets:
         fs = storage.probe_filesystem(target.uri)
         path = storage.resolve(target.uri)[1]
@@ -109,6 +113,22 @@ def check(targets: list[Target]) -> float:
         else:
             _check_local(target, path)
     return time.monotonic() - started
+
+
+def skip_unreachable_metadata(timeout_s: float = 0.5) -> bool:
+    """With nothing configured the SDK's last resort is the instance metadata service; off an
+    instance (a laptop, another cloud) every lookup waits on a dead address, ~30 s in all. One TCP
+    connect tells: if nothing answers there, the lookup is switched off for this process and the
+    workers it starts (unless the user chose with AWS_EC2_METADATA_DISABLED). Returns whether it did."""
+    if storage.IMDS_SWITCH in os.environ:
+        return False
+    url = urlparse(os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254")
+    try:
+        socket.create_connection((url.hostname, url.port or 80), timeout=timeout_s).close()
+        return False
+    except OSError:
+        os.environ[storage.IMDS_SWITCH] = "true"
+        return True
 
 
 def _fail(target: Target, what: str, hint: bool = True) -> PreflightError:
