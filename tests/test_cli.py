@@ -41,3 +41,16 @@ def test_user_errors_stay_one_line_exit_2(tmp_path, capsys):
                  str(tmp_path / "out")]) == 2  # VSDError (the preflight)
     err = capsys.readouterr().err
     assert err.startswith(f"vsd: error: input.uri: {tmp_path / 'nowhere'}: not found") and err.count("\n") == 1
+
+
+def test_an_io_failure_mid_run_is_one_line_exit_1_without_a_traceback(monkeypatch, capsys):
+    def run(args):
+        raise OSError("When uploading part: AWS Error SLOW_DOWN during PutObject")
+
+    import vsd.annotate.commands as commands
+
+    monkeypatch.setattr(commands, "run", run)
+    code = main(["annotate", "--input", "x", "--output", "y"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("vsd: error: I/O failure: OSError: When uploading part: AWS Error SLOW_DOWN")

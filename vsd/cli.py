@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `vsd annotate --help-config | head`: the reader has all it wanted
         sys.stderr.close()
         return 0
+    except OSError as exc:  # storage or disk failing mid-run (beyond its retries): not a bug in vsd
+        print(f"vsd: error: I/O failure: {type(exc).__name__}: {' '.join(str(exc).split())[:400]} (fix it and "
+              "run again: what was written stays, nothing is written twice)", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - anything else is a bug: one line saying so, then the details
         print(internal_error_line(exc), file=sys.stderr)
         traceback.print_exc()
