@@ -14,6 +14,7 @@ from vsd.errors import VSDError
 
 # (module, what it registers); each module has add_parser(subparsers) that calls set_defaults(func=...)
 COMMAND_MODULES = [
+    "vsd.corpus.commands",     # vsd corpus sync | info
     "vsd.data.commands",       # vsd data synth | build
     "vsd.train.commands",      # vsd train
     "vsd.model.commands",      # vsd export | vsd model tiny
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vsd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vsd annotate --help-config | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
     return int(result or 0)
 
 

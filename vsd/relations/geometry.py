@@ -1,136 +1,21 @@
-"""The 9 VSD spatial relations, their phrasings, relation-from-text parsing and box geometry.
-
-Everything that has to agree on what a relation *is* imports it from here: the reader validates
-triples against `RELATIONS`, the instruction builder lists them in the task-1 prompt (paper order),
-the verify stage compares a description's parsed relation with what the boxes allow, and the
-evaluation scores generated sentences by their parsed relation.
+"""What a picture's boxes say about a relation: box conversions, validity, and 2-D geometry.
 
 Boxes inside the system are normalised ``[x0, y0, x1, y1]`` in 0..1 with y growing downwards
 (image convention); VSD JSON boxes are ``[ymin, ymax, xmin, xmax]`` pixels and are converted once,
 at the reader, with `vsd_box_to_xyxy`.
+
+Boxes carry no depth, so ``behind`` / ``in front of`` (`DEPTH_RELATIONS`) are never decided nor
+contradicted here. Depth-aware checks belong in a sibling module (``depth.py``) that this one
+consults for exactly those relations, at the one place `geometry_contradicts` names them; the
+2-D rules below stay as they are.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
-# --------------------------------------------------------------------------------------------
-# Vocabulary
-# --------------------------------------------------------------------------------------------
-
-#: The paper's order (the task-1 prompt lists them like this).
-RELATIONS: tuple[str, ...] = (
-    "on",
-    "in",
-    "next to",
-    "under",
-    "above",
-    "behind",
-    "in front of",
-    "to the left of",
-    "to the right of",
-)
-
-#: The relation seen from the object's side: ``A rel B`` => ``B INVERSE[rel] A``.
-#: ``on`` maps to ``under`` (whatever A rests on is under A), but ``under`` maps back to ``above``:
-#: being under something says nothing about contact. ``in`` has no inverse among the 9 (``contains``
-#: is not a VSD relation), so a sentence stating "the box holds the cup" from the container's side
-#: gives ``None`` rather than a wrong relation.
-INVERSE: dict[str, str | None] = {
-    "on": "under",
-    "in": None,
-    "next to": "next to",
-    "under": "above",
-    "above": "under",
-    "behind": "in front of",
-    "in front of": "behind",
-    "to the left of": "to the right of",
-    "to the right of": "to the left of",
-}
-
-
-def _side_phrases(side: str) -> list[str]:
-    """'to the left of', 'on the left side of', 'left hand side of', ... for one side."""
-    out = []
-    for prep in ("to ", "on ", "at ", "in ", ""):
-        for det in ("the ", ""):
-            for tail in ("", " side", " hand side", " handside"):
-                out.append(f"{prep}{det}{side}{tail} of")
-    return out
-
-
-#: Phrasings seen in VSD captions (and common English) -> relation. Multi-word phrases win over
-#: their prefixes at parse time (longest match), so "in front of" never reads as "in".
-SYNONYMS: dict[str, str] = {
-    # on
-    "on": "on", "upon": "on", "onto": "on", "atop": "on", "on top of": "on", "ontop of": "on",
-    "on the top of": "on", "up on": "on", "on top": "on",
-    # in
-    "in": "in", "inside": "in", "inside of": "in", "within": "in", "into": "in",
-    "in the middle of": "in", "in the center of": "in", "in the centre of": "in",
-    # next to
-    "next to": "next to", "nextto": "next to", "beside": "next to", "besides": "next to",
-    "beside of": "next to", "alongside": "next to", "alongside of": "next to", "along side": "next to",
-    "along side of": "next to", "by": "next to", "near": "next to", "near to": "next to",
-    "nearby": "next to", "near by": "next to", "close to": "next to", "close by": "next to",
-    "adjacent to": "next to", "by the side of": "next to", "at the side of": "next to",
-    "to the side of": "next to", "against": "next to", "between": "next to", "in between": "next to",
-    "on one side of": "next to", "on either side of": "next to", "on both sides of": "next to",
-    "on each side of": "next to",
-    # under
-    "under": "under", "underneath": "under", "underneath of": "under", "under neath": "under",
-    "beneath": "under", "below": "under", "down below": "under",
-    # above
-    "above": "above", "over": "above", "up above": "above", "overtop of": "above",
-    "over top of": "above", "higher than": "above",
-    # behind
-    "behind": "behind", "in back of": "behind", "beyond": "behind",
-    # in front of
-    "in front of": "in front of", "infront of": "in front of", "in front": "in front of",
-    "infront": "in front of", "ahead of": "in front of",
-    # left / right
-    **{p: "to the left of" for p in _side_phrases("left")},
-    **{p: "to the right of" for p in _side_phrases("right")},
-    "leftof": "to the left of", "rightof": "to the right of",
-    "to the left": "to the left of", "on the left": "to the left of",
-    "to the right": "to the right of", "on the right": "to the right of",
-}
-for _rel in RELATIONS:
-    SYNONYMS.setdefault(_rel, _rel)
-
-# Answers a model gives to task 1 without the preposition around the word.
-_SINGLE_WORD_ANSWERS = {"left": "to the left of", "right": "to the right of", "front": "in front of",
-                        "next": "next to", "top": "on"}
-
-
-def normalize_relation(text: str) -> str | None:
-    """A relation phrase or synonym (``on top of``, ``beneath``, ``left of``, ``beside``...) ->
-    one of `RELATIONS`, or ``None`` when the text is not a relation phrase.
-
-    Case, hyphens, surrounding quotes/punctuation, a leading ``is``/``are`` and a trailing article
-    are ignored, so a task-1 answer like ``"In front of."`` or ``is to the left of the`` normalises.
-    """
-    words = re.findall(r"[a-z]+", text.lower().replace("-", " "))
-    while words and words[0] in ("is", "are", "the", "it", "its", "answer"):
-        words = words[1:]
-    while words and words[-1] in ("the", "a", "an"):
-        words = words[:-1]
-    phrase = " ".join(words)
-    return SYNONYMS.get(phrase) or _SINGLE_WORD_ANSWERS.get(phrase)
-
-
-def parse_relation(sentence: str, subject: str | None = None, object: str | None = None) -> str | None:  # noqa: A002
-    """The relation a sentence states, from `subject` to `object` when their names are given.
-
-    ``None`` when the sentence states none, negates it, or is ambiguous (``above or below``).
-    See `vsd.relation_parser` for how the two objects are located in the sentence.
-    """
-    from vsd.relation_parser import parse_sentence  # the parser imports this module's vocabulary
-
-    return parse_sentence(sentence, subject, object)
-
+from vsd.relations.vocabulary import INVERSE, RELATIONS
 
 # --------------------------------------------------------------------------------------------
 # Boxes
@@ -184,6 +69,8 @@ SEPARATION = 0.02
 DOMINANCE = 4.0
 #: Share of the subject's area that must lie inside the object for ``in``.
 CONTAINMENT = 0.9
+#: Relations about depth, which the boxes do not show (the seam for depth-aware checks).
+DEPTH_RELATIONS: frozenset[str] = frozenset({"behind", "in front of"})
 
 
 def _area(b: Sequence[float]) -> float:
@@ -247,6 +134,8 @@ def geometry_contradicts(relation: str, subject_box: Sequence[float], object_box
     if relation not in INVERSE:
         raise ValueError(f"unknown relation {relation!r}; expected one of {', '.join(RELATIONS)}")
     s, o = [float(v) for v in subject_box], [float(v) for v in object_box]
+    if relation in DEPTH_RELATIONS:
+        return False  # boxes carry no depth
     left, right, up, down = _gaps(s, o)
     if relation == "to the left of":
         return right >= SEPARATION
@@ -258,7 +147,5 @@ def geometry_contradicts(relation: str, subject_box: Sequence[float], object_box
         return up >= SEPARATION
     if relation == "in":
         return max(left, right, up, down) >= SEPARATION
-    if relation == "next to":
-        # Far apart vertically while sharing columns: one is above the other, not beside it.
-        return max(up, down) >= 0.1 and max(left, right) < 0
-    return False
+    # next to: far apart vertically while sharing columns, one is above the other, not beside it.
+    return max(up, down) >= 0.1 and max(left, right) < 0

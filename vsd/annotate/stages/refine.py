@@ -9,12 +9,42 @@ and each reason as a flag ``refine:task<N>: <reason>``, so every kept original s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
 from vsd.annotate.items import from_table, ok_pairs, to_table
+from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
 from vsd.refine.base import RefineItem, RefineOutcome
 from vsd.refine.config import RefineConfig
 from vsd.refine.factory import make_refiner
+
+if TYPE_CHECKING:
+    from vsd.annotate.config import AnnotateConfig
+
+NAME = "refine"
+HELP = "rewrite descriptions (rules | hf | sglang | off) under a guardrail"
+enabled = enabled_always
+MODEL_FREE = ("rules", "off")  # no model to keep loaded: plain tasks instead of actors
+
+
+@dataclass
+class RefineStageConfig(RefineConfig):
+    resources: Resources = resources("rules/off: light CPU tasks; hf/sglang: refiner actors (concurrency = model "
+                                     "copies, num_gpus per actor); batch_size = images per call (default 16)",
+                                     num_cpus=0.25, concurrency=1)
+
+
+Config = RefineStageConfig
+
+
+def add(ds, cfg: AnnotateConfig, ctx: RunContext):
+    stage = cfg.stages.refine
+    if stage.mode in MODEL_FREE:
+        plain = Resources(num_cpus=stage.resources.num_cpus, batch_size=stage.resources.batch_size)
+        return map_stage(ds, refine_batch, plain, default_batch=16, kwargs={"refine": stage})
+    return map_stage(ds, RefineStageUDF, stage.resources, default_batch=16, actor=True, kwargs={"refine": stage})
 
 
 def combined_status(outcomes: list[RefineOutcome]) -> str:
@@ -53,15 +83,7 @@ class RefineStageUDF:
         return to_table(items)
 
     def __del__(self):
-        close = getattr(getattr(self, "refiner", None), "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
-
-
-MODEL_FREE = ("rules", "off")
+        close_quietly(self, "refiner")
 
 
 def refine_batch(batch: pa.Table, *, refine: RefineConfig) -> pa.Table:

@@ -14,32 +14,48 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from vsd.annotate.engines.base import Engine, EngineConfig, ImageRequest, ImageResult, Prompt, account, make_engine
+from vsd.annotate.engines import make_engine
+from vsd.annotate.engines.base import Engine, ImageRequest, ImageResult, Prompt, account
+from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
-from vsd.data.prompts import task_prompt
-from vsd.relations import RELATIONS
+from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
+
+if TYPE_CHECKING:
+    from vsd.annotate.config import AnnotateConfig
+    from vsd.annotate.engines import EngineConfig
 
 log = logging.getLogger(__name__)
 
-# Scene level (no pairs given): the open-ended task about the image's main objects.
-SCENE_PROMPT = ("Using the image as a reference, generate three detailed and diverse textual descriptions "
-                "that describe the spatial relationships between the main objects in the image.")
+NAME = "generate"
+HELP = "the engine actors that answer every task prompt (engine: the model and its backend)"
+enabled = enabled_always
 
 
-def clean_name(name: str) -> str:
-    """Names go into prompts on one line: newlines or runs of spaces in a name cannot fake a turn."""
-    return " ".join(str(name).split())
+@dataclass
+class GenerateStageConfig:
+    resources: Resources = resources("engine actors: concurrency = model copies (one per GPU); num_cpus = its "
+                                     "torch threads (hf on CPU) or SGLANG_CPU_WORKERS; batch_size default "
+                                     "engine.batch_size", num_cpus=1.0, concurrency=1)
+
+
+Config = GenerateStageConfig
+
+
+def add(ds, cfg: AnnotateConfig, ctx: RunContext):
+    return map_stage(ds, GenerateStageUDF, cfg.stages.generate.resources, default_batch=cfg.engine.batch_size,
+                     actor=True, kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks),
+                                         "engine_factory": ctx.engine_factory})
 
 
 def prompts_for(pair: dict, tasks: list[int]) -> list[Prompt]:
     if pair["pair_index"] == SCENE:
-        return [Prompt(task=3, text=SCENE_PROMPT)]
-    subject, object_ = clean_name(pair["subject"]), clean_name(pair["object"])
-    return [Prompt(task=t, text=task_prompt(t, subject, object_), choices=tuple(RELATIONS) if t == 1 else None)
-            for t in tasks]
+        return scene_prompts()
+    return task_prompts(pair["subject"], pair["object"], tasks)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -56,6 +72,8 @@ def fill(pair: dict, prompts: list[Prompt], answers) -> None:
             pair["description"] = answer.text.strip()
         elif prompt.task == 3:
             pair["descriptions"] = split_sentences(answer.text)
+            if pair["pair_index"] == SCENE:  # no task 2 at scene level: its text goes where users look
+                pair["description"] = pair["descriptions"][0] if pair["descriptions"] else None
 
 
 class GenerateStageUDF:
@@ -107,9 +125,4 @@ class GenerateStageUDF:
             return alone
 
     def __del__(self):
-        close = getattr(getattr(self, "engine", None), "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - shutting down anyway
-                pass
+        close_quietly(self, "engine")

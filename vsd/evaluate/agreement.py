@@ -5,6 +5,8 @@ on real annotations (the test asserts floors, `bench/parser_agreement.py` prints
 Captions belong to a record, not to a triple, so each caption is scored against the triple whose
 names it mentions (the first triple on ties): a record with four triples and one caption about
 "a girl in front of a man" is scored on the girl/man triple.
+
+It scores the parser, not a model: a model's answers are scored by `vsd.evaluate.relation_metrics`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vsd.name_mentions import names_mentioned
-from vsd.relations import RELATIONS, parse_relation
+from vsd.relations import RELATIONS, names_mentioned, parse_relation
 
 
 @dataclass

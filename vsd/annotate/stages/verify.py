@@ -13,12 +13,35 @@ Flags: ``description_disagrees:task2``, ``description_disagrees:task3.<i>`` (sen
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
 from vsd.annotate.items import SCENE, from_table, ok_pairs, to_table
+from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
 from vsd.relations import RELATIONS, geometric_relation, geometry_contradicts, parse_relation
 
+if TYPE_CHECKING:
+    from vsd.annotate.config import AnnotateConfig
+
+NAME = "verify"
+HELP = "check each answer against the other answers and the boxes' geometry (CPU tasks)"
+enabled = enabled_always
+
 DISAGREEING = ("description_disagrees:", "geometry_contradicts:", "not_a_relation:")
+
+
+@dataclass
+class VerifyStageConfig:
+    resources: Resources = resources("CPU tasks; batch_size default 16", num_cpus=0.25)
+
+
+Config = VerifyStageConfig
+
+
+def add(ds, cfg: AnnotateConfig, ctx: RunContext):
+    return map_stage(ds, verify_batch, cfg.stages.verify.resources, default_batch=16)
 
 
 def check(pair: dict) -> None:
