@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Protocol, Union
 
 from vsd.errors import VSDError
 
@@ -65,16 +65,6 @@ class Engine(Protocol):
     def generate(self, batch: list[ImageRequest]) -> list[ImageResult]: ...
 
     def close(self) -> None: ...
-
-
-def __getattr__(name: str) -> Any:
-    # EngineConfig and make_engine moved to the registry (``vsd.annotate.engines``); this keeps older
-    # imports working for one release without base.py importing the registry at load time.
-    if name in ("EngineConfig", "make_engine"):
-        import vsd.annotate.engines as registry
-
-        return getattr(registry, name)
-    raise AttributeError(name)
 
 
 # --------------------------------------------------------------------------- helpers for engines
