@@ -25,13 +25,21 @@ class EngineError(VSDError):
     """An engine broke its contract (lost, doubled or unknown results) or got an unusable request."""
 
 
+DEFAULT_NEW_TOKENS = 64  # a free-text answer's budget when neither the prompt nor the config sets one
+
+
 @dataclasses.dataclass(frozen=True)
 class Prompt:
-    """One question about an image: ``text`` is the user turn (no template, no ``<image>``)."""
+    """One question about an image: ``text`` is the user turn (no template, no ``<image>``).
+
+    ``answer_prefix``: the answer's forced start (the engine continues it and returns only the
+    continuation); ``max_new_tokens``: this prompt's token budget (None: the engine config's)."""
 
     task: int
     text: str
     choices: tuple[str, ...] | None = None
+    answer_prefix: str = ""
+    max_new_tokens: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
