@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:  # --help-config
         return 0
     cfg.check_paths()  # fail before any cluster starts
+    from vsd.preflight import check_annotate
+
+    check_annotate(cfg)  # every URI once, in seconds; also switches off a metadata lookup Ray workers would inherit
 
     import ray
 
