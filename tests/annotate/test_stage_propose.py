@@ -102,6 +102,18 @@ def test_raw_images_get_detected_pairs_and_everything_else_passes_untouched(owlv
     assert again["pairs"] == raw["pairs"]
 
 
+def test_read_marks_given_pairs_given_and_leaves_the_scene_pair_unsourced():
+    from vsd.annotate.stages.read import item_from_row
+
+    box = [0.1, 0.1, 0.3, 0.3]
+    given = item_from_row({"uri": "/c/a.png", "row": 0, "pairs": [
+        {"index": 3, "subject": "cup", "object": "table", "subject_box": box, "object_box": box}]}, "s0")
+    assert [(p["pair_index"], p["box_source"], p["subject_score"]) for p in given["pairs"]] == [(3, "given", None)]
+    scene = item_from_row({"uri": "/c/b.png", "row": 1, "pairs": []}, "s0")
+    assert [(p["pair_index"], p["box_source"]) for p in scene["pairs"]] == [(SCENE, None)]
+    assert propose.wants_proposal({**scene, "data": b"x"}) and not propose.wants_proposal({**given, "data": b"x"})
+
+
 def test_no_pair_keeps_the_scene_task_flagged(owlvit_dir):
     item = run_udf(stage_config(owlvit_dir, score_threshold=1.0), [raw_item(png(scenes(1)[0]))])[0]
     assert [p["pair_index"] for p in item["pairs"]] == [SCENE] and item["pairs"][0]["flags"] == [NO_PAIR]

@@ -48,7 +48,10 @@ def test_a_proposed_pair_matches_only_with_both_boxes_names_and_roles():
     assert got["matched_pairs"] == 2 and got["task1_correct"] == 1 and got["task1_accuracy_matched"] == 0.5
     assert got["images_with_true_pair_proposed"] == 2 and got["images_with_detected_pairs"] == 2
     assert got["scene_level_rows"] == 1 and got["error_rows"] == 1 and got["detected_pair_rows"] == 5
-    assert demo_raw.pair_accuracy([], SEED, 64)["task1_accuracy_matched"] is None
+    # by boxes alone the wrongly named pair counts too (right relation): 2 right of 3
+    assert got["box_matched_pairs"] == 3 and got["task1_accuracy_box_matched"] == 0.6667
+    empty = demo_raw.pair_accuracy([], SEED, 64)
+    assert empty["task1_accuracy_matched"] is None and empty["task1_accuracy_box_matched"] is None
     with pytest.raises(Exception, match="unexpected image"):
         demo_raw.pair_accuracy([{**rows[0], "source_uri": "/x/cat.jpg"}], SEED, 64)
 
@@ -73,4 +76,4 @@ def test_raw_section_end_to_end(ray_local, tmp_path):
     assert p["detected_pair_rows"] + p["scene_level_rows"] == p["rows"] and p["images_with_detected_pairs"] >= 3
     assert p["matched_pairs"] <= p["detected_pair_rows"] and raw["meets_targets"] in (True, False)
     lines = demo_raw.summary_lines(raw)
-    assert "recall" in lines[1] and "task-1 accuracy" in lines[2]
+    assert "recall" in lines[1] and "task-1 accuracy" in lines[2] and "boxes alone" in lines[2]

@@ -58,3 +58,41 @@ def test_recipe_runs_and_resumes(recipe, tmp_path):
 
     images = [s[0] for s in labelled_scenes(2, seed=1)]
     assert len(Proposer(demo_propose_config(out)).propose(images)) == 2
+
+
+def test_widened_patches_see_an_upsampled_image_as_the_old_ones_saw_the_small_one(recipe):
+    """``--init`` from 4-px patches into 8-px patches on the same 16x16 grid: the widened kernel on
+    a 2x nearest-upsampled image gives exactly the old embedding of the original image."""
+    import torch
+    import torch.nn.functional as F
+
+    from vsd.propose.tiny_detector import build_tiny_detector
+
+    small, _ = build_tiny_detector(seed=1, patch_size=4, image_size=64)
+    large, _ = build_tiny_detector(seed=2, patch_size=8, image_size=128)
+    state = recipe.widen_patches(small.state_dict(), large.state_dict())
+    assert state[recipe.PATCH_KEY].shape == large.state_dict()[recipe.PATCH_KEY].shape
+    result = large.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys and not [k for k in result.missing_keys if k != "box_bias"]
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    old = small.owlvit.vision_model.embeddings.patch_embedding
+    new = large.owlvit.vision_model.embeddings.patch_embedding
+    with torch.no_grad():
+        torch.testing.assert_close(new(F.interpolate(image, scale_factor=2, mode="nearest")), old(image),
+                                   rtol=1e-4, atol=1e-5)
+    same = small.state_dict()
+    assert recipe.widen_patches(same, same) is same   # same shapes: untouched
+    odd, _ = build_tiny_detector(seed=3, patch_size=6, image_size=96)
+    with pytest.raises(SystemExit, match="cannot widen"):
+        recipe.widen_patches(same, odd.state_dict())
+
+
+def test_recipe_trains_at_another_image_size_from_a_smaller_checkpoint(recipe, tmp_path):
+    first, second = str(tmp_path / "det64"), str(tmp_path / "det128")
+    common = ["--batch", "2", "--eval-every", "1", "--eval-scenes", "2", "--log-every", "1", "--steps", "1"]
+    assert recipe.main(["--out", first, *common]) == 0
+    assert recipe.main(["--out", second, *common, "--init", first, "--image-size", "128", "--patch-size", "8"]) == 0
+    meta = json.loads((tmp_path / "det128" / "detector_meta.json").read_text())
+    assert meta["validation"]["size"] == 128 and meta["args"]["image_size"] == 128
+    config = json.loads((tmp_path / "det128" / "config.json").read_text())["vision_config"]
+    assert config["image_size"] == 128 and config["patch_size"] == 8

@@ -53,9 +53,11 @@ tags:
 Machine annotations of object pairs: for each image and pair of boxed objects, how the subject is
 placed relative to the object (task 1: one of {len(RELATIONS)} relations; task 2: one sentence;
 task 3: three sentences), checked against the boxes' geometry (`consistent`, `flags`) and refined
-for fluency with a guardrail (`refined_*`, `refine_status`). One row per image x pair
-(`pair_index` -1: the scene-level description of an image without given pairs). Rows with
-`status = error` carry the reason in `error` (`<reason>: <detail>`).
+for fluency with a guardrail (`refined_*`, `refine_status`). One row per image x pair: pairs
+given with the input (`box_source = given`) or, for images given without pairs, chosen from
+detected objects by the propose stage (`box_source = detected`, with detector scores and, with a
+depth model, box depths); `pair_index` -1 is the scene-level description of an image without
+pairs. Rows with `status = error` carry the reason in `error` (`<reason>: <detail>`).
 
 - latest model: `{model}`
 - prompt version: `{PROMPT_VERSION}`
