@@ -111,14 +111,20 @@ def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path, engine:
 
 
 def headline(report: dict) -> dict[str, float]:
-    """The demo's headline numbers from the evaluation report (raw model output, before refining)."""
+    """The demo's headline numbers from the evaluation report: the model's raw output (``task2_…``)
+    and the published, refined text (``task2_refined_…``), plus what repair and truncation did."""
     out = {"relation_accuracy": report["relation_accuracy"], "task1_macro_f1": (report.get("task1") or {}).get("macro_f1")}
     for task in (2, 3):
-        block = (report.get(f"task{task}") or {}).get("raw") or {}
-        captions = block.get("captions") or {}
-        for name in ("Bleu_4", "METEOR", "CIDEr"):
-            out[f"task{task}_{name}"] = captions.get(name)
-        out[f"task{task}_true_relation_share"] = (block.get("relation_in_text") or {}).get("agree_share")
+        for variant, tag in (("raw", ""), ("refined", "refined_")):
+            block = (report.get(f"task{task}") or {}).get(variant) or {}
+            captions = block.get("captions") or {}
+            for name in ("Bleu_4", "METEOR", "CIDEr"):
+                out[f"task{task}_{tag}{name}"] = captions.get(name)
+            out[f"task{task}_{tag}true_relation_share"] = (block.get("relation_in_text") or {}).get("agree_share")
+            if task == 3:
+                out[f"task3_{tag}three_sentence_share"] = block.get("three_sentence_share")
+    out["description_flags"] = report.get("description_flags") or {}
+    out["truncated_refined"] = out["description_flags"].get("truncated_refined")
     return out
 
 

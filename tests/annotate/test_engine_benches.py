@@ -6,7 +6,6 @@ import importlib.util
 import re
 from pathlib import Path
 
-import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

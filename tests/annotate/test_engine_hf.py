@@ -97,6 +97,30 @@ def test_shared_prefix_matches_independent_transformers(loaded):
                 assert ans.text == prompt.choices[max(range(len(ref)), key=ref.__getitem__)]
 
 
+def test_per_prompt_budgets_and_forced_answer_starts_match_transformers(loaded):
+    """A repair prompt: the answer's start is forced (the engine returns only the continuation) and
+    each prompt decodes to its own budget, in one batch with prompts of other budgets."""
+    from PIL import Image
+
+    model, processor = loaded
+    image = _jpeg(3)
+    prompts = [Prompt(2, task_prompts("cup", "table", [2])[0].text, answer_prefix="The cup is on the table",
+                      max_new_tokens=3),
+               Prompt(3, task_prompts("cup", "table", [3])[0].text, max_new_tokens=9),
+               Prompt(2, task_prompts("cup", "table", [2])[0].text)]  # the config's budget (MAX_NEW)
+    [result] = _engine(loaded).generate([ImageRequest("img", image, prompts)])
+    tok = processor.tokenizer
+    for prompt, ans in zip(prompts, result.answers):
+        text = chat_prompt(prompt.text) + (" " + prompt.answer_prefix if prompt.answer_prefix else "")
+        enc = processor(images=Image.open(io.BytesIO(image)).convert("RGB"), text=text, return_tensors="pt")
+        budget = prompt.max_new_tokens or MAX_NEW
+        new = model.generate(**enc, max_new_tokens=budget, do_sample=False)[0, enc["input_ids"].shape[1]:].tolist()
+        ended = tok.eos_token_id in new
+        ref = new[: new.index(tok.eos_token_id)] if ended else new
+        assert ans.text == tok.decode(ref, skip_special_tokens=True).strip()
+        assert ans.truncated == (not ended) and len(ref) <= budget
+
+
 def test_unshared_baseline_gives_the_same_answers(loaded):
     reqs = _requests(2)
     shared = _engine(loaded, batch_size=4).generate(reqs)

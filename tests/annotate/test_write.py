@@ -20,6 +20,8 @@ def items():
     ok.update(width=10, height=8, shard="s1", shard_row=0, given_id=True)
     for p, rel in zip(ok["pairs"], ["on", "under"]):
         p.update(relation=rel, description=f"The cup is {rel} the table.", descriptions=["x"], consistent=True)
+    ok["pairs"][0].update(refine_status="refined", flags=["truncated:task3.0", "repaired:task3.0 (truncated)",
+                                                          "repaired:task3.1 (missing)", "refine:task2: kept: too long"])
     bad = fail_item(new_item("/in/b.jpg", image_id="b", source_key="/in/b.jpg|1|1"), "decode_error", "truncated\nfile")
     bad.update(shard="s1", shard_row=1, given_id=False)
     return [ok, bad]
@@ -98,6 +100,8 @@ def test_compaction_folds_entries_into_the_key_set_and_totals_idempotently(tmp_p
     card = render_card(totals, ["r1"], "tiny:llava")
     assert card.startswith("---\nconfigs:") and 'path: "run_date=*/part-*.parquet"' in card
     assert "| on | 1 | 50.0% |" in card and "| `row_id` | `string` |" in card and "| decode_error | 1 |" in card
+    assert totals["flags"] == {"truncated:task3": 1, "repaired:task3": 1, "refine:task2": 1}  # rows, not flags
+    assert "| `refined` | 1 |" in card and "| `repaired:task3` | 1 |" in card
 
 
 def test_a_crash_after_the_totals_does_not_count_a_run_twice(tmp_path):

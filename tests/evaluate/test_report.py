@@ -159,3 +159,31 @@ def test_bad_input_is_one_line(tmp_path):
     rows[0]["relation"] = "inside of"
     with pytest.raises(VSDError, match="record 'syn00000-p0': relation 'inside of'"):
         evaluate(ref, write_instructions(rows, tmp_path / "badrel.parquet"), captions=False)
+
+
+def test_truncation_repairs_and_three_sentence_share_raw_vs_refined(tmp_path):
+    rows = synthetic_references(6, seed=5)
+    answers = answers_by_task(rows)
+    ids = sorted(answers[1])
+    table = annotation_rows(answers)
+    by_id = {r["row_id"]: r for r in table}
+    # a cut task-2 sentence polished with a full stop: the refined text is still the cut sentence
+    by_id[ids[0]].update(description="The cup is close to", refined_description="the cup is close to.",
+                         flags=["truncated:task2"])
+    # a cut task-2 sentence repaired into a complete one, and a short task-3 answer made three
+    by_id[ids[1]].update(description="The cup is close to", refined_description="The cup is on the table.",
+                         descriptions=["The cup is on the table."],
+                         refined_descriptions=["The cup is on the table.", "There is a cup on the table.",
+                                               "A cup can be seen on the table."],
+                         flags=["truncated:task2", "too_few_sentences:task3 (1 of 3)", "repaired:task2 (truncated)",
+                                "repaired:task3.1 (missing)", "repaired:task3.2 (missing)"])
+    pred = write_annotations(table, tmp_path / "pred.parquet")
+    report = evaluate(pred, write_instructions(rows, tmp_path / "ref.parquet"), str(tmp_path / "out"), captions=False)
+    flags = report["description_flags"]
+    assert flags["truncated:task2"] == 2 and flags["repaired:task2"] == 1 and flags["repaired:task3"] == 1
+    assert flags["too_few_sentences:task3"] == 1 and flags["truncated_refined"] == 1
+    n3 = report["task3"]["raw"]["records"]
+    three_raw = sum(len(answers[3][rid].split("\n")) == 3 for rid in ids if rid != ids[1]) / n3
+    assert report["task3"]["raw"]["three_sentence_share"] == pytest.approx(round(three_raw, 4))
+    assert report["task3"]["refined"]["three_sentence_share"] == pytest.approx(round(three_raw + 1 / n3, 4))
+    assert "rows flagged `truncated_refined`: 1" in storage.read_text(report["files"]["markdown"])

@@ -17,12 +17,12 @@ from vsd.model.export import adapter_sha256, export_info
 
 
 def _put_checkpoint(run: str, step: int, adapter_dir: str, base: str, *, meta: bool = True,
-                    name: str | None = None) -> str:
+                    name: str | None = None, **extra) -> str:
     ckpt = storage.join(run, "checkpoints", name) if name else checkpoint_uri(run, step)
     for f in sorted(os.listdir(adapter_dir)):
         storage.write_bytes(storage.join(ckpt, ADAPTER_DIR, f), Path(adapter_dir, f).read_bytes())
     if meta:  # written last by the trainer: the completion marker
-        storage.write_text(storage.join(ckpt, META_FILE), json.dumps({"base_model": base, "step": step}))
+        storage.write_text(storage.join(ckpt, META_FILE), json.dumps({"base_model": base, "step": step, **extra}))
     return ckpt
 
 
@@ -52,7 +52,8 @@ def test_vsd_export_from_s3_run_to_local(tiny_llava_dir, tiny_adapter_dir, s3_bu
     monkeypatch.setenv("VSD_CACHE_DIR", str(tmp_path / "cache"))
     run = f"{s3_bucket}/runs/r1"
     _put_checkpoint(run, 1, tiny_adapter_dir, tiny_llava_dir)
-    _put_checkpoint(run, 3, tiny_adapter_dir, tiny_llava_dir)
+    lengths = {"2": {"p99": 30}, "3": {"p99": 90}}
+    _put_checkpoint(run, 3, tiny_adapter_dir, tiny_llava_dir, answer_tokens=lengths)
     assert latest_checkpoint(run) == f"{run}/checkpoints/checkpoint_00000003"
     out = tmp_path / "merged"
     assert main(["export", "--checkpoint", run, "--out", str(out)]) == 0
@@ -60,6 +61,7 @@ def test_vsd_export_from_s3_run_to_local(tiny_llava_dir, tiny_adapter_dir, s3_bu
     info = export_info(str(out))
     assert info["adapter_sha256"] == adapter_sha256(tiny_adapter_dir)
     assert info["base_model"] == tiny_llava_dir
+    assert info["answer_tokens"] == lengths  # the trained answer lengths travel with the export
 
     from transformers import LlavaForConditionalGeneration
 

@@ -92,6 +92,8 @@ def test_zero3_checkpoints_to_s3(ray_local, s3_bucket, train_config_dict):
     assert _checkpoints(run) == [2, 4]
     assert result.checkpoint == f"{run}/checkpoints/checkpoint_00000004"
     assert read_meta(result.checkpoint)["zero_stage"] == 3
+    lengths = read_meta(result.checkpoint)["answer_tokens"]  # the record annotation sizes its budgets from
+    assert set(lengths) == {"1", "2", "3"} and lengths["3"]["p99"] > lengths["2"]["p99"] > lengths["1"]["p99"]
     _assert_adapter_only(result.checkpoint)  # gathered: full LoRA tensors, not ZeRO-3 shards
     from vsd.train.checkpoint import load_adapter_state
 

@@ -1,7 +1,7 @@
 """How many tokens each task may generate: from the data the model was trained on, not a hand-set cap.
 
 Training records the answer-length distribution per task (tokens of the gpt turn, in
-`vsd.model.answer_lengths`) in the checkpoint's ``meta.json``, and ``vsd export`` copies it into the
+`vsd.train.answer_lengths`) in the checkpoint's ``meta.json``, and ``vsd export`` copies it into the
 export's ``vsd_export.json``. A task's budget is its p99 plus a margin, so task 2 gets room for one
 sentence and task 3 for three, and a budget hit is rare enough to mean the model is rambling (it is
 flagged ``truncated`` either way). ``engine.max_new_tokens`` set to a number overrides it for every

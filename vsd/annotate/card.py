@@ -34,6 +34,12 @@ def _histogram(relations: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def _count_table(title: str, counts: dict[str, int], none: str) -> str:
+    lines = [f"| {title} | rows |", "|---|---:|"]
+    lines += [f"| `{_cell(k)}` | {n} |" for k, n in sorted(counts.items())] or [f"| {none} | 0 |"]
+    return "\n".join(lines)
+
+
 def render_card(counts: dict, runs: list[str], model: str) -> str:
     errors = counts.get("error", {})
     error_lines = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(errors.items())) or "| (none) | 0 |"
@@ -76,6 +82,15 @@ pairs. Rows with `status = error` carry the reason in `error` (`<reason>: <detai
 | error reason | rows |
 |---|---:|
 {error_lines}
+
+Refinement (`refine_status` of ok rows: `refined` every text rewritten and kept, `partial` some,
+`kept`/`skipped` none; a cut-off sentence is never refined) and flags (rows carrying each kind;
+`truncated:*` the model hit its token budget, `repaired:*` the refined text was re-decoded to state
+task 1's relation, `not_repaired` task 1 and the boxes disagree):
+
+{_count_table("refine_status", counts.get("refine_status", {}), "(none)")}
+
+{_count_table("flag", counts.get("flags", {}), "(no flags)")}
 
 ## Relation histogram (task 1, ok pair rows)
 

@@ -13,7 +13,13 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "annotate", help="annotate an image corpus (folder, s3:// prefix, manifest, VSD JSON) on Ray Data",
         description="Annotates what --input holds and --output lacks (exactly once across runs); "
-                    "ends by printing ok / error by reason / skipped. Config fields: --help-config.")
+                    "ends by printing ok / error by reason / skipped. Config fields: --help-config.",
+        epilog="A manifest (JSONL, Parquet or CSV) has one row per image: uri (s3://..., an absolute path or a path "
+               "relative to the manifest's folder; only under the allowed roots), optional image_id, size, etag/mtime, "
+               "and pairs: [{subject, object, subject_box, object_box}] with boxes normalised to 0..1 as "
+               "[x0, y0, x1, y1]. Example line: {\"uri\": \"images/a.jpg\", \"pairs\": [{\"subject\": \"cup\", "
+               "\"object\": \"table\", \"subject_box\": [0.42, 0.31, 0.55, 0.48], \"object_box\": [0.1, 0.45, 0.95, "
+               "0.98]}]}. See the README's 'Manifests' section.")
     p.add_argument("--input", help="corpus URI (overrides input.uri)")
     p.add_argument("--output", help="output root URI (overrides output)")
     p.add_argument("--model", help="model: dir, s3:// prefix, hub id or tiny:llava (overrides engine.model)")

@@ -101,10 +101,19 @@ def plan(pair: dict, truncated: dict[int, bool], tasks: list[int]) -> tuple[list
     return repairs, flags, kept
 
 
+# What may follow a complete clause: punctuation, or a word that opens a modifier or a new clause.
+# Anything else ("ge square.", "table table.") is a broken word or a run-on and is dropped.
+JOINERS = frozenset("and while which with where as in on at near from against under beside that whose".split())
+
+
 def finish(repair: Repair, continuation: str, truncated: bool, subject: str, object_: str, label: str) -> str:
     """The repaired sentence: the forced clause plus the model's ending, unless that ending was cut
-    off or changes what the sentence says (then the clause alone, closed with a full stop)."""
+    off, does not join the clause (a word fragment, a run-on) or changes what the sentence says --
+    then the clause alone, closed with a full stop."""
     ending = " ".join(continuation.split())
+    first = ending.split(" ", 1)[0].lower() if ending else ""
+    joins = ending[:1] in ",.;:!?" or first in JOINERS
     sentence = f"{repair.prefix}{'' if ending[:1] in ',.;:!?' or not ending else ' '}{ending}".strip()
-    clean = not truncated and sentence[-1:] in ".!?" and parse_relation(sentence, subject, object_) == label
+    clean = (not truncated and joins and sentence[-1:] in ".!?"
+             and parse_relation(sentence, subject, object_) == label)
     return sentence if clean else repair.prefix + "."

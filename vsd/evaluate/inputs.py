@@ -54,6 +54,7 @@ class Predictions:
     raw: dict[Key, Prediction] = field(default_factory=dict)
     refined: dict[Key, Prediction] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # record_id -> error of its status=error row
+    flags: dict[str, list[str]] = field(default_factory=dict)  # record_id -> its row's flags (annotation)
     rows: int = 0
     duplicates: int = 0
 
@@ -179,7 +180,7 @@ def _from_annotation(table: pa.Table, uri: str) -> Predictions:
     _require(table, ("row_id", "status"), uri, "predictions")
     preds = Predictions(uri, "annotation", rows=table.num_rows)
     columns = [c for c in ("row_id", "status", "error", "relation", "description", "descriptions",
-                           "refined_description", "refined_descriptions") if c in table.column_names]
+                           "refined_description", "refined_descriptions", "flags") if c in table.column_names]
     done: set[str] = set()
     for row in table.select(columns).to_pylist():
         rid = row["row_id"]
@@ -191,6 +192,7 @@ def _from_annotation(table: pa.Table, uri: str) -> Predictions:
             continue
         done.add(rid)
         preds.errors.pop(rid, None)  # a retried pair: its later ok row wins
+        preds.flags[rid] = list(row.get("flags") or [])
         for task, value in ((1, row.get("relation")), (2, row.get("description")),
                             (3, _as_task3(row.get("descriptions")))):
             if value is not None:

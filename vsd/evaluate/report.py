@@ -77,10 +77,53 @@ def _score_descriptions(task: int, refs: dict[Key, Reference], variant: dict[Key
             hyps[cid], gts[cid] = sentence, ref.references
             items.append((sentence, ref.subject, ref.object, ref.relation))
     out: dict = {"records": len({k for k in variant if k[1] == task and k in refs}), "sentences": len(hyps)}
+    if task == 3:  # the prompt asks for three: how often that is what came back
+        counts = [len(_sentences(3, variant[k])) for k in refs if k[1] == 3 and k in variant]
+        out["three_sentence_share"] = round(sum(c == 3 for c in counts) / len(counts), 4) if counts else None
     out["relation_in_text"] = sentence_relation_agreement(items)
     if scorer is not None:
         out["captions"] = scorer.score(hyps, gts)
     return out
+
+
+FLAG_KINDS = ("truncated:task2", "truncated:task3", "too_few_sentences:task3", "repaired:task2", "repaired:task3",
+              "not_repaired")
+
+
+def _bare(sentence: str) -> str:
+    return " ".join(sentence.split()).rstrip(".!?;, ").lower()
+
+
+def _cut_sentences(preds: Predictions, rid: str, row_flags: list[str]) -> list[str]:
+    """The raw sentences of a row that the generate stage flagged as cut off."""
+    cut = []
+    for flag in row_flags:
+        if flag == "truncated:task2" and isinstance(preds.raw.get((rid, 2)), str):
+            cut.append(preds.raw[(rid, 2)])
+        elif flag.startswith("truncated:task3."):
+            sentences = _sentences(3, preds.raw.get((rid, 3)) or [])
+            i = int(flag.rsplit(".", 1)[1])
+            cut += sentences[i:i + 1]
+    return cut
+
+
+def description_flags(preds: Predictions, records: set[str]) -> dict[str, int]:
+    """How many scored rows carry each description flag of the generate stage (cut off, short,
+    repaired, left alone because task 1 and the boxes disagree) -- what raw vs refined owes to
+    repair -- and ``truncated_refined``: rows whose published (refined) text still holds a cut-off
+    sentence, punctuation aside (the target is 0)."""
+    counts = dict.fromkeys(FLAG_KINDS, 0)
+    counts["truncated_refined"] = 0
+    for rid, row_flags in preds.flags.items():
+        if rid not in records:
+            continue
+        for kind in FLAG_KINDS:
+            counts[kind] += any(f.startswith(kind) for f in row_flags)
+        cut = {_bare(s) for s in _cut_sentences(preds, rid, row_flags)}
+        refined = [_bare(s) for task in (2, 3) if (rid, task) in preds.refined
+                   for s in _sentences(task, preds.refined[(rid, task)])]
+        counts["truncated_refined"] += bool(cut & set(refined))
+    return counts
 
 
 def score(preds: Predictions, refs: dict[Key, Reference], *, scorer: CaptionScorer | None) -> dict:
@@ -107,6 +150,8 @@ def score(preds: Predictions, refs: dict[Key, Reference], *, scorer: CaptionScor
             report[f"task{task}"][name] = _score_descriptions(task, refs, variant, scorer)
     if preds.refined:
         report["coverage"]["refined_texts"] = len(preds.refined)
+    if preds.flags:
+        report["description_flags"] = description_flags(preds, {rid for rid, _ in refs})
     report["spice"] = scorer.spice_skipped() if scorer is not None else "SPICE skipped: caption metrics off"
     return report
 
@@ -197,6 +242,11 @@ def to_markdown(report: dict) -> str:
                         [[t, v, b["relation_in_text"]["sentences"], b["relation_in_text"]["agree_share"],
                           b["relation_in_text"]["none_share"], b["relation_in_text"]["agree_share_of_found"]]
                          for t, v, b in rows])
+    shares = [(v, b["three_sentence_share"]) for t, v, b in rows if t == 3 and "three_sentence_share" in b]
+    if shares or report.get("description_flags"):
+        lines += ["## Descriptions as training data", ""]
+        lines += [f"- task-3 answers with exactly three sentences ({v}): {_fmt(share)}" for v, share in shares]
+        lines += [f"- rows flagged `{k}`: {n}" for k, n in (report.get("description_flags") or {}).items()] + [""]
     lines += ["Task-3 answers are scored per sentence (`<record>#<i>`), each against all references of its record.", ""]
     return "\n".join(lines)
 

@@ -96,6 +96,7 @@ def merge_and_export(base: str, adapter_dir: str, out_dir: str, *, dtype: str = 
     (local dir or ``s3://`` prefix) in ``layout`` (``hf`` or ``sglang``) and return ``out_dir``.
     ``dtype="checkpoint"`` keeps the base's stored dtype (bf16 for the 13B models), so the merged
     model is served as trained."""
+    from vsd.model.checkpoints import resolve_adapter
     from vsd.model.loader import load_adapter, load_model
     from vsd.model.sglang_layout import write_original_layout
 
@@ -121,6 +122,8 @@ def merge_and_export(base: str, adapter_dir: str, out_dir: str, *, dtype: str = 
             "adapter_sha256": sha,
             "model_type": merged.config.model_type,
             "layout": layout,
+            # the trained answer lengths (from the adapter's checkpoint): annotation's token budgets
+            "answer_tokens": resolve_adapter(adapter_dir)[1].get("answer_tokens") or {},
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         with open(os.path.join(tmp, EXPORT_META), "w", encoding="utf-8") as f:

@@ -268,6 +268,7 @@ def train_loop_per_worker(config: dict) -> None:
     from vsd.train import checkpoint as ck
     from vsd.train.collator import LlavaCollator
     from vsd.train.config import TrainConfig
+    from vsd.train.answer_lengths import dataset_answer_tokens
     from vsd.train.data import InstructionDataset, synthetic_dataset
 
     cfg: TrainConfig = vconfig.from_dict(TrainConfig, config["config"])
@@ -292,6 +293,7 @@ def train_loop_per_worker(config: dict) -> None:
     data_uri = cfg.data.uri or synthetic_dataset(cfg.data)
     dataset = InstructionDataset(data_uri)
     collate = LlavaCollator(processor, cfg.data.max_length)
+    lengths = dataset_answer_tokens(data_uri, processor.tokenizer, cfg.seed) if rank == 0 else {}
     micro_per_step = cfg.optim.grad_accum
     per_epoch = (len(dataset) // world) // (cfg.optim.batch_size * micro_per_step)
     if per_epoch < 1:
@@ -316,7 +318,7 @@ def train_loop_per_worker(config: dict) -> None:
                 meta_out = {"base_model": cfg.model.base, "base_model_path": base, "step": step,
                             "epoch": step / per_epoch, "total_steps": total, "loss": metrics.get("loss"),
                             "zero_stage": cfg.deepspeed.zero_stage, "world_size": world,
-                            "lora": vconfig.to_dict(cfg.lora)}
+                            "lora": vconfig.to_dict(cfg.lora), "answer_tokens": lengths}
                 local = ck.write_checkpoint(engine.module, state, meta_out)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local) if local else None,
                          checkpoint_dir_name=ck.checkpoint_name(step) if save else None)

@@ -58,22 +58,28 @@ def _truncated_at(flags: list[str], task: str) -> set[int]:
     return out
 
 
-def refinable(pair: dict) -> dict[str, list[str]]:
-    """What the refiner gets: the repaired text where the generate stage repaired (it is complete
-    and consistent by construction), else the model's own text less any sentence it cut off -- a
-    truncated sentence is never polished into looking complete, nor counted as refined."""
+def refinable(pair: dict) -> tuple[dict[str, list[str]], bool]:
+    """What the refiner gets, and whether a cut-off sentence was left out: the repaired text where
+    the generate stage repaired (complete and consistent by construction), else the model's own
+    text less any sentence it cut off -- a truncated sentence is never polished into looking
+    complete, and a pair that had one is never counted as wholly refined."""
     flags = list(pair["flags"] or [])
     out: dict[str, list[str]] = {}
+    left_out = False
     if pair["refined_description"] is not None:
         out["task2"] = [pair["refined_description"]]
-    elif pair["description"] is not None and not _truncated_at(flags, "task2") and pair["pair_index"] >= 0:
-        out["task2"] = [pair["description"]]
+    elif pair["description"] is not None and pair["pair_index"] >= 0:
+        if _truncated_at(flags, "task2"):
+            left_out = True
+        else:
+            out["task2"] = [pair["description"]]
     if pair["refined_descriptions"] is not None:
         out["task3"] = [s for s in pair["refined_descriptions"] if s]
     elif pair["descriptions"]:
         cut = _truncated_at(flags, "task3")
         out["task3"] = [s for i, s in enumerate(pair["descriptions"]) if i not in cut]
-    return {task: sentences for task, sentences in out.items() if sentences}
+        left_out = left_out or bool(cut)
+    return {task: sentences for task, sentences in out.items() if sentences}, left_out
 
 
 def combined_status(outcomes: list[RefineOutcome]) -> str:
@@ -90,13 +96,16 @@ class RefineStageUDF:
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)
         work: list[tuple[dict, str, RefineItem]] = []
+        partial: set[int] = set()  # pairs with a cut-off sentence left out: never wholly "refined"
         for item in items:
             for pair in ok_pairs(item):
                 subject, object_ = pair["subject"] or "", pair["object"] or ""
-                texts = refinable(pair)
+                texts, left_out = refinable(pair)
+                if left_out:
+                    partial.add(id(pair))
+                    pair["flags"] = list(pair["flags"] or []) + ["refine: a truncated sentence is not refined"]
                 if not texts and (pair["description"] is not None or pair["descriptions"]):
                     pair["refine_status"] = "skipped"
-                    pair["flags"] = list(pair["flags"] or []) + ["refine: no complete sentence to refine"]
                 for task, sentences in texts.items():
                     work.append((pair, task, RefineItem(subject, object_, pair["relation"], sentences)))
         outcomes = self.refiner.refine([w[2] for w in work]) if work else []
@@ -111,6 +120,8 @@ class RefineStageUDF:
             pair["flags"] = list(pair["flags"] or []) + [f"refine:{task}: {' '.join(r.split())}" for r in outcome.reasons]
             per_pair.setdefault(id(pair), []).append(outcome)
             pair["refine_status"] = combined_status(per_pair[id(pair)])
+            if id(pair) in partial and pair["refine_status"] == "refined":
+                pair["refine_status"] = "partial"
             if pair["pair_index"] < 0 and task == "task3":  # scene level: description is the first sentence
                 pair["refined_description"] = outcome.sentences[0] if outcome.sentences else None
         return to_table(items)

@@ -37,7 +37,7 @@ enabled = enabled_always
 
 SUMMARY_SCHEMA = pa.schema([pa.field("part", pa.string()), pa.field("counts", pa.string()),
                             pa.field("shards", pa.string())])
-COUNT_COLUMNS = ["status", "error", "relation", "refine_status", "consistent", "pair_index"]
+COUNT_COLUMNS = ["status", "error", "relation", "refine_status", "consistent", "pair_index", "flags"]
 
 
 @dataclass
@@ -103,12 +103,24 @@ def error_reason(error: str | None) -> str:
     return (error or "unknown").split(":", 1)[0].strip() or "unknown"
 
 
+def flag_kind(flag: str) -> str:
+    """What a flag says, without its detail: ``repaired:task3.1 (missing)`` -> ``repaired:task3``,
+    ``refine:task2: <reason>`` -> ``refine:task2``."""
+    kind = flag.split(" (", 1)[0]
+    if kind.startswith("refine:"):
+        kind = ":".join(kind.split(":")[:2])
+    head, _, tail = kind.rpartition(".")
+    return head if head and tail.isdigit() else kind.strip()
+
+
 def count_rows(table: pa.Table) -> dict:
-    """Counts over annotation rows: ok, error by reason, relation histogram, refine status."""
+    """Counts over annotation rows: ok, error by reason, relation histogram, refine status, and
+    rows per flag kind (truncated, repaired, disagreeing ... -- what the card shows)."""
     cols = {c: table.column(c).to_pylist() for c in COUNT_COLUMNS}
     out = {"rows": table.num_rows, "ok": 0, "error": Counter(), "relations": Counter(),
-           "refine_status": Counter(), "inconsistent": 0, "scene_level": 0}
-    for status, error, relation, refine_status, consistent, pair_index in zip(*(cols[c] for c in COUNT_COLUMNS)):
+           "refine_status": Counter(), "inconsistent": 0, "scene_level": 0, "flags": Counter()}
+    for status, error, relation, refine_status, consistent, pair_index, flags in zip(*(cols[c] for c in COUNT_COLUMNS)):
+        out["flags"].update({flag_kind(f) for f in flags or ()})
         if status == "ok":
             out["ok"] += 1
             if pair_index == -1:  # an image without pairs: described as a scene, no relation to count
