@@ -16,6 +16,9 @@ case "$mode" in
   *) echo "sglang tier: mode real kernels — the kit's sgl_kernel CPU wheel (AMX)" ;;
 esac
 echo "sglang tier: setup $((t1 - t0)) s"
+# Its own torch-extensions cache: .venv-sglang's torch differs from .venv's, and one shared folder
+# makes each venv rebuild DeepSpeed's C++ op over the other's (minutes each, tests waiting on the lock).
+export TORCH_EXTENSIONS_DIR="$PWD/.cache/torch_extensions-sglang"
 status=0
 .venv-sglang/bin/python -m pytest -q -p no:cacheprovider -m "slow or not slow" --durations=10 tests/sglang "$@" || status=$?
 t2=$(date +%s)

@@ -45,6 +45,17 @@ def test_a_row_listed_twice_is_sharded_once_and_reported(tmp_path):
     assert sync(corpus, str(manifest)).new == 1  # the grown manifest adds one row
 
 
+def test_one_file_under_two_given_ids_is_two_entries(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"image": "a.png", "image_id": "a-left"}, {"image": "a.png", "image_id": "a-right"},
+            {"image": "a.png", "image_id": "a-left"}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    corpus = Corpus.open_or_create(str(tmp_path / "corpus"))
+    report = sync(corpus, str(manifest))
+    assert report.new == 2 and len(report.repeated) == 1 and "row 3" in report.repeated[0]
+    assert sync(corpus, str(manifest)).new == 0
+
+
 def test_an_s3_prefix_is_listed_in_parallel_ray_tasks(ray_local, s3_bucket):
     for d in ("a", "b", "c"):
         for i in range(4):

@@ -43,9 +43,11 @@ class SyncReport:
 
 
 def _keys(table: pa.Table) -> list[bytes]:
-    return [key_of(source_key(u, s, v)) for u, s, v in zip(table.column("uri").to_pylist(),
-                                                           table.column("size").to_pylist(),
-                                                           table.column("version").to_pylist())]
+    """One key per corpus entry: the file's version, plus the given id where there is one -- two
+    manifest rows naming one file under two ids (say, with different pairs) are two entries."""
+    return [key_of(source_key(u, s, v) + ("" if i is None else f"|id={i}"))
+            for u, s, v, i in zip(table.column("uri").to_pylist(), table.column("size").to_pylist(),
+                                  table.column("version").to_pylist(), table.column("image_id").to_pylist())]
 
 
 def write_new(corpus: Corpus, batches: Iterable[pa.Table], snapshot: Snapshot, stem: str,
