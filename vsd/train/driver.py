@@ -40,7 +40,7 @@ class TrainResult:
 
 class MetricsWriter:
     """Ray Train callback (runs in the controller): one JSON line per step into ``metrics.jsonl``,
-    combining every worker's report (mean loss, summed throughput). A step repeated after a
+    combining every worker's report (mean loss, summed throughput, each rank's node). A step repeated after a
     restore replaces its earlier line. The file is rewritten whole (S3 has no append), at most
     every ``flush_s`` seconds, and always on checkpoints and the final step."""
 
@@ -60,6 +60,7 @@ class MetricsWriter:
         first = metrics[0]
         row = {k: first[k] for k in ("step", "epoch", "total_steps", "resumed_from", "final") if k in first}
         row["workers"] = len(metrics)
+        row["nodes"] = [m.get("node_id") for m in sorted(metrics, key=lambda m: m.get("rank", 0))]  # by rank
         if "loss" in first:
             row["loss"] = sum(m["loss"] for m in metrics) / len(metrics)
             row["loss_per_worker"] = [m["loss"] for m in metrics]
@@ -204,8 +205,13 @@ def _fit_pinned_to_this_cluster(trainer):
 
     if not ray.is_initialized():
         ray.init()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     env = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_API_SERVER_ADDRESS": _own_state_api()}
-    task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(runtime_env={"env_vars": env})
+    # On the driver's node (the head, for a job), never on a worker node: Ray Train attaches its
+    # controller to the node fit runs on, and losing a worker node must not take the controller along.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(runtime_env={"env_vars": env}, scheduling_strategy=here)
     return ray.get(task.remote(trainer))
 
 
@@ -223,14 +229,16 @@ def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from vsd.train.loop import train_loop_per_worker
+    from vsd.train.worker import train_loop_per_worker
 
+    # Workers get an absolute local path: their working directory is not the driver's.
+    workers_uri = out_uri if storage.is_s3(out_uri) else storage.resolve(out_uri)[1]
     resources = dict(cfg.scaling.resources_per_worker)
     if cfg.scaling.use_gpu:
         resources.setdefault("GPU", 1)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_uri": out_uri},
+        train_loop_config={"config": to_dict(cfg), "run_uri": workers_uri},
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                                resources_per_worker=resources),
