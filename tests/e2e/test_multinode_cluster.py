@@ -72,7 +72,7 @@ def test_nodes_place_work_die_with_their_object_store_and_stop_cleanly(multinode
     out, _ = _driver(cluster, r.name).communicate(timeout=300)
     assert json.loads(out) == {r.name: cluster.node_ids()[r.name]}
 
-    preempted = cluster.preempt_node("w1", grace_s=30)
+    preempted = cluster.preempt_node("w1", grace_s=60)  # Ray drains for up to 30 s, then stops its processes
     assert preempted["graceful"], preempted  # an idle node drains and stops well within its grace period
     cluster.wait_state("w1", "DEAD")
     assert cluster.node_states()["head"] == "ALIVE"

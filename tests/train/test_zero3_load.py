@@ -14,6 +14,10 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # two processes each importing torch + DeepSpeed + transformers
+
 WORLD = 2
 
 

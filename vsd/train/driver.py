@@ -40,11 +40,16 @@ class TrainResult:
 
 class MetricsWriter:
     """Ray Train callback (runs in the controller): one JSON line per step into ``metrics.jsonl``,
-    combining every worker's report (mean loss, summed throughput, each rank's node). A step repeated after a
-    restore replaces its earlier line. The file is rewritten whole (S3 has no append), at most
-    every ``flush_s`` seconds, and always on checkpoints and the final step."""
+    combining every worker's report (mean loss, summed throughput, each rank's node). A step
+    repeated after a restore replaces its earlier line. The file is rewritten whole (S3 has no append), at most
+    every ``flush_s`` seconds, and always on checkpoints and the final step.
+
+    A node lost right after a checkpoint was stored, before the controller collected that step's
+    reports, would leave a hole at the very step training resumes from: that line is then filled
+    from the checkpoint's meta.json (its losses, marked ``from_checkpoint``)."""
 
     def __init__(self, run_uri: str, flush_s: float = 10.0):
+        self.run_uri = run_uri
         self.uri = storage.join(run_uri, METRICS)
         self.flush_s = flush_s
         self.rows: dict[int, dict] = {}
@@ -78,10 +83,25 @@ class MetricsWriter:
         if checkpoint is not None:
             row["checkpoint"] = storage.basename(checkpoint.path)
         self.rows[int(row["step"])] = row
+        resumed = int(row.get("resumed_from") or 0)
+        if resumed and resumed not in self.rows:
+            self._fill_from_checkpoint(resumed)
         now = time.monotonic()
         if checkpoint is not None or row.get("final") or now - self._last_flush >= self.flush_s:
             self.flush()
             self._last_flush = now
+
+    def _fill_from_checkpoint(self, step: int) -> None:
+        from vsd.model.checkpoints import checkpoint_uri, read_meta
+
+        checkpoint = checkpoint_uri(self.run_uri, step)
+        try:
+            meta = read_meta(checkpoint)
+        except Exception:  # noqa: BLE001 - a metrics line is not worth failing the run over
+            return
+        row = {k: meta[k] for k in ("step", "epoch", "total_steps", "loss", "loss_per_worker") if k in meta}
+        self.rows[step] = {**row, "workers": meta.get("world_size"), "checkpoint": storage.basename(checkpoint),
+                           "from_checkpoint": True, "time": time.time()}
 
     def after_exception(self, run_context, worker_exceptions) -> None:
         self.flush()
@@ -160,7 +180,15 @@ def _fit(trainer):
 
 
 def _one_line(exc: BaseException) -> str:
-    """The most telling line of a (multi-worker, multi-traceback) training failure."""
+    """The most telling line of a (multi-worker, multi-traceback) training failure. A worker-group
+    failure names the first failed rank and why (e.g. its node died), not Ray's generic header."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    if failures:
+        # A dead worker (its node lost) is the cause; the others' broken collectives are collateral.
+        rank, error = min(failures.items(), key=lambda kv: (" because " not in str(kv[1]), kv[0]))
+        lines = [x.strip() for x in str(error).splitlines() if x.strip()]
+        why = next((x for x in lines if " because " in x), lines[0] if lines else "")
+        return f"rank {rank}: {type(error).__name__}: {why}"[:300]
     lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
     causes = [x for x in lines if x.split(":", 1)[0].endswith(("Error", "Exception"))]
     return (causes[0] if causes else lines[0] if lines else type(exc).__name__)[:300]

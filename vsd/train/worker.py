@@ -20,9 +20,10 @@ def load_for_training(cfg, base: str, device, world: int):
     """``(model with LoRA attached, processor, zero3_handle)``.
 
     Under ZeRO-3 the base is loaded partitioned: transformers sees the DeepSpeed config
-    (``HfDeepSpeedConfig``) and builds the model inside ``deepspeed.zero.Init``, so a rank only
+    (``HfDeepSpeedConfig``) and builds the model inside ``deepspeed.zero.Init``, so each GPU only
     ever holds its 1/world of the base weights (LLaVA-1.5-13B in bf16 is 26 GB in full, 3.3 GB
-    per GPU on 8) instead of a full copy per GPU that DeepSpeed would partition afterwards.
+    per GPU on 8) instead of a full copy per GPU that DeepSpeed would partition afterwards (the
+    host reads the checkpoint one safetensors file at a time).
     transformers keeps only a weak reference to that config: the caller holds ``zero3_handle``
     for as long as the model trains.
     """
@@ -79,10 +80,14 @@ def save_checkpoint(engine, checkpoint_uri: str, meta: dict, rank: int, world: i
     stage = int(meta["zero_stage"])
     adapter = ck.trainable_state(engine.module, stage)  # collective under ZeRO-3
     entry = ck.write_shard(checkpoint_uri, rank, world, ck.optimizer_shard(engine))
-    entries = _gather(entry)  # after this, every shard is stored
+    gathered = _gather({"shard": entry, "loss": meta.get("loss")})  # after this, every shard is stored
     if rank != 0:
         return None
-    return ck.write_checkpoint(engine.module, adapter, {**meta, "optimizer": ck.shards_meta(entries, world, stage)})
+    losses = [g["loss"] for g in gathered]
+    if None not in losses:  # the step's loss as metrics.jsonl has it: the mean over workers
+        meta = {**meta, "loss": sum(losses) / len(losses), "loss_per_worker": losses}
+    shards = ck.shards_meta([g["shard"] for g in gathered], world, stage)
+    return ck.write_checkpoint(engine.module, adapter, {**meta, "optimizer": shards})
 
 
 def _batches(dataset, indices: list[int], batch_size: int, collate, loader_workers: int, seed: int):
