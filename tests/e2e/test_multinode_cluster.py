@@ -42,35 +42,46 @@ else:
 """
 
 
-def _driver(cluster, *args: str, stdin=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", DRIVER, cluster.gcs_address, *args], env=cluster.env, text=True,
-                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+def _driver(cluster, log, *args: str, stdin=None) -> subprocess.Popen:
+    with open(log, "a") as err:
+        return subprocess.Popen([sys.executable, "-c", DRIVER, cluster.gcs_address, *args], env=cluster.env,
+                                text=True, stdin=stdin, stdout=subprocess.PIPE, stderr=err)
 
 
-def test_nodes_place_work_die_with_their_object_store_and_stop_cleanly(multinode_cluster):
+def _answer(driver: subprocess.Popen, log) -> dict:
+    """The driver's next JSON line (anything else it prints is skipped)."""
+    for line in driver.stdout:
+        if line.startswith("{"):
+            return json.loads(line)
+    raise AssertionError(f"the driver ended without an answer:\n{log.read_text()[-4000:]}")
+
+
+def test_nodes_place_work_die_with_their_object_store_and_stop_cleanly(multinode_cluster, tmp_path):
     from tests.fixtures.multinode import FAST_FAILURE_DETECTION
 
     cluster = multinode_cluster(workers={"w1": {"num_cpus": 1}, "w2": {"num_cpus": 1}}, extra_env=FAST_FAILURE_DETECTION)
     ids = cluster.node_ids()
     assert cluster.node_states() == {"head": "ALIVE", "w1": "ALIVE", "w2": "ALIVE"}
 
-    driver = _driver(cluster, "place", stdin=subprocess.PIPE)
+    log = tmp_path / "driver.log"
+    driver = _driver(cluster, log, "place", stdin=subprocess.PIPE)
     try:
-        placed = json.loads(driver.stdout.readline())
+        placed = _answer(driver, log)
         assert placed == {"w1": ids["w1"], "w2": ids["w2"]}  # custom resources place the work
         killed = cluster.kill_node("w2")
         assert killed and not cluster.nodes["w2"].pids()  # raylet, object store, workers, agents: all gone
         cluster.wait_state("w2", "DEAD")
         driver.stdin.write("\n")
         driver.stdin.flush()
-        assert json.loads(driver.stdout.readline())["lost"], "an object in the dead node's store survived"
+        assert _answer(driver, log)["lost"], "an object in the dead node's store survived"
     finally:
         driver.kill()
         driver.wait()
 
     r = cluster.add_replacement(num_cpus=1)
-    out, _ = _driver(cluster, r.name).communicate(timeout=300)
-    assert json.loads(out) == {r.name: cluster.node_ids()[r.name]}
+    driver = _driver(cluster, log, r.name)
+    assert _answer(driver, log) == {r.name: cluster.node_ids()[r.name]}
+    driver.wait(timeout=300)
 
     preempted = cluster.preempt_node("w1", grace_s=60)  # Ray drains for up to 30 s, then stops its processes
     assert preempted["graceful"], preempted  # an idle node drains and stops well within its grace period

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fixtures.e2e import REPO, VENV_BIN
+from tests.fixtures.multinode import REPO, VENV_BIN
 
 pytestmark = pytest.mark.slow
 

@@ -36,6 +36,9 @@ RUN_DATE = "2026-11-26"
 RUN_TIMEOUT_S = 600
 KILL_DELAY_S = 8  # "a few seconds in": after the CLI has planned the run and started the pipeline
 FIRST_PART_LIMIT_S = 240  # the mid-run fault lands at the first written part, or after this at the latest
+# Above Ray's own drain window on SIGTERM (RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S, 30 s), so the node
+# drains and stops itself before the SIGKILL; the pod default (terminationGracePeriodSeconds) is 30.
+PREEMPT_GRACE_S = 40
 ATTEMPTS = range(int(os.environ.get("VSD_MULTINODE_REPEAT", "1")))
 ENGINE_TITLES = ("Generate", "Engine")  # process titles of the engine actor (ray::...GenerateStageUDF...)
 WORKER = {"num_cpus": 2}
@@ -183,6 +186,7 @@ def _fault_case(cluster, corpus: dict, baseline: dict, tmp_path: Path, case: str
     assert not diff, diff
 
 
+@pytest.mark.timeout(3 * RUN_TIMEOUT_S)  # a replacement node may need minutes to start on a loaded machine
 @pytest.mark.parametrize("attempt", ATTEMPTS)
 def test_worker_node_killed_a_few_seconds_in_job_finishes_with_every_row_once(mn_cluster, mn_corpus, mn_baseline,
                                                                               tmp_path, attempt):
@@ -195,11 +199,12 @@ def test_worker_node_killed_a_few_seconds_in_job_finishes_with_every_row_once(mn
                 a_few_seconds_in, kill)
 
 
+@pytest.mark.timeout(3 * RUN_TIMEOUT_S)
 @pytest.mark.parametrize("attempt", ATTEMPTS)
 def test_worker_node_preempted_mid_run_job_finishes_with_every_row_once(mn_cluster, mn_corpus, mn_baseline, tmp_path,
                                                                         attempt):
     def preempt(cluster, victim):
-        how = cluster.preempt_node(victim, grace_s=20)
+        how = cluster.preempt_node(victim, grace_s=PREEMPT_GRACE_S)
         cluster.wait_state(victim, "DEAD")
         return f"SIGTERMed ({'stopped within' if how['graceful'] else 'SIGKILLed after'} {how['seconds']}s grace)"
 
