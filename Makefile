@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` (set up + run the main job) and `make test` (set up + test).
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast test-sglang bench clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,6 +21,12 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# The real-SGLang tier (tests/sglang/) in its own venv, .venv-sglang, from ../shared/sglang-cpu: real CPU
+# kernels where the CPU has AMX, else SGLang's torch-native layers with an import-only kernel shim;
+# skipped with one line where the kit is missing. Prints its mode and times.
+test-sglang:
+	bash scripts/test-sglang.sh
 
 clean:
 	rm -rf out .pytest_cache

@@ -150,6 +150,14 @@ def _proc_memory(pid: int) -> tuple[int, int, int] | None:
     return values.get("Rss", 0), values.get("Pss", 0), values.get("Shmem", 0)
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+    except OSError:
+        return "?"
+
+
 def _descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (Ray's GCS, raylet and workers are all children of the
     driver when it starts the local cluster), from ``/proc/<pid>/task/*/children``."""
@@ -181,6 +189,9 @@ class MemoryPeak:
     processes: int = 0
     samples: int = 0
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (seconds, private) per sample
+    root_rss: int = 0  # the process the sampler was started on (the driver)
+    helper_rss: int = 0  # the largest RSS any other single process reached
+    helper: str = ""  # which process that was (its command line, shortened)
 
 
 class TreeSampler:
@@ -200,6 +211,10 @@ class TreeSampler:
             mem = _proc_memory(pid)
             if mem is None:
                 continue
+            if pid == self.pid:
+                self.peak.root_rss = max(self.peak.root_rss, mem[0])
+            elif mem[0] > self.peak.helper_rss:
+                self.peak.helper_rss, self.peak.helper = mem[0], _cmdline(pid)
             rss += mem[0]
             pss += mem[1]
             shm_sum += mem[2]
@@ -258,7 +273,7 @@ def annotate_overrides(max_new_tokens: int, batch_size: int, extra: list[str] | 
 def run_annotate(manifest: str, output: str, overrides: list[str], *, sample_memory: bool = False,
                  hz: float = 5.0, timeout_s: float = 3600) -> AnnotateRun:
     """`vsd annotate` in a child process, as a user runs it (its own local Ray cluster, stopped when
-    it exits); wall time from launch to exit, and the run's ``_manifest.json``."""
+    it exits); wall time from launch to exit, and the run's record (``__vsd/runs/<run_id>.json``)."""
     # RAY_ADDRESS=local: a fresh cluster owned by the child even if another `ray start` cluster runs
     # on this machine (ray.init() would join it), so the process tree holds the whole run.
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ADDRESS="local",
@@ -288,19 +303,26 @@ def run_annotate(manifest: str, output: str, overrides: list[str], *, sample_mem
             continue
         sys.stderr.write(out[-4000:])
         raise RuntimeError(f"vsd annotate exited with {proc.returncode}")
-    manifest_path = os.path.join(output, "run_date=2026-01-01", "_manifest.json")
-    with open(manifest_path) as f:
-        run_manifest = json.load(f)
+    run_manifest = latest_run_record(output)
     return AnnotateRun(wall, proc.returncode, out, run_manifest, sampler.peak if sampler else None)
+
+
+def latest_run_record(output: str) -> dict:
+    """The record of the run that finished last in ``output``."""
+    from vsd.annotate.index import Output
+
+    out = Output(output)
+    records = [out.run_record(r) for r in out.runs()]
+    return max(records, key=lambda r: r["finished_at"])
 
 
 def written_rows(output: str, columns: list[str] | None = None):
     """Every annotation row below ``output`` as one Arrow table."""
     import pyarrow.dataset as pads
 
-    from vsd.annotate.index import part_uris
+    from vsd.annotate.index import Output
 
-    data, _ = part_uris(output)
+    data = Output(output).data_parts()
     if not data:
         return None
     return pads.dataset(sorted(data.values()), format="parquet").to_table(columns=columns)

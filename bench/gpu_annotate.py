@@ -116,15 +116,16 @@ def naive_generate(model, processor, reqs, *, batch: int, max_new_tokens: int, d
 def run_size(size: str, args, processor, images) -> dict:
     import torch
 
-    from vsd.annotate.engines.base import EngineConfig, ImageRequest, make_engine
-    from vsd.annotate.engines.hf import prompts_for
-    from vsd.annotate.engines.prompting import chat_prompt
+    from vsd.annotate.engines import EngineConfig, make_engine
+    from vsd.annotate.engines.base import ImageRequest
+    from vsd.annotate.engines.hf import HFOptions
+    from vsd.annotate.engines.prompting import chat_prompt, task_prompts
 
     device = args.device
     dtype = torch.float32 if args.tiny and not device.startswith("cuda") else torch.bfloat16
     model, n_img = build_model(size, processor.tokenizer, tiny_vision=args.tiny, dtype=dtype, device=device)
     params = sum(p.numel() for p in model.parameters())
-    reqs = [ImageRequest(f"i{n}", img, prompts_for("cup", "table")) for n, img in enumerate(images)]
+    reqs = [ImageRequest(f"i{n}", img, task_prompts("cup", "table")) for n, img in enumerate(images)]
     # each prompt's tokens with its template (USER: ... ASSISTANT:), the image counted apart
     prompt_tokens = [len(processor.tokenizer(chat_prompt(p.text, image_token=""))["input_ids"]) for p in reqs[0].prompts]
     tokens_per_image = n_img + sum(t + args.max_new_tokens for t in prompt_tokens)
@@ -145,10 +146,11 @@ def run_size(size: str, args, processor, images) -> dict:
     for variant in args.variants.split(","):
         # auto: the engine as configured by default (CUDA graphs, fused prefix kernel where it runs);
         # matmul: prefix part by two matmuls; eager: no CUDA graphs
-        os.environ["VSD_PREFIX_ATTENTION"] = "matmul" if variant == "matmul" else "auto"
+        # phase times in the JSON (timings adds a sync per phase)
+        opts = HFOptions(cuda_graph=variant != "eager", prefix_attention="matmul" if variant == "matmul" else "auto",
+                         timings=True)
         cfg = EngineConfig(kind="hf", device=device, dtype="bfloat16" if dtype == torch.bfloat16 else "float32",
-                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size or BATCH[size],
-                           cuda_graph=variant != "eager")
+                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size or BATCH[size], hf=opts)
         engine = make_engine(cfg, model=model, processor=processor)
         engine.generate(reqs[: min(len(reqs), cfg.batch_size)])  # warm-up: one full-size step
         if device.startswith("cuda"):
@@ -165,7 +167,6 @@ def run_size(size: str, args, processor, images) -> dict:
                                  peak_gib=torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0)
         engine.close()
         del engine
-    os.environ.pop("VSD_PREFIX_ATTENTION", None)
     first = variants[args.variants.split(",")[0]]
     t_ours, mem_ours = first["seconds"], first["peak_gib"]
     assert len(results) == len(reqs) and all(len(r.answers) == 3 for r in results)
@@ -198,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    os.environ.setdefault("VSD_ENGINE_TIMINGS", "1")  # phase times in the JSON (adds a sync per phase)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.tiny:
         args.sizes = "tiny"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsd.relation_agreement import load_records, measure  # noqa: E402
+from vsd.evaluate.agreement import load_records, measure  # noqa: E402
 from vsd.relations import RELATIONS  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "vsd"

@@ -47,15 +47,16 @@ def bare_loop(manifest: str, batch_size: int, max_new_tokens: int, threads: int,
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from vsd.annotate.engines.base import EngineConfig, ImageRequest, make_engine
-    from vsd.annotate.generate import fill, prompts_for
+    from vsd.annotate.engines import EngineConfig, make_engine
+    from vsd.annotate.engines.base import ImageRequest
+    from vsd.annotate.stages.generate import fill, prompts_for
     from vsd.annotate.items import new_item, new_pair, ok_pairs
-    from vsd.annotate.preprocess import PreprocessConfig, prepare
-    from vsd.annotate.verify import check
+    from vsd.annotate.stages.preprocess import PreprocessStageConfig, prepare
+    from vsd.annotate.stages.verify import check
 
     engine = make_engine(EngineConfig(kind="hf", model="tiny:llava", device="cpu", dtype="float32",
                                       batch_size=batch_size, max_new_tokens=max_new_tokens))
-    cfg = PreprocessConfig(image_size=image_size)
+    cfg = PreprocessStageConfig(image_size=image_size)
     rows = _common.read_manifest(manifest)
     t_ready = time.perf_counter()
     mark, mark_done, done, ok = None, 0, 0, 0
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                          "sets OMP_NUM_THREADS=1), so both run the same engine; 0 = torch's default (all cores)")
     ap.add_argument("--refine", default="off", choices=["off", "rules"], help="pipeline refine.mode")
     ap.add_argument("--write-batch-size", type=int, default=32,
-                    help="resources.write_batch_size: images per Parquet part, the granularity of the steady-state clock")
+                    help="stages.write.resources.batch_size: images per Parquet part, the granularity of the steady-state clock")
     ap.add_argument("--skip", type=float, default=0.1, help="fraction of images counted as warm-up in steady state")
     ap.add_argument("--workdir", default=None, help="keep corpus and outputs here (default: a temp dir, removed)")
     ap.add_argument("--bare-worker", metavar="MANIFEST", help=argparse.SUPPRESS)
@@ -132,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
         output = os.path.join(root, "out")
         overrides = _common.annotate_overrides(args.max_new_tokens, args.batch_size,
-                                               [f"refine.mode=\"{args.refine}\"", f"preprocess.image_size={args.image_size}",
-                                                f"resources.write_batch_size={args.write_batch_size}"])
+                                               [f"stages.refine.mode=\"{args.refine}\"", f"stages.preprocess.image_size={args.image_size}",
+                                                f"stages.write.resources.batch_size={args.write_batch_size}"])
         pipe = _common.run_annotate(manifest, output, overrides)
         written = pipe.manifest["counts"].get("images", 0)
         pipe_steady, _ = _common.steady_rate(output, args.skip) or (float("nan"), 0.0)

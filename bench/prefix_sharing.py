@@ -26,10 +26,10 @@ TARGETS = {1: 2.0, 3: 3.0, 5: 4.0}
 
 def _requests(images: list[bytes], k: int):
     from vsd.annotate.engines.base import ImageRequest
-    from vsd.annotate.engines.hf import prompts_for
+    from vsd.annotate.engines.prompting import task_prompts
 
     objects = ["cup", "table", "dog", "chair", "lamp", "bed", "car", "tree", "book", "shelf", "cat"]
-    return [ImageRequest(f"i{n}", img, [p for j in range(k) for p in prompts_for(objects[j], objects[j + 1])])
+    return [ImageRequest(f"i{n}", img, [p for j in range(k) for p in task_prompts(objects[j], objects[j + 1])])
             for n, img in enumerate(images)]
 
 
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from vsd.annotate.engines.base import EngineConfig, make_engine
+    from vsd.annotate.engines import EngineConfig, make_engine
+    from vsd.annotate.engines.hf import HFOptions
     from vsd.model.loader import load_model
     from vsd.model.tiny import build_tiny_llava
 
@@ -72,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         per_image = 3 * k
         base = dict(kind="hf", dtype="float32", device="cpu", max_new_tokens=args.max_new_tokens)
         shared = make_engine(EngineConfig(**base, batch_size=args.batch_size), model=model, processor=processor)
-        alone = make_engine(EngineConfig(**base, batch_size=args.batch_size * per_image, share_prefix=False),
+        alone = make_engine(EngineConfig(**base, batch_size=args.batch_size * per_image,
+                                         hf=HFOptions(share_prefix=False)),
                             model=model, processor=processor)
         _time(shared, reqs[:1])  # warm-up (allocator, thread pools)
         _time(alone, reqs[:1])

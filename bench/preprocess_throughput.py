@@ -54,7 +54,7 @@ def our_batches(images: list[bytes], pairs: list[list[dict]], batch_size: int):
 
 
 def run_ours(batches, cfg) -> int:
-    from vsd.annotate.preprocess import preprocess_batch
+    from vsd.annotate.stages.preprocess import preprocess_batch
 
     views = 0
     for batch in batches:
@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)  # per core: one thread on each side
-    from vsd.annotate.preprocess import PreprocessConfig
+    from vsd.annotate.stages.preprocess import PreprocessStageConfig
 
-    cfg = PreprocessConfig(image_size=args.image_size)
+    cfg = PreprocessStageConfig(image_size=args.image_size)
     images, pairs = corpus(args.images, args.width, args.height, args.pairs)
     processor = hf_processor(args.image_size)
     batches = our_batches(images, pairs, args.batch_size)

@@ -1,19 +1,29 @@
 #!/usr/bin/env python3
 """Validate llava-vsd's Kubernetes manifests offline and strictly, like `kubectl apply --validate=strict`.
 
-    python cluster/validate.py [--schemas ../shared/schemas/kuberay] cluster/*.yaml
+    python cluster/validate.py [--schemas ../shared/schemas/kuberay] [--release] [files...]
 
-KubeRay kinds are checked against the CRDs' openAPIV3Schema with every object closed
+With no files: cluster/*.yaml, infra/monitoring/podmonitor.yaml, infra/s3/bucket-policy.json and
+infra/Dockerfile, checked together.
+
+Schema: KubeRay kinds are checked against the CRDs' openAPIV3Schema with every object closed
 (`additionalProperties: false` wherever the CRD lists properties and does not preserve unknown
 fields), so a misspelt or misplaced field is an error instead of being silently pruned by the API
-server. A batch/v1 CronJob is checked with a small closed schema for its own fields and the CRD's
-PodTemplateSpec (the same Kubernetes type) for its pod.
+server. Built-in kinds (CronJob, Job, Deployment-like workloads, NetworkPolicy, ServiceAccount)
+and PodMonitor get small closed schemas whose Kubernetes types come from the same CRD.
+
+Security (cluster/kubecheck/, issue 15): every pod non-root with no privilege escalation, all
+capabilities dropped, seccomp RuntimeDefault and a read-only root (emptyDir /tmp); no API token
+but the autoscaler's; S3 credentials as IRSA or a mounted file, never env keys; a NetworkPolicy
+for every Ray pod; metrics and the dashboard never exposed beyond the cluster; images by digest
+(`--release` also refuses the digest placeholder); the bucket policy and each job within its
+role's prefixes. Rules that need several documents run over all files given at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -21,178 +31,107 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-DEFAULT_SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "kuberay"
-CRD_FILES = {
-    ("ray.io/v1", "RayCluster"): "ray.io_rayclusters.yaml",
-    ("ray.io/v1", "RayJob"): "ray.io_rayjobs.yaml",
-    ("ray.io/v1", "RayCronJob"): "ray.io_raycronjobs.yaml",
-}
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # kubecheck/ sits next to this script, which is not in a package
+    sys.path.insert(0, str(HERE))
 
-OBJECT_META = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name"],
-    "properties": {
-        "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
-        "namespace": {"type": "string"},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-    },
-}
+from kubecheck import images, rules, s3access  # noqa: E402
+from kubecheck.credentials import inline_secrets  # noqa: E402,F401  (part of this module's API)
+from kubecheck.schemas import CRD_FILES, OBJECT_META, close_objects, crd_schema, cronjob_schema, schema_for  # noqa: E402,F401
 
-
-def close_objects(schema: dict) -> dict:
-    """A copy of an OpenAPI schema where every object with listed properties rejects unknown keys."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node):
-        if isinstance(node, dict):
-            if (
-                "properties" in node
-                and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")
-            ):
-                node["additionalProperties"] = False
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema)
-    return schema
+REPO = HERE.parent
+DEFAULT_SCHEMAS = HERE.parents[1] / "shared" / "schemas" / "kuberay"
+DEFAULT_FILES = (sorted(str(p) for p in (REPO / "cluster").glob("*.yaml"))
+                 + [str(REPO / "infra" / "monitoring" / "podmonitor.yaml"), str(REPO / "infra" / "s3" / "bucket-policy.json"),
+                    str(REPO / "infra" / "Dockerfile")])
 
 
 @lru_cache(maxsize=None)
-def crd_schema(schemas_dir: str, api_version: str, kind: str) -> dict:
-    group, version = api_version.split("/")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load((Path(schemas_dir) / CRD_FILES[(api_version, kind)]).read_text(), Loader=loader)
-    for v in crd["spec"]["versions"]:
-        if v["name"] == version:
-            schema = close_objects(v["schema"]["openAPIV3Schema"])
-            schema["properties"]["metadata"] = OBJECT_META
-            schema.setdefault("required", [])
-            schema["required"] = sorted(set(schema["required"]) | {"apiVersion", "kind", "metadata", "spec"})
-            schema["properties"].pop("status", None)  # status is written by the operator, never by us
-            return schema
-    raise KeyError(f"{kind}: version {version} not in the CRD")
+def _schema_validator(schemas_dir: str, api_version, kind) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(schema_for({"apiVersion": api_version, "kind": kind}, schemas_dir))
 
 
-def cronjob_schema(schemas_dir: str) -> dict:
-    cluster = crd_schema(schemas_dir, "ray.io/v1", "RayCluster")
-    pod_template = cluster["properties"]["spec"]["properties"]["headGroupSpec"]["properties"]["template"]
-    job_spec = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["template"],
-        "properties": {
-            "backoffLimit": {"type": "integer", "minimum": 0},
-            "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
-            "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
-            "parallelism": {"type": "integer", "minimum": 0},
-            "completions": {"type": "integer", "minimum": 0},
-            "template": pod_template,
-        },
-    }
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": "batch/v1"},
-            "kind": {"const": "CronJob"},
-            "metadata": OBJECT_META,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["schedule", "jobTemplate"],
-                "properties": {
-                    "schedule": {"type": "string", "pattern": r"^(\S+\s+){4}\S+$"},
-                    "timeZone": {"type": "string"},
-                    "concurrencyPolicy": {"enum": ["Allow", "Forbid", "Replace"]},
-                    "startingDeadlineSeconds": {"type": "integer", "minimum": 0},
-                    "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0},
-                    "failedJobsHistoryLimit": {"type": "integer", "minimum": 0},
-                    "suspend": {"type": "boolean"},
-                    "jobTemplate": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["spec"],
-                        "properties": {"metadata": {"type": "object"}, "spec": job_spec},
-                    },
-                },
-            },
-        },
-    }
-
-
-def schema_for(doc: dict, schemas_dir: str) -> dict:
-    key = (doc.get("apiVersion"), doc.get("kind"))
-    if key in CRD_FILES:
-        return crd_schema(schemas_dir, *key)
-    if key == ("batch/v1", "CronJob"):
-        return cronjob_schema(schemas_dir)
-    raise ValueError(f"no schema for apiVersion={key[0]!r} kind={key[1]!r}")
-
-
-def inline_secrets(doc) -> list[str]:
-    """Env vars that look like credentials must come from a Secret, never a literal value."""
-    found = []
-
-    def walk(node, path):
-        if isinstance(node, dict):
-            name = str(node.get("name", ""))
-            if "value" in node and any(w in name.upper() for w in ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY")):
-                found.append(f"{path}: {name} has an inline value; use valueFrom.secretKeyRef")
-            for k, v in node.items():
-                walk(v, f"{path}.{k}")
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                walk(v, f"{path}[{i}]")
-
-    walk(doc, "")
-    return found
-
-
-def validate(doc: dict, schemas_dir: str | Path = DEFAULT_SCHEMAS) -> list[str]:
-    """Every problem in one manifest, as 'path: message' lines (empty when valid)."""
+def schema_problems(doc: dict, schemas_dir: str | Path = DEFAULT_SCHEMAS) -> list[str]:
     try:
-        schema = schema_for(doc, str(schemas_dir))
-    except ValueError as exc:
-        return [str(exc)]
-    validator = jsonschema.Draft7Validator(schema)
-    errors = [
+        validator = _schema_validator(str(schemas_dir), doc.get("apiVersion"), doc.get("kind"))
+    except (ValueError, TypeError) as exc:
+        return [str(exc) if isinstance(exc, ValueError) else f"no schema for apiVersion/kind {exc}"]
+    return [
         f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
         for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     ]
-    return errors + inline_secrets(doc)
 
 
-def validate_file(path: str | Path, schemas_dir: str | Path = DEFAULT_SCHEMAS) -> list[str]:
-    problems = []
+def _check(doc: dict, schemas_dir, release: bool) -> tuple[bool, list[str]]:
+    """(matches its schema, every problem). The security rules run once the document matches its
+    schema: before that the paths they read may not exist."""
+    errors = schema_problems(doc, schemas_dir)
+    return not errors, (errors or rules.per_document(doc, release)) + inline_secrets(doc)
+
+
+def validate(doc: dict, schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False) -> list[str]:
+    """Every problem in one manifest, as 'path: message' lines (empty when valid)."""
+    return _check(doc, schemas_dir, release)[1]
+
+
+def _load(path: str | Path) -> tuple[list[dict], list[str]]:
     try:
         docs = list(yaml.safe_load_all(Path(path).read_text()))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        return [f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})"]
+        return [], [f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})"]
+    return [d for d in docs if d is not None], []
+
+
+def validate_file(path: str | Path, schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False) -> list[str]:
+    """The problems of each document of one YAML file on its own (no rules across documents)."""
+    docs, problems = _load(path)
     for i, doc in enumerate(docs):
-        if doc is None:
-            continue
-        problems += [f"{path}[{i}] {p}" for p in validate(doc, schemas_dir)]
+        problems += [f"{path}[{i}] {p}" for p in validate(doc, schemas_dir, release)]
     return problems
+
+
+def validate_set(named: list[tuple[str, dict]], schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False) -> list[str]:
+    """Documents deployed together: each on its own, then the rules across them (over the documents
+    that match their schema)."""
+    problems, valid = [], []
+    for where, doc in named:
+        schema_ok, found = _check(doc, schemas_dir, release)
+        problems += [f"{where} {p}" for p in found]
+        if schema_ok:
+            valid.append((where, doc))
+    return problems + rules.per_set(valid)
+
+
+def validate_paths(paths: list[str], schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False) -> list[str]:
+    """Manifests, a bucket policy (*.json) and Dockerfiles, each by its own rules; manifests together."""
+    problems, named = [], []
+    for path in paths:
+        name = Path(path).name
+        if name == "Dockerfile" or name.endswith(".Dockerfile"):
+            problems += images.check_dockerfile(Path(path).read_text(), str(path))
+        elif name.endswith(".json"):
+            problems += s3access.check_bucket_policy(json.loads(Path(path).read_text()), str(path))
+        else:
+            docs, load_problems = _load(path)
+            problems += load_problems
+            named += [(f"{path}[{i}]", d) for i, d in enumerate(docs)]
+    return problems + validate_set(named, schemas_dir, release)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+")
+    parser.add_argument("files", nargs="*", help="default: the deployable set (see above)")
     parser.add_argument("--schemas", default=str(DEFAULT_SCHEMAS))
+    parser.add_argument("--release", action="store_true",
+                        help="also refuse the image digest placeholder (for manifests rendered by infra/release.sh)")
     args = parser.parse_args(argv)
-    problems = [p for f in args.files for p in validate_file(f, args.schemas)]
+    files = args.files or DEFAULT_FILES
+    problems = validate_paths(files, args.schemas, args.release)
     for p in problems:
         print(p)
-    print(f"{len(args.files)} files, {len(problems)} problems")
+    print(f"{len(files)} files, {len(problems)} problems")
     return 1 if problems else 0
 
 

@@ -1,7 +1,9 @@
 """`vsd` command line: one sub-command per job, each registered by the module that owns the job.
 
 Sub-command modules import heavy libraries (torch, ray) inside their run functions, so
-`vsd --help` and config errors stay instant and fail before any cluster starts.
+`vsd --help` and config errors stay instant and fail before any cluster starts. What the user can
+fix (`VSDError`, `ConfigError`) is one ``vsd: error:`` line, exit 2; anything else is a bug: one
+``vsd: internal error:`` line, then the traceback to report, exit 1.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from vsd.errors import VSDError
 
 # (module, what it registers); each module has add_parser(subparsers) that calls set_defaults(func=...)
 COMMAND_MODULES = [
+    "vsd.corpus.commands",     # vsd corpus sync | info
     "vsd.data.commands",       # vsd data synth | build
     "vsd.train.commands",      # vsd train
     "vsd.model.commands",      # vsd export | vsd model tiny
@@ -48,7 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vsd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vsd annotate --help-config | head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0
+    except OSError as exc:  # storage or disk failing mid-run (beyond its retries): not a bug in vsd
+        print(f"vsd: error: I/O failure: {type(exc).__name__}: {' '.join(str(exc).split())[:400]} (fix it and "
+              "run again: what was written stays, nothing is written twice)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug: one line saying so, then the details
+        print(internal_error_line(exc), file=sys.stderr)
+        traceback.print_exc()
+        return 1
     return int(result or 0)
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """The line a user reads first when vsd itself failed: what, and that it is ours to fix (a
+    bare traceback reads like the user's mistake and hides the message at its very end)."""
+    lines = str(exc).strip().splitlines()
+    message = f": {lines[0]}" if lines else ""
+    return f"vsd: internal error: {type(exc).__name__}{message} (a bug: please report it with the traceback below)"
 
 
 if __name__ == "__main__":

@@ -147,14 +147,31 @@ def _pop_path(data: dict, path: list[str]) -> tuple[bool, Any]:
     return True, value
 
 
-def _set_path(data: dict, path: list[str], value: Any) -> bool:
-    """Set ``path`` unless the new key is already given (the new spelling wins)."""
+def _is_section(cls: type, path: list[str]) -> bool:
+    """Does ``path`` below ``cls`` name a nested config section (a dataclass), not a plain value?"""
+    tp: Any = cls
+    for key in path:
+        if not dataclasses.is_dataclass(tp):
+            return False
+        hints = typing.get_type_hints(tp)
+        if key not in hints:
+            return False
+        tp = hints[key]
+    return dataclasses.is_dataclass(tp)
+
+
+def _set_path(data: dict, path: list[str], value: Any, merge: bool = False) -> bool:
+    """Set ``path`` unless the new key is already given (the new spelling wins); with ``merge``
+    (a whole section moved) the old section's keys fill what the new one does not set."""
     node = data
     for key in path[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             return False
     if path[-1] in node:
+        if merge and isinstance(node[path[-1]], dict) and isinstance(value, dict):
+            node[path[-1]] = {**copy.deepcopy(value), **node[path[-1]]}
+            return True
         return False
     node[path[-1]] = value
     return True
@@ -164,22 +181,26 @@ def migrate_renamed(cls: type, data: dict, prefix: str = "") -> dict:
     """Old spellings of ``cls``'s fields -> new ones, each with a one-line deprecation message.
 
     A config class lists them in ``RENAMED = {"old.dotted.key": "new.dotted.key"}`` (paths relative
-    to the class), so YAML files and ``key=value`` overrides written for an older release keep
-    working for one more release. An old key whose parent became a plain value is left alone.
+    to the class; a tuple of new keys when one old setting became several), in order, so YAML files
+    and ``key=value`` overrides written for an older release keep working for one more release.
+    A moved section merges into the new one; a key given both ways keeps the new spelling's value.
     """
-    renamed: dict[str, str] = getattr(cls, "RENAMED", {})
+    renamed: dict[str, str | tuple[str, ...]] = getattr(cls, "RENAMED", {})
     if not renamed:
         return data
     data = copy.deepcopy(data)
+    where = f"{prefix}." if prefix else ""
     for old, new in renamed.items():
         found, value = _pop_path(data, old.split("."))
         if not found:
             continue
-        where = f"{prefix}." if prefix else ""
-        if _set_path(data, new.split("."), value):
-            deprecated(f"{where}{old} is now {where}{new} (the old key is read for one more release)")
-        else:
-            deprecated(f"{where}{old} is ignored: {where}{new} is also set")
+        targets = (new,) if isinstance(new, str) else tuple(new)
+        for target in targets:
+            path = target.split(".")
+            if _set_path(data, path, copy.deepcopy(value), merge=_is_section(cls, path)):
+                deprecated(f"{where}{old} is now {where}{target} (the old key is read for one more release)")
+            else:
+                deprecated(f"{where}{old} is ignored: {where}{target} is also set")
     for parent in {old.split(".")[0] for old in renamed}:  # a section emptied by the moves
         if isinstance(data.get(parent), dict) and not data[parent] and parent not in {f.name for f in dataclasses.fields(cls)}:
             data.pop(parent)
@@ -189,10 +210,10 @@ def migrate_renamed(cls: type, data: dict, prefix: str = "") -> dict:
 def _build(cls: type[T], data: dict, prefix: str) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    data = migrate_renamed(cls, data, prefix)
     upgrade = getattr(cls, "upgrade", None)  # a classmethod for older shapes RENAMED cannot express
     if callable(upgrade):
         data = upgrade(data)
+    data = migrate_renamed(cls, data, prefix)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
@@ -297,3 +318,29 @@ def help_text(cls: type, prefix: str = "") -> str:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         lines.append(f"{name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command-line plumbing shared by every job with a typed config
+# ----------------------------------------------------------------------------------------------
+
+def add_config_arguments(parser: Any, *, example_config: str, example_overrides: str) -> None:
+    """``--config FILE``, ``--help-config`` and trailing ``key=value`` overrides, the same for every job."""
+    parser.add_argument("--config", help=f"YAML config ({example_config})")
+    parser.add_argument("--help-config", action="store_true", help="list every config field with its description and exit")
+    parser.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example_overrides}")
+
+
+def config_from_args(cls: type[T], args: Any, flags: dict[str, str] | None = None, loader: Any = None) -> T | None:
+    """The job's config from ``--config``, then the named flags (``{"input": "input.uri"}``: a flag
+    given on the command line overrides that key), then the dotted overrides. None when
+    ``--help-config`` asked for the field list instead (it has been printed)."""
+    if getattr(args, "help_config", False):
+        print(help_text(cls))
+        return None
+    overrides = list(getattr(args, "overrides", None) or [])
+    for flag, key in (flags or {}).items():
+        value = getattr(args, flag, None)
+        if value:
+            overrides.append(f"{key}={value}")
+    return (loader or (lambda path, ov: load(cls, path, ov)))(args.config, overrides)

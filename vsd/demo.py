@@ -1,6 +1,7 @@
 """`vsd demo`: the whole system, offline, on the embedded default (local Ray, local files, tiny LLaVA).
 
-It runs the production code paths with demo configs (``jobs/configs/demo-*.yaml``): synthetic
+It runs the production code paths with the demo's configs (package data, ``vsd/assets/demo/``: a
+plain ``TrainConfig`` and ``AnnotateConfig``, so a wheel install runs the demo too): synthetic
 train and held-out scenes ▸ 3-task instruction data ▸ LoRA fine-tune of the committed tiny
 pretrained base on Ray Train (2 workers, DeepSpeed) ▸ merged export ▸ Ray Data annotation of the
 held-out corpus ▸ refinement ▸ Parquet ▸ evaluation. ``<out>/report.json`` carries
@@ -19,9 +20,13 @@ from pathlib import Path
 
 from vsd.errors import VSDError
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "jobs" / "configs"
-BASE_MODEL = Path(__file__).resolve().parent / "assets" / "tiny-vsd-base"
+ASSETS = Path(__file__).resolve().parent / "assets"
+CONFIGS = ASSETS / "demo"
+BASE_MODEL = ASSETS / "tiny-vsd-base"
+DEFAULT_TRAIN_SCENES = 600  # 3 instructions per scene; more = better accuracy, longer data build
+IMAGE_SIZE = 64  # the base's vision input (64 px, patch 8: 64 image tokens)
+# --engine: the export layout it serves and the annotate-config overrides that select it
+ENGINE_OVERRIDES = {"hf": [], "sglang": ["engine.kind=sglang", "engine.device=cpu", "engine.dtype=bfloat16"]}
 
 
 def add_parser(subparsers) -> None:
@@ -30,12 +35,15 @@ def add_parser(subparsers) -> None:
         description="Generates synthetic scenes, fine-tunes the tiny pretrained base with LoRA on Ray "
                     "Train + DeepSpeed, annotates held-out scenes with Ray Data and evaluates them.")
     p.add_argument("--out", default="out/demo", help="output folder (local path)")
-    p.add_argument("--train-scenes", type=int, default=None, help="synthetic training scenes (default: config)")
+    p.add_argument("--train-scenes", type=int, default=DEFAULT_TRAIN_SCENES, help="synthetic training scenes")
     p.add_argument("--heldout-scenes", type=int, default=90, help="synthetic held-out scenes to annotate")
     p.add_argument("--seed", type=int, default=0, help="seed of the training scenes (held-out: seed + 1000)")
-    p.add_argument("--train-config", default=str(CONFIGS / "demo-train.yaml"))
-    p.add_argument("--annotate-config", default=str(CONFIGS / "demo-annotate.yaml"))
+    p.add_argument("--train-config", default=str(CONFIGS / "train.yaml"), help="TrainConfig YAML of the fine-tune")
+    p.add_argument("--annotate-config", default=str(CONFIGS / "annotate.yaml"), help="AnnotateConfig YAML")
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster")
+    p.add_argument("--engine", default="hf", choices=list(ENGINE_OVERRIDES),
+                   help="annotation engine: hf (transformers) or sglang (the real sglang.Engine on CPU, needs "
+                        ".venv-sglang from `make test-sglang`); the export's layout follows")
     p.add_argument("overrides", nargs="*", help="train config overrides, e.g. optim.max_steps=100")
     p.set_defaults(func=run)
 
@@ -87,13 +95,14 @@ def train_adapter(cfg_path: str, overrides: list[str], data_uri: Path, run_uri: 
     return result
 
 
-def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path):
+def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path, engine: str = "hf"):
     from vsd.annotate.config import load_config
     from vsd.annotate.pipeline import run_annotation
 
     cfg = load_config(cfg_path, [
-        f"input={scenes / 'vsdv1.json'}", f"source.vsd2={scenes / 'vsdv2.json'}",
-        f"source.image_dir={scenes / 'images'}", f"output={output}", f"engine.model={model_dir}",
+        f"input.uri={scenes / 'vsdv1.json'}", f"input.vsd2={scenes / 'vsdv2.json'}",
+        f"input.image_dir={scenes / 'images'}", f"output={output}", f"engine.model={model_dir}",
+        *ENGINE_OVERRIDES[engine],
     ])
     return run_annotation(cfg)
 
@@ -122,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise VSDError(f"demo: the tiny pretrained base is missing at {BASE_MODEL}")
     for path in (args.train_config, args.annotate_config):
         if not Path(path).exists():
-            raise VSDError(f"demo: config not found: {path} (run the demo from the repository)")
+            raise VSDError(f"demo: config not found: {path}")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, single-user cluster
     watch = Stopwatch()
 
@@ -130,9 +139,7 @@ def run(args: argparse.Namespace) -> int:
         from vsd import config as vconfig
 
         train_yaml = vconfig.load_yaml(args.train_config)
-        demo_sizes = train_yaml.pop("demo", {})  # sizes of the demo itself, not TrainConfig fields
-        n_train = args.train_scenes or int(demo_sizes.get("train_scenes", 600))
-        size = int(demo_sizes.get("image_size", 64))
+        n_train, size = args.train_scenes, IMAGE_SIZE
         _, train_data = make_data(out / "data", n_train, args.seed, "train", size)
         heldout_scenes, heldout_data = make_data(out / "data", args.heldout_scenes, args.seed + 1000, "heldout", size)
 
@@ -148,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
         with watch.stage("export (merge LoRA)"):
             model_dir = out / "model"
             merge_and_export(str(BASE_MODEL), str(Path(result.checkpoint) / "adapter"), str(model_dir),
-                             overwrite=True)
-        with watch.stage("annotate (Ray Data)"):
-            run_result = annotate(args.annotate_config, heldout_scenes, model_dir, out / "annotations")
+                             overwrite=True, layout=args.engine)
+        with watch.stage(f"annotate (Ray Data, {args.engine} engine)"):
+            run_result = annotate(args.annotate_config, heldout_scenes, model_dir, out / "annotations", args.engine)
     finally:
         if started_ray:
             ray.shutdown()
@@ -163,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     demo_report = {
         **headline(report),
         "chance": round(1 / 9, 4),
+        "engine": args.engine,
         "train_scenes": n_train,
         "heldout_scenes": args.heldout_scenes,
         "annotation_counts": run_result.counts,
@@ -181,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_train_config(data: dict, out: Path) -> str:
-    """The demo's train config (without its ``demo:`` section), written next to the outputs so the
-    run can be reproduced with `vsd train --config <out>/train-config.yaml`."""
+    """The demo's train config, written next to the outputs so the run can be reproduced with
+    `vsd train --config <out>/train-config.yaml`."""
     import yaml
 
     target = out / "train-config.yaml"

@@ -5,6 +5,12 @@ clusters (S3 with IAM / Kubernetes Secrets) share one code path. Credentials and
 only from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
 ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``): never from a
 config file, so they never end up in a dumped config or a manifest.
+
+The instance-metadata service (IMDS, 169.254.169.254) is the SDK's last resort for credentials and
+its source of a region: off EC2 every lookup waits on a dead address, and with static keys, a web
+identity (IRSA), a profile or a custom endpoint it cannot supply anything used. So in those cases
+``AWS_EC2_METADATA_DISABLED=true`` is set for this process (and the Ray workers it starts) unless
+the user set that variable already; ``AWS_EC2_METADATA_DISABLED=false`` turns the lookup back on.
 """
 
 from __future__ import annotations
@@ -28,9 +34,47 @@ def s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+# A night's run retries patiently (a 503 burst must not fail it); a yes/no check before the run
+# must answer in seconds, so `probe_filesystem` bounds connect and read time and tries twice.
+RUN_ATTEMPTS = 8
+PROBE = {"attempts": 2, "connect_timeout": 3.0, "request_timeout": 5.0}
+STATIC_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+WEB_IDENTITY = ("AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+IMDS_SWITCH = "AWS_EC2_METADATA_DISABLED"
+
+
+def s3_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def credential_source() -> str | None:
+    """Where the SDK will take credentials from, as a user would name it; None when only the
+    instance metadata (or nothing) is left."""
+    if all(os.environ.get(v) for v in STATIC_KEYS):  # the SDK's order: keys, profile, web identity, container
+        return "/".join(STATIC_KEYS)
+    if os.environ.get("AWS_PROFILE"):
+        return f"AWS_PROFILE={os.environ['AWS_PROFILE']}"
+    if all(os.environ.get(v) for v in WEB_IDENTITY):
+        return "+".join(WEB_IDENTITY) + " (web identity)"
+    if os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or os.environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        return "the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_*)"
+    return None
+
+
+def skip_metadata_lookup() -> bool:
+    """Set ``AWS_EC2_METADATA_DISABLED=true`` when the metadata service cannot apply (see the
+    module doc) and the user has not chosen; returns whether the lookup is off now."""
+    if IMDS_SWITCH not in os.environ and (credential_source() or s3_endpoint()):
+        os.environ[IMDS_SWITCH] = "true"
+    return os.environ.get(IMDS_SWITCH, "").strip().lower() == "true"
+
+
 @lru_cache(maxsize=8)
-def _s3_filesystem(endpoint: str | None, region: str) -> pafs.S3FileSystem:
-    kwargs: dict = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=8)}
+def _s3_filesystem(endpoint: str | None, region: str, attempts: int = RUN_ATTEMPTS,
+                   connect_timeout: float | None = None, request_timeout: float | None = None) -> pafs.S3FileSystem:
+    skip_metadata_lookup()
+    kwargs: dict = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
+                    "connect_timeout": connect_timeout, "request_timeout": request_timeout}
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
@@ -42,8 +86,16 @@ def _s3_filesystem(endpoint: str | None, region: str) -> pafs.S3FileSystem:
 
 def filesystem_for(uri: str) -> pafs.FileSystem:
     if is_s3(uri):
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        return _s3_filesystem(s3_endpoint(), region)
+        return _s3_filesystem(s3_endpoint(), s3_region())
+    return pafs.LocalFileSystem()
+
+
+def probe_filesystem(uri: str) -> pafs.FileSystem:
+    """Like `filesystem_for`, with bounded timeouts and two attempts: for checks that must fail
+    fast (`vsd.preflight`), never for the run's own reads and writes."""
+    if is_s3(uri):
+        return _s3_filesystem(s3_endpoint(), s3_region(), PROBE["attempts"], PROBE["connect_timeout"],
+                              PROBE["request_timeout"])
     return pafs.LocalFileSystem()
 
 

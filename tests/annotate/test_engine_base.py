@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vsd.annotate.engines.base import (Answer, EngineConfig, EngineError, ImageRequest, ImageResult, Prompt,
-                                       account, check_requests, image_bytes, pil_image)
+from vsd.annotate.engines import EngineConfig
+from vsd.annotate.engines.base import (Answer, EngineError, ImageRequest, ImageResult, Prompt, account,
+                                       check_requests, image_bytes, pil_image)
 from vsd.annotate.engines.prompting import chat_prompt, choice_regex
 from vsd.config import ConfigError, from_dict
 from vsd.relations import RELATIONS

@@ -9,9 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vsd.annotate.engines.base import EngineConfig, EngineError, ImageRequest, Prompt, make_engine  # noqa: E402
-from vsd.annotate.engines.hf import HFEngine, prompts_for  # noqa: E402
-from vsd.annotate.engines.prompting import chat_prompt, choice_answer  # noqa: E402
+from vsd.annotate.engines import EngineConfig, make_engine  # noqa: E402
+from vsd.annotate.engines.base import EngineError, ImageRequest, Prompt  # noqa: E402
+from vsd.annotate.engines.hf import HFEngine, HFOptions  # noqa: E402
+from vsd.annotate.engines.prompting import chat_prompt, choice_answer, task_prompts  # noqa: E402
 from vsd.relations import RELATIONS  # noqa: E402
 
 MAX_NEW = 6
@@ -35,16 +36,17 @@ def loaded(tiny_llava_dir):
     return load_model(tiny_llava_dir, dtype="float32", device="cpu")
 
 
-def _engine(loaded, device: str = "cpu", **kw) -> HFEngine:
+def _engine(loaded, device: str = "cpu", batch_size: int = 8, **hf) -> HFEngine:
     model, processor = loaded
-    cfg = EngineConfig(kind="hf", dtype="float32", device=device, max_new_tokens=MAX_NEW, **kw)
+    cfg = EngineConfig(kind="hf", dtype="float32", device=device, max_new_tokens=MAX_NEW, batch_size=batch_size,
+                       hf=HFOptions(**hf))
     return make_engine(cfg, model=model, processor=processor)
 
 
 def _requests(n_images: int = 2) -> list[ImageRequest]:
     reqs = []
     for i in range(n_images):
-        prompts = [p for s, o in PAIRS[: 1 + i % 2] for p in prompts_for(s, o)]
+        prompts = [p for s, o in PAIRS[: 1 + i % 2] for p in task_prompts(s, o)]
         reqs.append(ImageRequest(f"img{i}", _jpeg(i), prompts))
     return reqs
 
@@ -87,7 +89,9 @@ def test_shared_prefix_matches_independent_transformers(loaded):
             if prompt.choices is None:
                 assert ans.scores is None
                 assert ans.text == tok.decode(ref, skip_special_tokens=True).strip()
+                assert ans.truncated == (len(ref) == MAX_NEW)  # no EOS within the budget
             else:
+                assert not ans.truncated
                 assert ans.text in RELATIONS
                 assert ans.scores == pytest.approx(ref, abs=1e-4)
                 assert ans.text == prompt.choices[max(range(len(ref)), key=ref.__getitem__)]
@@ -144,12 +148,12 @@ def test_pil_images_empty_prompt_lists_and_errors(loaded):
 
     engine = _engine(loaded)
     pil = Image.open(io.BytesIO(_jpeg(3)))
-    out = engine.generate([ImageRequest("a", pil, prompts_for("dog", "cat", (2,))), ImageRequest("b", _jpeg(4), [])])
+    out = engine.generate([ImageRequest("a", pil, task_prompts("dog", "cat", (2,))), ImageRequest("b", _jpeg(4), [])])
     assert [r.key for r in out] == ["a", "b"] and out[1].answers == [] and len(out[0].answers) == 1
     with pytest.raises(EngineError, match="twice"):
         engine.generate([ImageRequest("a", pil, []), ImageRequest("a", pil, [])])
     with pytest.raises(EngineError, match="cannot be decoded"):
-        engine.generate([ImageRequest("bad", b"not a jpeg", prompts_for("dog", "cat", (2,)))])
+        engine.generate([ImageRequest("bad", b"not a jpeg", task_prompts("dog", "cat", (2,)))])
 
 
 def test_model_object_still_serves_plain_generate_after_the_engine(loaded):
@@ -160,7 +164,7 @@ def test_model_object_still_serves_plain_generate_after_the_engine(loaded):
 
 
 @pytest.mark.gpu
-def test_cuda_graph_decode_and_flash_prefix_match_the_reference_paths(tiny_llava_dir, monkeypatch):
+def test_cuda_graph_decode_and_flash_prefix_match_the_reference_paths(tiny_llava_dir):
     """On CUDA: graph replay == eager decode (fp32, exact tokens); the fused flash prefix kernel
     (bf16) agrees with the matmul prefix path."""
     from vsd.model.loader import load_model
@@ -182,10 +186,22 @@ def test_cuda_graph_decode_and_flash_prefix_match_the_reference_paths(tiny_llava
     cfg = EngineConfig(kind="hf", dtype="bfloat16", device="cuda", max_new_tokens=MAX_NEW)
     flash = make_engine(cfg, model=model, processor=processor)
     assert flash.flash_prefix
-    monkeypatch.setenv("VSD_PREFIX_ATTENTION", "matmul")
-    plain = make_engine(cfg, model=model, processor=processor)
+    matmul = EngineConfig(kind="hf", dtype="bfloat16", device="cuda", max_new_tokens=MAX_NEW,
+                          hf=HFOptions(prefix_attention="matmul"))
+    plain = make_engine(matmul, model=model, processor=processor)
     assert not plain.flash_prefix
     for a, b in zip(flash.generate(reqs), plain.generate(reqs)):
         for x, y in zip(a.answers, b.answers):
             if x.scores is not None:
                 assert x.scores == pytest.approx(y.scores, abs=0.1)
+
+
+def test_phase_timings_are_recorded_only_when_configured(loaded):
+    reqs = _requests(1)
+    quiet = _engine(loaded)
+    quiet.generate(reqs)
+    assert quiet.timings == {}
+    timed = _engine(loaded, timings=True)
+    timed.generate(reqs)
+    assert set(timed.timings) == {"tokenize", "prefill", "score", "decode"}
+    assert all(t > 0 for t in timed.timings.values())

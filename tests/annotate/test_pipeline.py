@@ -13,9 +13,10 @@ from collections import Counter
 
 import pytest
 
-from tests.fixtures.annotate import build_corpus, make_color_engine, read_rows
+from tests.fixtures.annotate import build_corpus, make_color_engine, read_rows, run_record
 from tests.fixtures.infra import REPO
 from vsd import storage
+from vsd.annotate.index import Output
 from vsd.annotate.pipeline import run_annotation
 from vsd.cli import main
 from vsd.relations import RELATIONS
@@ -52,11 +53,13 @@ def test_hf_tiny_hard_files_each_yield_their_row_once(ray_local, tmp_path, annot
     assert all(r["relation"] in RELATIONS and len(r["relation_scores"]) == 9 for r in ok)  # constrained choice
     assert all(r["refine_status"] and r["geometry_relation"] in (*RELATIONS, None) for r in ok)
     assert {r["model"] for r in rows} == {"tiny:llava"} and len({r["run_id"] for r in rows}) == 1
-    manifest = json.loads(storage.read_text(storage.join(out, "run_date=2026-11-26", "_manifest.json")))
-    assert manifest["counts"]["ok"] == n_ok and manifest["partition_totals"]["rows"] == len(expected)
+    manifest = run_record(out, result.run_id)
+    partition = Output(out).partition_record("2026-11-26")
+    assert manifest["counts"]["ok"] == n_ok and partition["totals"]["rows"] == len(expected)
+    assert [r["run_id"] for r in partition["runs"]] == [result.run_id]
     assert manifest["config"]["engine"]["model"] == "tiny:llava" and manifest["timings"]["pipeline_s"] > 0
     assert manifest["counts"]["unaccounted"] == 0 and sorted(manifest["parts"]) == sorted(result.parts)
-    assert "| ok | %d |" % n_ok in storage.read_text(storage.join(out, "README.md"))
+    assert "| ok | %d |" % n_ok in storage.read_text(storage.join(out, "_README.md"))
 
 
 def test_grown_corpus_annotates_only_the_new_images(ray_local, tmp_path, annotate_config):
@@ -66,11 +69,14 @@ def test_grown_corpus_annotates_only_the_new_images(ray_local, tmp_path, annotat
     assert run_annotation(annotate_config(manifest, out), engine_factory=make_color_engine).counts["images"] == 30
     grown = build_corpus(corpus, 50, seed=4, start=30)  # 50 more lines in the same manifest
     nightly = run_annotation(annotate_config(manifest, out, "run_date=2026-11-27"), engine_factory=make_color_engine)
-    assert nightly.counts["images"] == 50 and nightly.counts["skipped"]["already_annotated"] == 30
+    # Only the new lines became a shard, and only that shard was read: the 30 are not even touched.
+    assert nightly.counts["images"] == 50 and nightly.counts["skipped"]["already_annotated"] == 0
+    record = run_record(out, nightly.run_id)
+    assert record["source"]["new_since_last_sync"] == 50 and record["source"]["planned_images"] == 50
     rows = check_exactly_once(out, {**first, **grown})
     runs = Counter(r["run_id"] for r in rows)
     assert runs[nightly.run_id] == 50 and sorted(runs.values()) == [30, 50]
-    assert storage.exists(storage.join(out, "run_date=2026-11-27", "_manifest.json"))
+    assert Output(out).partition_record("2026-11-27")["totals"]["images"] == 50
 
 
 def test_unchanged_folder_rerun_never_starts_the_ray_pipeline(ray_local, tmp_path, annotate_config, monkeypatch):
@@ -82,11 +88,11 @@ def test_unchanged_folder_rerun_never_starts_the_ray_pipeline(ray_local, tmp_pat
     def no_ray_path(*_a, **_k):
         raise AssertionError("an unchanged corpus must not start the Ray pipeline")
 
-    monkeypatch.setattr("vsd.annotate.pipeline.drop_known", no_ray_path)
+    monkeypatch.setattr("vsd.annotate.pipeline._stream", no_ray_path)
     again = run_annotation(annotate_config(images, out, "run_date=2026-11-28"), engine_factory=make_color_engine)
-    assert again.counts["images"] == 0 and again.counts["skipped"]["already_annotated"] == 12
-    assert again.counts["unaccounted"] == 0 and len(read_rows(out)) == 12
-    assert storage.exists(storage.join(out, "run_date=2026-11-28", "_manifest.json"))
+    assert again.counts["images"] == 0 and again.counts["unaccounted"] == 0 and len(read_rows(out)) == 12
+    assert run_record(out, again.run_id)["source"]["shards_read"] == []
+    assert Output(out).partition_record("2026-11-28") is None  # a run that wrote nothing records no partition
 
 
 DRIVER = textwrap.dedent("""
@@ -101,7 +107,7 @@ DRIVER = textwrap.dedent("""
 
 
 def parts_in(output: str) -> set[str]:
-    return {u for u in storage.list_files(output) if "/run_date=" in u and u.endswith(".parquet") and "/_index/" not in u}
+    return set(Output(output).data_parts())
 
 
 def test_killed_driver_rerun_gives_exactly_the_uninterrupted_rows(ray_local, tmp_path, annotate_config):
@@ -109,8 +115,8 @@ def test_killed_driver_rerun_gives_exactly_the_uninterrupted_rows(ray_local, tmp
     expected = build_corpus(corpus, 40, seed=2)
     manifest = storage.join(corpus, "manifest.jsonl")
     killed_out, clean_out = str(tmp_path / "killed"), str(tmp_path / "clean")
-    overrides = [f"input={manifest}", f"output={killed_out}", "progress_bars=false", "run_date=2026-11-26",
-                 "resources.write_batch_size=4", "engine.batch_size=2"]
+    overrides = [f"input.uri={manifest}", f"output={killed_out}", "progress_bars=false", "run_date=2026-11-26",
+                 "stages.write.resources.batch_size=4", "engine.batch_size=2"]
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
@@ -136,9 +142,9 @@ def test_killed_driver_rerun_gives_exactly_the_uninterrupted_rows(ray_local, tmp
         seen = now
     written_before = len(read_rows(killed_out))
     assert 0 < written_before < len(expected)
-    assert not storage.exists(storage.join(killed_out, "run_date=2026-11-26", "_manifest.json"))
+    assert Output(killed_out).runs() == []  # the killed run left no record
 
-    rerun = run_annotation(annotate_config(manifest, killed_out, "resources.write_batch_size=4"), engine_factory=make_color_engine)
+    rerun = run_annotation(annotate_config(manifest, killed_out, "stages.write.resources.batch_size=4"), engine_factory=make_color_engine)
     assert rerun.counts["images"] == len(expected) - written_before
     assert rerun.counts["skipped"]["already_annotated"] == written_before
     run_annotation(annotate_config(manifest, clean_out), engine_factory=make_color_engine)
@@ -163,11 +169,16 @@ def test_cli_folder_scene_level_duplicates_and_rerun(ray_local, tmp_path, capsys
     assert "images: 4  rows: 4  ok: 4  error: 0  skipped: 1" in printed and "skipped duplicate_content: 1" in printed
     rows = read_rows(out)
     assert sorted(r["pair_index"] for r in rows) == [-1] * 4 and all(r["descriptions"] is not None for r in rows)
-    manifest = json.loads(storage.read_text(storage.join(out, "run_date=2026-11-26", "_manifest.json")))
-    assert any("copy.png" in d or "p0.png" in d for d in manifest["source"]["duplicates"])
+    # Scene level: the text is where users look, and the card counts these rows apart from pairs.
+    assert all(r["description"] == r["descriptions"][0] for r in rows if r["descriptions"])
+    card = storage.read_text(f"{out}/_README.md")
+    assert "| ok at scene level (no pair given" in card and "| none |" not in card
+    [run_id] = Output(out).runs()
+    assert any("copy.png" in d or "p0.png" in d for d in run_record(out, run_id)["source"]["duplicates"])
 
-    assert main(args) == 0  # known files are skipped by uri|size|mtime, without reading them
-    assert "images: 0  rows: 0  ok: 0  error: 0  skipped: 5" in capsys.readouterr().out
+    assert main(args) == 0  # a finished shard is not read again: no file is opened
+    printed = capsys.readouterr().out
+    assert "nothing new" in printed and "images: 0  rows: 0  ok: 0  error: 0  skipped: 0" in printed
     assert len(read_rows(out)) == 4
 
 
@@ -194,12 +205,12 @@ def test_bad_config_and_paths_fail_before_any_work(tmp_path, capsys):
 def test_s3_300_synthetic_and_hard_files_hf_tiny(ray_local, s3_bucket, annotate_config):
     corpus, out = f"{s3_bucket}/corpus", f"{s3_bucket}/annotations"
     expected = build_corpus(corpus, 300, seed=7, hard=True)
-    result = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out, "resources.write_batch_size=32"))
+    result = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=32"))
     check_exactly_once(out, expected)
     assert result.counts["images"] == len(expected) and result.counts["unaccounted"] == 0
-    assert storage.exists(f"{out}/run_date=2026-11-26/_manifest.json") and storage.exists(f"{out}/README.md")
+    assert run_record(out, result.run_id)["counts"]["images"] == len(expected) and storage.exists(f"{out}/_README.md")
     again = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out))
-    assert again.counts["images"] == 0 and again.counts["skipped"]["already_annotated"] == len(expected)
+    assert again.counts["images"] == 0 and run_record(out, again.run_id)["source"]["shards_read"] == []
 
 
 @pytest.mark.parametrize("name", ["annotate-tiny-cpu.yaml", "annotate-nightly-llava15-13b-sglang.yaml"])
@@ -208,8 +219,8 @@ def test_shipped_configs_load_and_open_with_their_command(name):
 
     path = REPO / "jobs" / "configs" / name
     assert "annotate" in path.read_text().splitlines()[1]  # line 2 is the command that runs it
-    cfg = load_config(str(path), ["input=s3://in/", "output=s3://out/"])
+    cfg = load_config(str(path), ["input.uri=s3://in/", "output=s3://out/"])
     cfg.check_paths()
     if "nightly" in name:
-        assert cfg.engine.kind == "sglang" and cfg.resources.generate_concurrency == 8
-        assert cfg.resources.generate_num_gpus * cfg.resources.generate_concurrency <= 8
+        assert cfg.engine.kind == "sglang" and cfg.stages.generate.resources.concurrency == 8
+        assert cfg.stages.generate.resources.num_gpus * cfg.stages.generate.resources.concurrency <= 8

@@ -11,12 +11,12 @@ from PIL import Image
 
 from tests.fixtures.annotate import GOOD_PAIR, hard_files, png_header_only
 from vsd.annotate.items import new_item, new_pair
-from vsd.annotate.preprocess import PreprocessConfig, prepare
+from vsd.annotate.stages.preprocess import PreprocessStageConfig, prepare
 
-CFG = PreprocessConfig(image_size=64, max_pixels=50_000_000)
+CFG = PreprocessStageConfig(image_size=64, max_pixels=50_000_000)
 
 
-def run(data: bytes, pair: dict | None = GOOD_PAIR, cfg: PreprocessConfig = CFG) -> dict:
+def run(data: bytes, pair: dict | None = GOOD_PAIR, cfg: PreprocessStageConfig = CFG) -> dict:
     pairs = [new_pair(0, pair["subject"], pair["object"], pair["subject_box"], pair["object_box"])] if pair else None
     item = new_item("mem://x", image_id="x", pairs=pairs)
     item["data"] = data
@@ -64,7 +64,7 @@ def test_bomb_is_refused_from_the_header_without_decoding():
     start = time.perf_counter()
     item = run(png_header_only(200_000, 200_000))
     assert outcome(item) == "error:too_many_pixels" and time.perf_counter() - start < 1.0
-    ok = run(png_header_only(100, 100), cfg=PreprocessConfig(image_size=64, max_pixels=20_000))
+    ok = run(png_header_only(100, 100), cfg=PreprocessStageConfig(image_size=64, max_pixels=20_000))
     assert outcome(ok) != "error:too_many_pixels"  # within the limit it gets as far as decoding
 
 
@@ -85,5 +85,5 @@ def test_without_visual_prompts_all_pairs_share_one_view():
     item = new_item("mem://x", image_id="x", pairs=[new_pair(i, "a", "b", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9])
                                                     for i in range(3)])
     item["data"] = dict((h[0], h[1]) for h in hard_files())["gray.jpg"]
-    prepare(item, PreprocessConfig(image_size=64, visual_prompt=False))
+    prepare(item, PreprocessStageConfig(image_size=64, visual_prompt=False))
     assert len(item["views"]) == 1 and {p["view"] for p in item["pairs"]} == {0}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vsd.annotate.items import new_pair
-from vsd.annotate.verify import check
+from vsd.annotate.stages.verify import check
 
 LEFT, RIGHT = [0.05, 0.4, 0.25, 0.6], [0.6, 0.4, 0.9, 0.6]
 

@@ -48,3 +48,25 @@ def test_no_credentials_in_infra():
             text = path.read_text()
             assert not re.search(r"AKIA[0-9A-Z]{16}", text), path
             assert not re.search(r"(?i)aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{20,}", text), path
+
+
+def test_irsa_roles_service_accounts_and_config_agree():
+    """One IAM role per service account, trusted by that account only; the ConfigMap keys the pods
+    read are the ones setup.sh writes."""
+    from tests.cluster.kube import deployable_set, validator
+
+    docs = deployable_set()
+    accounts = sorted(d["metadata"]["name"] for d in docs.values() if d["kind"] == "ServiceAccount")
+    assert accounts == sorted(validator.s3access.GUARDED)
+    template = (INFRA / "s3" / "irsa-trust-policy.json").read_text()
+    setup = (INFRA / "s3" / "setup.sh").read_text()
+    for account in accounts:
+        rendered = (template.replace("ACCOUNT_ID", "111122223333").replace("OIDC_PROVIDER", "oidc.example/id/X")
+                    .replace("NAMESPACE", "ml").replace("SERVICE_ACCOUNT", account))
+        condition = json.loads(rendered)["Statement"][0]["Condition"]["StringEquals"]
+        assert condition == {"oidc.example/id/X:aud": "sts.amazonaws.com",
+                             "oidc.example/id/X:sub": f"system:serviceaccount:ml:{account}"}
+        assert account in setup
+    written = set(re.findall(r"--from-literal=(\w+)=", setup))
+    read = set(re.findall(r"configMapKeyRef: \{name: llava-vsd-config, key: (\w+)", "".join(p.read_text() for p in (REPO / "cluster").glob("*.yaml"))))
+    assert read and read <= written, read - written

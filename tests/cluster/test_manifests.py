@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = sorted((REPO / "cluster").glob("*.yaml"))
-
-
-def _load_validator():
-    spec = importlib.util.spec_from_file_location("cluster_validate", REPO / "cluster" / "validate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-validator = _load_validator()
-
-
-@pytest.fixture(scope="module")
-def schemas(shared_dir) -> Path:
-    return shared_dir / "schemas" / "kuberay"
-
-
-def _doc(name: str) -> dict:
-    return yaml.safe_load((REPO / "cluster" / name).read_text())
+from tests.cluster.kube import MANIFESTS, REPO, validator
+from tests.cluster.kube import doc as _doc
 
 
 def test_manifest_set_is_complete():
     kinds = {(d["apiVersion"], d["kind"]) for d in (yaml.safe_load(p.read_text()) for p in MANIFESTS)}
-    assert kinds == {("ray.io/v1", "RayCluster"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCronJob"), ("batch/v1", "CronJob")}
+    assert kinds == {("ray.io/v1", "RayCluster"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCronJob"), ("batch/v1", "CronJob"),
+                     ("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "ServiceAccount")}
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)

@@ -149,7 +149,7 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_cluster, s3_bucket, tmp_p
     annotate_log = submit(ray_cluster, runtime_env, [
         "python", "jobs/annotate.py", "--config", "jobs/configs/annotate-tiny-cpu.yaml",
         "--input", corpus.vsd1, "--output", output_uri, "--model", merged_uri,
-        f"source.image_dir={corpus.images}", "progress_bars=false"], "annotate", tmp_path, ANNOTATE_TIMEOUT_S)
+        f"input.image_dir={corpus.images}", "progress_bars=false"], "annotate", tmp_path, ANNOTATE_TIMEOUT_S)
     t_annotate = time.monotonic() - t2
 
     # The Parquet on S3: one row per (image, pair) of the input, nothing dropped, nothing twice.
@@ -157,9 +157,9 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_cluster, s3_bucket, tmp_p
     files = [u[len(output_uri) + 1:] for u in storage.list_files(output_uri)]
     in_partition = [f.split("/") for f in files if f.startswith("run_date=") and f.count("/") == 1]
     parts = [f"{output_uri}/{d}/{n}" for d, n in in_partition if n.endswith(".parquet")]
-    manifests = [f"{output_uri}/{d}/{n}" for d, n in in_partition if n == "_manifest.json"]
+    run_records = [f"{output_uri}/{f}" for f in files if f.startswith("__vsd/runs/")]
     assert parts, f"no Parquet under {output_uri}: {files}\n{annotate_log[-4000:]}"
-    assert len(manifests) == 1, manifests
+    assert len(run_records) == 1, run_records
     rows = _read_parquet(parts).to_pylist()
     row_ids = [r["row_id"] for r in rows]
     assert len(row_ids) == len(set(row_ids)), "a row was written twice"
@@ -175,7 +175,7 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_cluster, s3_bucket, tmp_p
     assert all(r["model"] == merged_uri and r["adapter_sha256"] == sha for r in rows)
     assert len({r["run_id"] for r in rows}) == 1
 
-    manifest = json.loads(storage.read_text(manifests[0]))
+    manifest = json.loads(storage.read_text(run_records[0]))
     counts = manifest["counts"]
     assert counts["rows"] == len(rows) == len(expected_rows)
     assert counts["ok"] == len(ok)

@@ -107,3 +107,96 @@ def test_export_refuses_to_clobber_and_pickled_adapters(tiny_llava_dir, tiny_ada
     torch.save({}, bad / "adapter_model.bin")
     with pytest.raises(VSDError, match="only pickle weights"):
         merge_and_export(tiny_llava_dir, str(bad), str(tmp_path / "o2"))
+
+
+def _from_original_layout(out: str, like):
+    """Rebuild transformers' LLaVA from the original layout by the inverse names: if every tensor
+    went where SGLang reads it, this model computes exactly what the merged one does."""
+    from safetensors.torch import load_file
+    from transformers import CLIPVisionModel
+
+    names = {"model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
+             "model.mm_projector.2.": "model.multi_modal_projector.linear_2.",
+             "model.image_newline": "model.image_newline", "model.": "model.language_model.", "lm_head.": "lm_head."}
+    state = {}
+    for key, tensor in load_file(os.path.join(out, "model.safetensors")).items():
+        src = next(k for k in names if key.startswith(k))
+        state[names[src] + key[len(src):]] = tensor
+    tower = CLIPVisionModel.from_pretrained(os.path.join(out, "clip_vision_tower"))
+    state.update({f"model.vision_tower.{k}": v for k, v in tower.state_dict().items()})
+    model = type(like)(like.config).eval()
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not missing and not unexpected, (missing, unexpected)
+    return model
+
+
+def test_sglang_layout_is_the_original_llava_with_its_tower_inside(tiny_llava_dir, tiny_adapter_dir, tmp_path):
+    from vsd.model.sglang_layout import TOWER_DIR, check_servable, tower_override
+
+    out = merge_and_export(tiny_llava_dir, tiny_adapter_dir, str(tmp_path / "sgl"), layout="sglang")
+    hf_out = merge_and_export(tiny_llava_dir, tiny_adapter_dir, str(tmp_path / "hf"))
+    config = json.loads(Path(out, "config.json").read_text())
+    assert config["architectures"] == ["LlavaLlamaForCausalLM"] and config["model_type"] == "llava"
+    assert {k: config[k] for k in ("mm_projector_type", "mm_vision_select_layer", "mm_vision_select_feature",
+                                   "mm_patch_merge_type", "image_aspect_ratio", "mm_vision_tower")} == {
+        "mm_projector_type": "mlp2x_gelu", "mm_vision_select_layer": -2, "mm_vision_select_feature": "patch",
+        "mm_patch_merge_type": "flat", "image_aspect_ratio": "square", "mm_vision_tower": TOWER_DIR}
+    assert config["hidden_size"] == 64 and config["mm_hidden_size"] == 32 and config["image_token_index"] == 4
+    assert set(os.listdir(Path(out, TOWER_DIR))) == {"config.json", "model.safetensors", "preprocessor_config.json"}
+    assert {"tokenizer.json", "processor_config.json", "chat_template.jinja"} <= set(os.listdir(out))
+    assert export_info(out)["layout"] == "sglang" and export_info(hf_out)["layout"] == "hf"
+    assert export_info(out)["adapter_sha256"] == export_info(hf_out)["adapter_sha256"]
+
+    merged, processor = load_model(hf_out, dtype="float32")
+    rebuilt = _from_original_layout(out, merged)
+    assert (_logits(rebuilt, _inputs(processor)) - _logits(merged, _inputs(processor))).abs().max() < 1e-6
+
+    assert check_servable(out)["architectures"] == ["LlavaLlamaForCausalLM"]
+    assert tower_override(out, config) == {"mm_vision_tower": os.path.join(out, TOWER_DIR)}
+    with pytest.raises(VSDError, match=r"^engine\.model: .* is LlavaForConditionalGeneration, which SGLang "
+                                       r"0\.5\.23 cannot serve as LLaVA; write the original layout with "
+                                       r"`vsd export --layout sglang`"):
+        check_servable(hf_out)
+
+
+def test_export_cli_writes_the_layout_asked_for(tiny_llava_dir, tiny_adapter_dir, tmp_path):
+    out = tmp_path / "sgl"
+    proc = subprocess.run([sys.executable, "-m", "vsd.cli", "export", "--checkpoint", tiny_adapter_dir,
+                           "--base", tiny_llava_dir, "--out", str(out), "--layout", "sglang"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(sglang layout, adapter_sha256 " in proc.stdout
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlavaLlamaForCausalLM"]
+
+
+def test_sglang_layout_of_llava_next_is_anyres_with_its_newline(tmp_path):
+    """LLaVA-NeXT maps onto the same SGLang class: AnyRes grid, unpadded features, image_newline."""
+    from vsd.model.sglang_layout import write_original_layout
+
+    model, processor = load_model("tiny:llava_next", dtype="float32")
+    out = str(tmp_path / "next")
+    write_original_layout(model, processor, out)
+    config = json.loads(Path(out, "config.json").read_text())
+    assert config["architectures"] == ["LlavaLlamaForCausalLM"]
+    assert config["mm_patch_merge_type"] == "spatial_unpad" and config["image_aspect_ratio"] == "anyres"
+    assert config["image_grid_pinpoints"] == [list(p) for p in model.config.image_grid_pinpoints]
+    rebuilt = _from_original_layout(out, model)
+    assert torch.equal(rebuilt.model.image_newline, model.model.image_newline)
+    for (name, a), (_, b) in zip(rebuilt.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_sglang_layout_refuses_what_it_cannot_express(tmp_path):
+    from vsd.model.sglang_layout import write_original_layout
+
+    model, processor = load_model("tiny:llava", dtype="float32")
+    model.config.vision_feature_layer = [-2, -1]
+    with pytest.raises(VSDError, match="several layers"):
+        write_original_layout(model, processor, str(tmp_path / "a"))
+    model.config.vision_feature_layer = -2
+    model.config.projector_hidden_act = "relu"
+    with pytest.raises(VSDError, match="needs gelu"):
+        write_original_layout(model, processor, str(tmp_path / "b"))
+    text, _ = load_model("tiny:text-lm", dtype="float32")
+    with pytest.raises(VSDError, match="needs a LLaVA model"):
+        write_original_layout(text, processor, str(tmp_path / "c"))

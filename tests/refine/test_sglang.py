@@ -1,10 +1,12 @@
-"""The sglang refiner: requests checked against a recording stand-in of ``sglang.Engine`` on CPU;
-the real engine runs in the ``gpu`` test where sglang and CUDA exist."""
+"""The sglang refiner: requests checked against a recording stand-in of ``sglang.Engine`` on CPU
+(tests/fixtures/sglang.py); the real engine runs in tests/sglang/ (CPU kit) and in the ``gpu`` test."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.fixtures.sglang import RecordingSGLang
+from vsd.config import ConfigError
 from vsd.errors import VSDError
 from vsd.refine import RefineConfig, RefineItem, make_refiner
 from vsd.refine.base import RewriteRequest
@@ -18,35 +20,10 @@ ITEMS = [
 ]
 
 
-class RecordingEngine:
-    """Stands in for ``sglang.Engine``: same constructor/generate/shutdown surface, records all."""
-
-    instances: list["RecordingEngine"] = []
-
-    def __init__(self, answer, **kwargs):
-        self.answer = answer
-        self.kwargs = kwargs
-        self.calls: list[dict] = []
-        self.shut = False
-        RecordingEngine.instances.append(self)
-
-    def generate(self, prompt=None, sampling_params=None, **kwargs):
-        assert isinstance(prompt, list), "batched prompts are sent as one list"
-        self.calls.append({"prompt": list(prompt), "sampling_params": dict(sampling_params), **kwargs})
-        # Every copy of a prompt is its own sample: number them so tests see the order survive.
-        seen: dict[str, int] = {}
-        out = []
-        for p in prompt:
-            k = seen[p] = seen.get(p, -1) + 1
-            out.append({"text": self.answer(p, k), "meta_info": {"id": len(out)}})
-        return out
-
-    def shutdown(self):
-        self.shut = True
-
-
 def make(cfg, answer):
-    return SGLangRefiner(cfg, engine_factory=lambda **kw: RecordingEngine(answer, **kw))
+    """The refiner over the shared recording stand-in; ``answer(prompt, k)``: the k-th copy's text."""
+    return SGLangRefiner(cfg, engine_factory=lambda **kw: RecordingSGLang(
+        lambda prompt, params, position, copy: answer(prompt, copy), **kw))
 
 
 def config(model_dir, **kw):
@@ -62,7 +39,8 @@ def test_requests_prompts_sampling_and_batching(tiny_text_lm_dir, scripted_llm):
     outcomes = refiner.refine(ITEMS)
     refiner.close()
 
-    assert engine.kwargs == {"model_path": tiny_text_lm_dir, "tp_size": 1, "mem_fraction_static": 0.5}
+    assert engine.kwargs == {"model_path": tiny_text_lm_dir, "dtype": "auto", "load_format": "safetensors",
+                             "tp_size": 1, "mem_fraction_static": 0.5}
     assert engine.shut
     # 4 sentences in batches of 2 prompts, each prompt sent n_variants=3 times in a row.
     assert len(engine.calls) == 2
@@ -112,3 +90,43 @@ def test_real_sglang_engine_keeps_originals_of_a_random_model(tiny_text_lm_dir):
         outcomes = refiner.refine(ITEMS)
     assert [o.sentences for o in outcomes] == [i.sentences for i in ITEMS]
     assert all(len(o.reasons) == len(i.sentences) for o, i in zip(outcomes, ITEMS))
+
+
+def test_the_refine_model_goes_through_the_loading_policy(tiny_text_lm_dir, tmp_path, scripted_llm, monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setenv("SGLANG_USE_CPU_ENGINE", "0")  # restored after the test
+
+    made: list = []
+    factory = lambda **kw: made.append(kw)  # noqa: E731 - must never be reached
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_text_lm_dir, pickled)
+    os.rename(pickled / "model.safetensors", pickled / "pytorch_model.bin")
+    with pytest.raises(VSDError, match=r"^refine\.model: .* has only pickle weights"):
+        SGLangRefiner(config(str(pickled)), engine_factory=factory)
+    with pytest.raises(VSDError, match=r"^refine\.model: /nope/x does not exist"):
+        SGLangRefiner(config("/nope/x"), engine_factory=factory)
+    with pytest.raises(ConfigError, match=r"^refine\.engine_args\.trust_remote_code: changes what the engine "
+                                          r"loads or runs; refused unless allow_engine_args lists it$"):
+        SGLangRefiner(config(tiny_text_lm_dir, engine_args={"trust_remote_code": True}), engine_factory=factory)
+    from vsd.config import from_dict
+
+    with pytest.raises(ConfigError, match=r"^engine_args\.load_format: changes"):
+        from_dict(RefineConfig, {"mode": "sglang", "engine_args": {"load_format": "pt"}})
+    assert from_dict(RefineConfig, {"mode": "sglang", "engine_args": {"load_format": "safetensors"},
+                                    "allow_engine_args": ["load_format"]}).engine_args == {"load_format": "safetensors"}
+    assert made == []
+    refiner = make(config(tiny_text_lm_dir, device="cpu"), scripted_llm(["good"]).answer)
+    assert refiner.engine.kwargs["device"] == "cpu" and os.environ["SGLANG_USE_CPU_ENGINE"] == "1"
+
+
+def test_an_s3_refine_model_is_localised_before_the_engine_starts(tiny_text_lm_dir, s3_bucket, tmp_path, monkeypatch,
+                                                                  scripted_llm):
+    from tests.model.test_loader import _upload_dir
+
+    monkeypatch.setenv("VSD_CACHE_DIR", str(tmp_path / "cache"))
+    _upload_dir(tiny_text_lm_dir, f"{s3_bucket}/lm")
+    refiner = make(config(f"{s3_bucket}/lm"), scripted_llm(["good"]).answer)
+    assert refiner.engine.kwargs["model_path"].startswith(str(tmp_path / "cache"))
+    assert refiner.refine(ITEMS[:1])[0].status == "refined"

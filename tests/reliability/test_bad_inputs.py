@@ -7,9 +7,10 @@ import json
 import os
 from collections import Counter
 
-from tests.fixtures.annotate import hard_files, read_rows
+from tests.fixtures.annotate import hard_files, read_rows, run_record
 from tests.fixtures.reliability import reason, record_case
 from vsd import storage
+from vsd.annotate.index import Output
 
 
 def _key(row: dict, expected: dict) -> str:
@@ -56,11 +57,11 @@ def test_error_rows_say_why_and_ok_rows_are_annotated(rel_baseline):
 def test_duplicate_ids_in_the_manifest_are_reported_not_doubled(rel_corpus, rel_baseline):
     rows = [r for r in rel_baseline["rows"] if r["image_id"] == "dup-id"]
     assert [r["subject"] for r in rows] == ["cup"]  # the first line wins
-    manifest = json.loads(storage.read_text(storage.join(rel_baseline["output"], "run_date=2026-11-26", "_manifest.json")))
+    manifest = run_record(rel_baseline["output"], rel_baseline["result"].run_id)
     assert any("image_id dup-id" in d for d in manifest["source"]["duplicates"])
     assert manifest["counts"]["skipped"]["duplicate_in_source"] == 1
     record_case("input-manifest with a repeated image_id", "bad input", rows=rows, expected_ids={"dup-id-p0"},
-                reported={"dup-id (line 2)"}, note="2 lines, 1 row; the repeat is named in _manifest.json")
+                reported={"dup-id (line 2)"}, note="2 lines, 1 row; the repeat is named in the run's record")
 
 
 def test_names_with_newlines_quotes_and_injection_stay_data(rel_baseline):
@@ -101,10 +102,11 @@ def test_empty_corpus_is_a_clean_run_with_nothing_lost(ray_local, tmp_path, caps
     printed = capsys.readouterr()
     assert code == 0 and "Traceback" not in printed.err
     assert "no images found" in printed.out
-    manifest = json.loads(storage.read_text(storage.join(out, "run_date=2026-11-26", "_manifest.json")))
+    [run_id] = Output(out).runs()
+    manifest = run_record(out, run_id)
     assert manifest["counts"]["images"] == 0 and manifest["counts"]["unaccounted"] == 0
     record_case("input-empty corpus folder", "bad input", rows=read_rows(out), expected_ids=set(), rows_in=0,
-                note="exit 0, 'no images found', a _manifest.json with zero counts")
+                note="exit 0, 'no images found', a run record with zero counts")
     assert main(["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), "--input",
                  str(tmp_path / "nowhere"), "--output", out, "progress_bars=false"]) == 2
     err = capsys.readouterr().err
@@ -112,14 +114,11 @@ def test_empty_corpus_is_a_clean_run_with_nothing_lost(ray_local, tmp_path, caps
 
 
 def test_one_file_under_several_given_ids_is_counted_once_per_id_when_skipped(tmp_path):
-    """A rerun skips each (file, id) it already wrote: a file listed under 3 ids is 3 skips, so
-    the run's ``unaccounted`` stays 0 (it was 1 skip, i.e. 2 'unaccounted', before the fix)."""
-    from vsd.annotate.index import IdLedger, write_index_entry
+    """A rerun skips each (row, id) it already wrote: a file listed under 3 ids is 3 skips, so the
+    run's ``unaccounted`` stays 0 (it was 1 skip, i.e. 2 'unaccounted', before the fix)."""
+    from vsd.annotate.index import IdLedger, image_key
 
-    out = str(tmp_path / "out")
-    write_index_entry(out, "2026-11-26", "part-x.parquet", ["a", "b", "c"], [None, None, None])
-    storage.write_bytes(storage.join(out, "run_date=2026-11-26", "part-x.parquet"), b"")  # the data part's presence
-    ledger = IdLedger(out)
-    assert ledger.claim([("a", None, "same.jpg"), ("b", None, "same.jpg"), ("c", None, "same.jpg"),
-                         ("a", None, "same.jpg")]) == ["done"] * 4  # the last: a retried task
+    ledger = IdLedger(str(tmp_path / "out"), "r1")
+    entries = [(f"s#{i}", "s", image_key(k, True), None, True, "same.jpg") for i, k in enumerate("abc")]
+    assert ledger.claim(entries + entries[:1]) == ["done"] * 4  # the last: a retried task
     assert ledger.report()["skipped_done"] == 3

@@ -19,6 +19,7 @@ from tests.fixtures.annotate import read_rows
 from tests.fixtures.infra import REPO
 from tests.fixtures.reliability import record_case
 from vsd import storage
+from vsd.annotate.index import Output
 
 PLANTED = f"planted-{uuid.uuid4().hex}"
 
@@ -57,12 +58,12 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
         proc = subprocess.run(
             [sys.executable, str(REPO / "jobs/annotate.py"), "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
              "--input", rel_corpus["manifest"], "--output", out, "progress_bars=false", "run_date=2026-11-26",
-             "resources.write_batch_size=8", f"engine.engine_args={{api_key: {PLANTED}-cfg}}"],
+             "stages.write.resources.batch_size=8", f"engine.engine_args={{api_key: {PLANTED}-cfg}}"],
             env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         leaks = _leaks(proc.stdout, "stdout", PLANTED) + _leaks(proc.stderr, "stderr", PLANTED)
         outputs = storage.list_files(out)
-        assert any(u.endswith("_manifest.json") for u in outputs) and any(u.endswith("README.md") for u in outputs)
+        assert any("/__vsd/runs/" in u for u in outputs) and any(u.endswith("_README.md") for u in outputs)
         for uri in outputs:
             leaks += _leaks(storage.read_bytes(uri), uri, PLANTED)
             if uri.endswith(".parquet"):
@@ -74,8 +75,9 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
                 leaks += _leaks(path.read_bytes(), str(path), PLANTED)
             except OSError:
                 pass
-        manifest = json.loads(storage.read_text(f"{out}/run_date=2026-11-26/_manifest.json"))
-        assert manifest["config"]["engine"]["engine_args"] == {"api_key": "<redacted>"}
+        [run_id] = Output(out).runs()
+        manifest = Output(out).run_record(run_id)
+        assert manifest["config"]["engine"]["sglang"]["engine_args"] == {"api_key": "<redacted>"}
         rows = read_rows(out)
         record_case("security-planted secret (env AWS/HF token + a config api_key)", "security", rows=rows,
                     expected_ids={r["row_id"] for r in rows}, rows_in=rel_corpus["input_lines"], reported={"dup"},
@@ -87,14 +89,18 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
 
 
 def test_config_dump_never_carries_credentials():
-    from vsd.annotate.config import load_config, scrub
+    from vsd.annotate.config import load_config
     from vsd.config import to_dict
+    from vsd.redact import redact_config
 
     cfg = load_config(str(REPO / "jobs/configs/annotate-nightly-llava15-13b-sglang.yaml"),
-                      ["input=s3://in/", "output=s3://out/", f"engine.engine_args={{hf_token: {PLANTED}, "
-                       f"nested: {{aws_secret_access_key: {PLANTED}}}, tp_size: 1}}"])
-    dumped = json.dumps(scrub(to_dict(cfg)))
+                      ["input.uri=https://user:" + PLANTED + "@example.com/corpus/",
+                       "output=s3://out/", f"engine.sglang.engine_args={{hf_token: {PLANTED}, authorization: {PLANTED}, "
+                       f"key: {PLANTED}, nested: {{aws_secret_access_key: {PLANTED}}}, tp_size: 1}}",
+                       "engine.max_new_tokens=96"])
+    dumped = json.dumps(redact_config(cfg))
     assert PLANTED not in dumped and '"tp_size": 1' in dumped
+    assert '"max_new_tokens": 96' in dumped  # an allow-list does not hide harmless fields named *token*
     from vsd.annotate.config import AnnotateConfig
 
     names = json.dumps(to_dict(AnnotateConfig())).lower()
@@ -102,7 +108,7 @@ def test_config_dump_never_carries_credentials():
 
 
 def test_remote_code_is_off_unless_configured():
-    from vsd.annotate.engines.base import EngineConfig
+    from vsd.annotate.engines import EngineConfig
     from vsd.train.config import TrainConfig
     from vsd.config import to_dict
 
@@ -154,3 +160,52 @@ def test_refine_model_with_only_pickle_weights_is_refused(tiny_text_lm_dir, tmp_
     torch.save(state, pickled / "pytorch_model.bin")
     with pytest.raises(VSDError, match="safetensors"):
         HFRefiner(RefineConfig(mode="hf", model=str(pickled), device="cpu", dtype="float32"))
+
+
+def test_manifest_rows_pointing_outside_their_root_are_error_rows_never_reads(ray_local, s3_server, s3_bucket, tmp_path,
+                                                                               capsys):
+    """The issue's done-when: absolute paths, file://, ../, another bucket and /dev/zero in a
+    manifest become ``outside_root`` error rows without being read; the good rows are annotated
+    and the run exits 0. The same manifest on S3 cannot reach another bucket either."""
+    from tests.fixtures.annotate import build_corpus
+    from vsd.cli import main
+
+    corpus = tmp_path / "corpus"
+    good = build_corpus(str(corpus), 3, seed=21)
+    secret = tmp_path / "secret.txt"
+    secret.write_text(f"AWS_SECRET_ACCESS_KEY={PLANTED}\n")
+    import boto3
+
+    private = f"private-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=private)
+    storage.write_bytes(f"s3://{private}/photo.png", storage.read_bytes(next(iter(good))))
+    outside = [str(secret), f"file://{secret}", "../secret.txt", "images/../../secret.txt", "/dev/zero",
+               "/proc/self/environ", f"s3://{private}/photo.png"]
+    lines = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    lines += [{"image": uri} for uri in outside] + [{"pairs": []}]  # and one row with no URI at all
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = str(tmp_path / "out")
+    code = main(["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), "--input",
+                 str(corpus / "manifest.jsonl"), "--output", out, "progress_bars=false", "run_date=2026-11-26"])
+    printed = capsys.readouterr()
+    assert code == 0 and "Traceback" not in printed.err
+    rows = read_rows(out)
+    by_status = {}
+    for row in rows:
+        by_status.setdefault(row["error"].split(":")[0] if row["error"] else "ok", []).append(row["source_uri"])
+    assert sorted(by_status["ok"]) == sorted(good)
+    # The four spellings of secret.txt resolve to one file: one row, the repeats reported.
+    assert sorted(by_status["outside_root"]) == sorted([str(secret), "/dev/zero", "/proc/self/environ",
+                                                        f"s3://{private}/photo.png"])
+    assert len(rows) == len(good) + 4 and printed.out.count("listed again") == 3
+    assert "no image URI" in printed.out  # the URI-less row is reported, not fatal
+    for row in rows:
+        assert PLANTED not in json.dumps(row, default=str)
+    # On S3: a manifest in s3://<bucket>/corpus may not read s3://<private>/...
+    manifest = f"{s3_bucket}/corpus/manifest.jsonl"
+    storage.write_text(manifest, json.dumps({"uri": f"s3://{private}/photo.png"}) + "\n")
+    s3_out = f"{s3_bucket}/out"
+    assert main(["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), "--input", manifest,
+                 "--output", s3_out, "progress_bars=false"]) == 0
+    [row] = read_rows(s3_out)
+    assert row["error"].startswith("outside_root:")

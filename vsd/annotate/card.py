@@ -1,22 +1,27 @@
-"""The dataset card (``README.md``) written beside the annotation Parquet.
+"""The dataset card (``_README.md``) written beside the annotation Parquet.
 
-With it the output folder *is* a Hugging Face dataset repository: the YAML header tells
-``datasets`` which files are data (only ``run_date=*/part-*.parquet``, not ``_index/``), and the
-body documents the schema (from ``ANNOTATION_SCHEMA`` itself, so it cannot drift), the counts and
-the relation histogram over every run so far.
+Its name starts with ``_`` so pandas and pyarrow, which read every other file of a folder as
+Parquet, skip it; ``datasets.load_dataset(<output>)`` finds exactly the data files by itself
+(bookkeeping is under ``__vsd/``, which it skips). Publishing to the Hugging Face Hub: upload it as
+``README.md`` -- the YAML header then names the data files. The body documents the schema (from the
+column docs in `vsd.schema`, so it cannot drift), the counts and the relation histogram over every
+run so far, all from the stored totals (no data is re-read).
 """
 
 from __future__ import annotations
 
 from vsd.relations import RELATIONS
-from vsd.schema import ANNOTATION_SCHEMA, PROMPT_VERSION
+from vsd.schema import PROMPT_VERSION, column_docs
+
+
+def _cell(text: str) -> str:
+    """A table cell: a ``|`` inside a doc ("ok | error") would split the Markdown row."""
+    return text.replace("|", "\\|")
 
 
 def _schema_table() -> str:
     lines = ["| column | type | description |", "|---|---|---|"]
-    for f in ANNOTATION_SCHEMA:
-        doc = (f.metadata or {}).get(b"doc", b"").decode()
-        lines.append(f"| `{f.name}` | `{f.type}` | {doc} |")
+    lines += [f"| `{name}` | `{tp}` | {_cell(doc)} |" for name, tp, doc in column_docs()]
     return "\n".join(lines)
 
 
@@ -64,12 +69,13 @@ for fluency with a guardrail (`refined_*`, `refine_status`). One row per image x
 | ok | {counts.get('ok', 0)} |
 | error | {sum(errors.values())} |
 | ok but inconsistent (see `flags`) | {counts.get('inconsistent', 0)} |
+| ok at scene level (no pair given: `description` is the first of the scene's sentences) | {counts.get('scene_level', 0)} |
 
 | error reason | rows |
 |---|---:|
 {error_lines}
 
-## Relation histogram (task 1, ok rows)
+## Relation histogram (task 1, ok pair rows)
 
 {_histogram(counts.get('relations', {}))}
 
@@ -78,6 +84,7 @@ for fluency with a guardrail (`refined_*`, `refine_status`). One row per image x
 {_schema_table()}
 
 Boxes are normalised `[x0, y0, x1, y1]` in 0..1. Files: `run_date=YYYY-MM-DD/part-*.parquet`
-(one partition per nightly run), `run_date=*/_manifest.json` (counts, model, adapter hash, config and
-timings of the run that wrote the partition).
+(one partition per nightly run; read the folder with pandas, pyarrow, Ray Data, duckdb or
+`datasets`), `__vsd/runs/<run_id>.json` (counts, model, adapter hash, config and timings of each
+run), `__vsd/partitions/run_date=*.json` (which runs wrote a partition).
 """

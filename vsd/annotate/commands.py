@@ -4,43 +4,40 @@ from __future__ import annotations
 
 import argparse
 
+from vsd.config import add_config_arguments, config_from_args
+
+FLAGS = {"input": "input.uri", "output": "output", "model": "engine.model", "adapter": "engine.adapter"}
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "annotate", help="annotate an image corpus (folder, s3:// prefix, manifest, VSD JSON) on Ray Data",
         description="Annotates what --input holds and --output lacks (exactly once across runs); "
                     "ends by printing ok / error by reason / skipped. Config fields: --help-config.")
-    p.add_argument("--config", help="YAML config (jobs/configs/annotate-*.yaml)")
-    p.add_argument("--input", help="corpus URI (overrides input)")
+    p.add_argument("--input", help="corpus URI (overrides input.uri)")
     p.add_argument("--output", help="output root URI (overrides output)")
     p.add_argument("--model", help="model: dir, s3:// prefix, hub id or tiny:llava (overrides engine.model)")
     p.add_argument("--adapter", help="PEFT adapter dir (overrides engine.adapter)")
     p.add_argument("--ray-address", help="connect to this Ray cluster (default: RAY_ADDRESS or a local one)")
-    p.add_argument("--help-config", action="store_true", help="list every config field with its description")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. engine.batch_size=16 resources.generate_concurrency=8")
+    add_config_arguments(p, example_config="jobs/configs/annotate-*.yaml",
+                         example_overrides="engine.batch_size=16 stages.generate.resources.concurrency=8")
     p.set_defaults(func=run)
 
 
 def load_config(args: argparse.Namespace):
-    from vsd.annotate.config import load_config as load_annotate_config
+    from vsd.annotate.config import AnnotateConfig, load_config as load_annotate_config
 
-    overrides = list(args.overrides or [])
-    for flag, key in (("input", "input"), ("output", "output"), ("model", "engine.model"), ("adapter", "engine.adapter")):
-        value = getattr(args, flag, None)
-        if value:
-            overrides.append(f"{key}={value}")
-    return load_annotate_config(args.config, overrides)
+    return config_from_args(AnnotateConfig, args, FLAGS, loader=load_annotate_config)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.help_config:
-        from vsd.annotate.config import AnnotateConfig
-        from vsd.config import help_text
-
-        print(help_text(AnnotateConfig))
-        return 0
     cfg = load_config(args)
+    if cfg is None:  # --help-config
+        return 0
     cfg.check_paths()  # fail before any cluster starts
+    from vsd.preflight import check_annotate
+
+    check_annotate(cfg)  # every URI once, in seconds; also switches off a metadata lookup Ray workers would inherit
 
     import ray
 

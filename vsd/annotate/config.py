@@ -1,9 +1,11 @@
 """``AnnotateConfig``: everything `vsd annotate` / ``jobs/annotate.py`` needs, typed and described.
 
-Stage configs live next to their stage (``EngineConfig`` in ``engines/base.py``, ``RefineConfig``
-in ``vsd/refine/config.py``, ``PreprocessConfig`` in ``preprocess.py``); this module composes them
-with the source, the output layout and the Ray resources of each stage. Credentials are never
-config fields (they come from the environment), so a dumped config is safe to publish.
+It composes the input, the engine (``engine.*``, with one section per backend) and one section
+per stage (``stages.<name>.*``: the stage's settings and its ``resources``), each defined next to
+its code. Credentials are never config fields (they come from the environment), so a dumped
+config is safe to publish. Keys of the previous release's flat layout (``resources.*``,
+``preprocess.*``, ``refine.*``, ``source.*``, a plain ``input: URI``) are still read, with a
+one-line ``vsd: deprecated:`` message naming the new key.
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from vsd.annotate.engines.base import EngineConfig
-from vsd.annotate.preprocess import PreprocessConfig
-from vsd.annotate.source import FORMATS
+from vsd.annotate.engines import EngineConfig
+from vsd.annotate.stages import StagesConfig
 from vsd.config import ConfigError, describe
-from vsd.refine.config import RefineConfig
-
-SECRET_WORDS = ("secret", "token", "password", "passwd", "credential", "api_key", "access_key", "private_key")
-
+from vsd.corpus.shards import DEFAULT_SHARD_ROWS
+from vsd.corpus.sources import FORMATS
 
 @dataclass
-class SourceConfig:
-    format: str = describe("format", "auto", choices=list(FORMATS),
-                           help="auto: *.parquet/*.jsonl = manifest, *.json = VSD JSON, else a folder/prefix of images")
+class InputConfig:
+    uri: str = describe("uri", "", help="what to annotate (--input): a corpus made by `vsd corpus sync`, a folder "
+                                        "or s3:// prefix of images, a Parquet/JSONL/CSV manifest, or VSD JSON")
+    format: str = describe("format", "auto", choices=[*FORMATS, "corpus"],
+                           help="auto: a folder with _corpus.json = corpus, *.parquet/*.jsonl/*.csv = manifest, "
+                                "*.json = VSD JSON, else a folder/prefix of images")
     image_dir: str = describe("image_dir", "",
                               help="folder of the images: required for VSD JSON; base of relative manifest URIs "
                                    "(default: the manifest's folder)")
@@ -32,54 +34,68 @@ class SourceConfig:
     extensions: list[str] = describe("extensions", factory=list,
                                      help="folder only: file extensions to take (e.g. [jpg, png]); empty = every "
                                           "non-hidden file, so a broken or mis-named file still gets its error row")
-
-
-@dataclass
-class ResourcesConfig:
-    read_batch_size: int = describe("read_batch_size", 32, help="images per read task call (claim + read + hash)")
-    preprocess_batch_size: int = describe("preprocess_batch_size", 16, help="images per preprocess task call")
-    cpu_task_num_cpus: float = describe("cpu_task_num_cpus", 0.25,
-                                        help="CPUs per read/verify/write task (I/O bound: a fraction suffices)")
-    preprocess_num_cpus: float = describe("preprocess_num_cpus", 0.5, help="CPUs per preprocess task (decode/resize)")
-    generate_concurrency: int = describe("generate_concurrency", 1,
-                                         help="engine actors (one model copy each); 8 on an 8-GPU worker group")
-    generate_num_cpus: float = describe("generate_num_cpus", 1.0,
-                                        help="CPUs per engine actor (hf on CPU: its torch threads; sglang: SGLANG_CPU_WORKERS)")
-    generate_num_gpus: float = describe("generate_num_gpus", 0.0, help="GPUs per engine actor (0 = CPU engine)")
-    refine_concurrency: int = describe("refine_concurrency", 1, help="refiner actors (hf/sglang modes)")
-    refine_num_cpus: float = describe("refine_num_cpus", 0.5, help="CPUs per refiner actor (hf/sglang); rules/off run as light CPU tasks instead")
-    refine_num_gpus: float = describe("refine_num_gpus", 0.0, help="GPUs per refiner actor (hf/sglang refine on GPU)")
-    refine_batch_size: int = describe("refine_batch_size", 16, help="images per refine call")
-    write_batch_size: int = describe("write_batch_size", 256,
-                                     help="images per Parquet part: larger = fewer, bigger files; a crash loses "
-                                          "at most the parts in flight")
+    allowed_roots: list[str] = describe("allowed_roots", factory=list,
+                                        help="folders/prefixes input rows may read besides the input's own (a manifest's "
+                                             "folder or image_dir, the folder itself); a row elsewhere is an "
+                                             "outside_root error row and is never read")
+    shard_rows: int = describe("shard_rows", DEFAULT_SHARD_ROWS,
+                               help="rows per input shard made from a folder/manifest/VSD input (the unit of "
+                                    "incrementality: a night re-reads only unfinished shards)")
 
     def validate(self) -> None:
-        for name in ("read_batch_size", "preprocess_batch_size", "generate_concurrency", "refine_concurrency",
-                     "refine_batch_size", "write_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("cpu_task_num_cpus", "preprocess_num_cpus", "generate_num_cpus", "refine_num_cpus",
-                     "generate_num_gpus", "refine_num_gpus"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.shard_rows < 1:
+            raise ConfigError(f"shard_rows: must be >= 1, got {self.shard_rows}")
+
+
+# The previous release's flat keys -> where they live now (read for one more release).
+_OLD_RESOURCES = {
+    "read_batch_size": ("stages.read.resources.batch_size",),
+    "preprocess_batch_size": ("stages.preprocess.resources.batch_size", "stages.verify.resources.batch_size"),
+    "cpu_task_num_cpus": ("stages.read.resources.num_cpus", "stages.verify.resources.num_cpus",
+                          "stages.write.resources.num_cpus"),
+    "preprocess_num_cpus": ("stages.preprocess.resources.num_cpus",),
+    "generate_concurrency": ("stages.generate.resources.concurrency",),
+    "generate_num_cpus": ("stages.generate.resources.num_cpus",),
+    "generate_num_gpus": ("stages.generate.resources.num_gpus",),
+    "refine_concurrency": ("stages.refine.resources.concurrency",),
+    "refine_num_cpus": ("stages.refine.resources.num_cpus",),
+    "refine_num_gpus": ("stages.refine.resources.num_gpus",),
+    "refine_batch_size": ("stages.refine.resources.batch_size",),
+    "write_batch_size": ("stages.write.resources.batch_size",),
+}
 
 
 @dataclass
 class AnnotateConfig:
-    input: str = describe("input", "", help="corpus: folder or s3:// prefix of images, Parquet/JSONL manifest, or VSD JSON")
+    RENAMED = {
+        **{f"resources.{old}": new for old, new in _OLD_RESOURCES.items()},
+        "preprocess.max_file_bytes": "stages.read.max_file_bytes",
+        "preprocess": "stages.preprocess",
+        "refine": "stages.refine",
+        "source": "input",
+    }
+
+    input: InputConfig = describe("input", factory=InputConfig, help="what to annotate and how to read it")
     output: str = describe("output", "", help="output root (local or s3://); data lands in <output>/run_date=YYYY-MM-DD/")
-    source: SourceConfig = describe("source", factory=SourceConfig, help="how to read the input")
-    engine: EngineConfig = describe("engine", factory=EngineConfig, help="the model that answers (hf | sglang)")
-    refine: RefineConfig = describe("refine", factory=RefineConfig, help="rewriting descriptions (rules | hf | sglang | off)")
-    preprocess: PreprocessConfig = describe("preprocess", factory=PreprocessConfig, help="decode, guard, visual prompt, resize")
-    resources: ResourcesConfig = describe("resources", factory=ResourcesConfig, help="batch sizes and Ray resources per stage")
+    engine: EngineConfig = describe("engine", factory=EngineConfig, help="the model that answers and its backend")
     tasks: list[int] = describe("tasks", factory=lambda: [1, 2, 3],
                                 help="which of the 3 tasks to ask per pair (1 relation, 2 sentence, 3 three sentences); "
                                      "fewer = faster; scene-level images always get the open-ended one")
+    stages: StagesConfig = describe("stages", factory=StagesConfig,
+                                    help="one section per pipeline stage: its settings and its resources")
     run_date: str = describe("run_date", "", help="partition date YYYY-MM-DD (default: today, UTC)")
     run_id: str = describe("run_id", "", help="id recorded on every row (default: <run_date>T<time>-<random>)")
     progress_bars: bool = describe("progress_bars", True, help="Ray Data progress bars on the driver's terminal")
+
+    @classmethod
+    def upgrade(cls, data: dict) -> dict:
+        """``input: URI`` (the previous release) -> ``input.uri``."""
+        if isinstance(data.get("input"), str):
+            from vsd.config import deprecated
+
+            deprecated("input: URI is now input.uri (or --input); the old form is read for one more release")
+            data = {**data, "input": {"uri": data["input"]}}
+        return data
 
     def validate(self) -> None:
         if not self.tasks or any(t not in (1, 2, 3) for t in self.tasks):
@@ -94,13 +110,14 @@ class AnnotateConfig:
 
     def check_paths(self) -> None:
         """Input/output are given per run (CLI), so they are checked when the run starts."""
-        if not self.input:
-            raise ConfigError("input: required (--input URI)")
+        if not self.input.uri:
+            raise ConfigError("input.uri: required (--input URI)")
         if not self.output:
             raise ConfigError("output: required (--output URI)")
-        inp, out = self.input.rstrip("/"), self.output.rstrip("/")
+        inp, out = self.input.uri.rstrip("/"), self.output.rstrip("/")
         if out == inp or out.startswith(inp + "/"):
-            raise ConfigError(f"output: {self.output} is inside the input {self.input}; the next run would annotate its own files")
+            raise ConfigError(f"output: {self.output} is inside the input {self.input.uri}; the next run would "
+                              "annotate its own files")
 
     def resolved_run_date(self) -> str:
         return self.run_date or dt.datetime.now(dt.timezone.utc).date().isoformat()
@@ -118,13 +135,3 @@ def load_config(path: str | None, overrides: list[str] | None = None) -> Annotat
             item = f"{key}='{value}'"
         fixed.append(item)
     return cfglib.load(AnnotateConfig, path, fixed)
-
-
-def scrub(data):
-    """A config dict without anything that looks like a credential (defence in depth: engine_args
-    pass through to sglang and could carry one)."""
-    if isinstance(data, dict):
-        return {k: ("<redacted>" if any(w in str(k).lower() for w in SECRET_WORDS) else scrub(v)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [scrub(v) for v in data]
-    return data

@@ -1,152 +1,331 @@
-"""Exactly-once bookkeeping: which images are already written, and who claimed what in this run.
+"""Exactly-once bookkeeping of an output: what is written, by whom, and what is finished.
 
-Why our own index and not Ray Data's checkpointing (``ray.data.checkpoint.CheckpointConfig``):
+Layout below the output root (everything but the data is under ``__vsd/``, which pandas, pyarrow,
+Ray Data, duckdb globs and Hugging Face ``datasets`` all skip, so the root reads as a dataset)::
 
-* Ray's checkpoint filters the *source* on an id column at read time. Our id is usually the
-  sha256 of the image bytes, known only after a read task has read them.
-* Ray's checkpoint is per job and deleted on success; we need "annotated in *any* earlier run"
-  so that a nightly run over a grown corpus annotates only the new images, across ``run_date``
-  partitions.
-* With a separate checkpoint, data and checkpoint can disagree after a crash between the two
-  writes. Here **the data part is the commit**: a part file holds whole images, is named by a
-  hash of its sorted ``row_id``s (a retried task rewrites the same name) and lands atomically
-  (S3 PUT; local temp file + rename), so after a crash each part is complete or absent.
-* Identical files within one corpus hash to one id; the ledger lets exactly one of them through
-  and reports the copies, which a per-row checkpoint cannot do.
+    run_date=YYYY-MM-DD/part-<sha20>.parquet  the data (ANNOTATION_SCHEMA), whole images per part
+    _README.md                                 the dataset card
+    __vsd/progress/<run_id>/part-<sha20>.parquet  one entry per part: its images' keys, shard rows,
+                                               counts (written BEFORE the part: an entry whose part
+                                               is missing is dropped, so no part is ever unindexed)
+    __vsd/ids/                                 a `vsd.keyset.KeySet` of every written image: content
+                                               ids ``c:``, given ids ``g:``, listing keys ``s:``
+    __vsd/shards/<shard>.json                  completion marker: every row of that input shard is
+                                               written or skipped; a nightly run reads only shards
+                                               without one
+    __vsd/totals/<run_id>.json                 the counts a run's parts added (the card sums these)
+    __vsd/runs/<run_id>.json                   each run's record, never overwritten
+    __vsd/partitions/run_date=YYYY-MM-DD.json  which runs wrote the partition, and its totals
+    __vsd/corpus/                              shards made from a folder/manifest/VSD input
 
-Layout below the output URI::
+Why our own index and not Ray Data's checkpointing: our id is usually the content hash, known only
+after a read task has read the bytes; "annotated in any earlier run" must hold across run dates;
+and identical files within a corpus must become one image (a per-row checkpoint cannot do that).
 
-    run_date=YYYY-MM-DD/part-<sha20>.parquet      the data (ANNOTATION_SCHEMA), the source of truth
-    _index/run_date=YYYY-MM-DD/part-<sha20>.parquet  (image_id, source_key) of that part, written after it
-
-`load_done` reads the small index files, plus the ``image_id`` column of any data part whose index
-file is missing (the crash window between the two writes), so the index is only ever an
-accelerator: the source_key (``uri|size|mtime``) lets a rerun skip a known file without reading
-it; losing ``_index/`` costs a re-hash, never a duplicate.
-
-The `IdLedger` actor holds the done set (not the driver: its memory stays flat as the corpus
-grows; ~100 bytes per image, so ~1 GB per 10 M images in that actor) and hands out claims: an
-id claimed by one URI is "duplicate" for any other URI, and "new" again for the same URI, so a
-retried read task never loses its images.
-
-One run per output at a time (the nightly CronJob uses ``concurrencyPolicy: Forbid``): a second
-concurrent run would not see the first one's claims and could write an image twice.
+At the end of a run `compact` folds the progress entries into the id key set and the totals (each
+step idempotent, so a crash in between is repaired by the next run), which keeps the number of
+files bounded and lets every later lookup happen inside tasks, against the bucketed key set.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
+from collections import Counter
+
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from vsd import storage
+from vsd.keyset import KeySet, Snapshot, key_of
 
-INDEX_DIR = "_index"
+VSD_DIR = "__vsd"
+CARD_FILE = "_README.md"
 PART_PREFIX = "part-"
-INDEX_SCHEMA = pa.schema([pa.field("image_id", pa.string()), pa.field("source_key", pa.string())])
-MAX_REPORTED = 1000  # duplicates listed by name in the manifest; the count is always exact
+LEGACY_INDEX = "_index"  # the previous release's layout (imported once by `migrate_legacy`)
+
+PROGRESS_SCHEMA = pa.schema([
+    pa.field("image_id", pa.string()),
+    pa.field("image_key", pa.binary(16)),    # c:/g: key of the image id
+    pa.field("source_key", pa.binary(16)),   # s: key of uri|size|version (null if unknown)
+    pa.field("shard", pa.string()),
+    pa.field("row", pa.int64()),
+])
 
 
 def partition(run_date: str) -> str:
     return f"run_date={run_date}"
 
 
-def part_uris(output: str) -> tuple[dict[str, str], dict[str, str]]:
-    """({'<date>/<name>': data part URI}, {'<date>/<name>': index file URI}) below ``output``."""
-    fs, root = storage.resolve(output)
-    data, index = {}, {}
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
-        return data, index
-    prefix = "s3://" if storage.is_s3(output) else ""
-    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
-        rel = posixpath.relpath(info.path, root)
-        parts = rel.split("/")
-        name = parts[-1]
-        if info.type != pafs.FileType.File or not (name.startswith(PART_PREFIX) and name.endswith(".parquet")):
-            continue
-        if len(parts) == 2 and parts[0].startswith("run_date="):
-            data[f"{parts[0]}/{name}"] = prefix + info.path
-        elif len(parts) == 3 and parts[0] == INDEX_DIR and parts[1].startswith("run_date="):
-            index[f"{parts[1]}/{name}"] = prefix + info.path
-    return data, index
+def image_key(image_id: str, given: bool) -> bytes:
+    """Given ids and content ids live in separate key spaces: a manifest row that claims another
+    image's content hash as its ``image_id`` can never make that image count as annotated."""
+    return key_of(("g:" if given else "c:") + image_id)
 
 
-def _read_columns(uris: list[str], columns: list[str]) -> pa.Table:
-    if not uris:
-        return pa.table({c: pa.array([], pa.string()) for c in columns})
-    fs, _ = storage.resolve(uris[0])
-    paths = [storage.resolve(u)[1] for u in uris]
-    return pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=columns)
+def listing_key(source_key: str) -> bytes:
+    return key_of("s:" + source_key)
 
 
-def load_done(output: str) -> tuple[set[str], dict[str, str], int]:
-    """(image ids written below ``output``, {source_key: image_id}, number of data parts)."""
-    data, index = part_uris(output)
-    indexed = [index[k] for k in data if k in index]
-    orphans = [data[k] for k in data if k not in index]  # crashed between part and index write
-    ids: set[str] = set()
-    keys: dict[str, str] = {}
-    table = _read_columns(indexed, ["image_id", "source_key"])
-    for image_id, key in zip(table.column("image_id").to_pylist(), table.column("source_key").to_pylist()):
-        ids.add(image_id)
-        if key:
-            keys[key] = image_id
-    ids.update(_read_columns(orphans, ["image_id"]).column("image_id").to_pylist())
-    return ids, keys, len(data)
+def _files(uri: str, recursive: bool = True) -> list[pafs.FileInfo]:
+    fs, base = storage.resolve(uri)
+    if fs.get_file_info(base).type != pafs.FileType.Directory:
+        return []
+    return [i for i in fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
+            if i.type == pafs.FileType.File]
 
 
-def index_uri(output: str, run_date: str, part_name: str) -> str:
-    return storage.join(output, INDEX_DIR, partition(run_date), part_name)
+class Output:
+    """Paths and bookkeeping of one output root."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+        self.vsd = storage.join(self.root, VSD_DIR)
+        self._prefix = "s3://" if storage.is_s3(self.root) else ""
+
+    def path(self, *parts: str) -> str:
+        return storage.join(self.vsd, *parts)
+
+    def data_part(self, run_date: str, name: str) -> str:
+        return storage.join(self.root, partition(run_date), name)
+
+    @property
+    def card(self) -> str:
+        return storage.join(self.root, CARD_FILE)
+
+    def ids(self) -> KeySet:
+        return KeySet(self.path("ids"))
+
+    def data_parts(self) -> dict[str, str]:
+        """{"run_date=…/part-….parquet": URI} of every data part (a full listing: tools and tests;
+        the pipeline itself never needs it)."""
+        fs, base = storage.resolve(self.root)
+        out = {}
+        for info in _files(self.root):
+            rel = posixpath.relpath(info.path, base).split("/")
+            if len(rel) == 2 and rel[0].startswith("run_date=") and rel[1].startswith(PART_PREFIX) \
+                    and rel[1].endswith(".parquet"):
+                out["/".join(rel)] = self._prefix + info.path
+        return out
+
+    def run_record(self, run_id: str) -> dict | None:
+        uri = self.path("runs", f"{run_id}.json")
+        return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+
+    def partition_record(self, run_date: str) -> dict | None:
+        uri = self.path("partitions", f"{partition(run_date)}.json")
+        return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+
+    # ------------------------------------------------------------------ completion markers
+    def finished_shards(self) -> set[str]:
+        return {posixpath.basename(i.path)[: -len(".json")] for i in _files(self.path("shards"), recursive=False)
+                if i.path.endswith(".json")}
+
+    def write_marker(self, shard: str, record: dict) -> None:
+        storage.write_text(self.path("shards", f"{shard}.json"), json.dumps(record, indent=2, default=str) + "\n")
+
+    # ------------------------------------------------------------------ progress entries
+    def progress_uri(self, run_id: str, part: str) -> str:
+        return self.path("progress", run_id, part)
+
+    def write_progress(self, run_id: str, part: str, run_date: str, table: pa.Table, counts: dict) -> None:
+        meta = {b"vsd.part": part.encode(), b"vsd.run_date": run_date.encode(),
+                b"vsd.counts": json.dumps(counts, sort_keys=True).encode()}
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.cast(PROGRESS_SCHEMA).replace_schema_metadata(meta), sink)
+        storage.write_bytes(self.progress_uri(run_id, part), sink.getvalue().to_pybytes())
+
+    def progress(self) -> dict[str, list[str]]:
+        """{run_id: [entry URI, ...]} for every run whose entries are not compacted yet."""
+        out: dict[str, list[str]] = {}
+        base = self.path("progress")
+        fs, base_path = storage.resolve(base)
+        for info in _files(base):
+            rel = posixpath.relpath(info.path, base_path).split("/")
+            if len(rel) == 2 and rel[1].startswith(PART_PREFIX):
+                out.setdefault(rel[0], []).append(self._prefix + info.path)
+        return {k: sorted(v) for k, v in sorted(out.items())}
+
+    def read_progress(self, uris: list[str], drop_orphans: bool = True) -> list[tuple[str, dict, pa.Table]]:
+        """(uri, metadata, entries) of each progress file whose data part exists. An entry whose
+        part is missing (the run died between the two writes) is deleted: its images are redone."""
+        out = []
+        for uri in uris:
+            fs, path = storage.resolve(uri)
+            table = pq.read_table(path, filesystem=fs)
+            meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"vsd.")}
+            if not storage.exists(self.data_part(meta["vsd.run_date"], meta["vsd.part"])):
+                if drop_orphans:
+                    storage.delete(uri)
+                continue
+            out.append((uri, meta, table))
+        return out
+
+    # ------------------------------------------------------------------ compaction and totals
+    def compact(self, max_generations: int = 8) -> dict[str, int]:
+        """Fold every run's progress entries into the id key set and a totals file, then delete
+        them. Each step is idempotent (same generation name, same totals file), so a crash
+        anywhere is repaired by the next call. Returns {run_id: images folded}."""
+        ids = self.ids()
+        folded = {}
+        for run_id, uris in self.progress().items():
+            totals_uri = self.path("totals", f"{run_id}.json")
+            done_before = storage.exists(totals_uri)  # a crash after totals, before the deletes
+            entries = self.read_progress(uris, drop_orphans=not done_before)
+            keys: list[bytes] = []
+            counts: dict = {}
+            for _, meta, table in entries:
+                keys += table.column("image_key").to_pylist()
+                keys += [k for k in table.column("source_key").to_pylist() if k]
+                merge_counts(counts, json.loads(meta["vsd.counts"]))
+            if not done_before:
+                ids.add(keys, generation=f"g-{run_id}")
+                storage.write_text(totals_uri, json.dumps(plain(counts), sort_keys=True) + "\n")
+            for uri in uris:
+                if storage.exists(uri):
+                    storage.delete(uri)
+            storage.delete(self.path("progress", run_id))  # the emptied folder (local disks keep it)
+            folded[run_id] = len(entries)
+        ids.compact(max_generations=max_generations)
+        return folded
+
+    def totals(self) -> dict:
+        """Counts of every row ever written: the sum of the runs' totals files (no data read)."""
+        total: dict = {}
+        for info in _files(self.path("totals"), recursive=False):
+            merge_counts(total, json.loads(storage.read_text(self._prefix + info.path)))
+        return plain(total)
+
+    def runs(self) -> list[str]:
+        return sorted(posixpath.basename(i.path)[:-5] for i in _files(self.path("runs"), recursive=False)
+                      if i.path.endswith(".json"))
+
+    # ------------------------------------------------------------------ the previous layout
+    def migrate_legacy(self) -> int:
+        """Import an output written by the previous release (``_index/run_date=*/part-*.parquet``
+        beside the data, card as ``README.md``): its written images go into the id key set, so a
+        run of this release never annotates them again. Returns how many images were imported."""
+        legacy = storage.join(self.root, LEGACY_INDEX)
+        files = [self._prefix + i.path for i in _files(legacy) if i.path.endswith(".parquet")]
+        if not files:
+            return 0
+        keys: list[bytes] = []
+        for uri in files:
+            fs, path = storage.resolve(uri)
+            table = pq.read_table(path, filesystem=fs)
+            for image_id, skey in zip(table.column("image_id").to_pylist(), table.column("source_key").to_pylist()):
+                # The old index did not say whether an id was given or hashed: a 64-hex id is a hash.
+                is_hash = len(image_id) == 64 and all(c in "0123456789abcdef" for c in image_id)
+                keys.append(image_key(image_id, given=not is_hash))
+                if skey:
+                    keys.append(listing_key(skey))
+        self.ids().add(keys, generation="g-legacy")
+        storage.delete(legacy)  # imported: the old index has no other use
+        old_card = storage.join(self.root, "README.md")
+        if storage.exists(old_card) and "llava-vsd" in storage.read_text(old_card):
+            storage.delete(old_card)  # pandas/pyarrow would try to read it as a Parquet file
+        return len(files)
 
 
-def write_index_entry(output: str, run_date: str, part_name: str, image_ids: list[str],
-                      source_keys: list[str | None]) -> None:
-    import pyarrow.parquet as pq
+# ----------------------------------------------------------------------------------------------
+# Counting
+# ----------------------------------------------------------------------------------------------
 
-    table = pa.table({"image_id": image_ids, "source_key": source_keys}, schema=INDEX_SCHEMA)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    storage.write_bytes(index_uri(output, run_date, part_name), sink.getvalue().to_pybytes())
+def merge_counts(total: dict, part: dict) -> dict:
+    for key, value in part.items():
+        if isinstance(value, dict):
+            merge_counts(total.setdefault(key, {}), value)
+        else:
+            total[key] = total.get(key, 0) + value
+    return total
 
+
+def plain(counts: dict) -> dict:
+    """Nested counters -> sorted plain dicts (stable JSON)."""
+    return {k: (plain(dict(v)) if isinstance(v, (dict, Counter)) else v) for k, v in sorted(counts.items())}
+
+
+# ----------------------------------------------------------------------------------------------
+# The run's claim desk
+# ----------------------------------------------------------------------------------------------
 
 class IdLedger:
-    """The run's claim desk (a Ray actor: ``ray.remote(IdLedger)``); see the module docstring.
+    """The run's claims (a Ray actor pinned to the driver's node, so losing a worker node never
+    loses it); it holds only what this run and any unfinished earlier run touched -- never the
+    corpus's ids, which tasks look up in the key set themselves.
 
-    ``claim`` answers per entry ``(image_id | None, source_key | None, source_uri)``:
-    ``done`` (written by an earlier run), ``duplicate`` (another URI claimed this id in this run),
-    ``new`` (go ahead; repeated claims by the same URI stay ``new``), or ``unknown`` (no id yet:
-    read and hash it, then claim again by id).
+    ``claim`` answers per entry ``(claimant, shard, image_key | None, listing_key | None, known_done)``
+    where the claimant is ``<shard>#<row>``: ``done`` (written before: by the key set, which the
+    task checked, or by an uncompacted entry), ``duplicate`` (another row claimed the same image in
+    this run), ``new`` (go ahead; the same claimant asking again stays ``new``, so a retried task
+    never loses its images) or ``unknown`` (no id yet: read and hash, then claim again).
+    ``commit`` is asked by the write stage: an image already committed to another part is not
+    written again (a re-executed upstream task after a node loss can send it twice).
     """
 
-    def __init__(self, output: str):
-        self._done, self._keys, self.parts_before = load_done(output)
-        self._claimed: dict[str, str] = {}
-        # Sets, not counters: a retried read task claims again and must not be counted twice.
-        # Keyed by (uri, id): one file listed under several given ids is several images.
-        self._skipped: set[tuple[str, str]] = set()
-        self._duplicates: dict[tuple[str, str], str] = {}
+    def __init__(self, output: str, run_id: str):
+        self.output = Output(output)
+        self.run_id = run_id
+        self._done_keys: set[bytes] = set()
+        self._claims: dict[bytes, str] = {}
+        self._commits: dict[bytes, str] = {}
+        for rid, uris in self.output.progress().items():
+            for _, meta, table in self.output.read_progress(uris):
+                ikeys = table.column("image_key").to_pylist()
+                skeys = [k for k in table.column("source_key").to_pylist() if k]
+                if rid == self.run_id:  # restarted mid-run: this run's writes are its commits
+                    claimants = [f"{s}#{r}" for s, r in zip(table.column("shard").to_pylist(),
+                                                             table.column("row").to_pylist())]
+                    self._claims.update(zip(ikeys, claimants))
+                    self._commits.update((k, meta["vsd.part"]) for k in ikeys)
+                    self._done_keys.update(skeys)
+                else:
+                    self._done_keys.update(ikeys)
+                    self._done_keys.update(skeys)
+        # Sets keyed by claimant: a retried task asks again and must not be counted twice.
+        self._skipped: dict[str, tuple[str, str]] = {}
+        self._duplicates: dict[str, str] = {}
 
-    def claim(self, entries: list[tuple[str | None, str | None, str]]) -> list[str]:
+    def claim(self, entries: list[tuple[str, str, bytes | None, bytes | None, bool, str]]) -> list[str]:
         return [self._claim_one(*e) for e in entries]
 
-    def _claim_one(self, image_id: str | None, source_key: str | None, uri: str) -> str:
-        if image_id is None and source_key is not None and source_key in self._keys:
-            image_id = self._keys[source_key]
-        if image_id is None:
-            return "unknown"
-        if image_id in self._done:
-            self._skipped.add((uri, image_id))  # two copies of one done image are two skips
+    def _claim_one(self, claimant: str, shard: str, ikey: bytes | None, skey: bytes | None, known_done: bool,
+                   uri: str) -> str:
+        if known_done or (skey is not None and skey in self._done_keys) or (ikey is not None and ikey in self._done_keys):
+            self._skipped[claimant] = (shard, "done")
             return "done"
-        owner = self._claimed.setdefault(image_id, uri)
-        if owner != uri:
-            self._duplicates[(uri, image_id)] = f"{uri}: same content as {owner} (image_id {image_id})"
+        if ikey is None:
+            return "unknown"
+        owner = self._claims.setdefault(ikey, claimant)
+        if owner != claimant:
+            self._skipped[claimant] = (shard, "duplicate")
+            self._duplicates[claimant] = f"{uri} ({claimant}): same image as {owner}"
             return "duplicate"
         return "new"
 
+    def defer(self, claimants: list[tuple[str, str]]) -> None:
+        """Rows whose read failed transiently: not written now, so their shard stays unfinished
+        and the next run tries them again."""
+        for claimant, shard in claimants:
+            self._skipped[claimant] = (shard, "deferred")
+
+    def commit(self, part: str, keys: list[bytes]) -> list[bool]:
+        keep = []
+        for key in keys:
+            owner = self._commits.setdefault(key, part)
+            keep.append(owner == part)
+        return keep
+
     def report(self) -> dict:
-        return {"skipped_done": len(self._skipped),
-                "skipped_duplicate": len(self._duplicates),
-                "duplicates": list(self._duplicates.values())[:MAX_REPORTED],
-                "images_done_before": len(self._done),
-                "parts_before": self.parts_before}
+        by_shard: dict[str, Counter] = {}
+        for shard, why in self._skipped.values():
+            by_shard.setdefault(shard, Counter())[why] += 1
+        reasons = Counter(why for _, why in self._skipped.values())
+        return {"skipped_done": reasons["done"], "skipped_duplicate": reasons["duplicate"],
+                "deferred": reasons["deferred"], "duplicates": sorted(self._duplicates.values())[:1000],
+                "skipped_by_shard": {s: dict(c) for s, c in by_shard.items()}}
+
+
+def ids_snapshot(output: str) -> Snapshot:
+    return Output(output).ids().snapshot()

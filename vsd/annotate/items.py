@@ -3,10 +3,12 @@
 Why one row per *image* (not per pair) until the write stage: the engine wants every prompt about
 an image in one request group (one prefill), and exactly-once is kept per image (a part file holds
 whole images, so a crash never leaves half of an image's pairs written). The write stage expands
-an item into ``ANNOTATION_SCHEMA`` rows, one per pair (or one at scene level, ``pair_index`` -1).
+an item into annotation rows, one per pair (or one at scene level, ``pair_index`` -1).
 
-Every stage reads and returns Arrow tables in ``ITEM_SCHEMA`` exactly: Ray Data then never has to
-infer (and disagree about) the types of nested, sometimes-all-null columns between blocks.
+The types are not defined here: ``ITEM_SCHEMA`` and ``PAIR_STRUCT`` are derived from the annotation
+columns in `vsd.schema`, so a new column is declared once. Every stage reads and returns Arrow
+tables in ``ITEM_SCHEMA`` exactly (`to_table` refuses unknown or missing keys): Ray Data then never
+has to infer (and disagree about) the types of nested, sometimes-all-null columns between blocks.
 """
 
 from __future__ import annotations
@@ -15,54 +17,22 @@ from typing import Iterable
 
 import pyarrow as pa
 
-from vsd.schema import BOX
-
-PAIR = pa.struct(
-    [
-        pa.field("pair_index", pa.int32()),
-        pa.field("subject", pa.string()),
-        pa.field("object", pa.string()),
-        pa.field("subject_box", BOX),
-        pa.field("object_box", BOX),
-        pa.field("view", pa.int32()),  # index into the item's ``views`` (the JPEG this pair is asked about)
-        pa.field("relation", pa.string()),
-        pa.field("relation_scores", pa.list_(pa.float32())),
-        pa.field("description", pa.string()),
-        pa.field("descriptions", pa.list_(pa.string())),
-        pa.field("refined_description", pa.string()),
-        pa.field("refined_descriptions", pa.list_(pa.string())),
-        pa.field("refine_status", pa.string()),
-        pa.field("geometry_relation", pa.string()),
-        pa.field("consistent", pa.bool_()),
-        pa.field("flags", pa.list_(pa.string())),
-        pa.field("status", pa.string()),
-        pa.field("error", pa.string()),
-    ]
-)
-
-ITEM_SCHEMA = pa.schema(
-    [
-        pa.field("image_id", pa.string()),
-        pa.field("source_uri", pa.string()),
-        pa.field("source_key", pa.string()),  # uri|size|mtime: lets a rerun skip a known file unread
-        pa.field("data", pa.binary()),  # the original bytes; dropped after preprocess
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("views", pa.list_(pa.binary())),  # prepared JPEGs sent to the engine
-        pa.field("pairs", pa.list_(PAIR)),
-        pa.field("status", pa.string()),  # ok | error (image level)
-        pa.field("error", pa.string()),
-    ]
-)
+from vsd import schema
+from vsd.schema import ITEM_SCHEMA, PAIR_STRUCT
 
 SCENE = -1  # pair_index of the scene-level task (an image without given pairs)
 
 
 def new_pair(pair_index: int, subject: str | None = None, object_: str | None = None,
-             subject_box=None, object_box=None) -> dict:
-    pair = {name: None for name in PAIR.names}
+             subject_box=None, object_box=None, **known) -> dict:
+    """A pair with every ``PAIR_STRUCT`` field; ``known`` fills other pair columns by name."""
+    pair = {name: None for name in PAIR_STRUCT.names}
     pair.update(pair_index=pair_index, subject=subject, object=object_, subject_box=subject_box,
                 object_box=object_box, view=-1, flags=[], status="ok")
+    unknown = set(known) - set(pair)
+    if unknown:
+        raise schema.SchemaMismatch(f"pair: keys not in the schema: {sorted(unknown)}")
+    pair.update(known)
     return pair
 
 
@@ -100,7 +70,7 @@ def ok_pairs(item: dict) -> Iterable[dict]:
 
 
 def to_table(items: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(items, schema=ITEM_SCHEMA)
+    return schema.to_table(items, ITEM_SCHEMA)
 
 
 def from_table(table: pa.Table) -> list[dict]:

@@ -1,13 +1,18 @@
-"""The annotation job: read ▸ preprocess ▸ generate ▸ verify ▸ refine ▸ write, on Ray Data.
+"""The annotation job: input shards ▸ read ▸ preprocess ▸ generate ▸ verify ▸ refine ▸ write.
 
-Streaming end to end: the driver holds the source plan (URIs and pairs, no bytes) and one small
-summary row per written part; images flow through the stages in batches and land in Parquet
-parts as they finish, so memory stays flat as the corpus grows and a crash loses only the
-parts in flight. The done set lives in the `IdLedger` actor, not the driver.
+A night's cost follows what is new. The input is a corpus of immutable shards (`vsd.corpus`):
+given directly (``--input`` a corpus root, made by `vsd corpus sync`), or made here from a
+folder, prefix, manifest or VSD JSON into ``<output>/__vsd/corpus/`` (only what appeared since
+the last run becomes a new shard). Planning is two listings -- the shards and the output's
+completion markers -- so a night with nothing new ends in seconds without starting Ray. The
+unfinished shards stream through the stages (`vsd.annotate.stages`) from Ray Data's Parquet
+reader; the driver holds one summary row per written part. "Already annotated" is looked up
+inside the read tasks in the output's bucketed key set, never in one process.
 
-Order of the end of a run: every part (each followed by its ``_index/`` entry), then the dataset
-card, then ``_runs/<run_id>.json``, then ``run_date=…/_manifest.json`` last: a manifest present
-means its run finished.
+The end of a run, in order: completion markers of the shards it finished, compaction of the
+progress entries into the key set and the totals (`vsd.annotate.index`), the dataset card from the
+totals, the partition's record, then the run's own record last: a record present means its run
+finished.
 """
 
 from __future__ import annotations
@@ -17,29 +22,32 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 from vsd import storage
 from vsd.annotate.card import render_card
-from vsd.annotate.config import AnnotateConfig, scrub
-from vsd.annotate.generate import GenerateStageUDF
-from vsd.annotate.index import IdLedger, part_uris, partition
-from vsd.annotate.preprocess import preprocess_batch
-from vsd.annotate.refine_stage import MODEL_FREE, RefineStageUDF, refine_batch
-from vsd.annotate.source import SourcePlan, plan_source, read_images
-from vsd.annotate.verify import verify_batch
-from vsd.annotate.write import RunMeta, merge_counts, plain, scan_counts, write_json, write_parts
-from vsd.config import to_dict
+from vsd.annotate.config import AnnotateConfig
+from vsd.annotate.index import IdLedger, Output, merge_counts, partition, plain
+from vsd.annotate.stages import RunContext, build_dataset
+from vsd.annotate.stages.write import RunMeta, write_json
+from vsd.corpus import Corpus, Shard, sync
+from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
 
 log = logging.getLogger(__name__)
 
+# Ray's core worker logs an error-level line for every actor pool whose constructor arguments sit
+# in the object store; for this pipeline it is expected, so it is explained once instead.
+RAY_ACTOR_NOTE = ("note: Ray logs 'has constructor arguments in the object store and max_restarts > 0' for the "
+                  "engine actors: harmless here -- the arguments are this run's configs, which the driver holds "
+                  "until the run ends, so a restarted actor still finds them")
+
+
 @dataclass
 class RunResult:
-    """What a run did: ``counts`` for this run, ``manifest`` as written, where it wrote."""
+    """What a run did: ``counts`` for this run, ``manifest`` (its record) as written, where it wrote."""
 
     output: str
     run_date: str
@@ -49,6 +57,23 @@ class RunResult:
     parts: list[str] = field(default_factory=list)
 
 
+@dataclass
+class InputPlan:
+    """What the run will read: the corpus, its unfinished shards, and what the sync reported."""
+
+    corpus: Corpus
+    kind: str
+    todo: list[Shard]
+    shards: int
+    new_rows: int = 0
+    problems: list[str] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.todo)
+
+
 def new_run_id(run_date: str) -> str:
     return f"{run_date}T{dt.datetime.now(dt.timezone.utc):%H%M%S}-{uuid.uuid4().hex[:6]}"
 
@@ -56,161 +81,164 @@ def new_run_id(run_date: str) -> str:
 def adapter_hash(model: str, adapter: str | None) -> str | None:
     """The LoRA adapter's hash: of ``adapter`` if one is applied, else the one a merged export
     (``vsd export``) recorded, so rows from a merged model still name their adapter."""
-    from vsd.model.export import adapter_sha256, export_info
-
     if adapter:
+        from vsd.model.export import adapter_sha256
+
         return adapter_sha256(adapter)
     if ":" in model and not storage.is_s3(model):  # tiny:llava and other built-in names
         return None
     if not (storage.is_s3(model) or storage.exists(model)):  # a hub id
         return None
+    from vsd.model.export import export_info  # imports torch: only when there is an export to read
+
     return export_info(model).get("adapter_sha256")
 
 
-def build_dataset(cfg: AnnotateConfig, plan: SourcePlan, ledger, meta: RunMeta,
-                  engine_factory: Callable | None = None):
-    """The lazy Ray Data graph; nothing runs until it is iterated.
-
-    Ray Data restarts a dead actor and re-runs its batch by default (``max_restarts=-1``,
-    ``max_task_retries=-1``); a re-run write lands on the same part name, so retries never
-    duplicate rows."""
-    import ray.data
-
-    r = cfg.resources
-    table = plan.table
-    block = max(1, r.read_batch_size)
-    blocks = [table.slice(i, block) for i in range(0, table.num_rows, block)]
-    ds = ray.data.from_arrow(blocks)
-    cpu = dict(batch_format="pyarrow", num_cpus=r.cpu_task_num_cpus)
-    ds = ds.map_batches(read_images, fn_kwargs={"ledger": ledger, "max_file_bytes": cfg.preprocess.max_file_bytes},
-                        batch_size=r.read_batch_size, **cpu)
-    ds = ds.map_batches(preprocess_batch, fn_kwargs={"cfg": cfg.preprocess}, batch_size=r.preprocess_batch_size,
-                        batch_format="pyarrow", num_cpus=r.preprocess_num_cpus)
-    ds = ds.map_batches(GenerateStageUDF,
-                        fn_constructor_kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks), "engine_factory": engine_factory},
-                        batch_size=cfg.engine.batch_size, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(size=r.generate_concurrency),
-                        num_cpus=r.generate_num_cpus, num_gpus=r.generate_num_gpus or None)
-    ds = ds.map_batches(verify_batch, batch_size=r.preprocess_batch_size, **cpu)
-    if cfg.refine.mode in MODEL_FREE:
-        ds = ds.map_batches(refine_batch, fn_kwargs={"refine": cfg.refine}, batch_size=r.refine_batch_size, **cpu)
+def plan_input(cfg: AnnotateConfig, out: Output) -> InputPlan:
+    """The input's shards (syncing an implicit corpus first) minus those the output finished."""
+    src = cfg.input
+    if src.format == "corpus" or (src.format == "auto" and Corpus.is_corpus(src.uri)):
+        corpus, kind, new_rows, problems, repeated = Corpus.open(src.uri), "corpus", 0, [], []
     else:
-        ds = ds.map_batches(RefineStageUDF, fn_constructor_kwargs={"refine": cfg.refine},
-                            batch_size=r.refine_batch_size, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=r.refine_concurrency),
-                            num_cpus=r.refine_num_cpus, num_gpus=r.refine_num_gpus or None)
-    return ds.map_batches(write_parts, fn_kwargs={"meta": meta}, batch_size=r.write_batch_size, **cpu)
+        corpus = Corpus.open_or_create(out.path("corpus"))
+        report = sync(corpus, src.uri, src.format, src.image_dir, src.vsd2, src.extensions,
+                      shard_rows=cfg.input.shard_rows)
+        kind, new_rows, problems, repeated = report.source.kind, report.new, report.problems, report.repeated
+    shards = corpus.shards()
+    finished = out.finished_shards()
+    todo = [s for s in shards if s.name not in finished]
+    return InputPlan(corpus, kind, todo, len(shards), new_rows, problems, repeated)
 
 
-def drop_known(plan: SourcePlan, ledger, chunk: int = 10_000) -> int:
-    """Drop from the plan what the ledger already knows is written (by given id or by unchanged
-    ``uri|size|mtime``), before any task starts: a nightly run over an unchanged corpus then reads
-    no bytes and loads no model. Claims are idempotent per URI, so the read stage's own claim of
-    the remaining items agrees. Returns how many were dropped."""
+def _ledger(output: str, run_id: str):
+    """The claim desk, on this (the driver's) node: a worker node's loss never takes it along;
+    if its process dies it is restarted and rebuilds from this run's progress entries."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    keep, table = [], plan.table
-    for start in range(0, table.num_rows, chunk):
-        part = table.slice(start, chunk)
-        entries = list(zip(part.column("image_id").to_pylist(), part.column("source_key").to_pylist(),
-                           part.column("source_uri").to_pylist()))
-        verdicts = ray.get(ledger.claim.remote(entries))
-        keep.append(part.filter(pa.array([v in ("new", "unknown") for v in verdicts], pa.bool_())))
-    plan.table = pa.concat_tables(keep) if keep else table
-    return table.num_rows - plan.table.num_rows
+    here = ray.get_runtime_context().get_node_id()
+    return ray.remote(IdLedger).options(
+        num_cpus=0, max_restarts=-1, max_task_retries=-1,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+    ).remote(output, run_id)
 
 
-def _all_done_locally(plan: SourcePlan, output: str) -> dict | None:
-    """The ledger's report when every planned image is already written (by given id or unchanged
-    ``uri|size|mtime``), decided in the driver with the same ``IdLedger`` logic; else None. Costs
-    one read of the output's small ``_index/`` files, repeated by the Ray ledger when work remains."""
-    if not storage.exists(output):
-        return None
-    ledger = IdLedger(output)
-    if not ledger.parts_before:
-        return None
-    table = plan.table
-    entries = zip(table.column("image_id").to_pylist(), table.column("source_key").to_pylist(),
-                  table.column("source_uri").to_pylist())
-    if all(verdict == "done" for verdict in ledger.claim(list(entries))):
-        return ledger.report()
-    return None
+def _stream(cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, engine_factory) -> tuple[dict, dict, dict]:
+    """Run the pipeline over the unfinished shards; returns (counts, parts {name: counts},
+    images written per shard) and the ledger's report."""
+    import ray
+    import ray.data
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        ray.init()
+    DataContext.get_current().enable_progress_bars = cfg.progress_bars
+    ledger = _ledger(meta.output, meta.run_id)
+    counts: dict = {}
+    parts: dict[str, dict] = {}
+    written: Counter = Counter()
+    try:  # a failed run (full disk, S3 outage) must not leave its ledger alive
+        fs = storage.filesystem_for(plan.corpus.root)
+        paths = [storage.resolve(s.uri)[1] for s in plan.todo]
+        ds = ray.data.read_parquet(paths, filesystem=fs, include_paths=True)
+        ds = ds.repartition(target_num_rows_per_block=cfg.stages.read.resources.batch_size or 32)
+        ctx = RunContext(meta=meta, ledger=ledger, ids=out.ids().snapshot(),
+                         roots=sorted(set(plan.corpus.roots) | set(cfg.input.allowed_roots)),
+                         engine_factory=engine_factory)
+        for batch in build_dataset(ds, cfg, ctx).iter_batches(batch_size=None, batch_format="pyarrow"):
+            for part, blob, shards in zip(*(batch.column(c).to_pylist() for c in ("part", "counts", "shards"))):
+                if part in parts:  # a re-executed write after a node loss reports its part again
+                    continue
+                parts[part] = json.loads(blob)
+                merge_counts(counts, parts[part])
+                written.update(json.loads(shards))
+        report = ray.get(ledger.report.remote())
+    finally:
+        ray.kill(ledger)
+    return counts, {"parts": parts, "written": dict(written)}, report
 
 
 def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = None,
                    echo: Callable[[str], None] = print) -> RunResult:
     """Annotate what ``cfg.input`` holds and ``cfg.output`` lacks; returns this run's counts."""
-    import ray
-    from ray.data import DataContext
-
     cfg.check_paths()
     started = time.time()
     run_date = cfg.resolved_run_date()
     run_id = cfg.run_id or new_run_id(run_date)
     meta = RunMeta(output=cfg.output.rstrip("/"), run_date=run_date, run_id=run_id, model=cfg.engine.model,
                    adapter_sha256=adapter_hash(cfg.engine.model, cfg.engine.adapter), prompt_version=PROMPT_VERSION)
-
-    plan = plan_source(cfg.input, cfg.source.format, cfg.source.image_dir, cfg.source.vsd2, cfg.source.extensions)
-    for line in plan.duplicates[:20]:
+    out = Output(meta.output)
+    if out.migrate_legacy():
+        echo(f"{cfg.output}: imported the previous release's index (its images stay annotated)")
+    plan = plan_input(cfg, out)
+    for line in plan.repeated[:20]:
         echo(f"duplicate in source (skipped): {line}")
     for line in plan.problems[:20]:
         echo(f"source problem (skipped): {line}")
     planned_s = time.time() - started
+    echo(f"{cfg.input.uri} ({plan.kind}): {plan.shards} shard(s), {plan.new_rows} new image(s) since the last "
+         f"sync; {len(plan.todo)} unfinished shard(s) with {plan.rows} row(s) to read")
 
-    counts: dict = {"images": 0, "rows": 0, "ok": 0}
-    parts: list[str] = []
-    ledger_report = {"skipped_done": 0, "skipped_duplicate": 0, "duplicates": []}
-    planned = len(plan)
-    if not planned:
-        echo(f"no images found under {cfg.input}: nothing to annotate")
-    elif (done := _all_done_locally(plan, meta.output)) is not None:
-        # The nightly run over an unchanged corpus: nothing to read, so no Ray cluster, no model.
-        ledger_report = done
-        echo(f"{planned} images planned from {cfg.input} ({plan.kind}); all already annotated in "
-             f"{cfg.output}: nothing to do")
-    else:
-        if not ray.is_initialized():
-            ray.init()
-        DataContext.get_current().enable_progress_bars = cfg.progress_bars
-        ledger = ray.remote(IdLedger).options(num_cpus=0).remote(meta.output)
-        try:  # a failed run (full disk, S3 outage) must not leave its ledger -- and the done set -- alive
-            before = ray.get(ledger.report.remote())  # also surfaces a broken output before any work
-            known = drop_known(plan, ledger)
-            echo(f"{planned} images planned from {cfg.input} ({plan.kind}); {known} already annotated in "
-                 f"{cfg.output} ({before['images_done_before']} images there); {len(plan)} to read")
-            if len(plan):
-                ds = build_dataset(cfg, plan, ledger, meta, engine_factory)
-                for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    for part, blob in zip(batch.column("part").to_pylist(), batch.column("counts").to_pylist()):
-                        parts.append(part)
-                        merge_counts(counts, json.loads(blob))
-            ledger_report = ray.get(ledger.report.remote())
-        finally:
-            ray.kill(ledger)
+    counts: dict = {}
+    stream = {"parts": {}, "written": {}}
+    report = {"skipped_done": 0, "skipped_duplicate": 0, "deferred": 0, "duplicates": [], "skipped_by_shard": {}}
+    if plan.todo:
+        echo(RAY_ACTOR_NOTE)
+        counts, stream, report = _stream(cfg, plan, meta, out, engine_factory)
+    elif not plan.shards:
+        echo(f"no images found under {cfg.input.uri}: nothing to annotate")
+    else:  # the nightly run over an unchanged corpus: no Ray cluster, no model
+        echo(f"nothing new: every shard of {cfg.input.uri} is annotated in {cfg.output}")
     pipeline_s = time.time() - started - planned_s
 
     counts = plain(counts)
-    counts["skipped"] = {"already_annotated": ledger_report["skipped_done"],
-                         "duplicate_content": ledger_report["skipped_duplicate"],
-                         "duplicate_in_source": len(plan.duplicates),
-                         "source_problems": len(plan.problems)}
-    counts["unaccounted"] = planned - counts.get("images", 0) - ledger_report["skipped_done"] - ledger_report["skipped_duplicate"]
+    counts.setdefault("images", 0)
+    counts["skipped"] = {"already_annotated": report["skipped_done"], "duplicate_content": report["skipped_duplicate"],
+                         "duplicate_in_source": len(plan.repeated), "source_problems": len(plan.problems)}
+    counts["deferred"] = report["deferred"]
+    counts["unaccounted"] = (plan.rows - counts["images"] - report["skipped_done"] - report["skipped_duplicate"]
+                             - report["deferred"])
     if counts["unaccounted"]:
         log.error("%d planned images neither written nor skipped", counts["unaccounted"])
-    result = RunResult(output=cfg.output, run_date=run_date, run_id=run_id, counts=counts, parts=sorted(parts))
-    result.manifest = finish(cfg, meta, plan, planned, result, ledger_report,
-                             timings={"plan_s": round(planned_s, 3), "pipeline_s": round(pipeline_s, 3)}, started=started)
+    finished = mark_finished(out, plan, stream["written"], report, run_id)
+    result = RunResult(output=cfg.output, run_date=run_date, run_id=run_id, counts=counts,
+                       parts=sorted(stream["parts"]))
+    result.manifest = finish(cfg, meta, plan, result, report, stream["parts"], finished,
+                             timings={"plan_s": round(planned_s, 3), "pipeline_s": round(pipeline_s, 3)},
+                             started=started)
     return result
 
 
-def finish(cfg: AnnotateConfig, meta: RunMeta, plan: SourcePlan, planned: int, result: RunResult, ledger_report: dict,
-           timings: dict, started: float) -> dict:
-    """Dataset card, the run's record, then the partition's ``_manifest.json`` -- in that order."""
-    data, _ = part_uris(meta.output)
-    in_partition = [u for k, u in sorted(data.items()) if k.startswith(partition(meta.run_date) + "/")]
-    runs = sorted({k.split("/", 1)[0].split("=", 1)[1] for k in data})
-    card_counts = plain(scan_counts(list(data.values())))
-    storage.write_text(storage.join(meta.output, "README.md"), render_card(card_counts, runs, meta.model))
+def mark_finished(out: Output, plan: InputPlan, written: dict, report: dict, run_id: str) -> list[str]:
+    """A completion marker for every shard whose rows are all written or skipped (deferred rows
+    keep their shard open for the next run)."""
+    done = []
+    for shard in plan.todo:
+        skipped = report["skipped_by_shard"].get(shard.name, {})
+        accounted = written.get(shard.name, 0) + skipped.get("done", 0) + skipped.get("duplicate", 0)
+        if accounted == shard.rows:
+            out.write_marker(shard.name, {"shard": shard.uri, "rows": shard.rows, "run_id": run_id,
+                                          "written": written.get(shard.name, 0), "skipped": skipped})
+            done.append(shard.name)
+    return done
+
+
+def finish(cfg: AnnotateConfig, meta: RunMeta, plan: InputPlan, result: RunResult, report: dict,
+           parts: dict[str, dict], finished: list[str], timings: dict, started: float) -> dict:
+    """Compaction, dataset card, the partition's record, then the run's record -- in that order."""
+    out = Output(meta.output)
+    out.compact()
+    totals = out.totals()
+    storage.write_text(out.card, render_card(totals, out.runs() + [meta.run_id], meta.model))
+    if parts:  # a run that wrote nothing leaves the partition's record as it was
+        record_uri = out.path("partitions", f"{partition(meta.run_date)}.json")
+        record = json.loads(storage.read_text(record_uri)) if storage.exists(record_uri) else {
+            "run_date": meta.run_date, "runs": [], "totals": {}}
+        record["runs"].append({"run_id": meta.run_id, "parts": len(parts), "images": result.counts["images"]})
+        for counts in parts.values():
+            merge_counts(record["totals"], counts)
+        record["totals"] = plain(record["totals"])
+        write_json(record_uri, record)
     total_s = time.time() - started
     images = result.counts.get("images", 0)
     manifest = {
@@ -218,23 +246,22 @@ def finish(cfg: AnnotateConfig, meta: RunMeta, plan: SourcePlan, planned: int, r
         "run_date": meta.run_date,
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "input": cfg.input,
-        "output": cfg.output,
-        "source": {"kind": plan.kind, "planned_images": planned,
-                   "duplicates": (plan.duplicates + ledger_report["duplicates"])[:1000],
-                   "problems": plan.problems[:1000]},
+        "input": redact_text(cfg.input.uri),
+        "output": redact_text(cfg.output),
+        "source": {"kind": plan.kind, "corpus": plan.corpus.root, "shards": plan.shards,
+                   "shards_read": [s.name for s in plan.todo], "shards_finished": finished,
+                   "planned_images": plan.rows, "new_since_last_sync": plan.new_rows,
+                   "duplicates": (plan.repeated + report["duplicates"])[:1000], "problems": plan.problems[:1000]},
         "model": meta.model,
         "adapter_sha256": meta.adapter_sha256,
         "prompt_version": meta.prompt_version,
         "counts": result.counts,
-        "partition_totals": plain(scan_counts(in_partition)),
         "parts": result.parts,
         "timings": {**timings, "total_s": round(total_s, 3),
                     "images_per_s": round(images / timings["pipeline_s"], 3) if timings["pipeline_s"] > 0 else None},
-        "config": scrub(to_dict(cfg)),
+        "config": redact_config(cfg),
     }
-    write_json(storage.join(meta.output, "_runs", f"{meta.run_id}.json"), manifest)
-    write_json(storage.join(meta.output, partition(meta.run_date), "_manifest.json"), manifest)
+    write_json(out.path("runs", f"{meta.run_id}.json"), manifest)
     return manifest
 
 
@@ -246,5 +273,6 @@ def format_counts(counts: dict) -> str:
              f"error: {sum(errors.values())}  skipped: {sum(skipped.values())}"]
     lines += [f"  error {reason}: {n}" for reason, n in sorted(errors.items())]
     lines += [f"  skipped {why}: {n}" for why, n in skipped.items() if n]
+    if counts.get("deferred"):
+        lines.append(f"  deferred (read failed after retries; tried again next run): {counts['deferred']}")
     return "\n".join(lines)
-

@@ -21,17 +21,19 @@ import posixpath
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.dataset as pads
 
 from vsd import storage
 from vsd.errors import VSDError
 from vsd.relations import RELATIONS
+from vsd.schema import conform
 
 Key = tuple[str, int]
 Prediction = str | list[str]
 
 REFERENCE_COLUMNS = ("record_id", "task", "answer", "relation", "references", "subject", "object")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+IGNORED_PREFIXES = (".", "_")
 
 
 @dataclass(frozen=True)
@@ -61,35 +63,56 @@ class Predictions:
 # --------------------------------------------------------------------------------------------
 
 
-def _files(uri: str, what: str) -> list[str]:
-    """The data files behind ``uri``: the file itself, the files under a directory, or the files
-    whose names start with a prefix. Metadata (manifests, _SUCCESS, hidden files) is skipped."""
-    uri = str(uri).rstrip("/")
+def _visible(relative: str) -> bool:
+    """pyarrow.dataset's discovery rule (also pandas', Ray Data's, duckdb globs'): a path part
+    starting with ``_`` or ``.`` is not data -- an output's ``__vsd/`` bookkeeping, its
+    ``_README.md`` card, a previous release's ``_index/``, ``_SUCCESS``, hidden files."""
+    return not any(part.startswith(IGNORED_PREFIXES) for part in relative.split("/") if part)
+
+
+def _files(uri: str, what: str) -> tuple[str, list[str]]:
+    """(base, data files) behind ``uri``: the file itself, the files under a directory, or the
+    files whose names start with a prefix, as a dataset reader finds them (`_visible`); ``base``
+    is where hive partitions (``run_date=…/``) start."""
+    uri = str(uri).rstrip("/") if storage.is_s3(uri) else storage.resolve(uri)[1]  # listings give absolute paths
     try:
         if storage.exists(uri):
-            files = storage.list_files(uri)
+            base, files = uri, storage.list_files(uri)
             if files == [uri]:
-                return files
+                return posixpath.dirname(uri), files
         else:
-            parent = posixpath.dirname(uri)
-            files = [f for f in storage.list_files(parent, recursive=True) if f.startswith(uri)] if parent else []
+            base = posixpath.dirname(uri)
+            files = [f for f in storage.list_files(base, recursive=True) if f.startswith(uri)] if base else []
     except OSError as exc:  # S3 permissions, unreachable endpoint
         raise VSDError(f"{what} {uri}: cannot list ({str(exc).splitlines()[0]})") from exc
-    files = [f for f in files if not posixpath.basename(f).startswith(("_", "."))]
+    files = [f for f in files if _visible(f[len(base):])]
     data = [f for f in files if f.endswith(".parquet")] or [f for f in files if f.endswith(_JSONL_SUFFIXES)]
     if not data:
         raise VSDError(f"{what} not found: {uri} (no .parquet or .jsonl file there)")
-    return data
+    return base, data
 
 
 def _read_parquet(uri: str, what: str) -> pa.Table:
-    tables = []
-    for f in _files(uri, what):
-        fs, path = storage.resolve(f)
-        try:
-            tables.append(pq.read_table(path, filesystem=fs))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise VSDError(f"{what} {f}: not a readable Parquet file ({str(exc).splitlines()[0]})") from exc
+    """The rows of every Parquet file behind ``uri``, read with pyarrow.dataset (hive
+    partitioning), the reader the README gives users, so `vsd evaluate` scores exactly the rows
+    they see. Each file is read in its own schema: annotation parts written by an older release
+    are brought to today's columns with `schema.conform` before they are joined."""
+    base, files = _files(uri, what)
+    fs, base_path = storage.resolve(base)
+    paths = {storage.resolve(f)[1]: f for f in files}
+
+    def unreadable(exc: Exception) -> VSDError:
+        bad = next((f for path, f in paths.items() if path in str(exc)), uri)
+        return VSDError(f"{what} {bad}: not a readable Parquet file ({str(exc).splitlines()[0]})")
+
+    try:
+        dataset = pads.dataset(list(paths), filesystem=fs, format="parquet", partitioning="hive",
+                               partition_base_dir=base_path)
+        tables = [fragment.to_table(schema=fragment.physical_schema) for fragment in dataset.get_fragments()]
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise unreadable(exc) from exc
+    if tables and all("row_id" in t.column_names for t in tables):
+        tables = [conform(t) for t in tables]
     try:
         return pa.concat_tables(tables, promote_options="default")
     except pa.ArrowInvalid as exc:
@@ -224,7 +247,7 @@ def _from_jsonl(files: list[str], uri: str) -> Predictions:
 
 def load_predictions(uri: str) -> Predictions:
     """Predictions in any of the three shapes (see the module doc), detected from the files."""
-    files = _files(uri, "predictions")
+    _, files = _files(uri, "predictions")
     if all(f.endswith(_JSONL_SUFFIXES) for f in files):
         return _from_jsonl(files, uri)
     table = _read_parquet(uri, "predictions")
@@ -236,3 +259,18 @@ def load_predictions(uri: str) -> Predictions:
         f"predictions {uri}: neither an annotation table (row_id, status, relation, description, descriptions) "
         f"nor an instruction table (record_id, task, answer); has {', '.join(table.column_names)}"
     )
+
+
+def require_overlap(preds: Predictions, refs: dict[Key, Reference]) -> None:
+    """Refuse predictions that answer none of the references (another split, another id
+    scheme): scoring them would report ``0/N predicted`` and exit 0, which looks like a model
+    that answered nothing rather than a wrong ``--pred``."""
+    pred_ids = {rid for rid, _ in preds.raw} | set(preds.errors)
+    ref_ids = {rid for rid, _ in refs}
+    if pred_ids & ref_ids:
+        return
+    if not preds.rows:
+        raise VSDError(f"pred: {preds.uri}: no prediction rows")
+    raise VSDError(f"pred: none of the {preds.rows} prediction rows matches a reference record_id "
+                   f"(predictions: {', '.join(sorted(pred_ids)[:3]) or 'none'}; "
+                   f"references: {', '.join(sorted(ref_ids)[:3])})")

@@ -21,7 +21,7 @@ import time
 from vsd import storage
 from vsd.errors import VSDError
 from vsd.evaluate.captions import METRICS, CaptionMetricsError, CaptionScorer
-from vsd.evaluate.inputs import Key, Prediction, Predictions, Reference, load_predictions, load_references
+from vsd.evaluate.inputs import Key, Prediction, Predictions, Reference, load_predictions, load_references, require_overlap
 from vsd.evaluate.relation_metrics import (
     classification_metrics,
     confusion_png,
@@ -118,6 +118,7 @@ def evaluate(pred_uri: str, ref_uri: str, out_dir: str | None = None, *, caption
     start = time.perf_counter()
     refs = load_references(ref_uri)
     preds = load_predictions(pred_uri)
+    require_overlap(preds, refs)
     own = captions and scorer is None
     if own:
         scorer = CaptionScorer(spice=spice)

@@ -9,7 +9,7 @@ from vsd.errors import VSDError
 
 def add_parser(subparsers) -> None:
     exp = subparsers.add_parser(
-        "export", help="merge a LoRA checkpoint into its base: a plain LLaVA directory (for SGLang)",
+        "export", help="merge a LoRA checkpoint into its base: a plain LLaVA directory (hf or SGLang layout)",
         description="URI may be a training run (its latest complete checkpoint is used), one checkpoint "
                     "dir (with adapter/ and meta.json) or a bare PEFT adapter dir (then --base is required).")
     exp.add_argument("--checkpoint", required=True, help="run dir, checkpoint dir or adapter dir (local or s3://)")
@@ -17,6 +17,9 @@ def add_parser(subparsers) -> None:
     exp.add_argument("--base", help="base model (hub id, path, s3://, tiny:llava); default: meta.json's base_model")
     exp.add_argument("--dtype", default="checkpoint", choices=["checkpoint", "float32", "bfloat16", "float16"],
                      help="dtype of the merged weights (default: as the base is stored)")
+    exp.add_argument("--layout", default="hf", choices=["hf", "sglang"],
+                     help="hf: transformers' LLaVA layout (engine.kind=hf); sglang: the original LLaVA layout "
+                          "with its CLIP tower inside, the one SGLang serves (engine.kind=sglang)")
     exp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     exp.add_argument("--trust-remote-code", action="store_true", help="allow the base's own modelling code")
     exp.set_defaults(func=run_export)
@@ -42,10 +45,10 @@ def run_export(args: argparse.Namespace) -> int:
     if not base:
         raise VSDError(f"export: no base model known for {args.checkpoint} (no meta.json base_model); pass --base")
     merge_and_export(base, adapter, args.out, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, layout=args.layout)
     step = f" step {meta['step']}" if "step" in meta else ""
     sha = export_info(args.out).get("adapter_sha256")
-    print(f"exported {adapter}{step} onto {base} -> {args.out} (adapter_sha256 {sha})")
+    print(f"exported {adapter}{step} onto {base} -> {args.out} ({args.layout} layout, adapter_sha256 {sha})")
     return 0
 
 

@@ -2,8 +2,11 @@
 
 SGLang does not serve LoRA on LLaVA models, so what goes to the annotation engines is a plain
 checkpoint: merged safetensors, a config with no PEFT trace, the processor, tokenizer and chat
-template. ``vsd_export.json`` next to it records where it came from (base, adapter, adapter hash),
-which is what the annotation rows cite as ``adapter_sha256``.
+template, in one of two layouts: ``hf`` (transformers' ``LlavaForConditionalGeneration``, for the
+``hf`` engine) or ``sglang`` (the original LLaVA layout with its CLIP tower inside the export, the
+only one SGLang 0.5.23 serves; ``vsd/model/sglang_layout.py``). ``vsd_export.json`` next to it
+records where it came from (base, adapter, adapter hash, layout), which is what the annotation rows
+cite as ``adapter_sha256``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from vsd import storage
 from vsd.errors import VSDError
 
 EXPORT_META = "vsd_export.json"
+LAYOUTS = ("hf", "sglang")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Fields of adapter_config.json that say where/when it was made, not what it computes.
 _PROVENANCE_KEYS = {"base_model_name_or_path", "revision", "peft_version", "auto_mapping"}
@@ -87,12 +91,16 @@ def _publish(local_dir: str, out_dir: str, overwrite: bool) -> None:
 
 
 def merge_and_export(base: str, adapter_dir: str, out_dir: str, *, dtype: str = "checkpoint",
-                     trust_remote_code: bool = False, overwrite: bool = False) -> str:
+                     trust_remote_code: bool = False, overwrite: bool = False, layout: str = "hf") -> str:
     """Load ``base`` + ``adapter_dir``, merge the LoRA weights, write a plain model to ``out_dir``
-    (local dir or ``s3://`` prefix) and return ``out_dir``. ``dtype="checkpoint"`` keeps the base's
-    stored dtype (bf16 for the 13B models), so the merged model is served as trained."""
+    (local dir or ``s3://`` prefix) in ``layout`` (``hf`` or ``sglang``) and return ``out_dir``.
+    ``dtype="checkpoint"`` keeps the base's stored dtype (bf16 for the 13B models), so the merged
+    model is served as trained."""
     from vsd.model.loader import load_adapter, load_model
+    from vsd.model.sglang_layout import write_original_layout
 
+    if layout not in LAYOUTS:
+        raise VSDError(f"export: layout must be one of {list(LAYOUTS)}, got {layout!r}")
     sha = adapter_sha256(adapter_dir)
     model, processor = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code)
     merged = load_adapter(model, adapter_dir).merge_and_unload()
@@ -102,13 +110,17 @@ def merge_and_export(base: str, adapter_dir: str, out_dir: str, *, dtype: str = 
         os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".vsd-export-", dir=parent)
     try:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
+        if layout == "sglang":
+            write_original_layout(merged, processor, tmp)
+        else:
+            merged.save_pretrained(tmp, safe_serialization=True)
+            processor.save_pretrained(tmp)
         meta = {
             "base_model": str(base),
             "adapter": str(adapter_dir),
             "adapter_sha256": sha,
             "model_type": merged.config.model_type,
+            "layout": layout,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         with open(os.path.join(tmp, EXPORT_META), "w", encoding="utf-8") as f:

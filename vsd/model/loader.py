@@ -42,7 +42,13 @@ def _download_dir(uri: str) -> str:
 
     infos = fs.get_file_info([storage.resolve(f)[1] for f in files])
     fingerprint = hashlib.sha256(uri.encode())
+    root = base.rstrip("/") + "/"
+    rels = {}
     for info in infos:
+        rel = info.path[len(root):] if info.path.startswith(root) else ""
+        if not rel or any(part in ("", ".", "..") for part in rel.split("/")):  # m/../x would land outside
+            raise VSDError(f"model: {uri} holds an object key that leaves its prefix ({info.path!r}); refused")
+        rels[info.path] = rel
         fingerprint.update(f"{info.path}|{info.size}|{info.mtime_ns}".encode())
     final = os.path.join(cache_root(), "s3", fingerprint.hexdigest()[:20])
     if os.path.isdir(final):
@@ -53,8 +59,7 @@ def _download_dir(uri: str) -> str:
         for info in infos:
             if info.type != pafs.FileType.File:
                 continue
-            rel = os.path.relpath(info.path, base)
-            dest = os.path.join(tmp, rel)
+            dest = os.path.join(tmp, rels[info.path])
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             with fs.open_input_stream(info.path) as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, length=8 << 20)
@@ -87,17 +92,37 @@ def localize(name_or_path: str) -> str:
 
 
 def check_safetensors(path: str, what: str = "model") -> None:
-    """Refuse a local checkpoint that has pickle weights and no safetensors (loading a pickle runs code)."""
+    """Refuse a local checkpoint whose weights are not all safetensors (loading a pickle runs code):
+    pickle-only weights, no weights, or a ``*.safetensors.index.json`` naming any shard that is not
+    a ``.safetensors`` file inside the directory."""
     if not os.path.isdir(path):
         return
     names = os.listdir(path)
-    if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+    for index in sorted(n for n in names if n.endswith(".index.json")):
+        _check_index(path, index, what)
+    if any(n.endswith(".safetensors") for n in names):
         return
     pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise VSDError(f"{what}: {path} has only pickle weights ({pickles[0]}); only safetensors are loaded "
                        "— convert it with save_pretrained(..., safe_serialization=True)")
     raise VSDError(f"{what}: {path} has no .safetensors weights")
+
+
+def _check_index(path: str, index: str, what: str) -> None:
+    import json
+
+    try:
+        with open(os.path.join(path, index), encoding="utf-8") as f:
+            shards = set(json.load(f).get("weight_map", {}).values())
+    except (OSError, ValueError, AttributeError) as exc:
+        raise VSDError(f"{what}: {index} in {path} is not a readable weight index ({type(exc).__name__})") from None
+    for shard in sorted(map(str, shards)):
+        if not shard.endswith(".safetensors") or os.path.basename(shard) != shard:
+            raise VSDError(f"{what}: {index} in {path} names shard {shard!r}; only .safetensors files in the "
+                           "model's own directory are loaded")
+        if not os.path.isfile(os.path.join(path, shard)):
+            raise VSDError(f"{what}: {index} in {path} names shard {shard!r}, which is missing")
 
 
 # --------------------------------------------------------------------------- dtype / class choice

@@ -285,14 +285,15 @@ def cache_root() -> str:
 
 def ensure_tiny(kind: str = "llava", cache_dir: str | None = None, **kwargs) -> str:
     """The path of a cached tiny model, built on first use: lets a config name ``tiny:llava`` (or
-    ``tiny:llava_next``, ``tiny:text-lm``) and work on a fresh checkout with no other step. The
+    ``tiny:llava_next``, ``tiny:text-lm``, ``tiny:llava-sglang``) and work on a fresh checkout with no other step. The
     build goes to a temp dir renamed into place, so concurrent Ray workers never see half a model."""
     import hashlib
     import json
     import shutil
     import tempfile
 
-    builders = {"llava": build_tiny_llava, "llava_next": build_tiny_llava, "text-lm": build_tiny_text_lm}
+    builders = {"llava": build_tiny_llava, "llava_next": build_tiny_llava, "text-lm": build_tiny_text_lm,
+                "llava-sglang": _build_tiny_sglang}
     if kind not in builders:
         raise VSDError(f"tiny model: unknown kind {kind!r} (known: {', '.join(builders)})")
     if kind == "llava_next":
@@ -314,6 +315,12 @@ def ensure_tiny(kind: str = "llava", cache_dir: str | None = None, **kwargs) -> 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _build_tiny_sglang(out_dir: str, **kwargs) -> str:
+    from vsd.model.sglang_layout import build_tiny_sglang  # the original LLaVA layout, for SGLang
+
+    return build_tiny_sglang(out_dir, **kwargs)
 
 
 def resolve_tiny_name(name: str) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vsd.config import ConfigError, describe
+from vsd.serving import check_engine_args
 
 DEFAULT_SYSTEM_PROMPT = "You edit short descriptions of images. Answer with the rewritten sentence only."
 
@@ -47,6 +48,9 @@ class RefineConfig:
     seed: int = describe("seed", 0, help="sampling seed, reset per batch so a rerun writes the same text")
     engine_args: dict[str, Any] = describe("engine_args", factory=dict,
                                            help="sglang only: passed to sglang.Engine (tp_size, mem_fraction_static, ...)")
+    allow_engine_args: list[str] = describe("allow_engine_args", factory=list,
+                                            help="sglang only: engine_args keys that change what is loaded or run "
+                                                 "(load_format, revision, ...), refused unless listed here")
     system_prompt: str = describe("system_prompt", DEFAULT_SYSTEM_PROMPT, help="system turn of the chat prompt")
     prompt: str = describe("prompt", DEFAULT_PROMPT,
                            help="user turn; placeholders {sentence} (required), {subject}, {object}, {relation}, {keep}")
@@ -61,6 +65,7 @@ class RefineConfig:
             raise ConfigError(f"top_p: must be in (0, 1], got {self.top_p}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_engine_args(self.engine_args, self.allow_engine_args)
         if self.mode in ("hf", "sglang") and not self.model.strip():
             raise ConfigError(f"model: required when mode is {self.mode}")
         try:

@@ -12,17 +12,9 @@ from typing import Any, Callable
 from vsd.errors import VSDError
 from vsd.refine.chat import ChatRefiner, load_tokenizer
 from vsd.refine.config import RefineConfig
+from vsd.serving import resolve_device
 
 GenerateFn = Callable[[list[str], int], list[list[str]]]
-
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 class HFRefiner(ChatRefiner):
@@ -43,7 +35,7 @@ class HFRefiner(ChatRefiner):
         # same hub / local / s3:// / tiny: resolution as the annotation model.
         from vsd.model.loader import load_model
 
-        self.device = _device(self.cfg.device)
+        self.device = resolve_device(self.cfg.device)
         try:
             model, _ = load_model(self.cfg.model, dtype=self.cfg.dtype, device=self.device)
         except VSDError as exc:

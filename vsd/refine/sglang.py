@@ -1,6 +1,9 @@
 """``mode: sglang``: the same prompts through ``sglang.Engine`` on a GPU node.
 
-sglang is imported only when this refiner starts (it is CUDA-only and absent from CPU machines).
+sglang is imported only when this refiner starts (absent from CPU machines). The model goes through
+the same loading policy as the annotation engine (``vsd.serving``): localised (``tiny:``, local,
+``s3://``, hub), safetensors only, no remote code, ``engine_args`` that change loading or trust
+refused unless ``refine.allow_engine_args`` lists them — all before the engine starts.
 Each prompt is sent ``n`` times in a row rather than with sglang's ``n`` parameter: the answer
 order is then unambiguous (prompt i owns answers i*n .. i*n+n-1) and the radix cache still
 prefills the shared prompt once.
@@ -10,19 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from vsd.errors import VSDError
+from vsd.config import ConfigError
 from vsd.refine.chat import ChatRefiner, load_tokenizer
 from vsd.refine.config import RefineConfig
+from vsd.serving import CPU_ENGINE_ARGS, check_engine_args, local_model, start_sglang
 
 EngineFactory = Callable[..., Any]
-
-
-def _sglang_engine(**kwargs: Any) -> Any:
-    try:
-        import sglang
-    except ImportError:
-        raise VSDError("refine.mode=sglang: sglang is not installed (GPU set: pip install 'llava-vsd[gpu]')") from None
-    return sglang.Engine(**kwargs)
 
 
 class SGLangRefiner(ChatRefiner):
@@ -30,9 +26,18 @@ class SGLangRefiner(ChatRefiner):
     default; tests pass a recording stand-in)."""
 
     def __init__(self, cfg: RefineConfig, engine_factory: EngineFactory | None = None):
-        super().__init__(cfg, load_tokenizer(cfg.model))
-        factory = engine_factory or _sglang_engine
-        self.engine = factory(model_path=cfg.model, **cfg.engine_args)
+        try:
+            check_engine_args(cfg.engine_args, cfg.allow_engine_args)
+        except ConfigError as exc:
+            raise ConfigError(f"refine.{exc}") from None
+        model = local_model(cfg.model, "refine.model", remote_code=bool(cfg.engine_args.get("trust_remote_code")))
+        super().__init__(cfg, load_tokenizer(model))
+        args: dict[str, Any] = {"model_path": model, "dtype": cfg.dtype, "load_format": "safetensors"}
+        if cfg.device == "cpu":
+            args.update(device="cpu", **CPU_ENGINE_ARGS)
+        args.update(cfg.engine_args)
+        self.engine = start_sglang("refine.mode=sglang", args, factory=engine_factory,
+                                   hint="use refine.mode=hf or rules on CPU")
 
     def sampling_params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "temperature": self.cfg.temperature}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vsd.config import add_config_arguments, config_from_args
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -12,23 +14,21 @@ def add_parser(subparsers) -> None:
                     "fine-tune. Writes <out>/config.yaml, <out>/metrics.jsonl and "
                     "<out>/checkpoints/checkpoint_<step>/{adapter/,optimizer/,meta.json} (optimizer/: "
                     "every rank's optimizer state, so a resume continues the same trajectory).")
-    p.add_argument("--config", help="YAML config (jobs/configs/train-*.yaml)")
     p.add_argument("--out", help="run folder: local path or s3:// prefix")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 deepspeed.zero_stage=3")
-    p.add_argument("--help-config", action="store_true", help="print every config field and exit")
+    add_config_arguments(p, example_config="jobs/configs/train-*.yaml",
+                         example_overrides="optim.lr=1e-4 deepspeed.zero_stage=3")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vsd import config as vconfig
+    from vsd.config import ConfigError
     from vsd.train.config import TrainConfig
 
-    if args.help_config:
-        print(vconfig.help_text(TrainConfig))
+    cfg = config_from_args(TrainConfig, args)
+    if cfg is None:  # --help-config
         return 0
     if not args.out:
-        raise vconfig.ConfigError("out: --out (the run folder, local or s3://) is required")
-    cfg = vconfig.load(TrainConfig, args.config, args.overrides)
+        raise ConfigError("out: --out (the run folder, local or s3://) is required")
     return run_training(cfg, args.out)
 
 

@@ -13,7 +13,6 @@ import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
-from vsd.config import ConfigError, describe
 from vsd.errors import VSDError
 
 if TYPE_CHECKING:  # PIL is only needed where images are decoded
@@ -46,10 +45,12 @@ class ImageRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """``scores``: one log-likelihood per choice (choice prompts, where the engine scores), else None."""
+    """``scores``: one log-likelihood per choice (choice prompts, where the engine scores), else None.
+    ``truncated``: generation stopped at ``max_new_tokens`` before the model ended its answer."""
 
     text: str
     scores: list[float] | None = None
+    truncated: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,55 +67,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-@dataclasses.dataclass
-class EngineConfig:
-    """Which engine answers the prompts, and how."""
+def __getattr__(name: str) -> Any:
+    # EngineConfig and make_engine moved to the registry (``vsd.annotate.engines``); this keeps older
+    # imports working for one release without base.py importing the registry at load time.
+    if name in ("EngineConfig", "make_engine"):
+        import vsd.annotate.engines as registry
 
-    kind: str = describe("kind", "hf", help="hf: transformers LLaVA in-process (CPU or GPU); "
-                         "sglang: sglang.Engine (GPU nodes, merged model)", choices=["hf", "sglang"])
-    model: str = describe("model", "tiny:llava", help="checkpoint: local dir, s3:// prefix, hub id or tiny:llava")
-    adapter: str | None = describe("adapter", None, help="PEFT LoRA adapter applied on top (hf only; "
-                                   "sglang needs a merged export from `vsd export`)")
-    dtype: str = describe("dtype", "auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
-    device: str = describe("device", "auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    max_new_tokens: int = describe("max_new_tokens", 64, help="generated tokens per free-text answer "
-                                   "(tasks 2/3); more = longer descriptions and slower decode")
-    temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
-    batch_size: int = describe("batch_size", 8, help="images per engine step; all their prompts decode "
-                               "together, so larger = better GPU use and more memory")
-    share_prefix: bool = describe("share_prefix", True, help="hf: prefill each image once for all its "
-                                  "prompts (false = every prompt its own prefill; for benchmarks)")
-    cuda_graph: bool = describe("cuda_graph", True, help="hf on CUDA: replay each decode step as a CUDA "
-                                "graph (eager decode is bound by Python/launch overhead, not the GPU)")
-    cpu_workers: int | None = describe("cpu_workers", None, help="sglang: SGLANG_CPU_WORKERS "
-                                       "(default: the CPUs Ray gave the actor)")
-    engine_args: dict[str, Any] = describe("engine_args", factory=dict, help="sglang: passed through to "
-                                           "sglang.Engine(...) (tp_size, mem_fraction_static, ...)")
-
-    def validate(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature: must be >= 0, got {self.temperature}")
-        if self.kind == "sglang" and self.adapter:
-            raise ConfigError("adapter: sglang does not serve LoRA on LLaVA; merge it with `vsd export` "
-                              "and set model to the export")
-
-
-def make_engine(cfg: EngineConfig, **kwargs: Any) -> Engine:
-    """The engine for ``cfg``; ``kwargs`` go to its constructor (``model=``/``processor=`` for hf,
-    ``engine_factory=`` for sglang). Imports are lazy so a CPU node never imports sglang."""
-    if cfg.kind == "hf":
-        from vsd.annotate.engines.hf import HFEngine
-
-        return HFEngine(cfg, **kwargs)
-    if cfg.kind == "sglang":
-        from vsd.annotate.engines.sglang import SGLangEngine
-
-        return SGLangEngine(cfg, **kwargs)
-    raise ConfigError(f"kind: must be one of ['hf', 'sglang'], got {cfg.kind!r}")
+        return getattr(registry, name)
+    raise AttributeError(name)
 
 
 # --------------------------------------------------------------------------- helpers for engines

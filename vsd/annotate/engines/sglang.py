@@ -1,18 +1,30 @@
-"""``sglang.Engine`` in the actor: JPEG bytes as ``image_data``, our chat template, grouped prompts.
+"""``sglang.Engine`` in the actor: images as data URLs, our chat template, grouped prompts.
 
+* **What it serves**: a merged export in the original LLaVA layout (``vsd export --layout sglang``,
+  see ``vsd/model/sglang_layout.py``). Before the engine starts, the model is localised (``tiny:``,
+  local dir, ``s3://`` prefix) and checked: safetensors only, no remote code, an architecture
+  SGLang serves and a CLIP tower inside the export; anything else fails in one line naming the fix.
+  SGLang is pointed at the export's own tower (``json_model_override_args``) and loads safetensors
+  only (``load_format``). ``engine_args`` keys that change loading or trust are refused unless
+  ``allow_engine_args`` names them.
 * One ``engine.generate`` call per batch: every prompt becomes one request whose ``image_data`` is
-  its image as a base64 string (the form every sglang 0.5.x ``load_image`` accepts). The prompts
-  of one image are ADJACENT in the request list and start with the same tokens (BOS, ``USER: ``,
-  the image), so SGLang's radix cache prefills each image once and the others hit the cache.
-* The prompt text is `prompting.chat_prompt` — the same function the hf engine uses — so both
+  its image as a ``data:image/jpeg;base64,...`` URL (a bare base64 string starting with ``/``,
+  which every JPEG's does, is taken for a file path by SGLang). The prompts of one image are
+  ADJACENT and start with the same tokens (BOS, ``USER: ``, the image), so SGLang's radix cache
+  prefills each image once and the others hit the cache.
+* The prompt text is ``prompting.chat_prompt`` — the same function the hf engine uses — so both
   engines see byte-identical prompts; SGLang's own chat templates are never applied.
 * Task 1 (``choices``) is a constrained choice through ``sampling_params["regex"]``: decoding is
-  restricted to exactly one of the choices (greedy under the grammar), so the answer is always
-  one of the 9 relations. Why not log-likelihood scoring as in hf: scoring needs one request per
-  choice plus our tokenizer to find the answer tokens; the regex is one request that rides the
-  same radix-cache prefix. ``Answer.scores`` is therefore None here.
-* ``SGLANG_CPU_WORKERS`` is set to the CPUs Ray gave the actor (or ``cpu_workers``) before the
-  engine starts, so its CPU-side pools do not oversubscribe the node.
+  restricted to exactly one of the choices (greedy under the grammar), so the answer is always one
+  of the 9 relations. Why not log-likelihood scoring as in hf: scoring needs one request per choice
+  plus our tokenizer to find the answer tokens; the regex is one request that rides the same
+  radix-cache prefix. ``Answer.scores`` is therefore None here.
+* ``finish_reason: length`` (the answer hit ``max_new_tokens``) sets ``Answer.truncated``.
+* A request SGLang aborts makes ``generate`` raise ``ValueError`` for the whole call; that becomes
+  an ``EngineError`` naming the batch, and the generate stage retries each request alone, so only
+  the broken one turns into an error row (as with the hf engine).
+* bfloat16 with SGLang's float16 CLIP tower: the engine registers ``sglang_models`` (a
+  ``LlavaLlamaForCausalLM`` with two dtype casts) through ``SGLANG_EXTERNAL_MODEL_PACKAGE``.
 * ``sglang`` is imported lazily, only when the engine is built: CPU nodes never have it; tests
   inject a recording stand-in through ``engine_factory``.
 """
@@ -20,59 +32,78 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from vsd.annotate.engines.base import (Answer, EngineConfig, EngineError, ImageRequest, ImageResult, account,
-                                       check_requests, image_bytes)
-from vsd.annotate.engines.prompting import IMAGE_TOKEN, chat_prompt, choice_regex
+from vsd.annotate.engines.base import (Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
+                                       image_bytes)
+from vsd.annotate.engines.config import EngineOptions
+from vsd.annotate.engines.prompting import chat_prompt, choice_regex
+from vsd.config import ConfigError, describe
+from vsd.errors import VSDError
+from vsd.serving import CPU_ENGINE_ARGS, check_engine_args, local_model, start_sglang
 
 log = logging.getLogger(__name__)
 
-_DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+MODELS_PACKAGE = "vsd.annotate.engines.sglang_models"
 
 
-def actor_cpus() -> int:
-    """The CPUs this process may use: Ray's assignment inside an actor, else the affinity mask."""
+@dataclasses.dataclass
+class SGLangOptions(EngineOptions):
+    """``engine.sglang.*``."""
+
+    FLAT_KEYS: ClassVar[tuple[str, ...]] = ("cpu_workers", "engine_args")
+
+    cpu_workers: int | None = describe("cpu_workers", None, help="SGLANG_CPU_WORKERS (default: the CPUs Ray "
+                                       "gave the actor)")
+    engine_args: dict[str, Any] = describe("engine_args", factory=dict, help="passed through to "
+                                           "sglang.Engine(...) (tp_size, mem_fraction_static, ...)")
+    allow_engine_args: list[str] = describe("allow_engine_args", factory=list,
+                                            help="engine_args keys that change what is loaded or run "
+                                                 "(load_format, revision, ...), refused unless listed here")
+
+    def validate(self) -> None:
+        if self.cpu_workers is not None and self.cpu_workers < 1:
+            raise ConfigError(f"cpu_workers: must be >= 1, got {self.cpu_workers}")
+        check_engine_args(self.engine_args, self.allow_engine_args)
+
+    def check(self, cfg: Any) -> None:
+        if cfg.adapter:
+            raise ConfigError("adapter: sglang does not serve LoRA on LLaVA; merge it with "
+                              "`vsd export --layout sglang` and set model to the export")
+
+
+def engine_args(cfg: Any) -> dict[str, Any]:
+    """``sglang.Engine(**args)`` for ``cfg``: the localised, checked export, its own CLIP tower,
+    safetensors only, then ``engine.sglang.engine_args`` (they win, within the loading policy)."""
+    from vsd.model.sglang_layout import check_servable, tower_override
+
+    opts = cfg.sglang  # validated: its engine_args passed check_engine_args
+    remote_code = bool(opts.engine_args.get("trust_remote_code"))
     try:
-        import ray
-
-        if ray.is_initialized():
-            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-            if cpus:
-                return max(1, int(cpus))
-    except Exception:  # noqa: BLE001 - not in Ray (or an old Ray): fall back to the OS view
-        pass
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
-
-
-def _default_factory(**kwargs: Any):
-    try:
-        import sglang
-    except ImportError:
-        raise EngineError("sglang engine: the sglang package is not installed (GPU nodes only: "
-                          "pip install 'llava-vsd[gpu]'); use engine.kind=hf on CPU") from None
-    return sglang.Engine(**kwargs)
-
-
-def engine_args(cfg: EngineConfig) -> dict[str, Any]:
-    """``sglang.Engine(**args)``: model, dtype, then ``cfg.engine_args`` verbatim (they win)."""
-    if cfg.model.startswith("tiny:"):
-        from vsd.model.loader import localize
-
-        model = localize(cfg.model)
-    else:
-        model = cfg.model
-    args: dict[str, Any] = {"model_path": model, "dtype": _DTYPES.get(cfg.dtype, cfg.dtype)}
-    if cfg.device not in ("auto", "cuda") and not cfg.device.startswith("cuda"):
-        args["device"] = cfg.device
-    args.update(cfg.engine_args)
+        model = local_model(cfg.model, "engine.model", remote_code=remote_code)
+        config = check_servable(model)
+        local_model(os.path.join(model, config["mm_vision_tower"]), "engine.model (CLIP tower)")
+    except VSDError as exc:
+        raise EngineError(str(exc)) from None
+    overrides = {**json.loads(opts.engine_args.get("json_model_override_args") or "{}"),
+                 **tower_override(model, config)}
+    args: dict[str, Any] = {"model_path": model, "dtype": cfg.dtype, "load_format": "safetensors"}
+    if cfg.device == "cpu":
+        args.update(device="cpu", **CPU_ENGINE_ARGS)
+    args.update(opts.engine_args)
+    args["json_model_override_args"] = json.dumps(overrides)
     return args
+
+
+def data_url(image: bytes) -> str:
+    """A data URL SGLang decodes in memory (its mime type from the bytes)."""
+    mime = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
 
 
 class SGLangEngine:
@@ -80,12 +111,14 @@ class SGLangEngine:
 
     name = "sglang"
 
-    def __init__(self, cfg: EngineConfig, *, engine_factory: Callable[..., Any] | None = None):
-        if cfg.adapter:
-            raise EngineError("sglang engine: LoRA adapters are not served on LLaVA; merge with `vsd export`")
+    def __init__(self, cfg: Any, *, engine_factory: Callable[..., Any] | None = None):
+        cfg.validate()  # the adapter rule and the section's own checks, also for configs built in code
         self.cfg = cfg
-        os.environ["SGLANG_CPU_WORKERS"] = str(cfg.cpu_workers or actor_cpus())
-        self.engine = (engine_factory or _default_factory)(**engine_args(cfg))
+        args = engine_args(cfg)
+        if os.environ.setdefault("SGLANG_EXTERNAL_MODEL_PACKAGE", MODELS_PACKAGE) != MODELS_PACKAGE:
+            log.warning("sglang engine: SGLANG_EXTERNAL_MODEL_PACKAGE is set elsewhere; bfloat16 LLaVA may fail")
+        self.engine = start_sglang("sglang engine", args, cpu_workers=cfg.sglang.cpu_workers,
+                                   factory=engine_factory, hint="use engine.kind=hf on CPU", error=EngineError)
 
     def sampling_params(self, choices: tuple[str, ...] | None) -> dict[str, Any]:
         if choices is not None:
@@ -97,15 +130,20 @@ class SGLangEngine:
         check_requests(batch)
         prompts, images, params, owners = [], [], [], []
         for req in batch:
-            data = base64.b64encode(image_bytes(req.image)).decode("ascii")
+            url = data_url(image_bytes(req.image))
             for i, p in enumerate(req.prompts):  # one image's prompts adjacent: radix-cache hits
-                prompts.append(chat_prompt(p.text, image_token=IMAGE_TOKEN))
-                images.append(data)
+                prompts.append(chat_prompt(p.text))
+                images.append(url)
                 params.append(self.sampling_params(p.choices))
                 owners.append((req, i))
         answers: dict[str, list[Answer | None]] = {r.key: [None] * len(r.prompts) for r in batch}
         if prompts:
-            outputs = self.engine.generate(prompt=prompts, image_data=images, sampling_params=params)
+            try:
+                outputs = self.engine.generate(prompt=prompts, image_data=images, sampling_params=params)
+            except ValueError as exc:  # SGLang aborted a request: the whole call fails
+                first = (str(exc).strip().splitlines() or ["aborted"])[0]
+                keys = ", ".join(repr(r.key) for r in batch[:3]) + (" ..." if len(batch) > 3 else "")
+                raise EngineError(f"sglang aborted a request of {keys}: {first}") from None
             if len(outputs) != len(prompts):
                 raise EngineError(f"sglang returned {len(outputs)} outputs for {len(prompts)} prompts")
             for (req, i), out in zip(owners, outputs):
@@ -115,12 +153,12 @@ class SGLangEngine:
     @staticmethod
     def _answer(req: ImageRequest, i: int, out: dict) -> Answer:
         text = str(out.get("text", "")).strip()
+        reason = (out.get("meta_info") or {}).get("finish_reason") or {}
+        truncated = (reason.get("type") if isinstance(reason, dict) else reason) == "length"
         choices = req.prompts[i].choices
-        if choices is None:
-            return Answer(text)
-        if text not in choices:  # the regex makes this impossible unless the engine ignored it
+        if choices is not None and text not in choices:  # the regex makes this impossible unless ignored
             raise EngineError(f"request {req.key!r}: sglang answered {text!r}, not one of the choices")
-        return Answer(text)
+        return Answer(text, truncated=truncated and choices is None)
 
     def close(self) -> None:
         engine, self.engine = self.engine, None

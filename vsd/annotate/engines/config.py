@@ -1,0 +1,121 @@
+"""``engine.*``: the settings every engine shares, plus one nested section per registered kind.
+
+The common fields (model, dtype, device, budgets) are written once here; each backend adds its own
+``engine.<kind>.*`` section through its options dataclass (``HFOptions``, ``SGLangOptions``), which
+validates itself and states the cross-field rules that concern it (``check``), once. The class
+``EngineConfig`` is assembled from the registry in ``vsd/annotate/engines/__init__.py`` by
+``engine_config_class``, so a new engine brings its section without an edit here.
+
+Nothing in this module imports an engine's runtime (torch, sglang): a CPU node validates a GPU
+job's config before any Ray cluster starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from vsd.config import ConfigError, describe
+
+DTYPES = ["auto", "float32", "bfloat16", "float16"]
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def load_object(path: str) -> Any:
+    """``"package.module:Name"`` -> the object, imported now (the registry stores strings)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """One registry entry: where a kind's engine class and its options class live, and what it is."""
+
+    engine: str  # "module:Class", imported only when an engine of this kind is built
+    options: str  # "module:Class", a dataclass deriving from EngineOptions (light to import)
+    help: str
+
+
+@dataclasses.dataclass
+class EngineOptions:
+    """Base of a backend's own section, ``engine.<kind>.*``."""
+
+    # Fields of this section that older configs wrote directly under ``engine.`` (still read, with a
+    # one-line deprecation message, through EngineConfig.RENAMED).
+    FLAT_KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, cfg: Any) -> None:
+        """Rules between this section and the common fields, when ``cfg.kind`` is this backend;
+        raise ``ConfigError("<field>: ...")``."""
+
+
+@dataclasses.dataclass
+class EngineSettings:
+    """The fields every engine reads; ``EngineConfig`` adds one section per registered kind."""
+
+    kind: str = describe("kind", "hf", help="which engine answers (see the sections below)")
+    model: str = describe("model", "tiny:llava", help="checkpoint: local dir, s3:// prefix, hub id or tiny:llava")
+    adapter: str | None = describe("adapter", None, help="PEFT LoRA adapter applied on top (hf only; "
+                                   "sglang needs a merged export from `vsd export`)")
+    dtype: str = describe("dtype", "auto", choices=DTYPES,
+                          help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
+    device: str = describe("device", "auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    max_new_tokens: int = describe("max_new_tokens", 64, help="generated tokens per free-text answer "
+                                   "(tasks 2/3); more = longer descriptions and slower decode")
+    temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
+    batch_size: int = describe("batch_size", 8, help="images per engine step; all their prompts decode "
+                               "together, so larger = better GPU use and more memory")
+
+    KINDS: ClassVar[tuple[str, ...]] = ()  # filled by engine_config_class
+
+    def validate(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ConfigError(f"kind: must be one of {list(self.KINDS)}, got {self.kind!r}")
+        if not _DEVICE.fullmatch(str(self.device)):
+            raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype: must be one of {DTYPES}, got {self.dtype!r}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature: must be >= 0, got {self.temperature}")
+        section = getattr(self, self.kind)
+        validate = getattr(section, "validate", None)
+        try:
+            if callable(validate):  # a section built in Python (not from YAML) is not validated yet
+                validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{self.kind}.{exc}") from None
+        section.check(self)
+
+    @property
+    def options(self) -> Any:
+        """This kind's own section (``cfg.hf`` for kind hf)."""
+        return getattr(self, self.kind)
+
+
+def engine_config_class(registry: Mapping[str, Backend]) -> type:
+    """``EngineConfig``: the common fields, ``kind`` limited to the registry, and one nested
+    section per kind (``engine.hf.*``, ``engine.sglang.*``) from its options class."""
+    kinds = tuple(registry)
+    kind_help = "; ".join(f"{k}: {b.help}" for k, b in registry.items())
+    fields: list[tuple[str, Any, Any]] = [
+        ("kind", str, describe("kind", kinds[0], choices=list(kinds), help=kind_help))]
+    renamed: dict[str, str] = {}
+    for kind, backend in registry.items():
+        options = load_object(backend.options)
+        if not (isinstance(options, type) and issubclass(options, EngineOptions)):
+            raise TypeError(f"engine registry: {backend.options} is not an EngineOptions dataclass")
+        fields.append((kind, options, describe(kind, factory=options, help=f"read only when kind is {kind}")))
+        renamed.update({name: f"{kind}.{name}" for name in options.FLAT_KEYS})
+    cls = dataclasses.make_dataclass(
+        "EngineConfig", fields, bases=(EngineSettings,),
+        namespace={"KINDS": kinds, "RENAMED": renamed,
+                   "__doc__": "Which engine answers the prompts, and how (``engine.*``)."})
+    cls.__module__ = "vsd.annotate.engines"  # pickled by reference (Ray ships configs to actors)
+    return cls

@@ -1,0 +1,265 @@
+"""Preprocess stage (CPU tasks): bytes -> the JPEG(s) the engine sees, or an error row with a reason.
+
+Per image: size guard from the header (before any pixel is decoded, so a decompression bomb costs
+nothing), decode + verify, first frame of animations, EXIF transpose, any mode (CMYK, 16-bit,
+palette with transparency, grayscale, float) to 8-bit RGB, then per pair the visual prompt
+(subject red, object green) on a copy reduced to the model's input size, padded to a square
+(LLaVA-1.5's ``pad`` aspect mode: a centre crop could cut a box off) and re-encoded as JPEG.
+
+Reasons written to ``error`` (``<reason>: <detail>``): ``empty_file``, ``not_an_image``,
+``too_many_pixels``, ``decode_error``, ``bad_box``, ``bad_pair``. Nothing here raises: one broken
+file must never stop the run.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from vsd.annotate.items import SCENE, error_text, fail_item, fail_pair, from_table, ok_pairs, to_table
+from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
+from vsd.config import ConfigError, describe
+from vsd.data.visual_prompt import draw_visual_prompt
+from vsd.relations import box_is_valid
+
+if TYPE_CHECKING:
+    from vsd.annotate.config import AnnotateConfig
+
+NAME = "preprocess"
+HELP = "decode, guard, visual prompt, resize, JPEG (CPU tasks)"
+enabled = enabled_always
+
+# The formats decoded here (Pillow tries only these): no EPS/PostScript (which would run
+# Ghostscript), no exotic plugins -- a corpus file is untrusted input.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+Image.init()  # registers every plugin once, so the names above resolve (decoding still tries only them)
+
+# LLaVA-1.5 pads with the CLIP mean colour, so padding looks like "nothing" to the vision tower.
+PAD_COLOR = (122, 116, 104)
+MAX_NAME_CHARS = 200
+
+
+@dataclass
+class PreprocessStageConfig:
+    max_pixels: int = describe("max_pixels", 64_000_000,
+                               help="images declaring more pixels (width*height, from the header) are error rows "
+                                    "(too_many_pixels): a decompression-bomb guard; raise it for huge scans")
+    image_size: int = describe("image_size", 336,
+                               help="side of the square JPEG sent to the engine; match the model's vision input "
+                                    "(336 for LLaVA-1.5; larger only costs bytes, the processor resizes anyway)")
+    jpeg_quality: int = describe("jpeg_quality", 90, help="JPEG quality of the re-encoded image (1-95)")
+    max_pairs_per_image: int = describe("max_pairs_per_image", 64,
+                                        help="an image with more pairs is an error row (too_many_pairs): each pair is "
+                                             "its own drawn JPEG, so 1,000 pairs would carry ~55 MB in one row")
+    visual_prompt: bool = describe("visual_prompt", True,
+                                   help="draw subject (red) and object (green) boxes, one image per pair as the "
+                                        "model was trained; false: one plain image per image with all pairs "
+                                        "asked in text (one prefill for all pairs, but not how LLaVA-VSD was trained)")
+    resources: Resources = resources("CPU tasks (decode/resize is the CPU cost); batch_size default 16",
+                                     num_cpus=0.5)
+
+    def validate(self) -> None:
+        if self.max_pixels < 1:
+            raise ConfigError(f"max_pixels: must be >= 1, got {self.max_pixels}")
+        if self.max_pairs_per_image < 1:
+            raise ConfigError(f"max_pairs_per_image: must be >= 1, got {self.max_pairs_per_image}")
+        if not 8 <= self.image_size <= 4096:
+            raise ConfigError(f"image_size: must be in 8..4096, got {self.image_size}")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ConfigError(f"jpeg_quality: must be in 1..95, got {self.jpeg_quality}")
+
+
+class BadImage(Exception):
+    def __init__(self, reason: str, detail: object):
+        super().__init__(error_text(reason, detail))
+        self.reason, self.detail = reason, detail
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding
+# ----------------------------------------------------------------------------------------------
+
+def decode(data: bytes | None, max_pixels: int, target: int) -> Image.Image:
+    """Bytes -> upright 8-bit RGB image (reduced towards ``target`` while decoding where possible)."""
+    if not data:
+        raise BadImage("empty_file", "0 bytes")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey half-image
+    with warnings.catch_warnings():
+        # Our max_pixels check below is the guard; PIL's own bomb warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+        except UnidentifiedImageError:
+            raise BadImage("not_an_image", f"{_sniff(data)}") from None
+        except Image.DecompressionBombError as exc:
+            raise BadImage("too_many_pixels", exc) from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise BadImage("decode_error", exc) from None
+        width, height = im.size
+        if width < 1 or height < 1:
+            raise BadImage("decode_error", f"declared size {width}x{height}")
+        if width * height > max_pixels:
+            raise BadImage("too_many_pixels", f"{width}x{height} = {width * height} > stages.preprocess.max_pixels {max_pixels}")
+        try:
+            im.verify()  # structure/CRC checks; the object is unusable afterwards, so reopen
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            if im.format == "JPEG" and im.mode in ("RGB", "L", "CMYK"):
+                # DCT scaling: a 40 MP JPEG decodes at 1/8 size directly (speed and memory). PIL
+                # never scales below the requested size, so the resize that follows still
+                # downsamples (with antialiasing) from at least the target size.
+                im.draft(im.mode, (target, target))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return to_rgb(im)
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+            raise BadImage("decode_error", exc) from None
+
+
+def _sniff(data: bytes) -> str:
+    """What kind of non-image it is -- never any of its bytes (the file may hold a secret)."""
+    head = data[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "an HTML document"
+    if head[:1] in (b"{", b"["):
+        return "a JSON/text document"
+    return f"not one of the image formats read here ({', '.join(FORMATS)})"
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grayscale -> 8-bit, in integer arithmetic a band of rows at a time
+    (a float64 copy of an 8000x8000 scan is 512 MB; this peaks at the 8-bit result plus one band)."""
+    arr = np.asarray(im)
+    out = np.empty(arr.shape, dtype=np.uint8)
+    if im.mode.startswith("I;16"):
+        for y in range(0, arr.shape[0], 1024):
+            out[y:y + 1024] = (arr[y:y + 1024].astype(np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(out, "L")
+    top = float(arr.max()) if arr.size else 1.0
+    top = 255.0 if top <= 255 else top
+    for y in range(0, arr.shape[0], 1024):
+        band = arr[y:y + 1024]
+        if im.mode == "F":
+            out[y:y + 1024] = np.clip(band * np.float32(255.0 / top), 0, 255).astype(np.uint8)
+        else:
+            out[y:y + 1024] = np.clip(band.astype(np.int64) * 255 // int(top), 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "L")
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB; transparency is composited on white (the usual page colour)."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        im = _to_8bit(im)
+    if (im.mode == "P" and "transparency" in im.info) or im.mode in ("PA", "LA", "RGBA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+# ----------------------------------------------------------------------------------------------
+# Views
+# ----------------------------------------------------------------------------------------------
+
+def check_pair(pair: dict) -> str | None:
+    """Why a pair cannot be asked about (``bad_box: ...``/``bad_pair: ...``), or None."""
+    if pair["pair_index"] == SCENE:
+        return None
+    for side in ("subject", "object"):
+        name = pair[side]
+        if name is None or not " ".join(str(name).split()):
+            return error_text("bad_pair", f"empty {side} name")
+        if len(name) > MAX_NAME_CHARS:
+            return error_text("bad_pair", f"{side} name longer than {MAX_NAME_CHARS} characters")
+        box = pair[f"{side}_box"]
+        if not box_is_valid(box):
+            return error_text("bad_box", f"{side}_box {_show(box)} is not a box inside the image: boxes are "
+                                         "[x0, y0, x1, y1] normalised to 0..1 (x0 < x1, y0 < y1)")
+    return None
+
+
+def _show(box) -> str:
+    if box is None:
+        return "missing"
+    return "[" + ", ".join("nan" if isinstance(v, float) and math.isnan(v) else f"{v:g}" for v in box) + "]"
+
+
+def fit(im: Image.Image, size: int) -> Image.Image:
+    """Reduce so the longer side is ``size`` (aspect kept): boxes stay valid in normalised coords."""
+    scale = size / max(im.size)
+    if scale < 1:
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC)
+    return im
+
+
+def square(im: Image.Image, size: int) -> Image.Image:
+    """Pad to a square with the CLIP mean colour and resize to ``size`` x ``size``."""
+    side = max(im.size)
+    canvas = Image.new("RGB", (side, side), PAD_COLOR)
+    canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2))
+    return canvas if side == size else canvas.resize((size, size), Image.BICUBIC)
+
+
+def jpeg(im: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    im.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def prepare(item: dict, cfg: PreprocessStageConfig) -> dict:
+    """Fill ``width``/``height``/``views`` and each pair's ``view``; failures become error rows."""
+    if item["status"] != "ok":
+        return item
+    if len(item["pairs"]) > cfg.max_pairs_per_image:
+        return fail_item(item, "too_many_pairs", f"{len(item['pairs'])} pairs > stages.preprocess.max_pairs_per_image "
+                                                 f"{cfg.max_pairs_per_image}")
+    try:
+        image = decode(item["data"], cfg.max_pixels, cfg.image_size)
+    except BadImage as exc:
+        return fail_item(item, exc.reason, exc.detail)
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop the run
+        return fail_item(item, "decode_error", f"{type(exc).__name__}: {exc}")
+    item["width"], item["height"] = image.size
+    item["data"] = None  # the original bytes are not needed downstream; don't ship them along
+    base = fit(image, cfg.image_size)
+    for pair in item["pairs"]:
+        problem = check_pair(pair)
+        if problem:
+            fail_pair(pair, problem)
+    pairs = list(ok_pairs(item))
+    if not pairs:
+        return item
+    try:
+        if cfg.visual_prompt:
+            for pair in pairs:
+                drawn = base if pair["pair_index"] == SCENE else draw_visual_prompt(base, pair["subject_box"], pair["object_box"])
+                pair["view"] = len(item["views"])
+                item["views"].append(jpeg(square(drawn, cfg.image_size), cfg.jpeg_quality))
+        else:
+            item["views"] = [jpeg(square(base, cfg.image_size), cfg.jpeg_quality)]
+            for pair in pairs:
+                pair["view"] = 0
+    except Exception as exc:  # noqa: BLE001
+        return fail_item(item, "encode_error", f"{type(exc).__name__}: {exc}")
+    return item
+
+
+def preprocess_batch(batch: pa.Table, *, cfg: PreprocessStageConfig) -> pa.Table:
+    """The Ray Data ``map_batches`` function of this stage."""
+    return to_table([prepare(item, cfg) for item in from_table(batch)])
+
+
+def add(ds, cfg: AnnotateConfig, ctx: RunContext):
+    stage = cfg.stages.preprocess
+    return map_stage(ds, preprocess_batch, stage.resources, default_batch=16, kwargs={"cfg": stage})
+
+
+Config = PreprocessStageConfig

@@ -1,0 +1,254 @@
+"""Read stage (CPU tasks): input-shard rows -> items with their bytes and a stable id, or skipped.
+
+Rows arrive from Ray Data's Parquet reader over the unfinished input shards (no per-image object
+is ever built in the driver). Per row, in this order, so that a known image costs no read:
+
+1. its listing key (``uri|size|version``) or given ``image_id`` is in the output's key set
+   (looked up here, in the task, by bucket) -> ``done``;
+2. the run's `IdLedger` claim -> ``done`` / ``duplicate`` (another row has the image) / ``new``;
+3. the URI must lie under an allowed root (the input's own folder/prefix, plus
+   ``input.allowed_roots``) and be a regular file of at most ``max_file_bytes``: anything else
+   is an error row (``outside_root``, ``not_a_file``, ``missing_file``, ``file_too_large``)
+   and is never opened;
+4. read (storage hiccups retried with backoff), hash -> content id -> key set and claim again.
+
+A read that still fails after its retries is *deferred*: not written, so its shard stays
+unfinished and the next run tries it again (an outage must not become a final error row).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from vsd import storage
+from vsd.annotate.index import image_key, listing_key
+from vsd.annotate.items import SCENE, fail_item, new_item, new_pair, to_table
+from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
+from vsd.config import ConfigError, describe
+from vsd.corpus.shards import source_key
+from vsd.corpus.sources import resolve_uri
+
+if TYPE_CHECKING:
+    from vsd.annotate.config import AnnotateConfig
+    from vsd.keyset import Snapshot
+
+NAME = "read"
+HELP = "claim, read and hash the images of the unfinished input shards (CPU tasks)"
+enabled = enabled_always
+
+
+@dataclass
+class ReadStageConfig:
+    max_file_bytes: int = describe("max_file_bytes", 100 * 1024 * 1024,
+                                   help="files larger than this are error rows (file_too_large); never more than "
+                                        "this plus one byte is read, whatever the storage reports")
+    attempts: int = describe("attempts", 4, help="tries per file before a read failure is deferred to the next run "
+                                                 "(backoff 0.5 s, 1 s, 2 s, ...; on top of the S3 client's retries)")
+    resources: Resources = resources("CPU tasks; batch_size = images per task call (default 32)", num_cpus=0.25)
+
+    def validate(self) -> None:
+        if self.max_file_bytes < 1:
+            raise ConfigError(f"max_file_bytes: must be >= 1, got {self.max_file_bytes}")
+        if self.attempts < 1:
+            raise ConfigError(f"attempts: must be >= 1, got {self.attempts}")
+
+
+Config = ReadStageConfig
+
+
+def add(ds, cfg: AnnotateConfig, ctx: RunContext):
+    stage = cfg.stages.read
+    return map_stage(ds, read_rows, stage.resources, default_batch=32, keeps_rows=False,
+                     kwargs={"ledger": ctx.ledger, "ids": ctx.ids, "roots": ctx.roots,
+                             "max_file_bytes": stage.max_file_bytes, "attempts": stage.attempts})
+
+
+# ----------------------------------------------------------------------------------------------
+# Rows -> items
+# ----------------------------------------------------------------------------------------------
+
+def shard_name(path: str) -> str:
+    name = posixpath.basename(str(path))
+    return name[: -len(".parquet")] if name.endswith(".parquet") else name
+
+
+def item_from_row(row: dict, shard: str) -> dict:
+    pairs = []
+    for j, p in enumerate(row.get("pairs") or []):
+        pairs.append(new_pair(p["index"] if p.get("index") is not None else j, p.get("subject"), p.get("object"),
+                              p.get("subject_box"), p.get("object_box")))
+    item = new_item(row["uri"], image_id=row.get("image_id") or None, pairs=pairs or None,
+                    source_key=source_key(row["uri"], row.get("size"), row.get("version")))
+    item.update(shard=shard, shard_row=int(row["row"]), given_id=row.get("image_id") is not None)
+    if not item["pairs"]:
+        item["pairs"] = [new_pair(SCENE)]
+    return item
+
+
+def _claimant(item: dict) -> str:
+    return f"{item['shard']}#{item['shard_row']}"
+
+
+def _ikey(item: dict) -> bytes | None:
+    return image_key(item["image_id"], item["given_id"]) if item["image_id"] is not None else None
+
+
+def _claim(ledger, items: list[dict], known: list[bool]) -> list[str]:
+    import ray
+
+    entries = [(_claimant(it), it["shard"], _ikey(it), listing_key(it["source_key"]), k, it["source_uri"])
+               for it, k in zip(items, known)]
+    return ray.get(ledger.claim.remote(entries))
+
+
+def read_rows(batch: pa.Table, *, ledger, ids: Snapshot | None, roots: list[str], max_file_bytes: int,
+              attempts: int = 4) -> pa.Table:
+    """Claim, read and hash one batch of shard rows; returns the items to annotate."""
+    import ray
+
+    paths = batch.column("path").to_pylist() if "path" in batch.column_names else [""] * batch.num_rows
+    items = [item_from_row(r, shard_name(p)) for r, p in zip(batch.drop_columns(
+        [c for c in ("path",) if c in batch.column_names]).to_pylist(), paths)]
+    if ids is not None:
+        probe = [listing_key(it["source_key"]) for it in items] + [_ikey(it) or b"\0" * 16 for it in items]
+        hits = ids.contains(probe)
+        known = [a or (b and it["image_id"] is not None) for it, a, b in zip(items, hits[:len(items)], hits[len(items):])]
+    else:
+        known = [False] * len(items)
+    verdicts = _claim(ledger, items, known)
+    todo = [it for it, v in zip(items, verdicts) if v in ("new", "unknown")]
+    deferred = []
+    for item in todo:
+        if item["status"] != "ok":
+            continue
+        try:
+            item["data"] = read_bytes(item["source_uri"], roots, max_file_bytes, attempts)
+        except ReadError as exc:
+            if exc.transient:
+                deferred.append(item)
+                continue
+            fail_item(item, exc.reason, exc.detail)
+    if deferred:
+        ray.get(ledger.defer.remote([(_claimant(it), it["shard"]) for it in deferred]))
+    gone = set(map(id, deferred))
+    todo = [it for it in todo if id(it) not in gone]
+    unknown = [it for it in todo if it["image_id"] is None]
+    for item in unknown:
+        # An unreadable file has no content to hash: its URI names it (stable across runs).
+        content = item["data"] if item["data"] is not None else ("unreadable:" + item["source_uri"]).encode()
+        item["image_id"] = hashlib.sha256(content).hexdigest()
+    if unknown:
+        known = ids.contains([_ikey(it) for it in unknown]) if ids is not None else [False] * len(unknown)
+        second = dict(zip(map(id, unknown), _claim(ledger, unknown, known)))
+        todo = [it for it in todo if second.get(id(it), "new") == "new"]
+    return to_table(todo)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading one object
+# ----------------------------------------------------------------------------------------------
+
+class ReadError(Exception):
+    def __init__(self, reason: str, detail: str, transient: bool = False):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.transient = reason, detail, transient
+
+
+def under_roots(uri: str, roots: list[str]) -> bool:
+    """Is ``uri`` (already normalised) inside one of ``roots``? Local paths are compared after
+    resolving symbolic links, so a link inside the corpus cannot point out of it."""
+    if not roots:
+        return True
+    target = resolve_uri(uri, "/")
+    for root in roots:
+        root = resolve_uri(root, "/")
+        if storage.is_s3(target) != storage.is_s3(root):
+            continue
+        if not storage.is_s3(target):
+            target_real, root_real = os.path.realpath(target), os.path.realpath(root)
+            if target_real == root_real or target_real.startswith(root_real.rstrip("/") + "/"):
+                return True
+            continue
+        if target == root or target.startswith(root.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def read_bytes(uri: str, roots: list[str], max_file_bytes: int, attempts: int = 4) -> bytes:
+    """The object's bytes, within the rules above; storage hiccups are retried with backoff."""
+    if not under_roots(uri, roots):
+        raise ReadError("outside_root", "the URI is not under an allowed root (input.allowed_roots)")
+    for attempt in range(attempts):
+        try:
+            return _read_once(uri, max_file_bytes)
+        except ReadError as exc:
+            if not exc.transient or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def _read_once(uri: str, max_file_bytes: int) -> bytes:
+    try:
+        if not storage.is_s3(uri):
+            return _read_local(resolve_uri(uri, "/"), max_file_bytes)
+        fs, path = storage.resolve(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise ReadError("missing_file", "no such object")
+        if info.type != pafs.FileType.File:
+            raise ReadError("not_a_file", "a prefix, not an object")
+        if info.size is not None and info.size > max_file_bytes:
+            raise ReadError("file_too_large", f"{info.size} bytes > stages.read.max_file_bytes {max_file_bytes}")
+        with fs.open_input_stream(path) as f:
+            data = f.read(max_file_bytes + 1)
+    except ReadError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ReadError("read_error", type(exc).__name__, transient=True) from None
+    if len(data) > max_file_bytes:
+        raise ReadError("file_too_large", f"more than stages.read.max_file_bytes {max_file_bytes} bytes")
+    return data
+
+
+def _read_local(path: str, max_file_bytes: int) -> bytes:
+    """Regular files only (a FIFO would hang, /dev/zero never ends), at most the limit + 1 byte."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, then fails fstat
+    except FileNotFoundError:
+        raise ReadError("missing_file", "no such file") from None
+    except IsADirectoryError:
+        raise ReadError("not_a_file", "a directory") from None
+    except PermissionError:
+        raise ReadError("read_error", "permission denied") from None
+    except OSError as exc:
+        raise ReadError("read_error", type(exc).__name__, transient=True) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ReadError("not_a_file", "not a regular file")
+        if st.st_size > max_file_bytes:
+            raise ReadError("file_too_large", f"{st.st_size} bytes > stages.read.max_file_bytes {max_file_bytes}")
+        chunks, total = [], 0
+        while total <= max_file_bytes:
+            chunk = os.read(fd, min(1 << 20, max_file_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_file_bytes:
+            raise ReadError("file_too_large", f"more than stages.read.max_file_bytes {max_file_bytes} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ReadError("read_error", type(exc).__name__, transient=True) from None
+    finally:
+        os.close(fd)

@@ -1,0 +1,236 @@
+"""A set of keys too large for one process: hash buckets of sorted, Bloom-filtered generation files.
+
+Used for "have we seen this before?" at corpus scale -- the corpus's listing keys
+(``uri|size|version``) and the annotation output's image ids -- without any process ever holding
+every key (a Python set costs ~100 bytes a key: 10 GB at 100 M images). A key is the first 16
+bytes of the SHA-256 of its text (collision odds ~n^2/2^129: none at 10^9 keys). Layout below
+``root``::
+
+    _meta.json                       {"buckets": B}  (fixed when the set is created)
+    b=<bucket>/<generation>.keys     sorted 16-byte keys, concatenated
+    b=<bucket>/<generation>.bloom    Bloom filter of that file (~10 bits/key, 1 % false positives)
+
+`add` writes one generation per touched bucket (immutable files, so readers cache them freely);
+`compact` merges a bucket's generations once there are too many. `Snapshot` is the list of
+generation files, taken once by the driver and handed to tasks, so lookups inside tasks list
+nothing and load only the buckets their keys fall in: the Bloom filter first, the sorted keys only
+for its positives (binary search).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.fs as pafs
+
+from vsd import storage
+
+KEY_BYTES = 16
+BITS_PER_KEY = 10  # 1 % false positives with 7 hashes
+HASHES = 7
+DEFAULT_BUCKETS = 256
+
+
+def key_of(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()[:KEY_BYTES]
+
+
+def as_array(keys: Iterable[bytes]) -> np.ndarray:
+    """Keys -> (n, 16) uint8 rows (the form every operation here works on)."""
+    blob = b"".join(keys)
+    return np.frombuffer(blob, dtype=np.uint8).reshape(-1, KEY_BYTES)
+
+
+def _void(arr: np.ndarray) -> np.ndarray:
+    """(n, 16) uint8 -> n comparable scalars (byte order = sort order), for sort/searchsorted."""
+    return np.ascontiguousarray(arr).view(f"V{KEY_BYTES}").ravel()
+
+
+def bucket_of(arr: np.ndarray, buckets: int) -> np.ndarray:
+    return ((arr[:, 0].astype(np.uint32) << 8) | arr[:, 1]) % buckets
+
+
+# ----------------------------------------------------------------------------------------------
+# Bloom filter over uniformly random keys (the key bytes themselves are the hashes)
+# ----------------------------------------------------------------------------------------------
+
+def _positions(arr: np.ndarray, bits: int) -> np.ndarray:
+    h = np.ascontiguousarray(arr).view(np.uint64)  # two 64-bit halves per key
+    h1, h2 = h[:, 0], h[:, 1] | np.uint64(1)
+    i = np.arange(HASHES, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return ((h1[:, None] + i[None, :] * h2[:, None]) % np.uint64(bits)).astype(np.int64)
+
+
+def bloom_build(arr: np.ndarray) -> bytes:
+    bits = max(64, int(len(arr) * BITS_PER_KEY + 63) // 64 * 64)
+    table = np.zeros(bits // 8, dtype=np.uint8)
+    pos = _positions(arr, bits).ravel()
+    np.bitwise_or.at(table, pos >> 3, (1 << (pos & 7)).astype(np.uint8))
+    return table.tobytes()
+
+
+def bloom_may_contain(table: bytes, arr: np.ndarray) -> np.ndarray:
+    bits = np.frombuffer(table, dtype=np.uint8)
+    pos = _positions(arr, len(bits) * 8)
+    hit = (bits[pos >> 3] >> (pos & 7)) & 1
+    return hit.all(axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading (cached per process: generation files never change once written)
+# ----------------------------------------------------------------------------------------------
+
+_CACHE: OrderedDict[str, object] = OrderedDict()
+_CACHE_BYTES = [0]
+CACHE_LIMIT = 512 * 1024 * 1024
+
+
+def _cached(uri: str, load) -> object:
+    if uri in _CACHE:
+        _CACHE.move_to_end(uri)
+        return _CACHE[uri]
+    value = load(uri)
+    size = len(value) if isinstance(value, (bytes, bytearray)) else getattr(value, "nbytes", 0)
+    _CACHE[uri] = value
+    _CACHE_BYTES[0] += size
+    while _CACHE_BYTES[0] > CACHE_LIMIT and len(_CACHE) > 1:
+        _, old = _CACHE.popitem(last=False)
+        _CACHE_BYTES[0] -= len(old) if isinstance(old, (bytes, bytearray)) else getattr(old, "nbytes", 0)
+    return value
+
+
+def _load_keys(uri: str) -> np.ndarray:
+    return _void(np.frombuffer(storage.read_bytes(uri), dtype=np.uint8).reshape(-1, KEY_BYTES))
+
+
+@dataclass
+class Snapshot:
+    """The generation files of a key set at one moment: ``{bucket: [generation, ...]}``. Small
+    (buckets x generations names), so the driver takes it once and ships it to every task."""
+
+    root: str
+    buckets: int
+    files: dict[int, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.files.values())
+
+    def contains(self, keys: Sequence[bytes]) -> list[bool]:
+        """Membership of each key, exactly (a Bloom positive is confirmed in the sorted keys)."""
+        if not keys:
+            return []
+        arr = as_array(keys)
+        found = np.zeros(len(arr), dtype=bool)
+        by_bucket = bucket_of(arr, self.buckets)
+        for bucket in np.unique(by_bucket):
+            gens = self.files.get(int(bucket))
+            if not gens:
+                continue
+            rows = np.nonzero(by_bucket == bucket)[0]
+            for gen in gens:
+                todo = rows[~found[rows]]
+                if not len(todo):
+                    break
+                base = _bucket_dir(self.root, int(bucket))
+                bloom = _cached(f"{base}/{gen}.bloom", storage.read_bytes)
+                maybe = todo[bloom_may_contain(bloom, arr[todo])]  # type: ignore[arg-type]
+                if not len(maybe):
+                    continue
+                sorted_keys = _cached(f"{base}/{gen}.keys", _load_keys)
+                probe = _void(arr[maybe])
+                at = np.searchsorted(sorted_keys, probe)  # type: ignore[arg-type]
+                at_ok = at < len(sorted_keys)  # type: ignore[arg-type]
+                hit = np.zeros(len(maybe), dtype=bool)
+                hit[at_ok] = sorted_keys[at[at_ok]] == probe[at_ok]  # type: ignore[index]
+                found[maybe[hit]] = True
+        return found.tolist()
+
+
+def _bucket_dir(root: str, bucket: int) -> str:
+    return storage.join(root, f"b={bucket:04d}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The set
+# ----------------------------------------------------------------------------------------------
+
+class KeySet:
+    """A bucketed key set rooted at ``root`` (local or s3://); see the module docstring."""
+
+    def __init__(self, root: str, buckets: int = DEFAULT_BUCKETS):
+        self.root = root.rstrip("/")
+        meta_uri = storage.join(self.root, "_meta.json")
+        if storage.exists(meta_uri):
+            self.buckets = int(json.loads(storage.read_text(meta_uri))["buckets"])
+        else:
+            self.buckets = buckets
+            self._meta_uri = meta_uri
+        self._meta_uri = meta_uri
+
+    def snapshot(self) -> Snapshot:
+        """One listing of the set's files (no file is read)."""
+        snap = Snapshot(self.root, self.buckets)
+        fs, base = storage.resolve(self.root)
+        if fs.get_file_info(base).type != pafs.FileType.Directory:
+            return snap
+        for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
+            name = posixpath.basename(info.path)
+            parent = posixpath.basename(posixpath.dirname(info.path))
+            if info.type == pafs.FileType.File and name.endswith(".keys") and parent.startswith("b="):
+                snap.files.setdefault(int(parent[2:]), []).append(name[: -len(".keys")])
+        for gens in snap.files.values():
+            gens.sort()
+        return snap
+
+    def add(self, keys: Iterable[bytes], generation: str) -> int:
+        """Write ``keys`` as generation ``generation`` of each bucket they fall in (idempotent:
+        writing the same generation again rewrites the same files). Returns how many keys."""
+        arr = as_array(keys)
+        if not len(arr):
+            return 0
+        if not storage.exists(self._meta_uri):
+            storage.write_text(self._meta_uri, json.dumps({"buckets": self.buckets, "key_bytes": KEY_BYTES}) + "\n")
+        by_bucket = bucket_of(arr, self.buckets)
+        jobs = [(int(b), arr[by_bucket == b]) for b in np.unique(by_bucket)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda job: self._write(job[0], generation, job[1]), jobs))
+        return len(arr)
+
+    def _write(self, bucket: int, generation: str, arr: np.ndarray) -> None:
+        keys = np.unique(_void(arr))  # sorted, no repeats
+        raw = keys.view(np.uint8).reshape(-1, KEY_BYTES)
+        base = _bucket_dir(self.root, bucket)
+        # Bloom first: a reader that sees the .keys file (what snapshot lists) finds its filter.
+        storage.write_bytes(f"{base}/{generation}.bloom", bloom_build(raw))
+        storage.write_bytes(f"{base}/{generation}.keys", raw.tobytes())
+
+    def compact(self, snapshot: Snapshot | None = None, max_generations: int = 8, generation: str = "c") -> int:
+        """Merge the generations of every bucket that has more than ``max_generations`` into one
+        (write the merged file, then delete the old ones: a crash in between only leaves keys
+        twice). Returns how many buckets were merged."""
+        snap = snapshot or self.snapshot()
+        todo = [(b, gens) for b, gens in snap.files.items() if len(gens) > max_generations]
+
+        def merge(job: tuple[int, list[str]]) -> None:
+            bucket, gens = job
+            base = _bucket_dir(self.root, bucket)
+            parts = [np.frombuffer(storage.read_bytes(f"{base}/{g}.keys"), dtype=np.uint8).reshape(-1, KEY_BYTES)
+                     for g in gens]
+            name = f"{generation}-{gens[-1]}"
+            self._write(bucket, name, np.concatenate(parts))
+            for g in gens:
+                if g != name:
+                    storage.delete(f"{base}/{g}.keys")
+                    storage.delete(f"{base}/{g}.bloom")
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(merge, todo))
+        return len(todo)
