@@ -34,7 +34,7 @@ N_SYNTH = 96
 BROKEN = ("truncated.jpg", "zero.jpg", "notes.png", "bomb.png")
 RUN_DATE = "2026-11-26"
 RUN_TIMEOUT_S = 600
-KILL_DELAY_S = 8  # "a few seconds in": after the CLI has planned the run and started the pipeline
+KILL_DELAY_S = 8  # "a few seconds in": after the pipeline's first task or actor started on a worker node
 FIRST_PART_LIMIT_S = 240  # the mid-run fault lands at the first written part, or after this at the latest
 # Above Ray's own drain window on SIGTERM (RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S, 30 s), so the node
 # drains and stops itself before the SIGKILL; the pod default (terminationGracePeriodSeconds) is 30.
@@ -79,7 +79,7 @@ def start_annotate(cluster, corpus: dict, output: str, log: Path) -> subprocess.
     """`vsd annotate` as a user runs it on the head machine, joined to the cluster."""
     cmd = [str(VENV_BIN / "vsd"), "annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
            "--input", corpus["manifest"], "--output", output, "--ray-address", cluster.gcs_address,
-           f"run_date={RUN_DATE}", "progress_bars=false", "resources.write_batch_size=8"]
+           f"run_date={RUN_DATE}", "progress_bars=false", "stages.write.resources.batch_size=8"]
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, env=cluster.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
@@ -140,15 +140,21 @@ def mn_baseline(mn_cluster, mn_corpus, tmp_path_factory) -> dict:
     return {"rows": rows, "seconds": time.monotonic() - started}
 
 
-def a_few_seconds_in(proc: subprocess.Popen, log: Path, out: str) -> None:
-    """KILL_DELAY_S after the CLI says it planned the run (the pipeline starts right then)."""
+def pipeline_running(cluster) -> bool:
+    """A worker node runs pipeline work (a Ray task or actor, not an idle worker or an agent)."""
+    titles = [t for n in cluster.nodes.values() if not n.head for t in n.titles()]
+    return any(t.startswith("ray::") and not t.startswith("ray::IDLE") and "Agent" not in t for t in titles)
+
+
+def a_few_seconds_in(cluster, proc: subprocess.Popen, log: Path, out: str) -> None:
+    """KILL_DELAY_S after the first pipeline task or actor started on a worker node."""
     deadline = time.monotonic() + FIRST_PART_LIMIT_S
-    while "planned" not in log.read_text(errors="replace") and proc.poll() is None and time.monotonic() < deadline:
+    while not pipeline_running(cluster) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(KILL_DELAY_S)
 
 
-def at_first_part(proc: subprocess.Popen, log: Path, out: str) -> None:
+def at_first_part(cluster, proc: subprocess.Popen, log: Path, out: str) -> None:
     deadline = time.monotonic() + FIRST_PART_LIMIT_S
     while not data_parts(out) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -161,7 +167,7 @@ def _fault_case(cluster, corpus: dict, baseline: dict, tmp_path: Path, case: str
     started = time.monotonic()
     proc = start_annotate(cluster, corpus, out, log)
     try:
-        when(proc, log, out)
+        when(cluster, proc, log, out)
         assert proc.poll() is None, f"the run ended before the fault:\n{log.read_text()[-4000:]}"
         victim, titles = node_hosting(cluster, ENGINE_TITLES)
         at_s, parts_before = time.monotonic() - started, len(data_parts(out))
