@@ -19,8 +19,11 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   say "skipped (python3 is not CPython 3.11, the kit's target)"; exit 0
 fi
 if grep -qw amx_tile /proc/cpuinfo; then MODE=real-kernels; else MODE=shim; fi
-stamp="$VENV/.vsd-setup-$MODE-$(cat "$KIT/setup.sh" pyproject.toml "$0" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
+# Two stamps: the kit's install (slow, ~4 min) is redone only when the kit or this script changes,
+# the project's when pyproject.toml does.
+kit_stamp="$VENV/.vsd-kit-$MODE-$(cat "$KIT/setup.sh" "$0" | sha256sum | cut -c1-16)"
+project_stamp="$VENV/.vsd-project-$(cat pyproject.toml "$0" | sha256sum | cut -c1-16)"
+if [ ! -f "$kit_stamp" ]; then
   if [ "$MODE" = real-kernels ]; then
     bash "$KIT/setup.sh" "$VENV" >&2
   else
@@ -36,14 +39,18 @@ if [ ! -f "$stamp" ]; then
     fi
     bash "$patched" "$VENV" >&2
   fi
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  if [ "$MODE" = shim ]; then echo "$PWD/tests/sglang/shim" > "$site/vsd_sgl_kernel_shim.pth"; else rm -f "$site/vsd_sgl_kernel_shim.pth"; fi
+  rm -f "$VENV"/.vsd-kit-* "$VENV"/.vsd-project-*
+  touch "$kit_stamp"
+fi
+if [ ! -f "$project_stamp" ]; then
   "$VENV/bin/pip" install -q setuptools >&2
   # deepspeed's build imports torch: build it against the venv's torch (as scripts/setup.sh does).
   DS_BUILD_OPS=0 "$VENV/bin/pip" install -q --no-build-isolation "deepspeed>=0.19,<0.20" >&2
   "$VENV/bin/pip" install -q -e ".[test]" >&2
-  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  if [ "$MODE" = shim ]; then echo "$PWD/tests/sglang/shim" > "$site/vsd_sgl_kernel_shim.pth"; else rm -f "$site/vsd_sgl_kernel_shim.pth"; fi
-  rm -f "$VENV"/.vsd-setup-*
-  touch "$stamp"
+  rm -f "$VENV"/.vsd-project-*
+  touch "$project_stamp"
 fi
 echo "$MODE" > "$VENV/.vsd-mode"
 say "mode $MODE"

@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from vsd.cli import main
 
 
-def test_demo_accuracy_sglang_vs_hf(tmp_path, capsys):
-    import ray
-
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # the full demo: training dominates (~2 min on 2 quiet cores, far more when loaded)
+def test_demo_accuracy_sglang_vs_hf(ray_local, tmp_path, capsys):
+    """One local Ray cluster for the demo and the hf run (the demo uses a running one)."""
     from vsd.demo import BASE_MODEL, CONFIGS, annotate
     from vsd.evaluate.report import evaluate
     from vsd.model.export import merge_and_export
 
-    if ray.is_initialized():  # the demo starts its own local cluster
-        ray.shutdown()
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--engine", "sglang"]) == 0
     report = json.loads((out / "report.json").read_text())
@@ -29,13 +30,11 @@ def test_demo_accuracy_sglang_vs_hf(tmp_path, capsys):
 
     hf_model = tmp_path / "hf-model"
     merge_and_export(str(BASE_MODEL), str(Path(report["train_checkpoint"]) / "adapter"), str(hf_model))
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    try:
-        annotate(str(CONFIGS / "demo-annotate.yaml"), out / "data" / "heldout-scenes", hf_model, tmp_path / "hf-ann")
-    finally:
-        ray.shutdown()
+    annotate(str(CONFIGS / "annotate.yaml"), out / "data" / "heldout-scenes", hf_model, tmp_path / "hf-ann")
     hf = evaluate(str(tmp_path / "hf-ann"), str(out / "data" / "heldout-instructions" / "instructions.parquet"),
-                  str(tmp_path / "hf-report"))
-    print(f"demo held-out task-1 accuracy: sglang {sglang_acc:.3f}, hf {hf['relation_accuracy']:.3f}")
-    assert sglang_acc > 0.5  # it learned (chance 0.111)
-    assert abs(sglang_acc - hf["relation_accuracy"]) <= 0.03
+                  captions=False)  # task-1 accuracy only: the caption metrics ran in the demo already
+    line = f"demo held-out task-1 accuracy: sglang {sglang_acc:.3f}, hf {hf['relation_accuracy']:.3f}"
+    with capsys.disabled():
+        print(f"\n{line}", flush=True)
+    assert sglang_acc > 0.5, line  # it learned (chance 0.111)
+    assert abs(sglang_acc - hf["relation_accuracy"]) <= 0.03, line

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Protocol, Union
 
 from vsd.errors import VSDError
 
@@ -25,13 +25,21 @@ class EngineError(VSDError):
     """An engine broke its contract (lost, doubled or unknown results) or got an unusable request."""
 
 
+DEFAULT_NEW_TOKENS = 64  # a free-text answer's budget when neither the prompt nor the config sets one
+
+
 @dataclasses.dataclass(frozen=True)
 class Prompt:
-    """One question about an image: ``text`` is the user turn (no template, no ``<image>``)."""
+    """One question about an image: ``text`` is the user turn (no template, no ``<image>``).
+
+    ``answer_prefix``: the answer's forced start (the engine continues it and returns only the
+    continuation); ``max_new_tokens``: this prompt's token budget (None: the engine config's)."""
 
     task: int
     text: str
     choices: tuple[str, ...] | None = None
+    answer_prefix: str = ""
+    max_new_tokens: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,16 +73,6 @@ class Engine(Protocol):
     def generate(self, batch: list[ImageRequest]) -> list[ImageResult]: ...
 
     def close(self) -> None: ...
-
-
-def __getattr__(name: str) -> Any:
-    # EngineConfig and make_engine moved to the registry (``vsd.annotate.engines``); this keeps older
-    # imports working for one release without base.py importing the registry at load time.
-    if name in ("EngineConfig", "make_engine"):
-        import vsd.annotate.engines as registry
-
-        return getattr(registry, name)
-    raise AttributeError(name)
 
 
 # --------------------------------------------------------------------------- helpers for engines

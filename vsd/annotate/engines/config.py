@@ -63,8 +63,9 @@ class EngineSettings:
     dtype: str = describe("dtype", "auto", choices=DTYPES,
                           help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
     device: str = describe("device", "auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    max_new_tokens: int = describe("max_new_tokens", 64, help="generated tokens per free-text answer "
-                                   "(tasks 2/3); more = longer descriptions and slower decode")
+    max_new_tokens: int | None = describe("max_new_tokens", None, help="token budget of every free-text answer "
+                                          "(tasks 2/3); null = per task from the answer lengths the model was "
+                                          "trained on (p99 + margin, see vsd/annotate/budgets.py), else 64 / 160")
     temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
     batch_size: int = describe("batch_size", 8, help="images per engine step; all their prompts decode "
                                "together, so larger = better GPU use and more memory")
@@ -78,7 +79,7 @@ class EngineSettings:
             raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype: must be one of {DTYPES}, got {self.dtype!r}")
-        if self.max_new_tokens < 1:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")

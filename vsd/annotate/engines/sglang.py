@@ -39,7 +39,7 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from vsd.annotate.engines.base import (Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
+from vsd.annotate.engines.base import (DEFAULT_NEW_TOKENS, Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
                                        image_bytes)
 from vsd.annotate.engines.config import EngineOptions
 from vsd.annotate.engines.prompting import chat_prompt, choice_regex
@@ -120,11 +120,12 @@ class SGLangEngine:
         self.engine = start_sglang("sglang engine", args, cpu_workers=cfg.sglang.cpu_workers,
                                    factory=engine_factory, hint="use engine.kind=hf on CPU", error=EngineError)
 
-    def sampling_params(self, choices: tuple[str, ...] | None) -> dict[str, Any]:
+    def sampling_params(self, choices: tuple[str, ...] | None, max_new_tokens: int | None = None) -> dict[str, Any]:
         if choices is not None:
             longest = max(len(c.split()) for c in choices)
             return {"temperature": 0.0, "max_new_tokens": 4 * longest + 4, "regex": choice_regex(choices)}
-        return {"temperature": self.cfg.temperature, "max_new_tokens": self.cfg.max_new_tokens}
+        budget = max_new_tokens or self.cfg.max_new_tokens or DEFAULT_NEW_TOKENS
+        return {"temperature": self.cfg.temperature, "max_new_tokens": budget}
 
     def generate(self, batch: list[ImageRequest]) -> list[ImageResult]:
         check_requests(batch)
@@ -132,9 +133,9 @@ class SGLangEngine:
         for req in batch:
             url = data_url(image_bytes(req.image))
             for i, p in enumerate(req.prompts):  # one image's prompts adjacent: radix-cache hits
-                prompts.append(chat_prompt(p.text))
+                prompts.append(chat_prompt(p.text) + (" " + p.answer_prefix if p.answer_prefix else ""))
                 images.append(url)
-                params.append(self.sampling_params(p.choices))
+                params.append(self.sampling_params(p.choices, p.max_new_tokens))
                 owners.append((req, i))
         answers: dict[str, list[Answer | None]] = {r.key: [None] * len(r.prompts) for r in batch}
         if prompts:

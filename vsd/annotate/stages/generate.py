@@ -12,6 +12,7 @@ Data and its batch re-run (the write stage is idempotent).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,10 @@ from vsd.annotate.engines import make_engine
 from vsd.annotate.engines.base import Engine, ImageRequest, ImageResult, Prompt, account
 from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
+from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan
+from vsd.annotate.budgets import token_budgets
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
+from vsd.config import describe
 
 if TYPE_CHECKING:
     from vsd.annotate.config import AnnotateConfig
@@ -38,6 +42,9 @@ enabled = enabled_always
 
 @dataclass
 class GenerateStageConfig:
+    repair: bool = describe("repair", True, help="re-decode a description that is cut off, states no relation or "
+                            "contradicts task 1, with its start forced to state task 1's relation (the original stays "
+                            "in description(s), the repair goes to refined_*; never when task 1 and geometry disagree)")
     resources: Resources = resources("engine actors: concurrency = model copies (one per GPU); num_cpus = its "
                                      "torch threads (hf on CPU) or SGLANG_CPU_WORKERS; batch_size default "
                                      "engine.batch_size", num_cpus=1.0, concurrency=1)
@@ -49,7 +56,8 @@ Config = GenerateStageConfig
 def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     return map_stage(ds, GenerateStageUDF, cfg.stages.generate.resources, default_batch=cfg.engine.batch_size,
                      actor=True, kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks),
-                                         "engine_factory": ctx.engine_factory})
+                                         "engine_factory": ctx.engine_factory,
+                                         "repair": cfg.stages.generate.repair})
 
 
 def prompts_for(pair: dict, tasks: list[int]) -> list[Prompt]:
@@ -63,8 +71,11 @@ def split_sentences(text: str) -> list[str]:
     return [line.strip() for line in str(text).splitlines() if line.strip()]
 
 
-def fill(pair: dict, prompts: list[Prompt], answers) -> None:
+def fill(pair: dict, prompts: list[Prompt], answers) -> dict[int, bool]:
+    """Put the answers in the pair's columns; returns which tasks' answers hit their token budget."""
+    truncated: dict[int, bool] = {}
     for prompt, answer in zip(prompts, answers):
+        truncated[prompt.task] = bool(getattr(answer, "truncated", False))
         if prompt.task == 1:
             pair["relation"] = answer.text.strip()
             pair["relation_scores"] = [float(s) for s in answer.scores] if answer.scores is not None else None
@@ -74,14 +85,22 @@ def fill(pair: dict, prompts: list[Prompt], answers) -> None:
             pair["descriptions"] = split_sentences(answer.text)
             if pair["pair_index"] == SCENE:  # no task 2 at scene level: its text goes where users look
                 pair["description"] = pair["descriptions"][0] if pair["descriptions"] else None
+    return truncated
 
 
 class GenerateStageUDF:
     """``map_batches`` callable class: built once per actor (loads the model), called per batch."""
 
-    def __init__(self, engine: EngineConfig, tasks: list[int], engine_factory: Callable[[EngineConfig], Engine] | None = None):
+    def __init__(self, engine: EngineConfig, tasks: list[int], engine_factory: Callable[[EngineConfig], Engine] | None = None,
+                 repair: bool = True):
         self.tasks = sorted(set(tasks))
+        self.repair = repair
+        self.budgets = token_budgets(engine)
         self.engine = (engine_factory or make_engine)(engine)
+
+    def prompts(self, pair: dict) -> list[Prompt]:
+        return [dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p
+                for p in prompts_for(pair, self.tasks)]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)
@@ -89,11 +108,12 @@ class GenerateStageUDF:
         for item in items:
             by_view: dict[int, list[tuple[dict, list[Prompt]]]] = {}
             for pair in ok_pairs(item):
-                by_view.setdefault(pair["view"], []).append((pair, prompts_for(pair, self.tasks)))
+                by_view.setdefault(pair["view"], []).append((pair, self.prompts(pair)))
             for view, members in sorted(by_view.items()):
                 request = ImageRequest(key=f"{item['image_id']}#{view}", image=item["views"][view],
                                        prompts=[p for _, ps in members for p in ps])
                 groups.append((request, members))
+        repairs: list[tuple[ImageRequest, list[tuple[dict, Repair]]]] = []
         if groups:
             for (request, members), result in zip(groups, self._generate([g[0] for g in groups])):
                 if isinstance(result, str):
@@ -101,11 +121,46 @@ class GenerateStageUDF:
                         fail_pair(pair, result)
                     continue
                 answers = iter(result.answers)
+                todo: list[tuple[dict, Repair]] = []
                 for pair, prompts in members:
-                    fill(pair, prompts, [next(answers) for _ in prompts])
+                    truncated = fill(pair, prompts, [next(answers) for _ in prompts])
+                    todo += self._plan(pair, truncated)
+                if todo:
+                    prompts = [Prompt(task=r.task, text=task_prompts(pair["subject"], pair["object"], [r.task])[0].text,
+                                      answer_prefix=r.prefix, max_new_tokens=REPAIR_TOKENS) for pair, r in todo]
+                    repairs.append((ImageRequest(key=request.key + "#repair", image=request.image, prompts=prompts), todo))
+        if repairs:
+            self._repair(repairs)
         for item in items:
             item["views"] = []  # JPEGs are not needed after generation
         return to_table(items)
+
+    def _plan(self, pair: dict, truncated: dict[int, bool]) -> list[tuple[dict, Repair]]:
+        """Flag truncation and short task-3 answers; with repairs on, set the refined text that
+        needs none and return the sentences to re-decode."""
+        todo, flags, kept = plan(pair, truncated, self.tasks)
+        pair["flags"] = list(pair["flags"] or []) + flags
+        if not (self.repair and todo):
+            return []
+        pair["refined_description"] = kept["task2"]
+        pair["refined_descriptions"] = kept["task3"]
+        return [(pair, r) for r in todo]
+
+    def _repair(self, repairs: list[tuple[ImageRequest, list[tuple[dict, Repair]]]]) -> None:
+        """Second pass over the same images (their prefill is cached or redone once): each forced
+        clause finished by the model; a request that fails leaves the clause alone."""
+        results = self._generate([r for r, _ in repairs])
+        for (request, todo), result in zip(repairs, results):
+            answers = result.answers if not isinstance(result, str) else [None] * len(todo)
+            for (pair, repair), answer in zip(todo, answers):
+                text = finish(repair, answer.text if answer else "", bool(answer and answer.truncated) or answer is None,
+                              pair["subject"], pair["object"], pair["relation"])
+                if repair.task == 2:
+                    pair["refined_description"] = text
+                    pair["flags"].append(f"repaired:task2 ({repair.why})")
+                else:
+                    pair["refined_descriptions"][repair.slot] = text
+                    pair["flags"].append(f"repaired:task3.{repair.slot} ({repair.why})")
 
     def _generate(self, requests: list[ImageRequest]) -> list[ImageResult | str]:
         """Results in request order; an error message (``engine_error: ...``) where a request failed alone.

@@ -47,6 +47,35 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     return map_stage(ds, RefineStageUDF, stage.resources, default_batch=16, actor=True, kwargs={"refine": stage})
 
 
+def _truncated_at(flags: list[str], task: str) -> set[int]:
+    """Sentence indices the generate stage flagged as cut off (``truncated:task3.<i>``)."""
+    out = set()
+    for flag in flags:
+        if flag == f"truncated:{task}":
+            out.add(0)
+        elif flag.startswith(f"truncated:{task}."):
+            out.add(int(flag.rsplit(".", 1)[1]))
+    return out
+
+
+def refinable(pair: dict) -> dict[str, list[str]]:
+    """What the refiner gets: the repaired text where the generate stage repaired (it is complete
+    and consistent by construction), else the model's own text less any sentence it cut off -- a
+    truncated sentence is never polished into looking complete, nor counted as refined."""
+    flags = list(pair["flags"] or [])
+    out: dict[str, list[str]] = {}
+    if pair["refined_description"] is not None:
+        out["task2"] = [pair["refined_description"]]
+    elif pair["description"] is not None and not _truncated_at(flags, "task2") and pair["pair_index"] >= 0:
+        out["task2"] = [pair["description"]]
+    if pair["refined_descriptions"] is not None:
+        out["task3"] = [s for s in pair["refined_descriptions"] if s]
+    elif pair["descriptions"]:
+        cut = _truncated_at(flags, "task3")
+        out["task3"] = [s for i, s in enumerate(pair["descriptions"]) if i not in cut]
+    return {task: sentences for task, sentences in out.items() if sentences}
+
+
 def combined_status(outcomes: list[RefineOutcome]) -> str:
     statuses = {o.status for o in outcomes}
     return statuses.pop() if len(statuses) == 1 else "partial"
@@ -64,10 +93,12 @@ class RefineStageUDF:
         for item in items:
             for pair in ok_pairs(item):
                 subject, object_ = pair["subject"] or "", pair["object"] or ""
-                if pair["description"] is not None:
-                    work.append((pair, "task2", RefineItem(subject, object_, pair["relation"], [pair["description"]])))
-                if pair["descriptions"]:
-                    work.append((pair, "task3", RefineItem(subject, object_, pair["relation"], list(pair["descriptions"]))))
+                texts = refinable(pair)
+                if not texts and (pair["description"] is not None or pair["descriptions"]):
+                    pair["refine_status"] = "skipped"
+                    pair["flags"] = list(pair["flags"] or []) + ["refine: no complete sentence to refine"]
+                for task, sentences in texts.items():
+                    work.append((pair, task, RefineItem(subject, object_, pair["relation"], sentences)))
         outcomes = self.refiner.refine([w[2] for w in work]) if work else []
         if len(outcomes) != len(work):
             raise RuntimeError(f"refiner returned {len(outcomes)} outcomes for {len(work)} items")
@@ -80,6 +111,8 @@ class RefineStageUDF:
             pair["flags"] = list(pair["flags"] or []) + [f"refine:{task}: {' '.join(r.split())}" for r in outcome.reasons]
             per_pair.setdefault(id(pair), []).append(outcome)
             pair["refine_status"] = combined_status(per_pair[id(pair)])
+            if pair["pair_index"] < 0 and task == "task3":  # scene level: description is the first sentence
+                pair["refined_description"] = outcome.sentences[0] if outcome.sentences else None
         return to_table(items)
 
     def __del__(self):

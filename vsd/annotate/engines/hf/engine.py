@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from vsd.annotate.engines.base import (Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
+from vsd.annotate.engines.base import (DEFAULT_NEW_TOKENS, Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
                                        pil_image)
 from vsd.annotate.engines.hf.attention import (NEG, SharedPrefixAttention, flash_prefix_ok, register,
                                                shared_attention)
@@ -110,7 +110,7 @@ class HFEngine:
         for n, r in enumerate(reqs):
             for i, p in enumerate(r.prompts):
                 base = chat_prompt(p.text, image_token=IMAGE_TOKEN)
-                texts.append(base)
+                texts.append(base + (" " + p.answer_prefix if p.answer_prefix else ""))
                 where.append((n, i, None))
                 for j, c in enumerate(p.choices or ()):
                     texts.append(base + choice_answer(c))
@@ -150,8 +150,10 @@ class HFEngine:
                         for idx, ans in scored:
                             out[reqs[n].key][idx] = ans
             if any(p.gen for p in plans):
+                limits = [[r.prompts[idx].max_new_tokens or self.cfg.max_new_tokens or DEFAULT_NEW_TOKENS
+                           for idx, _ in p.gen] for r, p in zip(reqs, plans)]
                 with self._phase("decode"):
-                    for n, texts in enumerate(self._decode(ctx, plans, starts)):
+                    for n, texts in enumerate(self._decode(ctx, plans, starts, limits)):
                         for idx, ans in texts:
                             out[reqs[n].key][idx] = ans
         return out  # type: ignore[return-value]
@@ -263,17 +265,20 @@ class HFEngine:
             result.append(scored)
         return result
 
-    def _decode(self, ctx, plans: list[ImagePlan], starts: list[int]):
-        """Tasks 2/3: suffixes of every image prefilled as rows, then decoded together."""
+    def _decode(self, ctx, plans: list[ImagePlan], starts: list[int], limits: list[list[int]]):
+        """Tasks 2/3: suffixes of every image prefilled as rows, then decoded together, each row
+        until its EOS or its own token budget (``limits``, per plan and generated prompt)."""
         import torch
 
         G = max(len(p.gen) for p in plans)
         rows: list[list[int] | None] = []
-        for p in plans:
+        budget: list[int] = []
+        for p, lim in zip(plans, limits):
             rows += [s for _, s in p.gen] + [None] * (G - len(p.gen))
+            budget += list(lim) + [1] * (G - len(p.gen))
         R = len(rows)
         S0 = max(len(s) if s else 1 for s in rows)
-        T = self.cfg.max_new_tokens
+        T = max(budget)
         cap = S0 + T
         pads = [S0 - (len(s) if s else 1) for s in rows]
         ids = torch.full((R, S0), self.pad_id, dtype=torch.long)
@@ -299,11 +304,12 @@ class HFEngine:
                           graph=self.opts.cuda_graph and self.device.type == "cuda")
         out = torch.full((R, T), self.pad_id, dtype=torch.long, device=self.device)
         done = ~live
+        last = torch.tensor(budget, device=self.device) - 1  # the step at which each row's budget ends
         for t in range(T):
             nxt = self._next_token(logits)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             out[:, t] = nxt
-            done = done | (nxt == self.eos_id)
+            done = done | (nxt == self.eos_id) | (last <= t)
             if t == T - 1 or (t % 8 == 7 and bool(done.all())):  # a sync every 8 steps, not every step
                 break
             c = S0 + t
@@ -314,7 +320,7 @@ class HFEngine:
         for n, p in enumerate(plans):
             texts = []
             for g, (idx, _) in enumerate(p.gen):
-                toks = out[n * G + g]
+                toks = out[n * G + g][:budget[n * G + g]]
                 ended = self.eos_id in toks
                 if ended:
                     toks = toks[:toks.index(self.eos_id)]
