@@ -1,10 +1,12 @@
-"""The jobs as users run them: `ray job submit --working-dir .` to a Ray head, data on S3.
+"""The jobs as users run them: `ray job submit --working-dir .` to a multi-node cluster, data on S3.
 
-A private head (``ray start --head``, Jobs API on 127.0.0.1, see tests/fixtures/e2e.py) receives the train
-job (2 Ray Train workers, DeepSpeed ZeRO-2, LoRA on the tiny LLaVA, checkpoints to S3), then the
-adapter is merged with `vsd export` (as a user would, a CLI on the workstation), then the
-annotation job labels a synthetic VSD corpus on S3 -- two images broken on purpose -- with the
-merged model. The Parquet written to S3 is read back and checked against the input.
+A private cluster (tests/fixtures/e2e.py: a head without CPUs whose Jobs API listens on 127.0.0.1,
+plus two worker nodes, each its own raylet and object store) receives the train job (2 Ray Train
+workers placed one per worker node by a custom resource, DeepSpeed ZeRO-2, LoRA on the tiny LLaVA,
+checkpoints with optimizer state to S3), then the adapter is merged with `vsd export` (as a user
+would, a CLI on the workstation), then the annotation job labels a synthetic VSD corpus on S3 --
+two images broken on purpose -- with the merged model, its tasks and actors on the worker nodes.
+The Parquet written to S3 is read back and checked against the input.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fixtures.e2e import REPO, VENV_BIN
+from tests.fixtures.multinode import REPO, VENV_BIN
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +42,12 @@ def _run(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProce
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
+RAY = str(VENV_BIN / "ray")
+
+
 def _job_status(head, job_id: str) -> str:
     """The job's status as `ray job status` prints it and as the Jobs REST API gives it."""
-    out = _run([head.ray_cli(), "job", "status", "--address", head.dashboard_url, job_id], head.env, 60)
+    out = _run([RAY, "job", "status", "--address", head.dashboard_url, job_id], head.env, 60)
     assert out.returncode == 0, out.stderr[-2000:]
     printed = ANSI.sub("", out.stdout + out.stderr)
     with urllib.request.urlopen(f"{head.dashboard_url}/api/jobs/{job_id}", timeout=30) as resp:
@@ -54,13 +59,13 @@ def submit(head, runtime_env: dict, entrypoint: list[str], name: str, log_dir: P
     """`ray job submit` (which waits for the job and tails its logs); asserts SUCCEEDED both from
     the exit status and from `ray job status`. Returns the job's log (the submit command's output)."""
     job_id = f"vsd-e2e-{name}-{uuid.uuid4().hex[:8]}"
-    cmd = [head.ray_cli(), "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id,
+    cmd = [RAY, "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id,
            "--working-dir", str(REPO), "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint]
     started = time.monotonic()
     try:
         out = _run(cmd, head.env, timeout)
     except subprocess.TimeoutExpired as exc:
-        _run([head.ray_cli(), "job", "stop", "--address", head.dashboard_url, "--no-wait", job_id], head.env, 60)
+        _run([RAY, "job", "stop", "--address", head.dashboard_url, "--no-wait", job_id], head.env, 60)
         pytest.fail(f"{name} job did not finish in {timeout}s:\n{(exc.stdout or '')[-6000:]}")
     log = ANSI.sub("", out.stdout + out.stderr)
     (log_dir / f"{name}.log").write_text(log)  # the whole log, for a failure's post-mortem
@@ -85,7 +90,7 @@ def _read_parquet(uris: list[str]):
 
 
 @pytest.mark.timeout(TRAIN_TIMEOUT_S + EXPORT_TIMEOUT_S + ANNOTATE_TIMEOUT_S + 300)
-def test_train_then_annotate_submitted_as_ray_jobs(ray_head, s3_bucket, tmp_path):
+def test_train_then_annotate_submitted_as_ray_jobs(ray_cluster, s3_bucket, tmp_path):
     import os
 
     from vsd import storage
@@ -118,17 +123,22 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_head, s3_bucket, tmp_path
     runtime_env = {"env_vars": env_vars, "excludes": UPLOAD_EXCLUDES}
 
     t0 = time.monotonic()
-    train_log = submit(ray_head, runtime_env, ["python", "jobs/train.py", "--config", "jobs/configs/train-tiny-cpu.yaml",
-                                               "--out", run_uri], "train", tmp_path, TRAIN_TIMEOUT_S)
+    train_log = submit(ray_cluster, runtime_env, ["python", "jobs/train.py", "--config", "jobs/configs/train-tiny-cpu.yaml",
+                                                  "--out", run_uri, "scaling.resources_per_worker.train_slot=1"],
+                       "train", tmp_path, TRAIN_TIMEOUT_S)
     t_train = time.monotonic() - t0
     assert "trained to step 12" in train_log, train_log[-4000:]
     checkpoint = latest_checkpoint(run_uri)
     assert re.search(r"checkpoint_0*12$", checkpoint.rstrip("/")), checkpoint
-    assert storage.exists(storage.join(run_uri, "metrics.jsonl"))
+    metrics = [json.loads(x) for x in storage.read_text(storage.join(run_uri, "metrics.jsonl")).splitlines()]
+    workers = {name: node for name, node in ray_cluster.node_ids().items() if name != "head"}
+    assert all(sorted(r["nodes"]) == sorted(workers.values()) for r in metrics), (metrics[-1]["nodes"], workers)
+    meta = json.loads(storage.read_text(storage.join(checkpoint, "meta.json")))
+    assert sorted(meta["optimizer"]["shards"]) == ["rank_00000-of-00002.pt", "rank_00001-of-00002.pt"]
 
     # Merge the adapter into its base, from the workstation, straight from S3 to S3.
     t1 = time.monotonic()
-    env = dict(ray_head.env, VSD_CACHE_DIR=cache_dir)
+    env = dict(ray_cluster.env, VSD_CACHE_DIR=cache_dir)
     export = _run([str(VENV_BIN / "vsd"), "export", "--checkpoint", run_uri, "--out", merged_uri], env, EXPORT_TIMEOUT_S)
     assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
     sha = export_info(merged_uri).get("adapter_sha256")
@@ -136,7 +146,7 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_head, s3_bucket, tmp_path
     t_export = time.monotonic() - t1
 
     t2 = time.monotonic()
-    annotate_log = submit(ray_head, runtime_env, [
+    annotate_log = submit(ray_cluster, runtime_env, [
         "python", "jobs/annotate.py", "--config", "jobs/configs/annotate-tiny-cpu.yaml",
         "--input", corpus.vsd1, "--output", output_uri, "--model", merged_uri,
         f"input.image_dir={corpus.images}", "progress_bars=false"], "annotate", tmp_path, ANNOTATE_TIMEOUT_S)

@@ -1,8 +1,10 @@
 """Faults during training. A worker killed mid-epoch is covered by
 tests/train/test_ray_train.py::test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched
 (Ray Train's FailureConfig restores checkpoint 2 and redoes steps 3..6: 6 steps in, 6 out, none
-doubled or lost); its line of the table is recorded here from that test's assertions. What is
-new here: a corrupt newest checkpoint, which must not stop or silently restart a run."""
+doubled or lost); its line of the table is recorded here from that test's assertions. A whole worker
+node lost (multi-node, ZeRO-2 and ZeRO-3) is tests/e2e/test_multinode_train.py, which records its own
+lines. What is new here: a corrupt newest checkpoint -- its adapter or its optimizer state -- which
+must not stop or silently restart a run."""
 
 from __future__ import annotations
 
@@ -87,3 +89,37 @@ def test_record_corrupt_checkpoint_outcome(tmp_path, tiny_adapter_dir):
                 same_as_baseline=fell_back,
                 note=("falls back to checkpoint 2" if fell_back else
                       f"NO FALLBACK: resume picks {os.path.basename(chosen)} and fails ({error}); reported as a bug"))
+
+
+def test_a_corrupt_optimizer_shard_falls_back_to_the_checkpoint_before(single_process_group, train_config_dict,
+                                                                       tmp_path, caplog):
+    """A checkpoint whose optimizer shard was torn -- same name and listed size, other bytes: its
+    sha256 in meta.json catches it, and every rank resumes from the checkpoint before, loudly."""
+    from tests.fixtures.train import run_tiny_training
+    from vsd import storage
+    from vsd.config import from_dict
+    from vsd.model.checkpoints import checkpoint_uri, list_checkpoints
+    from vsd.train import resume as rs
+    from vsd.train.config import TrainConfig
+
+    cfg = from_dict(TrainConfig, train_config_dict(scaling={"num_workers": 1}, optim={"max_steps": 4}))
+    run = str(tmp_path / "run")
+    run_tiny_training(cfg, run, 2, total=4, checkpoint_at=2, resume=False)
+    good, torn = checkpoint_uri(run, 2), checkpoint_uri(run, 4)
+    for uri in storage.list_files(good):
+        rel, data = uri[len(good):], storage.read_bytes(uri)
+        if "/optimizer/" in rel:
+            data = data[:-64] + b"\0" * 64
+        elif rel.endswith("meta.json"):
+            data = data.replace(b'"step": 2', b'"step": 4')
+        storage.write_bytes(torn + rel, data)
+    assert [s for s, _ in list_checkpoints(run)] == [2, 4]
+    state = rs.choose(rs.candidates(run), 0, 1)
+    warned = [r.getMessage() for r in caplog.records if "checkpoint_00000004" in r.getMessage()]
+    record_case("training: newest checkpoint's optimizer shard corrupt", "train fault",
+                rows=[{"row_id": "resume", "status": "ok" if state.checkpoint == good else "error",
+                       "error": None if state.checkpoint == good else f"resumed from {state.checkpoint}"}],
+                expected_ids={"resume"}, rows_in=1, same_as_baseline=state.checkpoint == good and state.shard is not None,
+                note="sha256 mismatch caught; all ranks agree to resume from checkpoint 2 (adapter + optimizer)")
+    assert state.checkpoint == good and state.step == 2 and state.shard is not None
+    assert warned and "sha256" in warned[0], warned

@@ -59,3 +59,33 @@ def test_a_finished_run_is_not_started_again(tmp_path, train_config_dict):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
     assert result.error is None and result.checkpoint.endswith("checkpoint_00000004")
     assert result.metrics == {"step": 4, "resumed_from": 4, "final": True}
+
+
+def test_a_worker_group_failure_is_one_line_naming_the_rank_and_why():
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    from vsd.train.driver import _one_line
+
+    died = RuntimeError("The actor died unexpectedly before finishing this task.\n\tclass_name: RayTrainWorker\n"
+                        "The actor died because its node has died. Node Id: 329c54")
+    collateral = RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+    error = WorkerGroupError("[Rank 1 Error Snippet]:\n...", {0: collateral, 1: died})
+    assert _one_line(error) == "rank 1: RuntimeError: The actor died because its node has died. Node Id: 329c54"
+    assert _one_line(ValueError("x\nKeyError: 'loss'\n")) == "KeyError: 'loss'"
+
+
+def test_the_step_resumed_from_gets_its_line_from_the_checkpoint_when_its_reports_were_lost(tmp_path):
+    """A node lost right after checkpoint 2 was stored, before the controller collected step 2."""
+    from vsd.model.checkpoints import checkpoint_uri
+
+    run = str(tmp_path / "run")
+    meta = {"step": 2, "epoch": 0.5, "total_steps": 4, "loss": 1.5, "loss_per_worker": [1.0, 2.0], "world_size": 2}
+    storage.write_text(storage.join(checkpoint_uri(run, 2), "meta.json"), json.dumps(meta))
+    writer = MetricsWriter(run, flush_s=0.0)
+    writer.after_report(None, [_report(1, 2.0, 0), _report(1, 2.0, 1)], None)
+    writer.after_report(None, [_report(3, 1.0, 0, resumed_from=2), _report(3, 1.0, 1, resumed_from=2)], None)
+    rows = [json.loads(x) for x in storage.read_text(storage.join(run, "metrics.jsonl")).splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[1]["from_checkpoint"] and rows[1]["loss"] == 1.5 and rows[1]["loss_per_worker"] == [1.0, 2.0]
+    assert rows[1]["checkpoint"] == "checkpoint_00000002" and rows[1]["workers"] == 2
+    assert "from_checkpoint" not in rows[2]

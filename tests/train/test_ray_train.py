@@ -41,6 +41,17 @@ def _assert_adapter_only(checkpoint: str) -> None:
     assert not any("vision_tower" in k for k in state)
 
 
+def _assert_optimizer_state(checkpoint: str, stage: int) -> None:
+    """Every rank's optimizer shard is stored next to the adapter and listed (size, sha256) in meta."""
+    from vsd.model.checkpoints import read_meta
+    from vsd.train.checkpoint import check_shards_present
+
+    meta = read_meta(checkpoint)
+    assert meta["optimizer"]["world_size"] == 2 and meta["optimizer"]["zero_stage"] == stage
+    assert sorted(meta["optimizer"]["shards"]) == ["rank_00000-of-00002.pt", "rank_00001-of-00002.pt"]
+    check_shards_present(checkpoint, meta)
+
+
 def test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched(ray_local, tmp_path, train_config_dict):
     from vsd.model.checkpoints import read_meta
     from vsd.train.driver import train
@@ -61,6 +72,7 @@ def test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched(ray_lo
     meta = read_meta(result.checkpoint)
     assert meta["step"] == 6 and meta["base_model"] == "tiny:llava"
     _assert_adapter_only(result.checkpoint)
+    _assert_optimizer_state(result.checkpoint, 2)
     assert "zero_stage: 2" in storage.read_text(storage.join(run, "config.yaml"))
 
     # The same run launched again with a longer schedule continues at step 7, it does not restart.
@@ -95,6 +107,7 @@ def test_zero3_checkpoints_to_s3(ray_local, s3_bucket, train_config_dict):
     lengths = read_meta(result.checkpoint)["answer_tokens"]  # the record annotation sizes its budgets from
     assert set(lengths) == {"1", "2", "3"} and lengths["3"]["p99"] > lengths["2"]["p99"] > lengths["1"]["p99"]
     _assert_adapter_only(result.checkpoint)  # gathered: full LoRA tensors, not ZeRO-3 shards
+    _assert_optimizer_state(result.checkpoint, 3)
     from vsd.train.checkpoint import load_adapter_state
 
     state = load_adapter_state(result.checkpoint)

@@ -3,7 +3,10 @@
 ```
 <run>/checkpoints/checkpoint_<step>/adapter/     PEFT save_pretrained output (adapter_config.json,
                                                  adapter_model.safetensors)
-<run>/checkpoints/checkpoint_<step>/meta.json    {"base_model": ..., "step": ...}, written LAST
+<run>/checkpoints/checkpoint_<step>/optimizer/   one file per training rank: its ZeRO optimizer state
+                                                 (resume only; absent in adapter-only checkpoints)
+<run>/checkpoints/checkpoint_<step>/meta.json    {"base_model": ..., "step": ..., "optimizer": {...}},
+                                                 written LAST
 ```
 
 ``meta.json`` is the completion marker: a checkpoint without it (a crash mid-write) is ignored, so
@@ -21,6 +24,7 @@ from vsd.errors import VSDError
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "checkpoint_"
 ADAPTER_DIR = "adapter"
+OPTIMIZER_DIR = "optimizer"
 META_FILE = "meta.json"
 ADAPTER_CONFIG = "adapter_config.json"
 _STEP = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")

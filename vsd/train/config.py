@@ -8,7 +8,6 @@ one line naming the field, never a stack trace from inside a Ray worker.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from vsd.config import ConfigError, describe
 from vsd.model.lora import LoraSettings

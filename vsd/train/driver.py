@@ -40,11 +40,16 @@ class TrainResult:
 
 class MetricsWriter:
     """Ray Train callback (runs in the controller): one JSON line per step into ``metrics.jsonl``,
-    combining every worker's report (mean loss, summed throughput). A step repeated after a
-    restore replaces its earlier line. The file is rewritten whole (S3 has no append), at most
-    every ``flush_s`` seconds, and always on checkpoints and the final step."""
+    combining every worker's report (mean loss, summed throughput, each rank's node). A step
+    repeated after a restore replaces its earlier line. The file is rewritten whole (S3 has no append), at most
+    every ``flush_s`` seconds, and always on checkpoints and the final step.
+
+    A node lost right after a checkpoint was stored, before the controller collected that step's
+    reports, would leave a hole at the very step training resumes from: that line is then filled
+    from the checkpoint's meta.json (its losses, marked ``from_checkpoint``)."""
 
     def __init__(self, run_uri: str, flush_s: float = 10.0):
+        self.run_uri = run_uri
         self.uri = storage.join(run_uri, METRICS)
         self.flush_s = flush_s
         self.rows: dict[int, dict] = {}
@@ -60,6 +65,7 @@ class MetricsWriter:
         first = metrics[0]
         row = {k: first[k] for k in ("step", "epoch", "total_steps", "resumed_from", "final") if k in first}
         row["workers"] = len(metrics)
+        row["nodes"] = [m.get("node_id") for m in sorted(metrics, key=lambda m: m.get("rank", 0))]  # by rank
         if "loss" in first:
             row["loss"] = sum(m["loss"] for m in metrics) / len(metrics)
             row["loss_per_worker"] = [m["loss"] for m in metrics]
@@ -77,10 +83,25 @@ class MetricsWriter:
         if checkpoint is not None:
             row["checkpoint"] = storage.basename(checkpoint.path)
         self.rows[int(row["step"])] = row
+        resumed = int(row.get("resumed_from") or 0)
+        if resumed and resumed not in self.rows:
+            self._fill_from_checkpoint(resumed)
         now = time.monotonic()
         if checkpoint is not None or row.get("final") or now - self._last_flush >= self.flush_s:
             self.flush()
             self._last_flush = now
+
+    def _fill_from_checkpoint(self, step: int) -> None:
+        from vsd.model.checkpoints import checkpoint_uri, read_meta
+
+        checkpoint = checkpoint_uri(self.run_uri, step)
+        try:
+            meta = read_meta(checkpoint)
+        except Exception:  # noqa: BLE001 - a metrics line is not worth failing the run over
+            return
+        row = {k: meta[k] for k in ("step", "epoch", "total_steps", "loss", "loss_per_worker") if k in meta}
+        self.rows[step] = {**row, "workers": meta.get("world_size"), "checkpoint": storage.basename(checkpoint),
+                           "from_checkpoint": True, "time": time.time()}
 
     def after_exception(self, run_context, worker_exceptions) -> None:
         self.flush()
@@ -159,7 +180,15 @@ def _fit(trainer):
 
 
 def _one_line(exc: BaseException) -> str:
-    """The most telling line of a (multi-worker, multi-traceback) training failure."""
+    """The most telling line of a (multi-worker, multi-traceback) training failure. A worker-group
+    failure names the first failed rank and why (e.g. its node died), not Ray's generic header."""
+    failures = getattr(exc, "worker_failures", None) or {}
+    if failures:
+        # A dead worker (its node lost) is the cause; the others' broken collectives are collateral.
+        rank, error = min(failures.items(), key=lambda kv: (" because " not in str(kv[1]), kv[0]))
+        lines = [x.strip() for x in str(error).splitlines() if x.strip()]
+        why = next((x for x in lines if " because " in x), lines[0] if lines else "")
+        return f"rank {rank}: {type(error).__name__}: {why}"[:300]
     lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
     causes = [x for x in lines if x.split(":", 1)[0].endswith(("Error", "Exception"))]
     return (causes[0] if causes else lines[0] if lines else type(exc).__name__)[:300]
@@ -204,8 +233,13 @@ def _fit_pinned_to_this_cluster(trainer):
 
     if not ray.is_initialized():
         ray.init()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     env = {"RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_API_SERVER_ADDRESS": _own_state_api()}
-    task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(runtime_env={"env_vars": env})
+    # On the driver's node (the head, for a job), never on a worker node: Ray Train attaches its
+    # controller to the node fit runs on, and losing a worker node must not take the controller along.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(runtime_env={"env_vars": env}, scheduling_strategy=here)
     return ray.get(task.remote(trainer))
 
 
@@ -223,14 +257,16 @@ def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from vsd.train.loop import train_loop_per_worker
+    from vsd.train.worker import train_loop_per_worker
 
+    # Workers get an absolute local path: their working directory is not the driver's.
+    workers_uri = out_uri if storage.is_s3(out_uri) else storage.resolve(out_uri)[1]
     resources = dict(cfg.scaling.resources_per_worker)
     if cfg.scaling.use_gpu:
         resources.setdefault("GPU", 1)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_uri": out_uri},
+        train_loop_config={"config": to_dict(cfg), "run_uri": workers_uri},
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                                resources_per_worker=resources),

@@ -1,4 +1,4 @@
-"""The training step and the per-worker loop that Ray Train runs on every worker.
+"""The training step, and the DeepSpeed config the Ray Train workers build their engine from.
 
 Two layers, so the GPU benchmark (a machine with torch + transformers + peft but no Ray or
 DeepSpeed) runs the very same step code:
@@ -6,15 +6,13 @@ DeepSpeed) runs the very same step code:
 * the step: ``answer_loss`` (logits only where there are labels), ``Stepper`` with a plain
   PyTorch (``TorchStepper``) and a DeepSpeed (``DeepSpeedStepper``) implementation, and
   ``run_step`` (grad-accumulated optimizer step + throughput numbers). Imports nothing heavy.
-* the loop: ``train_loop_per_worker`` (Ray Train + DeepSpeed): model + LoRA, resume, sharded
-  data, steps, per-step metrics from every worker, adapter checkpoints.
+* ``deepspeed_config``: DeepSpeed's JSON config from a TrainConfig. The Ray Train worker that runs
+  the steps lives in ``vsd.train.worker``.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -181,7 +179,7 @@ def run_step(stepper: Stepper, micro_batches: Iterable[dict], device=None, sync:
                      dropped=dropped, truncated=truncated, seconds=max(time.perf_counter() - start, 1e-9))
 
 
-# ================================ the Ray Train worker ================================
+# ================================ DeepSpeed ================================
 
 
 def deepspeed_config(cfg, world_size: int) -> dict:
@@ -207,140 +205,3 @@ def deepspeed_config(cfg, world_size: int) -> dict:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-
-
-def _batches(dataset, indices: list[int], batch_size: int, collate, loader_workers: int):
-    import torch
-
-    subset = torch.utils.data.Subset(dataset, indices)
-    return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate,
-                                       num_workers=loader_workers, drop_last=True)
-
-
-def epoch_indices(n: int, world: int, rank: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
-    """This rank's sample indices for ``epoch`` (DistributedSampler: same on every relaunch)."""
-    from torch.utils.data import DistributedSampler
-
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    return list(sampler)
-
-
-def _resume_point(run_uri: str) -> tuple[dict | None, str | None]:
-    """(meta, checkpoint dir) to resume from: Ray's restored checkpoint after a worker failure,
-    else the run folder's latest checkpoint when the same run is launched again."""
-    import ray.train
-
-    from vsd.train import checkpoint as ck
-
-    restored = ray.train.get_checkpoint()
-    if restored is not None:
-        fs, path = restored.filesystem, restored.path
-        # Read through our storage layer: the same bytes, local or s3://.
-        uri = ("s3://" + path) if fs.type_name == "s3" else path
-        if ck.loads(uri):
-            return ck.read_meta(uri), uri
-    latest = ck.latest(run_uri)
-    if latest is None:
-        return None, None
-    return ck.read_meta(latest), latest
-
-
-def _die_after_the_controller_saw(step: int) -> None:
-    """Test-only fault (``fault.kill_at_step``): exit hard, like a lost node. First wait out a few
-    controller polls, so reports and checkpoints already made are registered (Ray Train drops
-    reports it had not collected when a worker dies) and the test sees a deterministic history."""
-    poll = float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "2"))
-    time.sleep(3 * poll)
-    os._exit(1)
-
-
-def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point; ``config`` = {"config": TrainConfig as a dict, "run_uri": str}."""
-    import deepspeed
-    import ray.train
-    import torch
-    from peft import set_peft_model_state_dict
-
-    from vsd import config as vconfig
-    from vsd.model.loader import load_model, localize
-    from vsd.model.lora import attach_lora
-    from vsd.train import checkpoint as ck
-    from vsd.train.collator import LlavaCollator
-    from vsd.train.config import TrainConfig
-    from vsd.train.answer_lengths import dataset_answer_tokens
-    from vsd.train.data import InstructionDataset, synthetic_dataset
-
-    cfg: TrainConfig = vconfig.from_dict(TrainConfig, config["config"])
-    run_uri: str = config["run_uri"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device() if cfg.scaling.use_gpu else torch.device("cpu")
-    torch.manual_seed(cfg.seed)
-
-    base = localize(cfg.model.base)  # tiny:llava is built here, once per node; s3:// is downloaded
-    # Straight onto this worker's GPU: DeepSpeed partitions (ZeRO-3) from there without a host copy.
-    model, processor = load_model(base, dtype="bfloat16" if cfg.use_bf16 else "float32", device=str(device),
-                                  trust_remote_code=cfg.model.trust_remote_code)
-    model = attach_lora(model, cfg.lora)
-    meta, resume_dir = _resume_point(run_uri)
-    start_step = int(meta["step"]) if meta else 0
-    if resume_dir is not None:
-        set_peft_model_state_dict(model, ck.load_adapter_state(resume_dir))
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-    data_uri = cfg.data.uri or synthetic_dataset(cfg.data)
-    dataset = InstructionDataset(data_uri)
-    collate = LlavaCollator(processor, cfg.data.max_length)
-    lengths = dataset_answer_tokens(data_uri, processor.tokenizer, cfg.seed) if rank == 0 else {}
-    micro_per_step = cfg.optim.grad_accum
-    per_epoch = (len(dataset) // world) // (cfg.optim.batch_size * micro_per_step)
-    if per_epoch < 1:
-        raise ValueError(f"{len(dataset)} samples cannot fill one step of {world} workers x "
-                         f"{cfg.optim.batch_size} x {micro_per_step}")
-    total = cfg.optim.max_steps or cfg.optim.epochs * per_epoch
-
-    optimizer = make_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay)
-    scheduler = make_scheduler(optimizer, total, cfg.optim.warmup_ratio, cfg.optim.cosine, start_step)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(cfg, world))
-    engine.train()
-    stepper = DeepSpeedStepper(engine)
-
-    def report(step: int, stats: StepStats | None, save: bool, final: bool) -> None:
-        metrics = {"step": step, "epoch": step / per_epoch, "rank": rank, "resumed_from": start_step,
-                   "total_steps": total, "final": final, **(stats.metrics() if stats else {})}
-        local = None
-        if save:
-            state = ck.trainable_state(engine.module, cfg.deepspeed.zero_stage)  # collective
-            if rank == 0:
-                meta_out = {"base_model": cfg.model.base, "base_model_path": base, "step": step,
-                            "epoch": step / per_epoch, "total_steps": total, "loss": metrics.get("loss"),
-                            "zero_stage": cfg.deepspeed.zero_stage, "world_size": world,
-                            "lora": vconfig.to_dict(cfg.lora), "answer_tokens": lengths}
-                local = ck.write_checkpoint(engine.module, state, meta_out)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local) if local else None,
-                         checkpoint_dir_name=ck.checkpoint_name(step) if save else None)
-        if local:  # persisted to the run folder by now (synchronous upload)
-            shutil.rmtree(local, ignore_errors=True)
-
-    if start_step >= total:  # a finished run launched again: nothing to redo
-        report(start_step, None, save=False, final=True)
-        return
-
-    step = start_step
-    while step < total:
-        epoch, offset = divmod(step, per_epoch)
-        indices = epoch_indices(len(dataset), world, rank, epoch, cfg.seed, cfg.data.shuffle)
-        indices = indices[offset * micro_per_step * cfg.optim.batch_size:]
-        loader = iter(_batches(dataset, indices, cfg.optim.batch_size, collate, cfg.data.loader_workers))
-        for _ in range(min(per_epoch - offset, total - step)):
-            stats = run_step(stepper, (next(loader) for _ in range(micro_per_step)), device=device)
-            step += 1
-            final = step == total
-            save = final or step % cfg.checkpoint.every_n_steps == 0
-            if save or final or step % cfg.metrics_every_n_steps == 0:
-                report(step, stats, save=save, final=final)
-            if cfg.fault.kill_at_step == step and start_step == 0 and rank == world - 1:
-                _die_after_the_controller_saw(step)
