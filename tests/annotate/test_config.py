@@ -70,7 +70,8 @@ def test_shipped_configs_use_the_new_layout(path, capsys):
 
 def test_each_stage_has_a_section_in_pipeline_order_and_resources():
     names = [f.name for f in dataclasses.fields(AnnotateConfig().stages)]
-    assert names == [s.NAME for s in STAGES] == ["read", "preprocess", "generate", "verify", "refine", "write"]
+    assert names == [s.NAME for s in STAGES] == ["read", "propose", "preprocess", "generate", "verify",
+                                                                 "refine", "write"]
     for s in STAGES:
         assert isinstance(getattr(AnnotateConfig().stages, s.NAME).resources, Resources)
 
@@ -125,10 +126,10 @@ class _RecordingDataset:
 def test_adding_a_stage_is_one_module_plus_one_line():
     """A new stage in the list gets its config section (YAML, overrides, --help-config) and its
     place in the graph with no other edit."""
-    stages = (*STAGES[:3], _Tag, *STAGES[3:])
+    stages = (*STAGES[:4], _Tag, *STAGES[4:])  # after generate
     cls = stages_config(stages)
     section = from_dict(cls, {"tag": {"flag": "x"}})
-    assert section.tag.flag == "x" and [f.name for f in dataclasses.fields(cls)][3] == "tag"
+    assert section.tag.flag == "x" and [f.name for f in dataclasses.fields(cls)][4] == "tag"
     assert "tag.flag (str, default 'seen'): the flag to add" in help_text(cls)
 
     cfg = AnnotateConfig()
