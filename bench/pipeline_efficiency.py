@@ -17,6 +17,8 @@ load) and *steady state* (images/s after the first ``--skip`` fraction of the im
 for the pipeline from the ``annotated_at`` stamp of each written part). The RATIO is the steady-
 state pipeline ÷ bare images/s (target ≥ 0.8); the with-start-up ratio is printed beside it.
 Refinement is off by default (the bare loop has none); ``--refine rules`` adds it to the pipeline.
+The description repair pass (a second decode of flawed sentences) is off on the pipeline side for
+the same reason: both sides do the same engine work.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         output = os.path.join(root, "out")
         overrides = _common.annotate_overrides(args.max_new_tokens, args.batch_size,
                                                [f"stages.refine.mode=\"{args.refine}\"", f"stages.preprocess.image_size={args.image_size}",
+                                                "stages.generate.repair=false",  # the bare loop has no repair pass
                                                 f"stages.write.resources.batch_size={args.write_batch_size}"])
         pipe = _common.run_annotate(manifest, output, overrides)
         written = pipe.manifest["counts"].get("images", 0)
