@@ -69,10 +69,10 @@ def write_new(corpus: Corpus, batches: Iterable[pa.Table], snapshot: Snapshot, s
         ids = table.column("image_id").to_pylist()
         for i, (key, old) in enumerate(zip(keys, known)):
             id_key = key_of("id:" + ids[i]) if ids[i] is not None else None
-            if key in seen:
-                repeated.append(f"{uris[i]}: listed again as row {listed + i + 1} (kept the first)")
-            elif id_key is not None and id_key in seen_ids:
+            if id_key is not None and id_key in seen_ids:
                 repeated.append(f"image_id {ids[i]}: row {listed + i + 1} repeats an earlier row (kept the first)")
+            elif key in seen:
+                repeated.append(f"{uris[i]}: listed again as row {listed + i + 1} (kept the first)")
             elif not old:
                 seen.add(key)
                 if id_key is not None:
