@@ -20,7 +20,12 @@ echo "sglang tier: setup $((t1 - t0)) s"
 # makes each venv rebuild DeepSpeed's C++ op over the other's (minutes each, tests waiting on the lock).
 export TORCH_EXTENSIONS_DIR="$PWD/.cache/torch_extensions-sglang"
 status=0
-.venv-sglang/bin/python -m pytest -q -p no:cacheprovider -m "slow or not slow" --durations=10 tests/sglang "$@" || status=$?
+# One pytest process per module: each starts its own sglang.Engine, and an engine started after
+# another module's engine and Ray cluster in the same process has ended the process with exit 1
+# and no report (seen with test_refine after test_demo); a fresh process per module avoids that.
+for module in tests/sglang/test_*.py; do
+  .venv-sglang/bin/python -m pytest -q -p no:cacheprovider -m "slow or not slow" --durations=5 "$module" "$@" || status=1
+done
 t2=$(date +%s)
 echo "sglang tier: mode $mode, setup $((t1 - t0)) s, tests $((t2 - t1)) s, exit $status"
 exit $status
