@@ -106,6 +106,18 @@ def plan(pair: dict, truncated: dict[int, bool], tasks: list[int]) -> tuple[list
 JOINERS = frozenset("and while which with where as in on at near from against under beside that whose".split())
 
 
+def truncated_slots(flags: list[str] | None, task: int) -> set[int]:
+    """The sentence indices `plan` flagged as cut off for ``task`` (2: ``{0}``; 3: ``truncated:task3.<i>``)
+    -- the one reader of these flags, for the refine stage and the evaluation."""
+    out: set[int] = set()
+    for flag in flags or ():
+        if flag == f"truncated:task{task}":
+            out.add(0)
+        elif flag.startswith(f"truncated:task{task}."):
+            out.add(int(flag.rsplit(".", 1)[1]))
+    return out
+
+
 def finish(repair: Repair, continuation: str, truncated: bool, subject: str, object_: str, label: str) -> str:
     """The repaired sentence: the forced clause plus the model's ending, unless that ending was cut
     off, does not join the clause (a word fragment, a run-on) or changes what the sentence says --

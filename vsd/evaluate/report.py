@@ -19,6 +19,7 @@ import json
 import time
 
 from vsd import storage
+from vsd.annotate.repair import truncated_slots
 from vsd.errors import VSDError
 from vsd.evaluate.captions import METRICS, CaptionMetricsError, CaptionScorer
 from vsd.evaluate.inputs import Key, Prediction, Predictions, Reference, load_predictions, load_references, require_overlap
@@ -96,15 +97,10 @@ def _bare(sentence: str) -> str:
 
 def _cut_sentences(preds: Predictions, rid: str, row_flags: list[str]) -> list[str]:
     """The raw sentences of a row that the generate stage flagged as cut off."""
-    cut = []
-    for flag in row_flags:
-        if flag == "truncated:task2" and isinstance(preds.raw.get((rid, 2)), str):
-            cut.append(preds.raw[(rid, 2)])
-        elif flag.startswith("truncated:task3."):
-            sentences = _sentences(3, preds.raw.get((rid, 3)) or [])
-            i = int(flag.rsplit(".", 1)[1])
-            cut += sentences[i:i + 1]
-    return cut
+    task2 = preds.raw.get((rid, 2))
+    cut = [task2] if isinstance(task2, str) and truncated_slots(row_flags, 2) else []
+    sentences = _sentences(3, preds.raw.get((rid, 3)) or [])
+    return cut + [sentences[i] for i in sorted(truncated_slots(row_flags, 3)) if i < len(sentences)]
 
 
 def description_flags(preds: Predictions, records: set[str]) -> dict[str, int]:

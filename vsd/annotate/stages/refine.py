@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from vsd.annotate.items import from_table, ok_pairs, to_table
+from vsd.annotate.repair import truncated_slots
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
 from vsd.refine.base import RefineItem, RefineOutcome
 from vsd.refine.config import RefineConfig
@@ -47,36 +48,24 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     return map_stage(ds, RefineStageUDF, stage.resources, default_batch=16, actor=True, kwargs={"refine": stage})
 
 
-def _truncated_at(flags: list[str], task: str) -> set[int]:
-    """Sentence indices the generate stage flagged as cut off (``truncated:task3.<i>``)."""
-    out = set()
-    for flag in flags:
-        if flag == f"truncated:{task}":
-            out.add(0)
-        elif flag.startswith(f"truncated:{task}."):
-            out.add(int(flag.rsplit(".", 1)[1]))
-    return out
-
-
 def refinable(pair: dict) -> tuple[dict[str, list[str]], bool]:
     """What the refiner gets, and whether a cut-off sentence was left out: the repaired text where
     the generate stage repaired (complete and consistent by construction), else the model's own
     text less any sentence it cut off -- a truncated sentence is never polished into looking
     complete, and a pair that had one is never counted as wholly refined."""
-    flags = list(pair["flags"] or [])
     out: dict[str, list[str]] = {}
     left_out = False
     if pair["refined_description"] is not None:
         out["task2"] = [pair["refined_description"]]
     elif pair["description"] is not None and pair["pair_index"] >= 0:
-        if _truncated_at(flags, "task2"):
+        if truncated_slots(pair["flags"], 2):
             left_out = True
         else:
             out["task2"] = [pair["description"]]
     if pair["refined_descriptions"] is not None:
         out["task3"] = [s for s in pair["refined_descriptions"] if s]
     elif pair["descriptions"]:
-        cut = _truncated_at(flags, "task3")
+        cut = truncated_slots(pair["flags"], 3)
         out["task3"] = [s for i, s in enumerate(pair["descriptions"]) if i not in cut]
         left_out = left_out or bool(cut)
     return {task: sentences for task, sentences in out.items() if sentences}, left_out
