@@ -141,7 +141,7 @@ ITEM_WORKING = (
     Column("shard", pa.string(), "the input shard the image came from (its completion is tracked per shard)"),
     Column("shard_row", pa.int64(), "the image's row in that shard: with the shard, who claims the image"),
     Column("given_id", pa.bool_(), "image_id came from the input (not the content hash): its own key space"),
-    Column("source_key", pa.string(), "uri|size|version: lets a rerun skip a known file unread"),
+    Column("source_key", pa.string(), "uri|size|version[|id=<given id>]: lets a rerun skip a known corpus entry unread"),
     Column("data", pa.binary(), "the original bytes; dropped after preprocess"),
     Column("views", pa.list_(pa.binary()), "prepared JPEGs sent to the engine"),
 )

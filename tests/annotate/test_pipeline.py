@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,6 +77,21 @@ def test_grown_corpus_annotates_only_the_new_images(ray_local, tmp_path, annotat
     runs = Counter(r["run_id"] for r in rows)
     assert runs[nightly.run_id] == 50 and sorted(runs.values()) == [30, 50]
     assert Output(out).partition_record("2026-11-27")["totals"]["images"] == 50
+
+
+def test_a_file_named_again_under_a_new_given_id_is_annotated_again(ray_local, tmp_path, annotate_config):
+    """A manifest may name one file under two ids (say, with different pairs): annotating the first
+    must not make the next run take the second for done (the listing key carries the given id)."""
+    corpus, out = str(tmp_path / "corpus"), str(tmp_path / "out")
+    manifest = storage.join(corpus, "manifest.jsonl")
+    build_corpus(corpus, 2, seed=8)
+    lines = [json.loads(line) for line in storage.read_text(manifest).splitlines()]
+    storage.write_text(manifest, json.dumps({**lines[0], "image_id": "first-id"}) + "\n")
+    assert run_annotation(annotate_config(manifest, out), engine_factory=make_color_engine).counts["images"] == 1
+    storage.write_text(manifest, storage.read_text(manifest) + json.dumps({**lines[0], "image_id": "second-id"}) + "\n")
+    again = run_annotation(annotate_config(manifest, out, "run_date=2026-11-27"), engine_factory=make_color_engine)
+    assert again.counts["images"] == 1 and again.counts["skipped"]["already_annotated"] == 0
+    assert sorted({r["image_id"] for r in read_rows(out)}) == ["first-id", "second-id"]
 
 
 def test_unchanged_folder_rerun_never_starts_the_ray_pipeline(ray_local, tmp_path, annotate_config, monkeypatch):

@@ -180,9 +180,10 @@ def test_synth_and_build_on_s3(s3_bucket, capsys):
     assert "wrote 18 scenes" in capsys.readouterr().out
     assert main(["data", "build", "--vsd1", f"{s3_bucket}/synth/vsdv1.json", "--vsd2", f"{s3_bucket}/synth/vsdv2.json",
                  "--images", f"{s3_bucket}/synth/images", "--out", f"{s3_bucket}/built"]) == 0
+    printed = capsys.readouterr().out
     files = storage.list_files(f"{s3_bucket}/built")
     names = {f.rsplit("/", 1)[-1] for f in files}
     assert {"instructions.json", "instructions.parquet", "stats.json"} <= names
-    assert sum(f.endswith(".jpg") for f in files) == 18
+    assert sum(f.endswith(".jpg") for f in files) == 18, (printed, storage.list_files(f"{s3_bucket}/synth"))
     stats = json.loads(storage.read_text(f"{s3_bucket}/built/stats.json"))
     assert stats["rows"] == 54 and stats["images"]["written"] == 18

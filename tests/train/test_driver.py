@@ -74,13 +74,33 @@ def test_a_worker_group_failure_is_one_line_naming_the_rank_and_why():
     assert _one_line(ValueError("x\nKeyError: 'loss'\n")) == "KeyError: 'loss'"
 
 
+def test_a_lost_node_reported_as_a_failed_health_check_is_named_as_a_dead_node():
+    """Ray reports a killed node's worker as a failed health check; the cluster's node table (the
+    caller's ``dead_nodes``) says which rank's node is gone, and the line says so."""
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    from vsd.train.driver import _one_line
+
+    health = RuntimeError("WorkerHealthCheckFailedError: Worker health check failed: timed out after 30 s")
+    collateral = RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+    error = WorkerGroupError("[Rank 0 Error Snippet]:\n...", {0: collateral, 1: health})
+    line = _one_line(error, {1: "1f481888661116262b33ecead"})
+    assert line.startswith("rank 1: its node has died (1f4818886611): RuntimeError: WorkerHealthCheckFailedError")
+    assert _one_line(error, {}).startswith("rank 0: RuntimeError: [../gloo")  # nothing known dead: first rank
+
+
+def _checkpoint(uri: str, meta: dict) -> None:
+    storage.write_text(storage.join(uri, "adapter", "adapter_config.json"), "{}")
+    storage.write_text(storage.join(uri, "meta.json"), json.dumps(meta))
+
+
 def test_the_step_resumed_from_gets_its_line_from_the_checkpoint_when_its_reports_were_lost(tmp_path):
     """A node lost right after checkpoint 2 was stored, before the controller collected step 2."""
     from vsd.model.checkpoints import checkpoint_uri
 
     run = str(tmp_path / "run")
     meta = {"step": 2, "epoch": 0.5, "total_steps": 4, "loss": 1.5, "loss_per_worker": [1.0, 2.0], "world_size": 2}
-    storage.write_text(storage.join(checkpoint_uri(run, 2), "meta.json"), json.dumps(meta))
+    _checkpoint(checkpoint_uri(run, 2), meta)
     writer = MetricsWriter(run, flush_s=0.0)
     writer.after_report(None, [_report(1, 2.0, 0), _report(1, 2.0, 1)], None)
     writer.after_report(None, [_report(3, 1.0, 0, resumed_from=2), _report(3, 1.0, 1, resumed_from=2)], None)
@@ -89,3 +109,21 @@ def test_the_step_resumed_from_gets_its_line_from_the_checkpoint_when_its_report
     assert rows[1]["from_checkpoint"] and rows[1]["loss"] == 1.5 and rows[1]["loss_per_worker"] == [1.0, 2.0]
     assert rows[1]["checkpoint"] == "checkpoint_00000002" and rows[1]["workers"] == 2
     assert "from_checkpoint" not in rows[2]
+
+
+def test_every_step_up_to_the_resume_is_filled_from_the_checkpoints_reports(tmp_path):
+    """The controller collected nothing before the node died: steps 1-2 come from checkpoint 2's
+    reports (every rank's, since the checkpoint before), combined as if they had been collected."""
+    from vsd.model.checkpoints import checkpoint_uri
+
+    run = str(tmp_path / "run")
+    reports = [[_report(1, 2.0, 0), _report(1, 4.0, 1)], [_report(2, 1.0, 0), _report(2, 3.0, 1)]]
+    _checkpoint(checkpoint_uri(run, 2), {"step": 2, "total_steps": 4, "loss": 2.0, "world_size": 2,
+                                         "reports": reports})
+    writer = MetricsWriter(run, flush_s=0.0)
+    writer.after_report(None, [_report(3, 1.0, 0, resumed_from=2), _report(3, 1.0, 1, resumed_from=2)], None)
+    rows = [json.loads(x) for x in storage.read_text(storage.join(run, "metrics.jsonl")).splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[0]["from_checkpoint"] and rows[0]["loss"] == 3.0 and rows[0]["loss_per_worker"] == [2.0, 4.0]
+    assert rows[1]["loss"] == 2.0 and rows[1]["checkpoint"] == "checkpoint_00000002" and rows[1]["resumed_from"] == 0
+    assert rows[2]["resumed_from"] == 2 and "from_checkpoint" not in rows[2]

@@ -31,6 +31,7 @@ from vsd.annotate.card import render_card
 from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import IdLedger, Output, merge_counts, partition, plain
 from vsd.annotate.stages import RunContext, build_dataset
+from vsd.annotate.stages.read import shard_rows
 from vsd.annotate.stages.write import RunMeta, write_json
 from vsd.corpus import Corpus, Shard, sync
 from vsd.redact import redact_config, redact_text
@@ -127,7 +128,6 @@ def _stream(cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, en
     """Run the pipeline over the unfinished shards; returns (counts, parts {name: counts},
     images written per shard) and the ledger's report."""
     import ray
-    import ray.data
     from ray.data import DataContext
 
     if not ray.is_initialized():
@@ -138,10 +138,7 @@ def _stream(cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, en
     parts: dict[str, dict] = {}
     written: Counter = Counter()
     try:  # a failed run (full disk, S3 outage) must not leave its ledger alive
-        fs = storage.filesystem_for(plan.corpus.root)
-        paths = [storage.resolve(s.uri)[1] for s in plan.todo]
-        ds = ray.data.read_parquet(paths, filesystem=fs, include_paths=True)
-        ds = ds.repartition(target_num_rows_per_block=cfg.stages.read.resources.batch_size or 32)
+        ds = shard_rows([s.uri for s in plan.todo], cfg.stages.read.resources.batch_size or 32)
         ctx = RunContext(meta=meta, ledger=ledger, ids=out.ids().snapshot(),
                          roots=sorted(set(plan.corpus.roots) | set(cfg.input.allowed_roots)),
                          engine_factory=engine_factory)

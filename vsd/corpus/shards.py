@@ -4,7 +4,7 @@ Layout below the corpus root (local or ``s3://``)::
 
     _corpus.json                          what the corpus was built from (sources, their roots)
     shards/shard-<sync>-<task>-<n>-r<rows>.parquet   immutable; the row count is in the name
-    _keys/                                a `vsd.keyset.KeySet` of ``uri|size|version`` seen so far
+    _keys/                                a `vsd.keyset.KeySet` of `source_key`s seen so far
 
 A shard is never rewritten: a night that finds new images adds new shards (img2dataset and
 datatrove work the same way), so "what is new" is "which shards have no completion marker" in an
@@ -51,9 +51,11 @@ SHARD_SCHEMA = pa.schema([
 ])
 
 
-def source_key(uri: str, size: int | None, version: str | None) -> str:
-    """What identifies one version of one file in a listing."""
-    return f"{uri}|{'' if size is None else size}|{version or ''}"
+def source_key(uri: str, size: int | None, version: str | None, image_id: str | None = None) -> str:
+    """What identifies one corpus entry: one version of one file, plus the id a manifest gave it --
+    two manifest rows naming one file under two ids (say, with different pairs) are two entries,
+    and annotating one of them must not make a rerun skip the other."""
+    return f"{uri}|{'' if size is None else size}|{version or ''}" + ("" if image_id is None else f"|id={image_id}")
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,8 @@ class SyncReport:
 
 
 def _keys(table: pa.Table) -> list[bytes]:
-    """One key per corpus entry: the file's version, plus the given id where there is one -- two
-    manifest rows naming one file under two ids (say, with different pairs) are two entries."""
-    return [key_of(source_key(u, s, v) + ("" if i is None else f"|id={i}"))
+    """One key per corpus entry (`source_key`)."""
+    return [key_of(source_key(u, s, v, i))
             for u, s, v, i in zip(table.column("uri").to_pylist(), table.column("size").to_pylist(),
                                   table.column("version").to_pylist(), table.column("image_id").to_pylist())]
 

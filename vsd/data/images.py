@@ -17,6 +17,12 @@ from vsd import storage
 from vsd.errors import VSDError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+# The formats we decode (Pillow tries only these): no EPS/PostScript (which would run Ghostscript),
+# no exotic plugins -- an image file is untrusted input. Naming them also keeps the result
+# independent of which plugins happen to be registered: once any module calls `Image.init()`,
+# Pillow would otherwise try every plugin in turn, and some (IM) call ``readline``, which a
+# pyarrow file does not support -- every header read then failed as "unreadable".
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class ImageFolder:
@@ -56,7 +62,7 @@ def read_size(uri: str) -> tuple[int, int] | None:
     """Image (width, height) read from the header only; ``None`` if it is not a readable image."""
     fs, path = storage.resolve(uri)
     try:
-        with fs.open_input_file(path) as f, Image.open(f) as im:
+        with fs.open_input_file(path) as f, Image.open(f, formats=FORMATS) as im:
             return int(im.width), int(im.height)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
@@ -65,6 +71,6 @@ def read_size(uri: str) -> tuple[int, int] | None:
 def load_image(uri: str) -> Image.Image:
     """Decode a whole image as RGB; raises ``OSError``/``ValueError`` for broken files."""
     data = storage.read_bytes(uri)
-    with Image.open(io.BytesIO(data)) as im:
+    with Image.open(io.BytesIO(data), formats=FORMATS) as im:
         im.load()
         return im.convert("RGB")

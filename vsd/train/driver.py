@@ -44,9 +44,10 @@ class MetricsWriter:
     repeated after a restore replaces its earlier line. The file is rewritten whole (S3 has no append), at most
     every ``flush_s`` seconds, and always on checkpoints and the final step.
 
-    A node lost right after a checkpoint was stored, before the controller collected that step's
-    reports, would leave a hole at the very step training resumes from: that line is then filled
-    from the checkpoint's meta.json (its losses, marked ``from_checkpoint``)."""
+    A node lost right after a checkpoint was stored, before the controller collected the reports
+    of the steps up to it, would leave holes below the step training resumes from: those lines are
+    then filled from the checkpoints' meta.json (every rank's reports since the checkpoint before;
+    for older checkpoints without them, the checkpoint step's losses), marked ``from_checkpoint``."""
 
     def __init__(self, run_uri: str, flush_s: float = 10.0):
         self.run_uri = run_uri
@@ -59,6 +60,7 @@ class MetricsWriter:
                     row = json.loads(line)
                     self.rows[int(row["step"])] = row
         self._last_flush = 0.0
+        self._filled: set[int] = set()
 
     @staticmethod
     def combine(metrics: list[dict]) -> dict:
@@ -84,24 +86,39 @@ class MetricsWriter:
             row["checkpoint"] = storage.basename(checkpoint.path)
         self.rows[int(row["step"])] = row
         resumed = int(row.get("resumed_from") or 0)
-        if resumed and resumed not in self.rows:
-            self._fill_from_checkpoint(resumed)
+        if resumed and resumed not in self._filled:
+            self._filled.add(resumed)
+            self._fill_from_checkpoints(resumed)
         now = time.monotonic()
         if checkpoint is not None or row.get("final") or now - self._last_flush >= self.flush_s:
             self.flush()
             self._last_flush = now
 
-    def _fill_from_checkpoint(self, step: int) -> None:
-        from vsd.model.checkpoints import checkpoint_uri, read_meta
+    def _fill_from_checkpoints(self, resumed: int) -> None:
+        """Fill missing lines up to ``resumed`` from the checkpoints at or below it, newest first."""
+        from vsd.model.checkpoints import list_checkpoints, read_meta
 
-        checkpoint = checkpoint_uri(self.run_uri, step)
         try:
-            meta = read_meta(checkpoint)
+            checkpoints = [(s, c) for s, c in list_checkpoints(self.run_uri) if s <= resumed]
         except Exception:  # noqa: BLE001 - a metrics line is not worth failing the run over
             return
-        row = {k: meta[k] for k in ("step", "epoch", "total_steps", "loss", "loss_per_worker") if k in meta}
-        self.rows[step] = {**row, "workers": meta.get("world_size"), "checkpoint": storage.basename(checkpoint),
-                           "from_checkpoint": True, "time": time.time()}
+        for step, checkpoint in reversed(checkpoints):
+            if all(s in self.rows for s in range(1, step + 1)):
+                break
+            try:
+                meta = read_meta(checkpoint)
+            except Exception:  # noqa: BLE001
+                continue
+            name = storage.basename(checkpoint)
+            for reports in meta.get("reports") or []:
+                row = {**self.combine(reports), "from_checkpoint": True}
+                if int(row["step"]) == step:
+                    row["checkpoint"] = name
+                self.rows.setdefault(int(row["step"]), row)
+            if step not in self.rows:  # a checkpoint written before meta.json kept the reports
+                row = {k: meta[k] for k in ("step", "epoch", "total_steps", "loss", "loss_per_worker") if k in meta}
+                self.rows[step] = {**row, "workers": meta.get("world_size"), "checkpoint": name,
+                                   "from_checkpoint": True, "time": time.time()}
 
     def after_exception(self, run_context, worker_exceptions) -> None:
         self.flush()
@@ -169,25 +186,53 @@ def _finished(cfg: TrainConfig, out_uri: str) -> TrainResult | None:
     return TrainResult(run_uri=out_uri, checkpoint=checkpoint, metrics=metrics, error=None)
 
 
-def _fit(trainer):
+def _fit(trainer, run_uri: str):
     """(result, None) or (None, one-line error) — run inside a Ray task, see below."""
     import ray.train
 
     try:
         return trainer.fit(), None
     except ray.train.TrainingFailedError as exc:
-        return None, _one_line(exc)
+        failures = getattr(exc, "worker_failures", None) or {}
+        return None, _one_line(exc, _dead_nodes_of(run_uri, set(failures)) if failures else {})
 
 
-def _one_line(exc: BaseException) -> str:
+def _dead_nodes_of(run_uri: str, ranks: set[int], wait_s: float = 15.0) -> dict[int, str]:
+    """{rank: node id} for the failed ranks whose node the cluster reports dead. Ray reports a lost
+    node's workers as failed health checks, which does not say the node is gone; the ranks' nodes
+    come from the last metrics line (by rank), and the cluster's node table says which died (it
+    may take a few seconds to notice, hence the short wait)."""
+    import ray
+
+    try:
+        rows = [json.loads(x) for x in storage.read_text(storage.join(run_uri, METRICS)).splitlines() if x.strip()]
+    except (OSError, ValueError):
+        return {}
+    nodes = rows[-1].get("nodes", []) if rows else []
+    mine = {r: nodes[r] for r in ranks if r < len(nodes) and nodes[r]}
+    deadline = time.monotonic() + wait_s
+    while mine:
+        dead = {n["NodeID"] for n in ray.nodes() if not n.get("Alive", True)}
+        found = {r: node for r, node in mine.items() if node in dead}
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(1.0)
+    return {}
+
+
+def _one_line(exc: BaseException, dead_nodes: dict[int, str] | None = None) -> str:
     """The most telling line of a (multi-worker, multi-traceback) training failure. A worker-group
     failure names the first failed rank and why (e.g. its node died), not Ray's generic header."""
     failures = getattr(exc, "worker_failures", None) or {}
     if failures:
+        dead_nodes = dead_nodes or {}
         # A dead worker (its node lost) is the cause; the others' broken collectives are collateral.
-        rank, error = min(failures.items(), key=lambda kv: (" because " not in str(kv[1]), kv[0]))
+        rank, error = min(failures.items(), key=lambda kv: (kv[0] not in dead_nodes, " because " not in str(kv[1]),
+                                                            kv[0]))
         lines = [x.strip() for x in str(error).splitlines() if x.strip()]
         why = next((x for x in lines if " because " in x), lines[0] if lines else "")
+        if rank in dead_nodes and "node has died" not in why:
+            return f"rank {rank}: its node has died ({dead_nodes[rank][:12]}): {type(error).__name__}: {why}"[:300]
         return f"rank {rank}: {type(error).__name__}: {why}"[:300]
     lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
     causes = [x for x in lines if x.split(":", 1)[0].endswith(("Error", "Exception"))]
@@ -218,7 +263,7 @@ def _own_state_api() -> str:
     return "http://127.0.0.1:9"
 
 
-def _fit_pinned_to_this_cluster(trainer):
+def _fit_pinned_to_this_cluster(trainer, run_uri: str):
     """``trainer.fit()`` with the State API pinned to the cluster we are connected to, for the
     controller and everything it starts.
 
@@ -240,7 +285,7 @@ def _fit_pinned_to_this_cluster(trainer):
     # controller to the node fit runs on, and losing a worker node must not take the controller along.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(runtime_env={"env_vars": env}, scheduling_strategy=here)
-    return ray.get(task.remote(trainer))
+    return ray.get(task.remote(trainer, run_uri))
 
 
 def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
@@ -278,7 +323,7 @@ def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
             **storage_args(out_uri),
         ),
     )
-    result, error = _fit_pinned_to_this_cluster(trainer)
+    result, error = _fit_pinned_to_this_cluster(trainer, out_uri)
     from vsd.train.checkpoint import latest
 
     metrics: dict[str, Any] = dict(result.metrics or {}) if result is not None else {}

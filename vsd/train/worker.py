@@ -71,23 +71,33 @@ def _gather(obj) -> list:
     return out
 
 
-def save_checkpoint(engine, checkpoint_uri: str, meta: dict, rank: int, world: int) -> str | None:
+def save_checkpoint(engine, checkpoint_uri: str, meta: dict, rank: int, world: int,
+                    reports: list[dict] | None = None) -> str | None:
     """Every rank: join the adapter gather, store its optimizer shard under ``checkpoint_uri``.
     Rank 0 then returns a local dir with ``adapter/`` + ``meta.json`` (listing every stored
-    shard) for Ray Train to persist into that same folder; the others return None."""
+    shard) for Ray Train to persist into that same folder; the others return None.
+
+    ``reports`` are this rank's metric reports since the previous checkpoint: meta.json keeps
+    every rank's (``reports``, one list per step), so metrics.jsonl can be completed from the
+    checkpoint when a lost node took the controller's copy of those steps along."""
     from vsd.train import checkpoint as ck
 
     stage = int(meta["zero_stage"])
     adapter = ck.trainable_state(engine.module, stage)  # collective under ZeRO-3
     entry = ck.write_shard(checkpoint_uri, rank, world, ck.optimizer_shard(engine))
-    gathered = _gather({"shard": entry, "loss": meta.get("loss")})  # after this, every shard is stored
+    gathered = _gather({"shard": entry, "loss": meta.get("loss"), "reports": reports or []})  # every shard is stored
     if rank != 0:
         return None
     losses = [g["loss"] for g in gathered]
     if None not in losses:  # the step's loss as metrics.jsonl has it: the mean over workers
         meta = {**meta, "loss": sum(losses) / len(losses), "loss_per_worker": losses}
+    by_step: dict[int, list[dict]] = {}
+    for g in gathered:
+        for r in g["reports"]:
+            by_step.setdefault(int(r["step"]), []).append(r)
     shards = ck.shards_meta([g["shard"] for g in gathered], world, stage)
-    return ck.write_checkpoint(engine.module, adapter, {**meta, "optimizer": shards})
+    return ck.write_checkpoint(engine.module, adapter, {**meta, "optimizer": shards,
+                                                        "reports": [by_step[s] for s in sorted(by_step)]})
 
 
 def _batches(dataset, indices: list[int], batch_size: int, collate, loader_workers: int, seed: int):
@@ -197,16 +207,20 @@ def train_loop_per_worker(config: dict) -> None:
     state.apply_optimizer(engine, rank, world)
     stepper = DeepSpeedStepper(engine)
 
+    since_checkpoint: list[dict] = []  # this rank's reports since the last checkpoint (see save_checkpoint)
+
     def report(step: int, stats: StepStats | None, save: bool, final: bool) -> None:
         metrics = {"step": step, "epoch": step / per_epoch, "rank": rank, "resumed_from": start_step,
                    "total_steps": total, "final": final, "node_id": node_id, **(stats.metrics() if stats else {})}
+        since_checkpoint.append(metrics)
         local = None
         if save:
             meta = {"base_model": cfg.model.base, "base_model_path": base, "step": step, "epoch": step / per_epoch,
                     "total_steps": total, "loss": metrics.get("loss"), "zero_stage": cfg.deepspeed.zero_stage,
                     "world_size": world, "lora": vconfig.to_dict(cfg.lora),
                     "answer_tokens": lengths}  # the trained answer lengths: annotation's token budgets
-            local = save_checkpoint(engine, checkpoint_uri(run_uri, step), meta, rank, world)
+            local = save_checkpoint(engine, checkpoint_uri(run_uri, step), meta, rank, world, since_checkpoint)
+            since_checkpoint.clear()
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local) if local else None,
                          checkpoint_dir_name=checkpoint_name(step) if save else None)
         if local:  # persisted to the run folder by now (synchronous upload)

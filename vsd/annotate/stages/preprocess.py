@@ -26,6 +26,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from vsd.annotate.items import SCENE, error_text, fail_item, fail_pair, from_table, ok_pairs, to_table
 from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
 from vsd.config import ConfigError, describe
+from vsd.data.images import FORMATS
 from vsd.data.visual_prompt import draw_visual_prompt
 from vsd.relations import box_is_valid
 
@@ -36,10 +37,7 @@ NAME = "preprocess"
 HELP = "decode, guard, visual prompt, resize, JPEG (CPU tasks)"
 enabled = enabled_always
 
-# The formats decoded here (Pillow tries only these): no EPS/PostScript (which would run
-# Ghostscript), no exotic plugins -- a corpus file is untrusted input.
-FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-Image.init()  # registers every plugin once, so the names above resolve (decoding still tries only them)
+Image.init()  # registers every plugin once, so the FORMATS names resolve (decoding still tries only them)
 
 # LLaVA-1.5 pads with the CLIP mean colour, so padding looks like "nothing" to the vision tower.
 PAD_COLOR = (122, 116, 104)

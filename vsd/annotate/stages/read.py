@@ -1,9 +1,9 @@
 """Read stage (CPU tasks): input-shard rows -> items with their bytes and a stable id, or skipped.
 
-Rows arrive from Ray Data's Parquet reader over the unfinished input shards (no per-image object
-is ever built in the driver). Per row, in this order, so that a known image costs no read:
+Rows arrive from `shard_rows` over the unfinished input shards (no per-image object is ever built
+in the driver). Per row, in this order, so that a known image costs no read:
 
-1. its listing key (``uri|size|version``) or given ``image_id`` is in the output's key set
+1. its listing key (``uri|size|version[|id=…]``) or given ``image_id`` is in the output's key set
    (looked up here, in the task, by bucket) -> ``done``;
 2. the run's `IdLedger` claim -> ``done`` / ``duplicate`` (another row has the image) / ``new``;
 3. the URI must lie under an allowed root (the input's own folder/prefix, plus
@@ -65,6 +65,32 @@ class ReadStageConfig:
 Config = ReadStageConfig
 
 
+def shard_rows(uris: list[str], rows_per_block: int):
+    """The rows of the input shards ``uris`` as a Dataset with a ``path`` column, read by plain Ray
+    tasks, one per shard.
+
+    Why not ``ray.data.read_parquet``: Ray 2.60's Parquet datasource lists footers through actors,
+    and when a node dies under one the read raises ``ActorDiedError`` inside the listing task and
+    the whole run fails (the multi-node node-kill test); a plain task lost with its node is retried.
+    """
+    import ray.data
+
+    ds = ray.data.from_items([{"path": u} for u in uris], override_num_blocks=max(1, len(uris)))
+    ds = ds.map_batches(_read_shards, batch_size=1, batch_format="pyarrow", zero_copy_batch=True)
+    return ds.repartition(target_num_rows_per_block=rows_per_block)
+
+
+def _read_shards(batch: pa.Table) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    tables = []
+    for uri in batch.column("path").to_pylist():
+        fs, path = storage.resolve(uri)
+        table = pq.read_table(path, filesystem=fs)
+        tables.append(table.append_column("path", pa.array([path] * table.num_rows, pa.string())))
+    return pa.concat_tables(tables)
+
+
 def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     stage = cfg.stages.read
     return map_stage(ds, read_rows, stage.resources, default_batch=32, keeps_rows=False,
@@ -87,7 +113,7 @@ def item_from_row(row: dict, shard: str) -> dict:
         pairs.append(new_pair(p["index"] if p.get("index") is not None else j, p.get("subject"), p.get("object"),
                               p.get("subject_box"), p.get("object_box"), box_source="given"))
     item = new_item(row["uri"], image_id=row.get("image_id") or None, pairs=pairs or None,
-                    source_key=source_key(row["uri"], row.get("size"), row.get("version")))
+                    source_key=source_key(row["uri"], row.get("size"), row.get("version"), row.get("image_id") or None))
     item.update(shard=shard, shard_row=int(row["row"]), given_id=row.get("image_id") is not None)
     if not item["pairs"]:
         item["pairs"] = [new_pair(SCENE)]
