@@ -18,7 +18,7 @@ demo: setup
 # Everything, slow end-to-end, multi-node and fault-injection tests included (a bare `pytest` skips
 # the slow ones); the extended multi-node runs (preemption, training node loss) are `make test-extended`.
 test: setup
-	$(PY) -m pytest -q -m "not extended" --durations=25
+	$(PY) -m pytest -q -m "not extended" --durations=50
 
 test-extended: setup
 	$(PY) -m pytest -q -m extended --durations=10
