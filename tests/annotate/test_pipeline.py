@@ -217,9 +217,9 @@ def test_bad_config_and_paths_fail_before_any_work(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_s3_300_synthetic_and_hard_files_hf_tiny(ray_local, s3_bucket, annotate_config):
+def test_s3_120_synthetic_and_hard_files_hf_tiny(ray_local, s3_bucket, annotate_config):
     corpus, out = f"{s3_bucket}/corpus", f"{s3_bucket}/annotations"
-    expected = build_corpus(corpus, 300, seed=7, hard=True)
+    expected = build_corpus(corpus, 120, seed=7, hard=True)
     result = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=32"))
     check_exactly_once(out, expected)
     assert result.counts["images"] == len(expected) and result.counts["unaccounted"] == 0
