@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 TRAIN_TIMEOUT_S, EXPORT_TIMEOUT_S, ANNOTATE_TIMEOUT_S = 720, 300, 420
 # What the working-dir upload must never carry (Ray also honours .gitignore, which lists them;
 # these stay excluded even where RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1).
-UPLOAD_EXCLUDES = [".git", ".venv", ".cache", ".pytest_cache", "*.egg-info", "out", "runs", "__pycache__"]
+UPLOAD_EXCLUDES = [".git", ".venv", ".venv-sglang", ".cache", ".pytest_cache", "*.egg-info", "out", "runs", "__pycache__"]
 JOB_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION",
                 "TORCH_EXTENSIONS_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
 N_IMAGES = 12
