@@ -127,3 +127,13 @@ def test_every_step_up_to_the_resume_is_filled_from_the_checkpoints_reports(tmp_
     assert rows[0]["from_checkpoint"] and rows[0]["loss"] == 3.0 and rows[0]["loss_per_worker"] == [2.0, 4.0]
     assert rows[1]["loss"] == 2.0 and rows[1]["checkpoint"] == "checkpoint_00000002" and rows[1]["resumed_from"] == 0
     assert rows[2]["resumed_from"] == 2 and "from_checkpoint" not in rows[2]
+
+
+def test_only_a_lost_worker_makes_the_driver_look_for_a_dead_node():
+    """An ordinary error in the training loop is reported at once; the node-table wait is only for
+    failures that say the worker process is gone."""
+    from vsd.train.driver import _worker_lost
+
+    assert _worker_lost(RuntimeError("WorkerHealthCheckFailedError: Worker health check failed"))
+    assert _worker_lost(RuntimeError("The actor died because its node has died. Node Id: 329c54"))
+    assert not _worker_lost(KeyError("loss")) and not _worker_lost(ValueError("bad batch shape"))

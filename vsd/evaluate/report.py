@@ -99,8 +99,9 @@ def _cut_sentences(preds: Predictions, rid: str, row_flags: list[str]) -> list[s
     """The raw sentences of a row that the generate stage flagged as cut off."""
     task2 = preds.raw.get((rid, 2))
     cut = [task2] if isinstance(task2, str) and truncated_slots(row_flags, 2) else []
-    sentences = _sentences(3, preds.raw.get((rid, 3)) or [])
-    return cut + [sentences[i] for i in sorted(truncated_slots(row_flags, 3)) if i < len(sentences)]
+    slots = truncated_slots(row_flags, 3)
+    sentences = _sentences(3, preds.raw.get((rid, 3)) or []) if slots else []
+    return cut + [sentences[i] for i in sorted(slots) if i < len(sentences)]
 
 
 def description_flags(preds: Predictions, records: set[str]) -> dict[str, int]:

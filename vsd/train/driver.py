@@ -194,7 +194,16 @@ def _fit(trainer, run_uri: str):
         return trainer.fit(), None
     except ray.train.TrainingFailedError as exc:
         failures = getattr(exc, "worker_failures", None) or {}
-        return None, _one_line(exc, _dead_nodes_of(run_uri, set(failures)) if failures else {})
+        lost = {rank for rank, error in failures.items() if _worker_lost(error)}
+        return None, _one_line(exc, _dead_nodes_of(run_uri, lost) if lost else {})
+
+
+def _worker_lost(error: BaseException) -> bool:
+    """Whether a rank's failure says its worker process is gone (a failed health check, a dead
+    actor) -- only then can its node have died, and only then is the node table worth a wait;
+    an ordinary error in the training loop is reported at once."""
+    text = f"{type(error).__name__}: {error}"
+    return any(sign in text for sign in ("HealthCheck", "ActorDied", "has died"))
 
 
 def _dead_nodes_of(run_uri: str, ranks: set[int], wait_s: float = 15.0) -> dict[int, str]:
