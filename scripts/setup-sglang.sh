@@ -52,5 +52,12 @@ if [ ! -f "$project_stamp" ]; then
   rm -f "$VENV"/.vsd-project-*
   touch "$project_stamp"
 fi
+# DeepSpeed's shared-memory op for this venv's torch (~40 s of C++), built here so that under .ci/run,
+# which runs this script while `make test` runs, the tier's first training does not wait on it.
+ext_dir="$PWD/.cache/torch_extensions-sglang"
+if [ ! -f "$ext_dir/deepspeed_shm_comm/deepspeed_shm_comm.so" ]; then
+  TORCH_EXTENSIONS_DIR="$ext_dir" "$VENV/bin/python" -c 'from deepspeed.comm.torch import build_shm_op; build_shm_op()' >&2 \
+    || echo "setup-sglang: DeepSpeed's shm op did not build here; the first training builds it" >&2
+fi
 echo "$MODE" > "$VENV/.vsd-mode"
 say "mode $MODE"

@@ -13,7 +13,6 @@ import pytest
 from tests.fixtures.annotate import read_rows
 from tests.fixtures.reliability import (FaultProxy, KillOnceFactory, copy_corpus_to, differences, fill, record_case,
                                         rel_config, run_driver, start_driver, wait_quiet)
-from vsd import storage
 from vsd.annotate.index import Output
 from vsd.annotate.pipeline import run_annotation
 
@@ -95,6 +94,40 @@ def test_s3_transient_faults_during_reads(ray_local, rel_corpus, rel_baseline, s
 
     _s3_case(ray_local, rel_corpus, rel_baseline, s3_bucket, "S3 5xx / dropped / stalled reads (transient)", plan, 40,
              "first 2 attempts of image reads fail")
+
+
+@pytest.mark.slow
+def test_s3_read_outage_beyond_retries_defers_the_image_to_the_next_run(ray_local, rel_corpus, rel_baseline, s3_bucket):
+    """An image whose reads fail past every retry is not made a final `read_error` row: the run ends
+    (exit 0) without it and leaves its shard unfinished, and the next run reads and annotates it."""
+    from tests.fixtures.annotate import run_record
+    from vsd.annotate.pipeline import format_counts
+
+    victim = "scene-21-00005.png"  # a plain synthetic scene (one pair, no image_id in the manifest)
+
+    def plan(method, path, attempt):
+        return 503 if method in ("GET", "HEAD") and path.endswith(f"/corpus/images/{victim}") else None
+
+    manifest = copy_corpus_to(rel_corpus, f"{s3_bucket}/corpus")
+    out = f"{s3_bucket}/out"
+    with FaultProxy(os.environ["AWS_ENDPOINT_URL"], plan, budget=10_000) as proxy:
+        code, log = run_driver(ray_local, {"AWS_ENDPOINT_URL": proxy.url}, manifest, out, "stages.read.attempts=2")
+        faults = proxy.total_faults
+    assert code == 0, log[-5000:]
+    assert faults > 0, "no fault was injected"
+    first = read_rows(out)
+    assert not [r for r in first if r["source_uri"].endswith(victim)], "an outage became a final row"
+    assert len(first) == len(rel_baseline["rows"]) - 1
+    (run_id,) = Output(out).runs()
+    record = run_record(out, run_id)
+    assert record["counts"]["deferred"] == 1 and record["source"]["shards_finished"] == [], record["counts"]
+    assert "deferred (read failed after retries; tried again next run): 1" in format_counts(record["counts"])
+
+    code, log = run_driver(ray_local, {}, manifest, out)  # storage healthy again
+    assert code == 0, log[-5000:]
+    rows = check_same_as_baseline("S3 read outage on one image beyond all retries, then rerun", out, rel_baseline,
+                                  rel_corpus, f"{faults} reads failed: no row, shard left open; the rerun read it")
+    assert [r for r in rows if r["source_uri"].endswith(victim)][0]["status"] == "ok"
 
 
 @pytest.mark.slow
