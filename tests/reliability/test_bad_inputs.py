@@ -3,7 +3,6 @@ its reason, never a crash or a lost row; ids that look like paths never leave th
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 
