@@ -11,8 +11,8 @@ import time
 import pytest
 
 from tests.fixtures.annotate import read_rows
-from tests.fixtures.reliability import (FaultProxy, KillOnceFactory, copy_corpus_to, differences, fill, record_case,
-                                        rel_config, run_driver, start_driver, wait_quiet)
+from tests.fixtures.reliability import (DeviceErrorOnceFactory, FaultProxy, KillOnceFactory, copy_corpus_to, differences,
+                                        fill, record_case, rel_config, run_driver, start_driver, wait_quiet)
 from vsd.annotate.index import Output
 from vsd.annotate.pipeline import run_annotation
 
@@ -44,6 +44,20 @@ def test_engine_actor_sigkilled_mid_batch_is_restarted_and_its_batch_redone(rel_
     check_same_as_baseline("engine actor SIGKILLed mid-batch", out, rel_baseline, rel_corpus,
                            f"pid {pid} died holding {batch} requests; Ray Data restarted it (max_restarts=-1) "
                            "and re-ran the batch (max_task_retries=-1)")
+
+
+def test_engine_device_error_ends_its_actor_and_the_batch_is_redone(rel_corpus, rel_baseline, tmp_path):
+    """A device error leaves the engine unusable inside a live actor: without the engine watch every
+    later batch would fail (engine_error rows, then a failed job); with it the actor exits, Ray
+    starts a new one and the batch is redone -- the same rows as the undisturbed run."""
+    marker, out = str(tmp_path / "broken"), str(tmp_path / "out")
+    result = run_annotation(rel_config(rel_corpus["manifest"], out), engine_factory=DeviceErrorOnceFactory(marker))
+    pid, batch = map(int, open(marker).read().split())
+    assert batch > 0
+    assert result.counts["unaccounted"] == 0 and "engine_error" not in result.counts.get("error", {})
+    check_same_as_baseline("engine device error inside a live actor", out, rel_baseline, rel_corpus,
+                           f"pid {pid} raised a CUDA error holding {batch} requests; the engine watch ended the actor, "
+                           "Ray started a new one and re-ran the batch")
 
 
 @pytest.mark.slow
@@ -86,38 +100,39 @@ def _s3_case(ray_local, rel_corpus, rel_baseline, bucket, case, plan, budget, no
 
 
 @pytest.mark.slow
-def test_s3_transient_faults_during_reads(ray_local, rel_corpus, rel_baseline, s3_bucket):
-    def plan(method, path, attempt):
-        if method in ("GET", "HEAD") and "/corpus/images/" in path and attempt <= 2:
-            return (503, "drop", "stall")[hash(path) % 3]
-        return None
-
-    _s3_case(ray_local, rel_corpus, rel_baseline, s3_bucket, "S3 5xx / dropped / stalled reads (transient)", plan, 40,
-             "first 2 attempts of image reads fail")
-
-
-@pytest.mark.slow
-def test_s3_read_outage_beyond_retries_defers_the_image_to_the_next_run(ray_local, rel_corpus, rel_baseline, s3_bucket):
-    """An image whose reads fail past every retry is not made a final `read_error` row: the run ends
-    (exit 0) without it and leaves its shard unfinished, and the next run reads and annotates it."""
+def test_s3_read_faults_transient_ones_are_retried_an_outage_waits_for_the_next_run(ray_local, rel_corpus, rel_baseline,
+                                                                                   s3_bucket):
+    """Reads that fail a couple of times (503, dropped, stalled) are retried within the run; an image
+    whose reads fail past every retry is not made a final `read_error` row: the run ends (exit 0)
+    without it, leaves its shard unfinished, and the next run reads and annotates it."""
     from tests.fixtures.annotate import run_record
     from vsd.annotate.pipeline import format_counts
 
     victim = "scene-21-00005.png"  # a plain synthetic scene (one pair, no image_id in the manifest)
+    transient = {"left": 40}
 
     def plan(method, path, attempt):
-        return 503 if method in ("GET", "HEAD") and path.endswith(f"/corpus/images/{victim}") else None
+        if method not in ("GET", "HEAD") or "/corpus/images/" not in path:
+            return None
+        if path.endswith(f"/corpus/images/{victim}"):
+            return 503  # every attempt: an outage longer than all retries
+        if attempt <= 2 and transient["left"] > 0:
+            transient["left"] -= 1
+            return (503, "drop", "stall")[hash(path) % 3]
+        return None
 
     manifest = copy_corpus_to(rel_corpus, f"{s3_bucket}/corpus")
     out = f"{s3_bucket}/out"
     with FaultProxy(os.environ["AWS_ENDPOINT_URL"], plan, budget=10_000) as proxy:
         code, log = run_driver(ray_local, {"AWS_ENDPOINT_URL": proxy.url}, manifest, out, "stages.read.attempts=2")
-        faults = proxy.total_faults
+        faults = dict(proxy.faults)
     assert code == 0, log[-5000:]
-    assert faults > 0, "no fault was injected"
+    assert transient["left"] == 0 and sum(faults.values()) > 40, faults
     first = read_rows(out)
     assert not [r for r in first if r["source_uri"].endswith(victim)], "an outage became a final row"
-    assert len(first) == len(rel_baseline["rows"]) - 1
+    others = [r for r in rel_baseline["rows"] if not r["source_uri"].endswith(victim)]
+    assert len(others) == len(rel_baseline["rows"]) - 1
+    assert not differences(first, others), differences(first, others)  # transient faults: retried, nothing lost
     (run_id,) = Output(out).runs()
     record = run_record(out, run_id)
     assert record["counts"]["deferred"] == 1 and record["source"]["shards_finished"] == [], record["counts"]
@@ -125,8 +140,10 @@ def test_s3_read_outage_beyond_retries_defers_the_image_to_the_next_run(ray_loca
 
     code, log = run_driver(ray_local, {}, manifest, out)  # storage healthy again
     assert code == 0, log[-5000:]
-    rows = check_same_as_baseline("S3 read outage on one image beyond all retries, then rerun", out, rel_baseline,
-                                  rel_corpus, f"{faults} reads failed: no row, shard left open; the rerun read it")
+    rows = check_same_as_baseline("S3 reads: 503 / dropped / stalled on the first 2 tries of each image, one image "
+                                  "failing past every retry, then rerun", out, rel_baseline, rel_corpus,
+                                  f"injected {faults}; the transient ones retried in the run, the outage deferred (no "
+                                  "row, shard left open) and read by the rerun")
     assert [r for r in rows if r["source_uri"].endswith(victim)][0]["status"] == "ok"
 
 

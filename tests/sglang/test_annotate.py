@@ -1,9 +1,13 @@
 """`vsd annotate` with jobs/configs/annotate-tiny-sglang-cpu.yaml and the real engine: a folder with
-broken files gives Parquet with every file exactly once, and a rerun adds nothing."""
+broken files gives Parquet with every file exactly once, and a rerun adds nothing; the engine's
+scheduler process killed mid-batch ends its actor, and the new actor redoes the batch."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
+from pathlib import Path
 
 from tests.fixtures.annotate import build_corpus, hard_files, read_rows
 from tests.fixtures.infra import REPO
@@ -47,3 +51,59 @@ def test_folder_with_broken_files_once_and_rerun_adds_nothing(ray_local, tmp_pat
     printed = capsys.readouterr().out
     assert "nothing new" in printed and "images: 0  rows: 0  ok: 0  error: 0" in printed
     assert len(read_rows(out)) == len(expected)
+
+
+class KillSchedulerOnce:
+    """Engine factory: the real SGLang engine, whose scheduler process this actor SIGKILLs just before
+    handing it its ``on_call``-th batch -- once per ``marker``. Without the engine watch that call
+    would wait forever for a scheduler that is gone."""
+
+    def __init__(self, marker: str, on_call: int = 2):
+        self.marker, self.on_call = marker, on_call
+
+    def __call__(self, cfg):
+        from vsd.annotate.engines import make_engine
+
+        return _SchedulerKilling(make_engine(cfg), self.marker, self.on_call)
+
+
+class _SchedulerKilling:
+    name = "sglang"
+
+    def __init__(self, inner, marker: str, on_call: int):
+        self.inner, self.marker, self.on_call, self.calls = inner, marker, on_call, 0
+
+    def generate(self, batch):
+        import psutil
+
+        self.calls += 1
+        if self.calls >= self.on_call and not os.path.exists(self.marker):
+            # SGLang titles it "sglang::scheduler..." (the name is cut to 15 characters, the command line is not)
+            (scheduler,) = [p for p in psutil.Process().children(recursive=True)
+                            if "sglang::sched" in p.name() + " " + " ".join(p.cmdline())]
+            Path(self.marker).write_text(f"{scheduler.pid} {os.getpid()} {len(batch)}\n")
+            os.kill(scheduler.pid, signal.SIGKILL)
+        return self.inner.generate(batch)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_scheduler_killed_mid_run_ends_the_actor_and_the_batch_is_redone(ray_local, tmp_path):
+    import psutil
+
+    from vsd.annotate.config import load_config
+    from vsd.annotate.pipeline import run_annotation
+
+    expected = build_corpus(str(tmp_path / "corpus"), 6, seed=5)  # one pair each, boxes given
+    out, marker = str(tmp_path / "out"), str(tmp_path / "killed")
+    cfg = load_config(str(REPO / "jobs/configs/annotate-tiny-sglang-cpu.yaml"),
+                      [f"input.uri={tmp_path / 'corpus' / 'manifest.jsonl'}", f"output={out}", "engine.batch_size=2",
+                       "run_date=2026-11-29", "progress_bars=false"])
+    result = run_annotation(cfg, engine_factory=KillSchedulerOnce(marker))
+    scheduler, actor, batch = map(int, Path(marker).read_text().split())
+    assert batch > 0 and not psutil.pid_exists(actor), "the actor whose engine died is gone"
+    assert result.counts["unaccounted"] == 0 and result.counts.get("error", {}) == {}, result.counts
+    rows = read_rows(out)
+    assert sorted(r["source_uri"] for r in rows) == sorted(expected)  # each image once, none lost
+    assert all(r["status"] == "ok" and r["relation"] for r in rows), [(r["source_uri"], r["error"]) for r in rows]

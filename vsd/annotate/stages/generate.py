@@ -7,7 +7,9 @@ pair's tasks; with them off, one request holds every pair of the image.
 
 A batch the engine refuses is retried one request at a time, so a single poisonous image becomes
 an ``engine_error`` row instead of failing its neighbours; an actor that dies is restarted by Ray
-Data and its batch re-run (the write stage is idempotent).
+Data and its batch re-run (the write stage is idempotent), and an engine that dies inside a live
+actor (SGLang's scheduler gone, a device error) ends the actor so that this happens
+(`vsd.annotate.engine_watch`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
 from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan
 from vsd.annotate.budgets import token_budgets
+from vsd.annotate.engine_watch import EngineWatch, child_processes
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
 from vsd.config import describe
 
@@ -96,7 +99,11 @@ class GenerateStageUDF:
         self.tasks = sorted(set(tasks))
         self.repair = repair
         self.budgets = token_budgets(engine)
+        before = set(child_processes())
         self.engine = (engine_factory or make_engine)(engine)
+        # The processes the engine started (SGLang's scheduler, detokenizer): it dies with them.
+        self.watch = EngineWatch(f"{getattr(self.engine, 'name', 'engine')} engine",
+                                 [p for p in child_processes() if p not in before])
 
     def prompts(self, pair: dict) -> list[Prompt]:
         return [dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p
@@ -113,6 +120,17 @@ class GenerateStageUDF:
                 request = ImageRequest(key=f"{item['image_id']}#{view}", image=item["views"][view],
                                        prompts=[p for _, ps in members for p in ps])
                 groups.append((request, members))
+        self.watch.start_batch([g[0].key for g in groups])
+        try:
+            self._answer(groups)
+        finally:
+            self.watch.end_batch()
+        for item in items:
+            item["views"] = []  # JPEGs are not needed after generation
+        return to_table(items)
+
+    def _answer(self, groups: list[tuple[ImageRequest, list[tuple[dict, list[Prompt]]]]]) -> None:
+        """Every group's answers into its pairs, then the repair pass."""
         repairs: list[tuple[ImageRequest, list[tuple[dict, Repair]]]] = []
         if groups:
             for (request, members), result in zip(groups, self._generate([g[0] for g in groups])):
@@ -131,9 +149,6 @@ class GenerateStageUDF:
                     repairs.append((ImageRequest(key=request.key + "#repair", image=request.image, prompts=prompts), todo))
         if repairs:
             self._repair(repairs)
-        for item in items:
-            item["views"] = []  # JPEGs are not needed after generation
-        return to_table(items)
 
     def _plan(self, pair: dict, truncated: dict[int, bool]) -> list[tuple[dict, Repair]]:
         """Flag truncation and short task-3 answers; with repairs on, set the refined text that
@@ -171,6 +186,7 @@ class GenerateStageUDF:
         try:
             return account(requests, self.engine.generate(requests))
         except Exception as exc:  # noqa: BLE001 - isolate the request that breaks the engine
+            self.watch.failed(exc)  # a device error: the actor exits here, Ray redoes the batch
             if len(requests) == 1:
                 log.warning("engine failed on %s: %s", requests[0].key, exc)
                 return [error_text("engine_error", f"{type(exc).__name__}: {exc}")]
@@ -180,4 +196,6 @@ class GenerateStageUDF:
             return alone
 
     def __del__(self):
+        if getattr(self, "watch", None) is not None:
+            self.watch.stop()
         close_quietly(self, "engine")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from vsd.annotate.engine_watch import EngineWatch, child_processes
 from vsd.annotate.items import from_table, ok_pairs, to_table
 from vsd.annotate.repair import truncated_slots
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
@@ -80,7 +81,10 @@ class RefineStageUDF:
     """``map_batches`` callable class: the refiner (maybe an LLM) loads once per actor."""
 
     def __init__(self, refine: RefineConfig):
+        before = set(child_processes())
         self.refiner = make_refiner(refine)
+        # an LLM refiner on SGLang dies with its scheduler: the actor then exits (engine_watch)
+        self.watch = EngineWatch("refiner", [p for p in child_processes() if p not in before])
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)
@@ -97,7 +101,14 @@ class RefineStageUDF:
                     pair["refine_status"] = "skipped"
                 for task, sentences in texts.items():
                     work.append((pair, task, RefineItem(subject, object_, pair["relation"], sentences)))
-        outcomes = self.refiner.refine([w[2] for w in work]) if work else []
+        self.watch.start_batch([str(item["image_id"]) for item in items])
+        try:
+            outcomes = self.refiner.refine([w[2] for w in work]) if work else []
+        except Exception as exc:
+            self.watch.failed(exc)  # a device error ends the actor here; any other fails the task
+            raise
+        finally:
+            self.watch.end_batch()
         if len(outcomes) != len(work):
             raise RuntimeError(f"refiner returned {len(outcomes)} outcomes for {len(work)} items")
         per_pair: dict[int, list[RefineOutcome]] = {}
@@ -116,6 +127,8 @@ class RefineStageUDF:
         return to_table(items)
 
     def __del__(self):
+        if getattr(self, "watch", None) is not None:
+            self.watch.stop()
         close_quietly(self, "refiner")
 
 

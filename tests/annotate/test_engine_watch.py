@@ -1,0 +1,93 @@
+"""The engine watch: an engine that dies inside a live actor ends the actor (vsd.annotate.engine_watch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vsd.annotate.engine_watch import EXIT_ENGINE_LOST, MAX_LOSSES_PER_BATCH, EngineLost, EngineWatch, dead, \
+    is_device_error
+
+
+class Exits:
+    """Stands in for ``os._exit``: records the code instead of ending the test process."""
+
+    def __init__(self):
+        self.codes: list[int] = []
+
+    def __call__(self, code: int) -> None:
+        self.codes.append(code)
+
+
+def test_device_errors_are_told_from_other_failures():
+    assert is_device_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert is_device_error(RuntimeError("CUDA error: device-side assert triggered"))
+    assert is_device_error(RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx`"))
+    assert not is_device_error(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_device_error(ValueError("prompt too long"))
+
+
+def test_a_dead_engine_process_ends_the_actor_and_counts_the_batch(tmp_path):
+    child = subprocess.Popen(["sleep", "60"])
+    exits = Exits()
+    watch = EngineWatch("test engine", [child.pid], interval_s=0.1, exit=exits, ledger=str(tmp_path))
+    try:
+        watch.start_batch(["img-1#0", "img-2#0"])
+        time.sleep(0.5)
+        assert exits.codes == []  # alive: nothing happens
+        child.kill()  # reaped below only after the watch saw it: a zombie counts as dead too
+        deadline = time.monotonic() + 10
+        while not exits.codes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert exits.codes == [EXIT_ENGINE_LOST]
+        assert dead([child.pid]) == [child.pid]
+        assert len(list(tmp_path.iterdir())) == 1  # this batch's loss, counted on the node
+    finally:
+        watch.stop()
+        child.kill()
+        child.wait()
+
+
+def test_a_device_error_ends_the_actor_other_errors_do_not(tmp_path):
+    exits = Exits()
+    watch = EngineWatch("test engine", exit=exits, ledger=str(tmp_path))
+    watch.failed(ValueError("a request the engine refused"))
+    assert exits.codes == []
+    watch.start_batch(["a#0"])
+    watch.failed(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert exits.codes == [EXIT_ENGINE_LOST]
+
+
+def test_a_batch_that_keeps_killing_the_engine_fails_loudly_instead_of_forever(tmp_path):
+    exits = Exits()
+    keys = ["poison#0", "neighbour#0"]
+    for _ in range(MAX_LOSSES_PER_BATCH):  # each time a new actor (same node) gets the same batch
+        watch = EngineWatch("test engine", exit=exits, ledger=str(tmp_path))
+        watch.start_batch(keys)
+        watch.failed(RuntimeError("CUDA error: device-side assert triggered"))
+    assert exits.codes == [EXIT_ENGINE_LOST] * MAX_LOSSES_PER_BATCH
+    with pytest.raises(EngineLost, match="'poison#0', 'neighbour#0'.*took the engine down 2 times"):
+        EngineWatch("test engine", exit=exits, ledger=str(tmp_path)).start_batch(keys)
+    EngineWatch("test engine", exit=exits, ledger=str(tmp_path)).start_batch(["other#0"])  # others go on
+
+
+def test_ending_the_actor_takes_its_children_along(tmp_path):
+    """A forked child holding the parent's sockets (as SGLang's process pool does) would keep Ray
+    from seeing the actor die: `end_actor` kills the children, then exits with the code."""
+    import psutil
+
+    pid_file = tmp_path / "child"
+    script = (f"import os, time\nfrom vsd.annotate.engine_watch import end_actor\npid = os.fork()\n"
+              f"if pid == 0:\n    time.sleep(60)\n    os._exit(0)\nopen({str(pid_file)!r}, 'w').write(str(pid))\n"
+              f"end_actor({EXIT_ENGINE_LOST})\n")
+    done = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert done.returncode == EXIT_ENGINE_LOST
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE

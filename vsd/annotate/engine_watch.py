@@ -1,0 +1,165 @@
+"""An engine that dies inside a live actor ends the actor, so Ray replaces it and redoes the batch.
+
+Ray restarts an engine actor whose *process* dies (Ray Data's actor pools: unbounded restarts) and
+re-runs the batch it held. An engine that dies *inside* a live actor is invisible to Ray: SGLang's
+scheduler process killed (the OOM killer, a segfault) leaves `Engine.generate` waiting forever for
+an answer, and a CUDA error leaves the device context unusable, so every later batch fails -- the
+run hangs, or fails whole, or turns the rest of the corpus into final ``engine_error`` rows.
+
+`EngineWatch` turns both into a process death: a thread polls the processes the engine depends on
+(SGLang's scheduler and detokenizer: the actor's child processes after the engine started) and the
+stage reports each exception to `failed`, which recognises device errors. Either way the actor
+exits with `EXIT_ENGINE_LOST` after one log line; Ray starts a fresh actor (a fresh engine) and the
+batch is redone, and the write stage keeps it exactly once.
+
+A batch that takes the engine down every time would do so forever: each batch's deaths are counted
+in a file on the node (per job), and from the `MAX_LOSSES_PER_BATCH`-th on the batch fails loudly
+instead (`EngineLost`), naming its first requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+
+from vsd.errors import VSDError
+
+log = logging.getLogger(__name__)
+
+EXIT_ENGINE_LOST = 75  # EX_TEMPFAIL: try again (in a new actor)
+MAX_LOSSES_PER_BATCH = 2
+# Errors after which a CUDA/ROCm context (or its communicator) cannot be used again.
+DEVICE_ERRORS = ("CUDA error", "device-side assert", "CUBLAS_STATUS_", "CUDNN_STATUS_", "illegal memory access",
+                 "NCCL error", "HIP error", "unspecified launch failure")
+
+
+class EngineLost(VSDError):
+    """The same batch took the engine down `MAX_LOSSES_PER_BATCH` times."""
+
+
+def is_device_error(exc: BaseException) -> bool:
+    """A device error that leaves the engine's device unusable (an out-of-memory is not one)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in DEVICE_ERRORS)
+
+
+def child_processes() -> list[int]:
+    """This process's children (SGLang's scheduler and detokenizer once `sglang.Engine` started)."""
+    import psutil  # a dependency of ray
+
+    return [p.pid for p in psutil.Process().children(recursive=False)]
+
+
+def end_actor(code: int) -> None:
+    """Kill this process's children, then exit with ``code``. The children first: a forked child
+    (SGLang's tokenizer keeps a process pool) inherits the worker's socket to its raylet, and while
+    it holds it Ray does not notice the actor died, so it would never start a new one."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    os._exit(code)
+
+
+def dead(pids: Sequence[int]) -> list[int]:
+    """The ones among ``pids`` that are gone or zombies."""
+    import psutil
+
+    gone = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                gone.append(pid)
+        except psutil.NoSuchProcess:
+            gone.append(pid)
+    return gone
+
+
+class EngineWatch:
+    """Watches one engine for the actor that holds it; see the module docstring.
+
+    ``processes``: the pids the engine needs alive; ``exit``: how the actor ends (tests pass their
+    own); ``ledger``: the folder where batch losses are counted (default: per job, under the
+    node's temp dir)."""
+
+    def __init__(self, what: str, processes: Sequence[int] = (), *, interval_s: float = 1.0,
+                 exit: Callable[[int], None] = end_actor, ledger: str | None = None):
+        self.what, self.processes, self.interval_s, self._exit = what, list(processes), interval_s, exit
+        self.ledger = ledger or os.path.join(tempfile.gettempdir(), f"vsd-engine-lost-{_job_id()}")
+        self._batch: str | None = None
+        self._stop = threading.Event()
+        self._thread = None
+        if self.processes:
+            self._thread = threading.Thread(target=self._poll, name="vsd-engine-watch", daemon=True)
+            self._thread.start()
+
+    def start_batch(self, keys: Sequence[str]) -> None:
+        """Called before a batch goes to the engine; raises `EngineLost` for a batch that already
+        took the engine down `MAX_LOSSES_PER_BATCH` times on this node."""
+        self._batch = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
+        losses = self._losses(self._batch)
+        if losses >= MAX_LOSSES_PER_BATCH:
+            shown = ", ".join(repr(k) for k in list(keys)[:3]) + (" ..." if len(keys) > 3 else "")
+            raise EngineLost(f"{self.what}: the batch of {shown} took the engine down {losses} times; "
+                             "failing it instead of restarting the engine again")
+
+    def end_batch(self) -> None:
+        self._batch = None
+
+    def failed(self, exc: BaseException) -> None:
+        """An exception from the engine: a device error ends the actor (never returns); any other
+        is the caller's to handle."""
+        if is_device_error(exc):
+            self.lost(f"device error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+    def lost(self, reason: str) -> None:
+        if self._batch:
+            self._count(self._batch)
+        log.error("%s lost (%s): exiting this actor so Ray starts a new engine and redoes its batch", self.what, reason)
+        print(f"vsd: {self.what} lost ({reason}); the actor exits and Ray replaces it", file=sys.stderr, flush=True)
+        self._stop.set()
+        self._exit(EXIT_ENGINE_LOST)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            gone = dead(self.processes)
+            if gone:
+                self.lost(f"its process{'es' if len(gone) > 1 else ''} {', '.join(map(str, gone))} died")
+                return
+
+    def _losses(self, batch: str) -> int:
+        try:
+            with open(os.path.join(self.ledger, batch)) as f:
+                return len(f.read())
+        except OSError:
+            return 0
+
+    def _count(self, batch: str) -> None:
+        try:
+            os.makedirs(self.ledger, exist_ok=True)
+            with open(os.path.join(self.ledger, batch), "a") as f:  # one byte per loss
+                f.write("x")
+        except OSError as exc:  # a full or read-only temp dir must not keep the actor alive
+            log.warning("%s: could not count the engine loss: %s", self.what, exc)
+
+
+def _job_id() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_job_id()
+    except Exception:  # noqa: BLE001 - outside Ray: one ledger per process
+        pass
+    return str(os.getpid())
