@@ -1,8 +1,10 @@
 """The demo's fine-tuned model through the real SGLang engine: `vsd demo --engine sglang` reaches
 held-out task-1 accuracy within 3 points of the hf engine on the same trained model.
 
-One training run (the full demo: 600 scenes, 150 LoRA steps), then the same checkpoint exported
-in the HF layout and annotated by the hf engine; evaluated on the same 90 held-out scenes."""
+One training run (the demo's 600 scenes, 60 of its 150 LoRA steps: the hf engine reaches the same
+0.967 held-out task-1 accuracy there, and start-up, not steps, is most of the training time), then
+the same checkpoint exported in the HF layout and annotated by the hf engine; evaluated on the same
+90 held-out scenes."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from vsd.cli import main
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # the full demo: training dominates (~2 min on 2 quiet cores, far more when loaded)
+@pytest.mark.timeout(3600)  # training dominates (~2 min on 2 quiet cores, far more when loaded)
 def test_demo_accuracy_sglang_vs_hf(ray_local, tmp_path, capsys):
     """One local Ray cluster for the demo and the hf run (the demo uses a running one)."""
     from vsd.demo import BASE_MODEL, CONFIGS, annotate
@@ -25,7 +27,7 @@ def test_demo_accuracy_sglang_vs_hf(ray_local, tmp_path, capsys):
     out = tmp_path / "demo"
     # --raw-scenes 0: the raw-corpus section measures the detector, not the engine (tests/sglang/
     # test_annotate sends a folder without boxes through this engine); it would add minutes here.
-    assert main(["demo", "--out", str(out), "--engine", "sglang", "--raw-scenes", "0"]) == 0
+    assert main(["demo", "--out", str(out), "--engine", "sglang", "--raw-scenes", "0", "optim.max_steps=60"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "sglang" and report["annotation_counts"]["ok"] == report["heldout_scenes"]
     sglang_acc = report["relation_accuracy"]
