@@ -91,3 +91,10 @@ def test_ending_the_actor_takes_its_children_along(tmp_path):
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
+def test_losses_are_counted_per_run():
+    """Ray numbers jobs alike on every cluster (01000000): counting per job mixed up earlier runs
+    of the same images with this one; counting per run does not."""
+    a, b = EngineWatch("test engine", run_id="2026-11-29T20:10:00-ab12"), EngineWatch("test engine", run_id="other")
+    assert a.ledger != b.ledger and a.ledger.endswith("/2026-11-29T201000-ab12")

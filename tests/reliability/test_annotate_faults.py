@@ -109,7 +109,7 @@ def test_s3_read_faults_transient_ones_are_retried_an_outage_waits_for_the_next_
     from vsd.annotate.pipeline import format_counts
 
     victim = "scene-21-00005.png"  # a plain synthetic scene (one pair, no image_id in the manifest)
-    transient = {"left": 40}
+    transient = {"left": 24}
 
     def plan(method, path, attempt):
         if method not in ("GET", "HEAD") or "/corpus/images/" not in path:
@@ -124,10 +124,11 @@ def test_s3_read_faults_transient_ones_are_retried_an_outage_waits_for_the_next_
     manifest = copy_corpus_to(rel_corpus, f"{s3_bucket}/corpus")
     out = f"{s3_bucket}/out"
     with FaultProxy(os.environ["AWS_ENDPOINT_URL"], plan, budget=10_000) as proxy:
-        code, log = run_driver(ray_local, {"AWS_ENDPOINT_URL": proxy.url}, manifest, out, "stages.read.attempts=2")
+        # stages.read.attempts=1: the outage outlasts the S3 client's own 8 tries once, not 4 times
+        code, log = run_driver(ray_local, {"AWS_ENDPOINT_URL": proxy.url}, manifest, out, "stages.read.attempts=1")
         faults = dict(proxy.faults)
     assert code == 0, log[-5000:]
-    assert transient["left"] == 0 and sum(faults.values()) > 40, faults
+    assert transient["left"] == 0 and sum(faults.values()) > 24, faults
     first = read_rows(out)
     assert not [r for r in first if r["source_uri"].endswith(victim)], "an outage became a final row"
     others = [r for r in rel_baseline["rows"] if not r["source_uri"].endswith(victim)]

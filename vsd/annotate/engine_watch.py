@@ -13,7 +13,7 @@ exits with `EXIT_ENGINE_LOST` after one log line; Ray starts a fresh actor (a fr
 batch is redone, and the write stage keeps it exactly once.
 
 A batch that takes the engine down every time would do so forever: each batch's deaths are counted
-in a file on the node (per job), and from the `MAX_LOSSES_PER_BATCH`-th on the batch fails loudly
+in a file on the node (per run), and from the `MAX_LOSSES_PER_BATCH`-th on the batch fails loudly
 instead (`EngineLost`), naming its first requests.
 """
 
@@ -86,14 +86,16 @@ def dead(pids: Sequence[int]) -> list[int]:
 class EngineWatch:
     """Watches one engine for the actor that holds it; see the module docstring.
 
-    ``processes``: the pids the engine needs alive; ``exit``: how the actor ends (tests pass their
-    own); ``ledger``: the folder where batch losses are counted (default: per job, under the
-    node's temp dir)."""
+    ``processes``: the pids the engine needs alive; ``run_id``: the run whose batch losses are
+    counted together (a rerun starts afresh; another run with the same images is not confused with
+    this one); ``exit``: how the actor ends (tests pass their own); ``ledger``: the folder where
+    batch losses are counted (default: the run's, under the node's temp dir)."""
 
-    def __init__(self, what: str, processes: Sequence[int] = (), *, interval_s: float = 1.0,
+    def __init__(self, what: str, processes: Sequence[int] = (), *, run_id: str = "", interval_s: float = 1.0,
                  exit: Callable[[int], None] = end_actor, ledger: str | None = None):
         self.what, self.processes, self.interval_s, self._exit = what, list(processes), interval_s, exit
-        self.ledger = ledger or os.path.join(tempfile.gettempdir(), f"vsd-engine-lost-{_job_id()}")
+        scope = "".join(c for c in run_id if c.isalnum() or c in "-_") or f"pid-{os.getpid()}"
+        self.ledger = ledger or os.path.join(tempfile.gettempdir(), "vsd-engine-lost", scope)
         self._batch: str | None = None
         self._stop = threading.Event()
         self._thread = None
@@ -153,13 +155,3 @@ class EngineWatch:
         except OSError as exc:  # a full or read-only temp dir must not keep the actor alive
             log.warning("%s: could not count the engine loss: %s", self.what, exc)
 
-
-def _job_id() -> str:
-    try:
-        import ray
-
-        if ray.is_initialized():
-            return ray.get_runtime_context().get_job_id()
-    except Exception:  # noqa: BLE001 - outside Ray: one ledger per process
-        pass
-    return str(os.getpid())

@@ -60,7 +60,7 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     return map_stage(ds, GenerateStageUDF, cfg.stages.generate.resources, default_batch=cfg.engine.batch_size,
                      actor=True, kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks),
                                          "engine_factory": ctx.engine_factory,
-                                         "repair": cfg.stages.generate.repair})
+                                         "repair": cfg.stages.generate.repair, "run_id": ctx.meta.run_id})
 
 
 def prompts_for(pair: dict, tasks: list[int]) -> list[Prompt]:
@@ -95,7 +95,7 @@ class GenerateStageUDF:
     """``map_batches`` callable class: built once per actor (loads the model), called per batch."""
 
     def __init__(self, engine: EngineConfig, tasks: list[int], engine_factory: Callable[[EngineConfig], Engine] | None = None,
-                 repair: bool = True):
+                 repair: bool = True, run_id: str = ""):
         self.tasks = sorted(set(tasks))
         self.repair = repair
         self.budgets = token_budgets(engine)
@@ -103,7 +103,7 @@ class GenerateStageUDF:
         self.engine = (engine_factory or make_engine)(engine)
         # The processes the engine started (SGLang's scheduler, detokenizer): it dies with them.
         self.watch = EngineWatch(f"{getattr(self.engine, 'name', 'engine')} engine",
-                                 [p for p in child_processes() if p not in before])
+                                 [p for p in child_processes() if p not in before], run_id=run_id)
 
     def prompts(self, pair: dict) -> list[Prompt]:
         return [dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p

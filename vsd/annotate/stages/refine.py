@@ -46,7 +46,8 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     if stage.mode in MODEL_FREE:
         plain = Resources(num_cpus=stage.resources.num_cpus, batch_size=stage.resources.batch_size)
         return map_stage(ds, refine_batch, plain, default_batch=16, kwargs={"refine": stage})
-    return map_stage(ds, RefineStageUDF, stage.resources, default_batch=16, actor=True, kwargs={"refine": stage})
+    return map_stage(ds, RefineStageUDF, stage.resources, default_batch=16, actor=True,
+                     kwargs={"refine": stage, "run_id": ctx.meta.run_id})
 
 
 def refinable(pair: dict) -> tuple[dict[str, list[str]], bool]:
@@ -80,11 +81,11 @@ def combined_status(outcomes: list[RefineOutcome]) -> str:
 class RefineStageUDF:
     """``map_batches`` callable class: the refiner (maybe an LLM) loads once per actor."""
 
-    def __init__(self, refine: RefineConfig):
+    def __init__(self, refine: RefineConfig, run_id: str = ""):
         before = set(child_processes())
         self.refiner = make_refiner(refine)
         # an LLM refiner on SGLang dies with its scheduler: the actor then exits (engine_watch)
-        self.watch = EngineWatch("refiner", [p for p in child_processes() if p not in before])
+        self.watch = EngineWatch("refiner", [p for p in child_processes() if p not in before], run_id=run_id)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)
