@@ -137,3 +137,21 @@ def test_only_a_lost_worker_makes_the_driver_look_for_a_dead_node():
     assert _worker_lost(RuntimeError("WorkerHealthCheckFailedError: Worker health check failed"))
     assert _worker_lost(RuntimeError("The actor died because its node has died. Node Id: 329c54"))
     assert not _worker_lost(KeyError("loss")) and not _worker_lost(ValueError("bad batch shape"))
+
+
+def test_the_ranks_nodes_come_from_the_checkpoint_when_no_metrics_line_was_written(tmp_path):
+    """The node died right after checkpoint 2, before the controller collected any report: the
+    metrics file is empty, the checkpoint's stored reports still say where each rank ran."""
+    from vsd.model.checkpoints import checkpoint_uri
+    from vsd.train.driver import rank_nodes
+
+    run = str(tmp_path / "run")
+    reports = [[{**_report(s, 1.0, r), "node_id": f"node-{r}"} for r in (0, 1)] for s in (1, 2)]
+    _checkpoint(checkpoint_uri(run, 2), {"step": 2, "world_size": 2, "reports": reports})
+    assert rank_nodes(run) == {0: "node-0", 1: "node-1"}
+    storage.write_text(storage.join(run, "metrics.jsonl"),
+                       json.dumps({"step": 1, "nodes": ["old-0", "old-1"]}) + "\n")  # older than the checkpoint
+    assert rank_nodes(run) == {0: "node-0", 1: "node-1"}
+    storage.write_text(storage.join(run, "metrics.jsonl"), json.dumps({"step": 3, "nodes": ["a", "b"]}) + "\n")
+    assert rank_nodes(run) == {0: "a", 1: "b"}
+    assert rank_nodes(str(tmp_path / "nothing")) == {}

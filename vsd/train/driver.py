@@ -209,16 +209,12 @@ def _worker_lost(error: BaseException) -> bool:
 def _dead_nodes_of(run_uri: str, ranks: set[int], wait_s: float = 15.0) -> dict[int, str]:
     """{rank: node id} for the failed ranks whose node the cluster reports dead. Ray reports a lost
     node's workers as failed health checks, which does not say the node is gone; the ranks' nodes
-    come from the last metrics line (by rank), and the cluster's node table says which died (it
-    may take a few seconds to notice, hence the short wait)."""
+    come from `rank_nodes`, and the cluster's node table says which died (it may take a few
+    seconds to notice, hence the short wait)."""
     import ray
 
-    try:
-        rows = [json.loads(x) for x in storage.read_text(storage.join(run_uri, METRICS)).splitlines() if x.strip()]
-    except (OSError, ValueError):
-        return {}
-    nodes = rows[-1].get("nodes", []) if rows else []
-    mine = {r: nodes[r] for r in ranks if r < len(nodes) and nodes[r]}
+    known = rank_nodes(run_uri)
+    mine = {r: known[r] for r in ranks if known.get(r)}
     deadline = time.monotonic() + wait_s
     while mine:
         dead = {n["NodeID"] for n in ray.nodes() if not n.get("Alive", True)}
@@ -227,6 +223,29 @@ def _dead_nodes_of(run_uri: str, ranks: set[int], wait_s: float = 15.0) -> dict[
             return found
         time.sleep(1.0)
     return {}
+
+
+def rank_nodes(run_uri: str) -> dict[int, str]:
+    """{rank: node id} as last recorded: from the newer of the last metrics line and the newest
+    checkpoint's stored reports. A node lost right after a checkpoint often leaves metrics.jsonl
+    without a line yet (the controller had not collected the reports), never the checkpoint."""
+    from vsd.model.checkpoints import list_checkpoints, read_meta
+
+    step, nodes = -1, {}
+    try:
+        rows = [json.loads(x) for x in storage.read_text(storage.join(run_uri, METRICS)).splitlines() if x.strip()]
+    except (OSError, ValueError):
+        rows = []
+    if rows and rows[-1].get("nodes"):
+        step, nodes = int(rows[-1].get("step", 0)), {r: n for r, n in enumerate(rows[-1]["nodes"]) if n}
+    try:
+        checkpoints = list_checkpoints(run_uri)  # the newest one with a meta.json: only its reports are read
+        reports = (read_meta(checkpoints[-1][1]).get("reports") or [[]])[-1] if checkpoints else []
+    except Exception:  # noqa: BLE001 - a better error line is not worth a second failure
+        reports = []
+    if reports and int(reports[0].get("step", 0)) > step:
+        nodes = {int(r["rank"]): r["node_id"] for r in reports if r.get("node_id") and "rank" in r}
+    return nodes
 
 
 def _one_line(exc: BaseException, dead_nodes: dict[int, str] | None = None) -> str:
