@@ -98,3 +98,19 @@ def test_losses_are_counted_per_run():
     of the same images with this one; counting per run does not."""
     a, b = EngineWatch("test engine", run_id="2026-11-29T20:10:00-ab12"), EngineWatch("test engine", run_id="other")
     assert a.ledger != b.ledger and a.ledger.endswith("/2026-11-29T201000-ab12")
+
+
+def test_only_the_engines_own_processes_are_watched():
+    """SGLang titles its processes sglang::...; a helper child that ends normally is not an engine."""
+    from vsd.annotate.engine_watch import child_processes, engine_processes
+
+    before = child_processes()
+    helper = subprocess.Popen(["sleep", "30"])
+    scheduler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "sglang::scheduler_TP0"])
+    try:
+        assert engine_processes(before) == [scheduler.pid]
+        assert engine_processes(before + [scheduler.pid]) == []
+    finally:
+        for proc in (helper, scheduler):
+            proc.kill()
+            proc.wait()

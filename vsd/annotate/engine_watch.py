@@ -7,7 +7,7 @@ an answer, and a CUDA error leaves the device context unusable, so every later b
 run hangs, or fails whole, or turns the rest of the corpus into final ``engine_error`` rows.
 
 `EngineWatch` turns both into a process death: a thread polls the processes the engine depends on
-(SGLang's scheduler and detokenizer: the actor's child processes after the engine started) and the
+(SGLang's scheduler and detokenizer, started by the engine and known by their titles) and the
 stage reports each exception to `failed`, which recognises device errors. Either way the actor
 exits with `EXIT_ENGINE_LOST` after one log line; Ray starts a fresh actor (a fresh engine) and the
 batch is redone, and the write stage keeps it exactly once.
@@ -48,11 +48,33 @@ def is_device_error(exc: BaseException) -> bool:
     return any(marker in text for marker in DEVICE_ERRORS)
 
 
+# How engines title the processes they start: SGLang's are sglang::scheduler..., sglang::detokenizer.
+ENGINE_TITLES = ("sglang::",)
+
+
 def child_processes() -> list[int]:
-    """This process's children (SGLang's scheduler and detokenizer once `sglang.Engine` started)."""
+    """This process's children, now (taken before an engine starts, for `engine_processes`)."""
     import psutil  # a dependency of ray
 
-    return [p.pid for p in psutil.Process().children(recursive=False)]
+    return [p.pid for p in psutil.Process().children(recursive=True)]
+
+
+def engine_processes(before: Sequence[int]) -> list[int]:
+    """The engine processes started since ``before`` (`child_processes`), known by their titles --
+    not any child: a helper that ends normally (a compiler, a probe) must not look like a death."""
+    import psutil
+
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        if proc.pid in before:
+            continue
+        try:
+            title = proc.name() + " " + " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if any(t in title for t in ENGINE_TITLES):
+            found.append(proc.pid)
+    return found
 
 
 def end_actor(code: int) -> None:

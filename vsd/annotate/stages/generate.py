@@ -28,7 +28,7 @@ from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
 from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan
 from vsd.annotate.budgets import token_budgets
-from vsd.annotate.engine_watch import EngineWatch, child_processes
+from vsd.annotate.engine_watch import EngineWatch, child_processes, engine_processes
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
 from vsd.config import describe
 
@@ -103,7 +103,7 @@ class GenerateStageUDF:
         self.engine = (engine_factory or make_engine)(engine)
         # The processes the engine started (SGLang's scheduler, detokenizer): it dies with them.
         self.watch = EngineWatch(f"{getattr(self.engine, 'name', 'engine')} engine",
-                                 [p for p in child_processes() if p not in before], run_id=run_id)
+                                 engine_processes(before), run_id=run_id)
 
     def prompts(self, pair: dict) -> list[Prompt]:
         return [dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from vsd.annotate.engine_watch import EngineWatch, child_processes
+from vsd.annotate.engine_watch import EngineWatch, child_processes, engine_processes
 from vsd.annotate.items import from_table, ok_pairs, to_table
 from vsd.annotate.repair import truncated_slots
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
@@ -85,7 +85,7 @@ class RefineStageUDF:
         before = set(child_processes())
         self.refiner = make_refiner(refine)
         # an LLM refiner on SGLang dies with its scheduler: the actor then exits (engine_watch)
-        self.watch = EngineWatch("refiner", [p for p in child_processes() if p not in before], run_id=run_id)
+        self.watch = EngineWatch("refiner", engine_processes(before), run_id=run_id)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)
