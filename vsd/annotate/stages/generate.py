@@ -60,7 +60,8 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     return map_stage(ds, GenerateStageUDF, cfg.stages.generate.resources, default_batch=cfg.engine.batch_size,
                      actor=True, kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks),
                                          "engine_factory": ctx.engine_factory,
-                                         "repair": cfg.stages.generate.repair, "run_id": ctx.meta.run_id})
+                                         "repair": cfg.stages.generate.repair,
+                                         "run_id": ctx.meta.run_id if ctx.meta else ""})
 
 
 def prompts_for(pair: dict, tasks: list[int]) -> list[Prompt]:
