@@ -25,11 +25,14 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
 
 from vsd.errors import VSDError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXIT_ENGINE_LOST = 75  # EX_TEMPFAIL: try again (in a new actor)
 MAX_LOSSES_PER_BATCH = 2
@@ -75,6 +78,13 @@ def engine_processes(before: Sequence[int]) -> list[int]:
         if any(t in title for t in ENGINE_TITLES):
             found.append(proc.pid)
     return found
+
+
+def start_watched(what: str, start: Callable[[], T], run_id: str = "") -> tuple[T, "EngineWatch"]:
+    """``start()`` (an engine, an LLM refiner) and the watch over the processes it started."""
+    before = child_processes()
+    engine = start()
+    return engine, EngineWatch(what, engine_processes(before), run_id=run_id)
 
 
 def end_actor(code: int) -> None:
@@ -137,6 +147,19 @@ class EngineWatch:
 
     def end_batch(self) -> None:
         self._batch = None
+
+    @contextmanager
+    def batch(self, keys: Sequence[str]) -> Iterator[None]:
+        """One batch's work with the engine: `start_batch` first, an exception goes to `failed`
+        (a device error ends the actor there) and on to the caller, `end_batch` last."""
+        self.start_batch(keys)
+        try:
+            yield
+        except Exception as exc:
+            self.failed(exc)
+            raise
+        finally:
+            self.end_batch()
 
     def failed(self, exc: BaseException) -> None:
         """An exception from the engine: a device error ends the actor (never returns); any other

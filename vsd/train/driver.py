@@ -231,21 +231,20 @@ def rank_nodes(run_uri: str) -> dict[int, str]:
     without a line yet (the controller had not collected the reports), never the checkpoint."""
     from vsd.model.checkpoints import list_checkpoints, read_meta
 
-    step, nodes = -1, {}
+    lines = []  # the last metrics line, and the newest checkpoint's last step combined the same way
     try:
         rows = [json.loads(x) for x in storage.read_text(storage.join(run_uri, METRICS)).splitlines() if x.strip()]
+        lines += [row for row in rows[-1:] if row.get("nodes")]
     except (OSError, ValueError):
-        rows = []
-    if rows and rows[-1].get("nodes"):
-        step, nodes = int(rows[-1].get("step", 0)), {r: n for r, n in enumerate(rows[-1]["nodes"]) if n}
+        pass
     try:
         checkpoints = list_checkpoints(run_uri)  # the newest one with a meta.json: only its reports are read
         reports = (read_meta(checkpoints[-1][1]).get("reports") or [[]])[-1] if checkpoints else []
+        lines += [MetricsWriter.combine(reports)] if reports else []
     except Exception:  # noqa: BLE001 - a better error line is not worth a second failure
-        reports = []
-    if reports and int(reports[0].get("step", 0)) > step:
-        nodes = {int(r["rank"]): r["node_id"] for r in reports if r.get("node_id") and "rank" in r}
-    return nodes
+        pass
+    newest = max(lines, key=lambda row: int(row.get("step", 0)), default={})
+    return {rank: node for rank, node in enumerate(newest.get("nodes") or []) if node}
 
 
 def _one_line(exc: BaseException, dead_nodes: dict[int, str] | None = None) -> str:

@@ -28,7 +28,7 @@ from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
 from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan
 from vsd.annotate.budgets import token_budgets
-from vsd.annotate.engine_watch import EngineWatch, child_processes, engine_processes
+from vsd.annotate.engine_watch import start_watched
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
 from vsd.config import describe
 
@@ -100,11 +100,9 @@ class GenerateStageUDF:
         self.tasks = sorted(set(tasks))
         self.repair = repair
         self.budgets = token_budgets(engine)
-        before = set(child_processes())
-        self.engine = (engine_factory or make_engine)(engine)
-        # The processes the engine started (SGLang's scheduler, detokenizer): it dies with them.
-        self.watch = EngineWatch(f"{getattr(self.engine, 'name', 'engine')} engine",
-                                 engine_processes(before), run_id=run_id)
+        # The engine dies with the processes it started (SGLang's scheduler, detokenizer).
+        start = engine_factory or make_engine
+        self.engine, self.watch = start_watched(f"{engine.kind} engine", lambda: start(engine), run_id)
 
     def prompts(self, pair: dict) -> list[Prompt]:
         return [dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p
@@ -121,11 +119,8 @@ class GenerateStageUDF:
                 request = ImageRequest(key=f"{item['image_id']}#{view}", image=item["views"][view],
                                        prompts=[p for _, ps in members for p in ps])
                 groups.append((request, members))
-        self.watch.start_batch([g[0].key for g in groups])
-        try:
+        with self.watch.batch([g[0].key for g in groups]):
             self._answer(groups)
-        finally:
-            self.watch.end_batch()
         for item in items:
             item["views"] = []  # JPEGs are not needed after generation
         return to_table(items)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from vsd.annotate.engine_watch import EngineWatch, child_processes, engine_processes
+from vsd.annotate.engine_watch import start_watched
 from vsd.annotate.items import from_table, ok_pairs, to_table
 from vsd.annotate.repair import truncated_slots
 from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
@@ -46,7 +46,7 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     if stage.mode in MODEL_FREE:
         plain = Resources(num_cpus=stage.resources.num_cpus, batch_size=stage.resources.batch_size)
         return map_stage(ds, refine_batch, plain, default_batch=16, kwargs={"refine": stage})
-    return map_stage(ds, RefineStageUDF, stage.resources, default_batch=16, actor=True,
+    return map_stage(ds, WatchedRefineStageUDF, stage.resources, default_batch=16, actor=True,
                      kwargs={"refine": stage, "run_id": ctx.meta.run_id if ctx.meta else ""})
 
 
@@ -81,11 +81,8 @@ def combined_status(outcomes: list[RefineOutcome]) -> str:
 class RefineStageUDF:
     """``map_batches`` callable class: the refiner (maybe an LLM) loads once per actor."""
 
-    def __init__(self, refine: RefineConfig, run_id: str = ""):
-        before = set(child_processes())
+    def __init__(self, refine: RefineConfig):
         self.refiner = make_refiner(refine)
-        # an LLM refiner on SGLang dies with its scheduler: the actor then exits (engine_watch)
-        self.watch = EngineWatch("refiner", engine_processes(before), run_id=run_id)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)
@@ -102,14 +99,7 @@ class RefineStageUDF:
                     pair["refine_status"] = "skipped"
                 for task, sentences in texts.items():
                     work.append((pair, task, RefineItem(subject, object_, pair["relation"], sentences)))
-        self.watch.start_batch([str(item["image_id"]) for item in items])
-        try:
-            outcomes = self.refiner.refine([w[2] for w in work]) if work else []
-        except Exception as exc:
-            self.watch.failed(exc)  # a device error ends the actor here; any other fails the task
-            raise
-        finally:
-            self.watch.end_batch()
+        outcomes = self._refine(items, [w[2] for w in work]) if work else []
         if len(outcomes) != len(work):
             raise RuntimeError(f"refiner returned {len(outcomes)} outcomes for {len(work)} items")
         per_pair: dict[int, list[RefineOutcome]] = {}
@@ -127,10 +117,28 @@ class RefineStageUDF:
                 pair["refined_description"] = outcome.sentences[0] if outcome.sentences else None
         return to_table(items)
 
+    def _refine(self, items: list[dict], work: list[RefineItem]) -> list[RefineOutcome]:
+        return self.refiner.refine(work)
+
+    def __del__(self):
+        close_quietly(self, "refiner")
+
+
+class WatchedRefineStageUDF(RefineStageUDF):
+    """The actor form (an LLM refiner): a refiner whose engine dies inside the actor -- SGLang's
+    scheduler gone, a device error -- ends the actor, so Ray redoes the batch (engine_watch)."""
+
+    def __init__(self, refine: RefineConfig, run_id: str = ""):
+        self.refiner, self.watch = start_watched("refiner", lambda: make_refiner(refine), run_id)
+
+    def _refine(self, items: list[dict], work: list[RefineItem]) -> list[RefineOutcome]:
+        with self.watch.batch([str(item["image_id"]) for item in items]):
+            return super()._refine(items, work)
+
     def __del__(self):
         if getattr(self, "watch", None) is not None:
             self.watch.stop()
-        close_quietly(self, "refiner")
+        super().__del__()
 
 
 def refine_batch(batch: pa.Table, *, refine: RefineConfig) -> pa.Table:
