@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` (set up + run the main job) and `make test` (set up + test).
-.PHONY: setup demo test test-fast test-extended test-sglang bench clean
+.PHONY: setup demo test test-fast test-sglang bench clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,12 +16,9 @@ demo: setup
 	$(VENV)/bin/vsd demo --out out/demo
 
 # Everything, slow end-to-end, multi-node and fault-injection tests included (a bare `pytest` skips
-# the slow ones); the extended multi-node runs (preemption, training node loss) are `make test-extended`.
+# the slow ones), in two lanes side by side: scripts/test.sh says why and which.
 test: setup
-	$(PY) -m pytest -q -m "not extended" --durations=50
-
-test-extended: setup
-	$(PY) -m pytest -q -m extended --durations=10
+	bash scripts/test.sh
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

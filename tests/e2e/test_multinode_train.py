@@ -28,7 +28,7 @@ from tests.fixtures.multinode import REPO, VENV_BIN, fault_cluster, wait_process
 from tests.fixtures.reliability import record_case
 from vsd import storage
 
-pytestmark = [pytest.mark.slow, pytest.mark.extended]  # ~36 min; both cases open (README: node loss)
+pytestmark = pytest.mark.slow
 
 SLOT = {"num_cpus": 1, "resources": {"train_slot": 1}}
 STEPS = 6

@@ -205,7 +205,6 @@ def test_worker_node_killed_a_few_seconds_in_job_finishes_with_every_row_once(mn
                 a_few_seconds_in, kill)
 
 
-@pytest.mark.extended  # ~6 min (a 35 s drain, then the engine restarts): outside CI's budget
 @pytest.mark.timeout(3 * RUN_TIMEOUT_S)
 @pytest.mark.parametrize("attempt", ATTEMPTS)
 def test_worker_node_preempted_mid_run_job_finishes_with_every_row_once(mn_cluster, mn_corpus, mn_baseline, tmp_path,
