@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from tests.fixtures.annotate import build_corpus, make_color_engine, read_rows, run_record
+from tests.fixtures.annotate import build_corpus, make_color_engine, outcome, read_rows, run_record
 from tests.fixtures.infra import REPO
 from vsd import storage
 from vsd.annotate.index import Output
@@ -23,10 +23,6 @@ from vsd.relations import RELATIONS
 
 COMPARED = ("row_id", "image_id", "source_uri", "status", "error", "relation", "description", "descriptions",
             "refined_description", "refined_descriptions", "geometry_relation", "consistent", "flags")
-
-
-def outcome(row: dict) -> str:
-    return "ok" if row["status"] == "ok" else "error:" + row["error"].split(":")[0]
 
 
 def check_exactly_once(output: str, expected: dict[str, str]) -> list[dict]:
@@ -214,18 +210,6 @@ def test_bad_config_and_paths_fail_before_any_work(tmp_path, capsys):
     assert main(["annotate", "--config", cfg, "--input", str(tmp_path / "x"), "--output", str(tmp_path / "o"),
                  "tasks=[4]"]) == 2
     assert "tasks:" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_s3_120_synthetic_and_hard_files_hf_tiny(ray_local, s3_bucket, annotate_config):
-    corpus, out = f"{s3_bucket}/corpus", f"{s3_bucket}/annotations"
-    expected = build_corpus(corpus, 120, seed=7, hard=True)
-    result = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=32"))
-    check_exactly_once(out, expected)
-    assert result.counts["images"] == len(expected) and result.counts["unaccounted"] == 0
-    assert run_record(out, result.run_id)["counts"]["images"] == len(expected) and storage.exists(f"{out}/_README.md")
-    again = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out))
-    assert again.counts["images"] == 0 and run_record(out, again.run_id)["source"]["shards_read"] == []
 
 
 @pytest.mark.parametrize("name", ["annotate-tiny-cpu.yaml", "annotate-nightly-llava15-13b-sglang.yaml"])

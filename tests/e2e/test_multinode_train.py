@@ -26,6 +26,7 @@ import pytest
 
 from tests.fixtures.multinode import REPO, VENV_BIN, fault_cluster, wait_process
 from tests.fixtures.reliability import record_case
+from tests.fixtures.train import assert_adapter_only, assert_optimizer_state
 from vsd import storage
 
 pytestmark = pytest.mark.slow
@@ -71,6 +72,25 @@ def final_adapter(run: str) -> dict:
     return load_adapter_state(checkpoint_uri(run, STEPS))
 
 
+def check_finished_run(run: str, stage: int) -> None:
+    """What a finished run leaves on S3: the kept checkpoints, each a LoRA adapter only (under ZeRO-3
+    gathered into whole tensors, not shards) plus both ranks' optimizer shards, the answer-token
+    lengths annotation sizes its budgets from, and the config it ran with."""
+    from vsd.model.checkpoints import checkpoint_uri, list_checkpoints, read_meta
+    from vsd.train.checkpoint import load_adapter_state
+
+    assert [step for step, _ in list_checkpoints(run)] == [2, 4, 6]  # every 2 steps, keep_n=3
+    last = checkpoint_uri(run, STEPS)
+    meta = read_meta(last)
+    assert meta["step"] == STEPS and meta["zero_stage"] == stage and meta["base_model"] == "tiny:llava"
+    lengths = meta["answer_tokens"]
+    assert set(lengths) == {"1", "2", "3"} and lengths["3"]["p99"] > lengths["2"]["p99"] > lengths["1"]["p99"]
+    assert_adapter_only(last)
+    assert_optimizer_state(last, stage)
+    assert all(t.numel() > 0 and t.dim() == 2 for t in load_adapter_state(last).values())
+    assert f"zero_stage: {stage}" in storage.read_text(storage.join(run, "config.yaml"))
+
+
 def adapter_differences(got: dict, want: dict) -> list[str]:
     """Tensors that are not bit-identical (plus the largest gap), or keys that differ; [] when equal."""
     import torch
@@ -112,6 +132,7 @@ def test_node_lost_mid_run_resumes_on_a_replacement_to_the_undisturbed_adapter(t
     rows = metrics(baseline)
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1)) and all(r["resumed_from"] == 0 for r in rows)
     assert all(sorted(r["nodes"]) == sorted(nodes.values()) for r in rows)  # one worker per node
+    check_finished_run(baseline, stage)
     undisturbed_s = time.monotonic() - started
 
     max_failures = 2 if stage == 2 else 0  # ZeRO-3: fail loudly, then a relaunch resumes

@@ -140,6 +140,34 @@ def mn_baseline(mn_cluster, mn_corpus, tmp_path_factory) -> dict:
     return {"rows": rows, "seconds": time.monotonic() - started}
 
 
+def test_undisturbed_run_writes_each_file_once_with_its_outcome_and_a_rerun_reads_nothing(mn_cluster, mn_corpus,
+                                                                                          mn_baseline, tmp_path):
+    """The baseline itself, S3 in and out on the multi-node cluster: every file of the manifest has
+    exactly one row with its expected outcome (``ok`` or ``error:<reason>``), the run's record counts
+    them, and the nightly rerun over the unchanged manifest reads no shard and starts no Ray job."""
+    from tests.fixtures.annotate import outcome, run_record
+    from vsd.annotate.index import Output
+
+    out = f"{mn_corpus['bucket']}/baseline"
+    rows = mn_baseline["rows"]
+    by_uri = {r["source_uri"]: r for r in rows}
+    assert len(by_uri) == len(rows) and set(by_uri) == set(mn_corpus["expected"])
+    wrong = {u: (want, outcome(by_uri[u])) for u, want in mn_corpus["expected"].items() if outcome(by_uri[u]) != want}
+    assert not wrong, wrong
+    (first,) = Output(out).runs()
+    record = run_record(out, first)
+    assert record["counts"]["images"] == len(rows) and record["counts"]["unaccounted"] == 0
+    assert storage.exists(f"{out}/_README.md")
+
+    log = tmp_path / "rerun.log"
+    code, text = wait_done(start_annotate(mn_cluster, mn_corpus, out, log), log)
+    assert code == 0 and "nothing new" in text, text[-4000:]
+    (again,) = set(Output(out).runs()) - {first}
+    assert run_record(out, again)["counts"]["images"] == 0
+    assert run_record(out, again)["source"]["shards_read"] == []
+    assert len(read_dataset(out)) == len(rows)
+
+
 def pipeline_running(cluster) -> bool:
     """A worker node runs pipeline work (a Ray task or actor, not an idle worker or an agent)."""
     titles = [t for n in cluster.nodes.values() if not n.head for t in n.titles()]
