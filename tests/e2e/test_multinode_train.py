@@ -26,7 +26,7 @@ import pytest
 
 from tests.fixtures.multinode import REPO, VENV_BIN, fault_cluster, wait_process
 from tests.fixtures.reliability import record_case
-from tests.fixtures.train import assert_adapter_only, assert_optimizer_state
+from tests.fixtures.train import assert_adapter_only, assert_loss_falls, assert_optimizer_state
 from vsd import storage
 
 pytestmark = pytest.mark.slow
@@ -73,12 +73,13 @@ def final_adapter(run: str) -> dict:
 
 
 def check_finished_run(run: str, stage: int) -> None:
-    """What a finished run leaves on S3: the kept checkpoints, each a LoRA adapter only (under ZeRO-3
-    gathered into whole tensors, not shards) plus both ranks' optimizer shards, the answer-token
-    lengths annotation sizes its budgets from, and the config it ran with."""
+    """What a finished run leaves on S3: a falling loss, the kept checkpoints, each a LoRA adapter
+    only (under ZeRO-3 gathered into whole tensors, not shards) plus both ranks' optimizer shards,
+    the answer-token lengths annotation sizes its budgets from, and the config it ran with."""
     from vsd.model.checkpoints import checkpoint_uri, list_checkpoints, read_meta
     from vsd.train.checkpoint import load_adapter_state
 
+    assert_loss_falls(metrics(run))
     assert [step for step, _ in list_checkpoints(run)] == [2, 4, 6]  # every 2 steps, keep_n=3
     last = checkpoint_uri(run, STEPS)
     meta = read_meta(last)

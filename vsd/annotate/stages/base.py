@@ -60,6 +60,12 @@ class RunContext:
     roots: list[str] = field(default_factory=list)  # where input URIs may point
     engine_factory: Callable | None = None
 
+    @property
+    def run_id(self) -> str:
+        """The run's id, for bookkeeping kept per run on the nodes ('' for a stage built without
+        run metadata, as tests do)."""
+        return self.meta.run_id if self.meta else ""
+
 
 def map_stage(ds, fn: Callable | type, res: Resources, *, default_batch: int, kwargs: dict | None = None,
               actor: bool = False, keeps_rows: bool = True):

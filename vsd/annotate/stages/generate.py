@@ -61,7 +61,7 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
                      actor=True, kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks),
                                          "engine_factory": ctx.engine_factory,
                                          "repair": cfg.stages.generate.repair,
-                                         "run_id": ctx.meta.run_id if ctx.meta else ""})
+                                         "run_id": ctx.run_id})
 
 
 def prompts_for(pair: dict, tasks: list[int]) -> list[Prompt]:

@@ -47,7 +47,7 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
         plain = Resources(num_cpus=stage.resources.num_cpus, batch_size=stage.resources.batch_size)
         return map_stage(ds, refine_batch, plain, default_batch=16, kwargs={"refine": stage})
     return map_stage(ds, WatchedRefineStageUDF, stage.resources, default_batch=16, actor=True,
-                     kwargs={"refine": stage, "run_id": ctx.meta.run_id if ctx.meta else ""})
+                     kwargs={"refine": stage, "run_id": ctx.run_id})
 
 
 def refinable(pair: dict) -> tuple[dict[str, list[str]], bool]:
