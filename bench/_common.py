@@ -34,6 +34,7 @@ LLAVA_TEXT_SHAPES = {
 # Output
 # ----------------------------------------------------------------------------------------------
 
+
 def ratio_line(name: str, value: float, target: float, higher_is_better: bool = True) -> str:
     """``RATIO <name> <value> target <target> PASS|FAIL``: the one line every bench ends with."""
     ok = value >= target if higher_is_better else value <= target
@@ -58,6 +59,7 @@ def machine_note() -> str:
 # ----------------------------------------------------------------------------------------------
 # Corpora
 # ----------------------------------------------------------------------------------------------
+
 
 def synthetic_jpeg(rng, width: int, height: int, quality: int = 90) -> bytes:
     """A photo-like JPEG (smooth colour fields + grain), distinct per ``rng`` draw: pure noise would
@@ -91,6 +93,7 @@ def jpeg_corpus(n: int, size: int, seed: int = 0) -> list[bytes]:
 
 def random_pair(rng) -> dict:
     """One object pair with valid normalised boxes (subject left/top of object, as often as not)."""
+
     def box():
         x0, y0 = rng.uniform(0.0, 0.6, 2)
         w, h = rng.uniform(0.1, 0.4, 2)
@@ -130,6 +133,7 @@ def read_manifest(manifest: str) -> list[dict]:
 # ----------------------------------------------------------------------------------------------
 # Memory of a process tree
 # ----------------------------------------------------------------------------------------------
+
 
 def _proc_memory(pid: int) -> tuple[int, int, int] | None:
     """(RSS, PSS, shared-memory RSS) in bytes from ``/proc/<pid>/smaps_rollup`` (cheap: the kernel
@@ -232,7 +236,7 @@ class TreeSampler:
             self.sample()
             self._stop.wait(self.period)
 
-    def __enter__(self) -> "TreeSampler":
+    def __enter__(self) -> TreeSampler:
         self._thread.start()
         return self
 
@@ -264,27 +268,58 @@ class AnnotateRun:
     memory: MemoryPeak | None = None
 
 
-def annotate_overrides(max_new_tokens: int, batch_size: int, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+def annotate_overrides(
+    max_new_tokens: int, batch_size: int, extra: list[str] | tuple[str, ...] = ()
+) -> list[str]:
     """The dotted overrides every bench uses on top of ``annotate-tiny-cpu.yaml``."""
-    return ["progress_bars=false", "run_date=2026-01-01", f"engine.max_new_tokens={max_new_tokens}",
-            f"engine.batch_size={batch_size}", *extra]
+    return [
+        "progress_bars=false",
+        "run_date=2026-01-01",
+        f"engine.max_new_tokens={max_new_tokens}",
+        f"engine.batch_size={batch_size}",
+        *extra,
+    ]
 
 
-def run_annotate(manifest: str, output: str, overrides: list[str], *, sample_memory: bool = False,
-                 hz: float = 5.0, timeout_s: float = 3600) -> AnnotateRun:
+def run_annotate(
+    manifest: str,
+    output: str,
+    overrides: list[str],
+    *,
+    sample_memory: bool = False,
+    hz: float = 5.0,
+    timeout_s: float = 3600,
+) -> AnnotateRun:
     """`vsd annotate` in a child process, as a user runs it (its own local Ray cluster, stopped when
     it exits); wall time from launch to exit, and the run's record (``__vsd/runs/<run_id>.json``)."""
     # RAY_ADDRESS=local: a fresh cluster owned by the child even if another `ray start` cluster runs
     # on this machine (ray.init() would join it), so the process tree holds the whole run.
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ADDRESS="local",
-               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ,
+        RAY_AUTH_MODE="disabled",
+        RAY_ADDRESS="local",
+        PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     env.setdefault("RAY_DEDUP_LOGS", "0")
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    cmd = [sys.executable, "-m", "vsd.cli", "annotate", "--config", TINY_CONFIG, "--input", manifest,
-           "--output", output, *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vsd.cli",
+        "annotate",
+        "--config",
+        TINY_CONFIG,
+        "--input",
+        manifest,
+        "--output",
+        output,
+        *overrides,
+    ]
     for attempt in range(1 + STARTUP_RETRIES):
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         sampler = TreeSampler(proc.pid, hz) if sample_memory else None
         if sampler:
             sampler.__enter__()
@@ -299,7 +334,10 @@ def run_annotate(manifest: str, output: str, overrides: list[str], *, sample_mem
         if proc.returncode == 0:
             break
         if RAY_STARTUP_TIMEOUT in out and attempt < STARTUP_RETRIES:
-            print(f"(Ray start-up timed out on the loaded machine after {wall:.0f}s; starting the run again)", flush=True)
+            print(
+                f"(Ray start-up timed out on the loaded machine after {wall:.0f}s; starting the run again)",
+                flush=True,
+            )
             continue
         sys.stderr.write(out[-4000:])
         raise RuntimeError(f"vsd annotate exited with {proc.returncode}")
@@ -350,6 +388,6 @@ def steady_rate(output: str, skip_fraction: float = 0.1) -> tuple[float, float] 
             start = i
             break
     start = min(start, len(stamps) - 2)
-    images = sum(counts[start + 1:])
+    images = sum(counts[start + 1 :])
     seconds = (stamps[-1] - stamps[start]).total_seconds()
     return (images / seconds if seconds > 0 else float("nan")), (stamps[-1] - stamps[0]).total_seconds()

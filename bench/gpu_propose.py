@@ -41,9 +41,17 @@ def build(args, device: str, dtype):
     from vsd.propose.tiny_models import depth_anything, grounding_dino
     from vsd.propose.zero_shot import GroundingDinoDetector
 
-    cfg = vconfig.from_dict(ProposeConfig, {"model": "(random)", "vocabulary": DEFAULT_VOCABULARY,
-                                            "batch_size": args.batch_size, "device": device,
-                                            "score_threshold": 0.0 if args.tiny else 0.3, "depth": args.depth})
+    cfg = vconfig.from_dict(
+        ProposeConfig,
+        {
+            "model": "(random)",
+            "vocabulary": DEFAULT_VOCABULARY,
+            "batch_size": args.batch_size,
+            "device": device,
+            "score_threshold": 0.0 if args.tiny else 0.3,
+            "depth": args.depth,
+        },
+    )
     model, processor = grounding_dino(DEFAULT_VOCABULARY, tiny=args.tiny)
     detector = GroundingDinoDetector(model.to(device=device, dtype=dtype), processor, cfg, device)
     depth = None
@@ -83,13 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     size = (96, 72) if args.tiny else (640, 480)
-    images = [Image.open(io.BytesIO(b)).convert("RGB").resize(size) for b in jpeg_corpus(args.images, max(size))]
+    images = [
+        Image.open(io.BytesIO(b)).convert("RGB").resize(size) for b in jpeg_corpus(args.images, max(size))
+    ]
     proposer, cfg = build(args, device, dtype)
-    print(f"device {torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}, torch {torch.__version__}, "
-          f"transformers {__import__('transformers').__version__}, {dtype}, {len(images)} images {size[0]}x{size[1]}, "
-          f"batch {args.batch_size}, depth {'on' if args.depth else 'off'}, "
-          f"{len(proposer.detector.prompts)} prompt(s) for {len(cfg.vocabulary)} names")
-    proposer.propose(images[:args.batch_size])  # warm-up: kernels, allocator
+    print(
+        f"device {torch.cuda.get_device_name() if device.startswith('cuda') else 'cpu'}, torch {torch.__version__}, "
+        f"transformers {__import__('transformers').__version__}, {dtype}, {len(images)} images {size[0]}x{size[1]}, "
+        f"batch {args.batch_size}, depth {'on' if args.depth else 'off'}, "
+        f"{len(proposer.detector.prompts)} prompt(s) for {len(cfg.vocabulary)} names"
+    )
+    proposer.propose(images[: args.batch_size])  # warm-up: kernels, allocator
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     t_det, dets = timed(lambda: proposer.detector.detect(images), sync)
@@ -103,10 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     n = len(images)
     pairs = sum(len(p.pairs) for p in proposals)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
-    rows = [("detect (Grounding DINO-T)", f"{1000 * t_det / n:.1f}", f"{n / t_det:.1f}"),
-            ("depth (Depth Anything-S)", f"{1000 * t_depth / n:.1f}" if t_depth else "-",
-             f"{n / t_depth:.1f}" if t_depth else "-"),
-            ("propose (all, as the stage)", f"{1000 * t_all / n:.1f}", f"{n / t_all:.1f}")]
+    rows = [
+        ("detect (Grounding DINO-T)", f"{1000 * t_det / n:.1f}", f"{n / t_det:.1f}"),
+        (
+            "depth (Depth Anything-S)",
+            f"{1000 * t_depth / n:.1f}" if t_depth else "-",
+            f"{n / t_depth:.1f}" if t_depth else "-",
+        ),
+        ("propose (all, as the stage)", f"{1000 * t_all / n:.1f}", f"{n / t_all:.1f}"),
+    ]
     print(table(rows, ("part", "ms/image", "images/s")))
     print(f"pairs proposed: {pairs} ({pairs / n:.1f} per image), peak GPU memory {peak:.1f} GiB")
     print(ratio_line("gpu_propose", 1000 * t_all / n, TARGET_MS, higher_is_better=False))

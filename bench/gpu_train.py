@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import LLAVA_TEXT_SHAPES  # noqa: E402 - bench/ is not a package
+
 from vsd.train.loop import TorchStepper, make_optimizer, run_step  # noqa: E402
 
 PEAK_BF16 = 798e12
@@ -35,10 +36,24 @@ SEQ_TEXT, SEQ_ANSWER = 73, 32
 
 SHAPES = LLAVA_TEXT_SHAPES
 VISION = {
-    "full": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                 image_size=336, patch_size=14, projection_dim=768),
-    "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                 image_size=32, patch_size=8, projection_dim=32),
+    "full": dict(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    ),
+    "tiny": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    ),
 }
 
 
@@ -49,8 +64,13 @@ def build_model(size: str, device, dtype):
 
     vision = CLIPVisionConfig(**VISION["tiny" if size == "tiny" else "full"])
     text = LlamaConfig(vocab_size=32064, max_position_embeddings=4096, **SHAPES[size])
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_id=32000,
-                      vision_feature_select_strategy="default", vision_feature_layer=-2)
+    cfg = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=32000,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
     default = torch.get_default_dtype()
@@ -73,12 +93,16 @@ def make_batch(batch: int, n_image: int, image_size: int, device, dtype) -> dict
     seq = n_image + SEQ_TEXT
     ids = torch.randint(2, 32000, (batch, seq), generator=g)
     ids[:, 0] = 1
-    ids[:, 5:5 + n_image] = 32000
+    ids[:, 5 : 5 + n_image] = 32000
     labels = torch.full_like(ids, -100)
     labels[:, -SEQ_ANSWER:] = ids[:, -SEQ_ANSWER:]
     pixels = torch.randn(batch, 3, image_size, image_size, generator=g)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "labels": labels.to(device), "pixel_values": pixels.to(device, dtype)}
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones_like(ids).to(device),
+        "labels": labels.to(device),
+        "pixel_values": pixels.to(device, dtype),
+    }
 
 
 def attach(model, dtype):
@@ -122,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", nargs="*", default=["7b:8", "13b:4", "13b:8", "13b:16:ckpt"],
-                    help="size:batch[:ckpt] entries (size 7b or 13b)")
+    ap.add_argument(
+        "--runs",
+        nargs="*",
+        default=["7b:8", "13b:4", "13b:8", "13b:16:ckpt"],
+        help="size:batch[:ckpt] entries (size 7b or 13b)",
+    )
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--tiny", action="store_true", help="tiny shapes on CPU (tests the code path)")
@@ -152,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             r = measure(model, n_image, image_size, batch, ckpt, args.steps, args.warmup, device, dtype)
             util = 4 * params * r["tokens_per_s"] / PEAK_BF16
-            print(f"{size:6} {batch:>5} {str(ckpt):>5} {params / 1e9:>7.2f}B {r['tokens_per_s']:>10,.0f} "
-                  f"{util:>6.1%} {r['peak_gib']:>9.1f}", flush=True)
+            print(
+                f"{size:6} {batch:>5} {str(ckpt):>5} {params / 1e9:>7.2f}B {r['tokens_per_s']:>10,.0f} "
+                f"{util:>6.1%} {r['peak_gib']:>9.1f}",
+                flush=True,
+            )
         except torch.OutOfMemoryError:
             print(f"{size:6} {batch:>5} {str(ckpt):>5} {params / 1e9:>7.2f}B {'OOM':>10}", flush=True)
             for p in model.parameters():

@@ -65,9 +65,19 @@ def build_history(root: str, n_old: int, shard_rows: int) -> tuple[str, str]:
     for start in range(0, n_old, chunk):
         uris = [f"{root}/images-old/{i:09d}.jpg" for i in range(start, min(n_old, start + chunk))]
         k = len(uris)
-        writer.add(pa.table([pa.array([0] * k, pa.int64()), pa.array(uris), pa.array([1000] * k, pa.int64()),
-                             pa.array(["1"] * k), pa.nulls(k, pa.string()),
-                             pa.nulls(k, SHARD_SCHEMA.field("pairs").type)], schema=SHARD_SCHEMA))
+        writer.add(
+            pa.table(
+                [
+                    pa.array([0] * k, pa.int64()),
+                    pa.array(uris),
+                    pa.array([1000] * k, pa.int64()),
+                    pa.array(["1"] * k),
+                    pa.nulls(k, pa.string()),
+                    pa.nulls(k, SHARD_SCHEMA.field("pairs").type),
+                ],
+                schema=SHARD_SCHEMA,
+            )
+        )
         for u in uris:
             skey = source_key(u, 1000, "1")
             corpus_keys.append(key_of(skey))
@@ -82,18 +92,30 @@ def build_history(root: str, n_old: int, shard_rows: int) -> tuple[str, str]:
     out.ids().compact()
     from vsd import storage
 
-    storage.write_text(out.path("totals", "history.json"),
-                       json.dumps({"images": n_old, "rows": n_old, "ok": n_old, "relations": {"on": n_old}}) + "\n")
-    np.save(os.path.join(root, "lookup.npy"), np.frombuffer(b"".join(
-        key_of(f"new-{i}") for i in range(max(1, n_old // 99))), dtype=np.uint8).reshape(-1, 16))
+    storage.write_text(
+        out.path("totals", "history.json"),
+        json.dumps({"images": n_old, "rows": n_old, "ok": n_old, "relations": {"on": n_old}}) + "\n",
+    )
+    np.save(
+        os.path.join(root, "lookup.npy"),
+        np.frombuffer(
+            b"".join(key_of(f"new-{i}") for i in range(max(1, n_old // 99))), dtype=np.uint8
+        ).reshape(-1, 16),
+    )
     return corpus.root, out.root
 
 
-def child(cmd: list[str], sample: bool = False) -> tuple[float, str, "_common.MemoryPeak | None"]:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ADDRESS="local",
-               PYTHONPATH=_common.REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def child(cmd: list[str], sample: bool = False) -> tuple[float, str, _common.MemoryPeak | None]:
+    env = dict(
+        os.environ,
+        RAY_AUTH_MODE="disabled",
+        RAY_ADDRESS="local",
+        PYTHONPATH=_common.REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=_common.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=_common.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     sampler = _common.TreeSampler(proc.pid, 5.0) if sample else None
     if sampler:
         sampler.__enter__()
@@ -115,23 +137,61 @@ def night(n: int, fraction: float, shard_rows: int, workdir: str | None) -> dict
         corpus, out = build_history(root, n - n_new, shard_rows)
         built_s = time.perf_counter() - t0
         new = _common.write_corpus(os.path.join(root, "new"), n_new, (16, 16), seed=n)
-        sync_s, sync_out, _ = child([sys.executable, "-m", "vsd.cli", "corpus", "sync", "--from", new, "--to", corpus])
-        annotate = [sys.executable, "-m", "vsd.cli", "annotate", "--config", _common.TINY_CONFIG, "--input", corpus,
-                    "--output", out, "progress_bars=false", "tasks=[1]", "stages.refine.mode=off",
-                    "stages.preprocess.image_size=16", "engine.batch_size=16", "stages.write.resources.batch_size=512"]
+        sync_s, sync_out, _ = child(
+            [sys.executable, "-m", "vsd.cli", "corpus", "sync", "--from", new, "--to", corpus]
+        )
+        annotate = [
+            sys.executable,
+            "-m",
+            "vsd.cli",
+            "annotate",
+            "--config",
+            _common.TINY_CONFIG,
+            "--input",
+            corpus,
+            "--output",
+            out,
+            "progress_bars=false",
+            "tasks=[1]",
+            "stages.refine.mode=off",
+            "stages.preprocess.image_size=16",
+            "engine.batch_size=16",
+            "stages.write.resources.batch_size=512",
+        ]
         wall_s, log, peak = child(annotate, sample=True)
         record = _common.latest_run_record(out)
-        lookup = subprocess.run([sys.executable, "-c", LOOKUP, out, os.path.join(root, "lookup.npy")], cwd=_common.REPO,
-                                env=dict(os.environ, PYTHONPATH=_common.REPO), capture_output=True, text=True, check=True)
+        lookup = subprocess.run(
+            [sys.executable, "-c", LOOKUP, out, os.path.join(root, "lookup.npy")],
+            cwd=_common.REPO,
+            env=dict(os.environ, PYTHONPATH=_common.REPO),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         lookup_s, lookup_rss, _ = lookup.stdout.split()
         t = record["timings"]
         finish_s = t["total_s"] - t["plan_s"] - t["pipeline_s"]
         if record["counts"]["images"] != n_new or record["counts"]["unaccounted"]:
-            raise RuntimeError(f"the night wrote {record['counts']['images']} of {n_new} new images: {record['counts']}")
-        return {"n": n, "new": n_new, "shards": record["source"]["shards"], "built_s": built_s, "sync_s": sync_s,
-                "plan_s": t["plan_s"], "finish_s": finish_s, "lookup_s": float(lookup_s), "lookup_rss": int(lookup_rss),
-                "pipeline_s": t["pipeline_s"], "wall_s": wall_s, "driver_rss": peak.root_rss, "helper_rss": peak.helper_rss,
-                "helper": peak.helper, "cost_s": sync_s + t["plan_s"] + finish_s + float(lookup_s)}
+            raise RuntimeError(
+                f"the night wrote {record['counts']['images']} of {n_new} new images: {record['counts']}"
+            )
+        return {
+            "n": n,
+            "new": n_new,
+            "shards": record["source"]["shards"],
+            "built_s": built_s,
+            "sync_s": sync_s,
+            "plan_s": t["plan_s"],
+            "finish_s": finish_s,
+            "lookup_s": float(lookup_s),
+            "lookup_rss": int(lookup_rss),
+            "pipeline_s": t["pipeline_s"],
+            "wall_s": wall_s,
+            "driver_rss": peak.root_rss,
+            "helper_rss": peak.helper_rss,
+            "helper": peak.helper,
+            "cost_s": sync_s + t["plan_s"] + finish_s + float(lookup_s),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,19 +205,57 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         r = night(n, args.new_fraction, args.shard_rows, args.workdir)
         results.append(r)
-        print(f"N={n}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})}", flush=True)
+        print(
+            f"N={n}: {json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})}",
+            flush=True,
+        )
     print()
-    print(_common.table([(f"{r['n']:,}", f"{r['new']:,}", r["shards"], f"{r['sync_s']:.1f}", f"{r['plan_s']:.1f}",
-                          f"{r['finish_s']:.1f}", f"{r['lookup_s']:.2f}", f"{r['cost_s']:.1f}", f"{r['pipeline_s']:.1f}",
-                          _common.mib(r["driver_rss"]), _common.mib(r["helper_rss"]), _common.mib(r["lookup_rss"]))
-                         for r in results],
-                        ("N", "new", "shards", "sync s", "plan s", "finish s", "lookup s", "COST s", "annotate s",
-                         "driver MiB", "max helper MiB", "lookup MiB")))
+    print(
+        _common.table(
+            [
+                (
+                    f"{r['n']:,}",
+                    f"{r['new']:,}",
+                    r["shards"],
+                    f"{r['sync_s']:.1f}",
+                    f"{r['plan_s']:.1f}",
+                    f"{r['finish_s']:.1f}",
+                    f"{r['lookup_s']:.2f}",
+                    f"{r['cost_s']:.1f}",
+                    f"{r['pipeline_s']:.1f}",
+                    _common.mib(r["driver_rss"]),
+                    _common.mib(r["helper_rss"]),
+                    _common.mib(r["lookup_rss"]),
+                )
+                for r in results
+            ],
+            (
+                "N",
+                "new",
+                "shards",
+                "sync s",
+                "plan s",
+                "finish s",
+                "lookup s",
+                "COST s",
+                "annotate s",
+                "driver MiB",
+                "max helper MiB",
+                "lookup MiB",
+            ),
+        )
+    )
     print(f"largest helper process: {results[-1]['helper']}; {_common.machine_note()}")
     big = results[-1]
-    print(f"driver peak RSS at N={big['n']:,}: {_common.mib(big['driver_rss'])} MiB "
-          f"({'within' if big['driver_rss'] <= DRIVER_GOAL else 'OVER'} the 1 GiB goal)")
-    print(_common.ratio_line("nightly_scale", big["cost_s"] / results[0]["cost_s"], TARGET, higher_is_better=False))
+    print(
+        f"driver peak RSS at N={big['n']:,}: {_common.mib(big['driver_rss'])} MiB "
+        f"({'within' if big['driver_rss'] <= DRIVER_GOAL else 'OVER'} the 1 GiB goal)"
+    )
+    print(
+        _common.ratio_line(
+            "nightly_scale", big["cost_s"] / results[0]["cost_s"], TARGET, higher_is_better=False
+        )
+    )
     return 0
 
 

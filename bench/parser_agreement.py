@@ -36,8 +36,10 @@ def report(name: str, path: Path, show: int) -> None:
     dt = time.perf_counter() - t0
     found_t, agree_t = TARGETS.get(name, (0, 0))
     print(f"== {name} ({path.name}): {a.captions} captions, parsed in {dt:.2f}s")
-    print(f"found {_pct(a.found, a.captions)} (target {found_t:.0%})   "
-          f"agree {_pct(a.agree, a.found)} of found (target {agree_t:.0%})")
+    print(
+        f"found {_pct(a.found, a.captions)} (target {found_t:.0%})   "
+        f"agree {_pct(a.agree, a.found)} of found (target {agree_t:.0%})"
+    )
     for k, label in ((2, "both names"), (1, "one name"), (0, "neither name")):
         n, f, g = a.named[k]
         print(f"  captions naming {label:12s} {n:6d}  found {_pct(f, n)}  agree {_pct(g, f)}")

@@ -41,8 +41,10 @@ TARGET = 0.8
 # The bare loop (runs in a child process: ``--bare-worker``)
 # ----------------------------------------------------------------------------------------------
 
-def bare_loop(manifest: str, batch_size: int, max_new_tokens: int, threads: int, image_size: int,
-              skip: float) -> dict:
+
+def bare_loop(
+    manifest: str, batch_size: int, max_new_tokens: int, threads: int, image_size: int, skip: float
+) -> dict:
     """Read + preprocess + generate + verify, batch after batch, in this process."""
     t_start = time.perf_counter()
     import torch
@@ -51,22 +53,32 @@ def bare_loop(manifest: str, batch_size: int, max_new_tokens: int, threads: int,
         torch.set_num_threads(threads)
     from vsd.annotate.engines import EngineConfig, make_engine
     from vsd.annotate.engines.base import ImageRequest
-    from vsd.annotate.stages.generate import fill, prompts_for
     from vsd.annotate.items import new_item, new_pair, ok_pairs
+    from vsd.annotate.stages.generate import fill, prompts_for
     from vsd.annotate.stages.preprocess import PreprocessStageConfig, prepare
     from vsd.annotate.stages.verify import check
 
-    engine = make_engine(EngineConfig(kind="hf", model="tiny:llava", device="cpu", dtype="float32",
-                                      batch_size=batch_size, max_new_tokens=max_new_tokens))
+    engine = make_engine(
+        EngineConfig(
+            kind="hf",
+            model="tiny:llava",
+            device="cpu",
+            dtype="float32",
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        )
+    )
     cfg = PreprocessStageConfig(image_size=image_size)
     rows = _common.read_manifest(manifest)
     t_ready = time.perf_counter()
     mark, mark_done, done, ok = None, 0, 0, 0
     for start in range(0, len(rows), batch_size):
         items = []
-        for row in rows[start:start + batch_size]:
-            pairs = [new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"])
-                     for j, p in enumerate(row["pairs"])]
+        for row in rows[start : start + batch_size]:
+            pairs = [
+                new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"])
+                for j, p in enumerate(row["pairs"])
+            ]
             item = new_item(row["image"], image_id=f"bare{start}-{len(items)}", pairs=pairs)
             with open(row["image"], "rb") as f:
                 item["data"] = f.read()
@@ -75,7 +87,9 @@ def bare_loop(manifest: str, batch_size: int, max_new_tokens: int, threads: int,
         for item in items:
             for pair in ok_pairs(item):
                 prompts = prompts_for(pair, [1, 2, 3])
-                requests.append(ImageRequest(f"{item['image_id']}#{pair['view']}", item["views"][pair["view"]], prompts))
+                requests.append(
+                    ImageRequest(f"{item['image_id']}#{pair['view']}", item["views"][pair["view"]], prompts)
+                )
                 members.append((pair, prompts))
         for (pair, prompts), result in zip(members, engine.generate(requests)):
             fill(pair, prompts, result.answers)
@@ -85,15 +99,33 @@ def bare_loop(manifest: str, batch_size: int, max_new_tokens: int, threads: int,
         if mark is None and done >= skip * len(rows):
             mark, mark_done = time.perf_counter(), done
     t_end = time.perf_counter()
-    return {"images": done, "pairs_ok": ok, "threads": torch.get_num_threads(),
-            "startup_s": t_ready - t_start, "loop_s": t_end - t_ready,
-            "steady_rate": (done - mark_done) / (t_end - mark) if mark and t_end > mark else float("nan")}
+    return {
+        "images": done,
+        "pairs_ok": ok,
+        "threads": torch.get_num_threads(),
+        "startup_s": t_ready - t_start,
+        "loop_s": t_end - t_ready,
+        "steady_rate": (done - mark_done) / (t_end - mark) if mark and t_end > mark else float("nan"),
+    }
 
 
 def run_bare(manifest: str, args) -> tuple[float, dict]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--bare-worker", manifest, "--batch-size", str(args.batch_size),
-           "--max-new-tokens", str(args.max_new_tokens), "--bare-threads", str(args.bare_threads),
-           "--image-size", str(args.image_size), "--skip", str(args.skip)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--bare-worker",
+        manifest,
+        "--batch-size",
+        str(args.batch_size),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--bare-threads",
+        str(args.bare_threads),
+        "--image-size",
+        str(args.image_size),
+        "--skip",
+        str(args.skip),
+    ]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=_common.REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
@@ -107,58 +139,116 @@ def run_bare(manifest: str, args) -> tuple[float, dict]:
 # The comparison
 # ----------------------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=2000)
-    ap.add_argument("--batch-size", type=int, default=4, help="images per engine step, both sides (tiny-cpu config: 4)")
+    ap.add_argument(
+        "--batch-size", type=int, default=4, help="images per engine step, both sides (tiny-cpu config: 4)"
+    )
     ap.add_argument("--max-new-tokens", type=int, default=16, help="tiny-cpu config: 16")
-    ap.add_argument("--image-size", type=int, default=32, help="preprocess.image_size (the tiny model's input)")
+    ap.add_argument(
+        "--image-size", type=int, default=32, help="preprocess.image_size (the tiny model's input)"
+    )
     ap.add_argument("--source-size", type=int, default=64, help="side of the corpus JPEGs")
-    ap.add_argument("--bare-threads", type=int, default=1,
-                    help="torch threads of the bare loop: 1 = what Ray gives the engine actor (generate_num_cpus=1 "
-                         "sets OMP_NUM_THREADS=1), so both run the same engine; 0 = torch's default (all cores)")
+    ap.add_argument(
+        "--bare-threads",
+        type=int,
+        default=1,
+        help="torch threads of the bare loop: 1 = what Ray gives the engine actor (generate_num_cpus=1 "
+        "sets OMP_NUM_THREADS=1), so both run the same engine; 0 = torch's default (all cores)",
+    )
     ap.add_argument("--refine", default="off", choices=["off", "rules"], help="pipeline refine.mode")
-    ap.add_argument("--write-batch-size", type=int, default=32,
-                    help="stages.write.resources.batch_size: images per Parquet part, the granularity of the steady-state clock")
-    ap.add_argument("--skip", type=float, default=0.1, help="fraction of images counted as warm-up in steady state")
-    ap.add_argument("--workdir", default=None, help="keep corpus and outputs here (default: a temp dir, removed)")
+    ap.add_argument(
+        "--write-batch-size",
+        type=int,
+        default=32,
+        help="stages.write.resources.batch_size: images per Parquet part, the granularity of the steady-state clock",
+    )
+    ap.add_argument(
+        "--skip", type=float, default=0.1, help="fraction of images counted as warm-up in steady state"
+    )
+    ap.add_argument(
+        "--workdir", default=None, help="keep corpus and outputs here (default: a temp dir, removed)"
+    )
     ap.add_argument("--bare-worker", metavar="MANIFEST", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.bare_worker:
-        print(json.dumps(bare_loop(args.bare_worker, args.batch_size, args.max_new_tokens, args.bare_threads,
-                                   args.image_size, args.skip)))
+        print(
+            json.dumps(
+                bare_loop(
+                    args.bare_worker,
+                    args.batch_size,
+                    args.max_new_tokens,
+                    args.bare_threads,
+                    args.image_size,
+                    args.skip,
+                )
+            )
+        )
         return 0
 
     with tempfile.TemporaryDirectory(prefix="vsd-bench-pipe-", dir=args.workdir) as root:
         manifest = _common.announced_corpus(root, args.images, args.source_size)
 
         output = os.path.join(root, "out")
-        overrides = _common.annotate_overrides(args.max_new_tokens, args.batch_size,
-                                               [f"stages.refine.mode=\"{args.refine}\"", f"stages.preprocess.image_size={args.image_size}",
-                                                "stages.generate.repair=false",  # the bare loop has no repair pass
-                                                f"stages.write.resources.batch_size={args.write_batch_size}"])
+        overrides = _common.annotate_overrides(
+            args.max_new_tokens,
+            args.batch_size,
+            [
+                f'stages.refine.mode="{args.refine}"',
+                f"stages.preprocess.image_size={args.image_size}",
+                "stages.generate.repair=false",  # the bare loop has no repair pass
+                f"stages.write.resources.batch_size={args.write_batch_size}",
+            ],
+        )
         pipe = _common.run_annotate(manifest, output, overrides)
         written = pipe.manifest["counts"].get("images", 0)
         pipe_steady, _ = _common.steady_rate(output, args.skip) or (float("nan"), 0.0)
-        print(f"pipeline: {written} images in {pipe.wall_s:.1f}s wall "
-              f"(pipeline_s {pipe.manifest['timings']['pipeline_s']}), steady {pipe_steady:.2f} images/s", flush=True)
+        print(
+            f"pipeline: {written} images in {pipe.wall_s:.1f}s wall "
+            f"(pipeline_s {pipe.manifest['timings']['pipeline_s']}), steady {pipe_steady:.2f} images/s",
+            flush=True,
+        )
 
         bare_wall, bare = run_bare(manifest, args)
-        print(f"bare: {bare['images']} images in {bare_wall:.1f}s wall (start-up {bare['startup_s']:.1f}s, "
-              f"{bare['threads']} torch threads), steady {bare['steady_rate']:.2f} images/s", flush=True)
+        print(
+            f"bare: {bare['images']} images in {bare_wall:.1f}s wall (start-up {bare['startup_s']:.1f}s, "
+            f"{bare['threads']} torch threads), steady {bare['steady_rate']:.2f} images/s",
+            flush=True,
+        )
         if written != args.images or bare["images"] != args.images:
-            raise SystemExit(f"lost images: pipeline wrote {written}, bare did {bare['images']} of {args.images}")
+            raise SystemExit(
+                f"lost images: pipeline wrote {written}, bare did {bare['images']} of {args.images}"
+            )
 
     pipe_total, bare_total = args.images / pipe.wall_s, args.images / bare_wall
     print()
-    print(_common.table([
-        ("pipeline (vsd annotate, Ray Data)", f"{pipe.wall_s:.1f}", f"{pipe_total:.2f}", f"{pipe_steady:.2f}"),
-        ("bare loop (no Ray)", f"{bare_wall:.1f}", f"{bare_total:.2f}", f"{bare['steady_rate']:.2f}"),
-        ("ratio pipeline/bare", "", f"{pipe_total / bare_total:.3f}", f"{pipe_steady / bare['steady_rate']:.3f}"),
-    ], ("side", "wall s", "images/s incl. start-up", "images/s steady")))
-    print(f"{args.images} images, batch {args.batch_size}, {args.max_new_tokens} new tokens, 3 tasks/pair, "
-          f"refine {args.refine}; steady = after the first {args.skip:.0%} of images; {_common.machine_note()}")
+    print(
+        _common.table(
+            [
+                (
+                    "pipeline (vsd annotate, Ray Data)",
+                    f"{pipe.wall_s:.1f}",
+                    f"{pipe_total:.2f}",
+                    f"{pipe_steady:.2f}",
+                ),
+                ("bare loop (no Ray)", f"{bare_wall:.1f}", f"{bare_total:.2f}", f"{bare['steady_rate']:.2f}"),
+                (
+                    "ratio pipeline/bare",
+                    "",
+                    f"{pipe_total / bare_total:.3f}",
+                    f"{pipe_steady / bare['steady_rate']:.3f}",
+                ),
+            ],
+            ("side", "wall s", "images/s incl. start-up", "images/s steady"),
+        )
+    )
+    print(
+        f"{args.images} images, batch {args.batch_size}, {args.max_new_tokens} new tokens, 3 tasks/pair, "
+        f"refine {args.refine}; steady = after the first {args.skip:.0%} of images; {_common.machine_note()}"
+    )
     print(_common.ratio_line("pipeline_efficiency", pipe_steady / bare["steady_rate"], TARGET))
     return 0
 

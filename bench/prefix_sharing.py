@@ -29,8 +29,10 @@ def _requests(images: list[bytes], k: int):
     from vsd.annotate.engines.prompting import task_prompts
 
     objects = ["cup", "table", "dog", "chair", "lamp", "bed", "car", "tree", "book", "shelf", "cat"]
-    return [ImageRequest(f"i{n}", img, [p for j in range(k) for p in task_prompts(objects[j], objects[j + 1])])
-            for n, img in enumerate(images)]
+    return [
+        ImageRequest(f"i{n}", img, [p for j in range(k) for p in task_prompts(objects[j], objects[j + 1])])
+        for n, img in enumerate(images)
+    ]
 
 
 def _time(engine, reqs) -> float:
@@ -50,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-tokens", type=int, default=576)
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per mode (best is kept)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
-    ap.add_argument("--model", default=None, help="an existing LLaVA checkpoint (default: build the tiny one)")
+    ap.add_argument(
+        "--model", default=None, help="an existing LLaVA checkpoint (default: build the tiny one)"
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -61,21 +65,29 @@ def main(argv: list[str] | None = None) -> int:
     from vsd.model.loader import load_model
     from vsd.model.tiny import build_tiny_llava
 
-    path = args.model or build_tiny_llava(tempfile.mkdtemp(prefix="vsd-bench-"), image_tokens=args.image_tokens, seed=0)
+    path = args.model or build_tiny_llava(
+        tempfile.mkdtemp(prefix="vsd-bench-"), image_tokens=args.image_tokens, seed=0
+    )
     model, processor = load_model(path, dtype="float32", device="cpu")
     images = jpeg_corpus(args.images, 400)
     ks = [int(x) for x in args.k.split(",")]
-    print(f"model {path}: {args.image_tokens} image tokens, {args.images} images, batch {args.batch_size} images, "
-          f"{args.max_new_tokens} new tokens, {args.threads} thread(s)")
+    print(
+        f"model {path}: {args.image_tokens} image tokens, {args.images} images, batch {args.batch_size} images, "
+        f"{args.max_new_tokens} new tokens, {args.threads} thread(s)"
+    )
     ratios = {}
     for k in ks:
         reqs = _requests(images, k)
         per_image = 3 * k
         base = dict(kind="hf", dtype="float32", device="cpu", max_new_tokens=args.max_new_tokens)
-        shared = make_engine(EngineConfig(**base, batch_size=args.batch_size), model=model, processor=processor)
-        alone = make_engine(EngineConfig(**base, batch_size=args.batch_size * per_image,
-                                         hf=HFOptions(share_prefix=False)),
-                            model=model, processor=processor)
+        shared = make_engine(
+            EngineConfig(**base, batch_size=args.batch_size), model=model, processor=processor
+        )
+        alone = make_engine(
+            EngineConfig(**base, batch_size=args.batch_size * per_image, hf=HFOptions(share_prefix=False)),
+            model=model,
+            processor=processor,
+        )
         _time(shared, reqs[:1])  # warm-up (allocator, thread pools)
         _time(alone, reqs[:1])
         t_alone = t_shared = float("inf")
@@ -83,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             t_alone = min(t_alone, _time(alone, reqs))
             t_shared = min(t_shared, _time(shared, reqs))
         ratios[k] = t_alone / t_shared
-        print(f"k={k} ({per_image} prompts/image): independent {len(reqs) / t_alone:.2f} images/s, "
-              f"shared prefix {len(reqs) / t_shared:.2f} images/s, ratio {ratios[k]:.2f}x", flush=True)
+        print(
+            f"k={k} ({per_image} prompts/image): independent {len(reqs) / t_alone:.2f} images/s, "
+            f"shared prefix {len(reqs) / t_shared:.2f} images/s, ratio {ratios[k]:.2f}x",
+            flush=True,
+        )
     main_k = 5 if 5 in ratios else max(ratios)
     for k in sorted(ratios):
         if k in TARGETS and k != main_k:

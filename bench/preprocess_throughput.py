@@ -29,7 +29,9 @@ import _common  # noqa: E402
 TARGET = 1.5
 
 
-def corpus(n: int, width: int, height: int, pairs: int, seed: int = 0) -> tuple[list[bytes], list[list[dict]]]:
+def corpus(
+    n: int, width: int, height: int, pairs: int, seed: int = 0
+) -> tuple[list[bytes], list[list[dict]]]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -45,7 +47,10 @@ def our_batches(images: list[bytes], pairs: list[list[dict]], batch_size: int):
     for start in range(0, len(images), batch_size):
         items = []
         for i in range(start, min(start + batch_size, len(images))):
-            ps = [new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"]) for j, p in enumerate(pairs[i])]
+            ps = [
+                new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"])
+                for j, p in enumerate(pairs[i])
+            ]
             item = new_item(f"mem://{i}.jpg", image_id=f"id{i}", pairs=ps)
             item["data"] = images[i]
             items.append(item)
@@ -70,7 +75,9 @@ def hf_processor(image_size: int):
     from vsd.model.tiny import ensure_tiny
 
     base = AutoProcessor.from_pretrained(ensure_tiny("llava")).image_processor
-    settings = {k: v for k, v in base.to_dict().items() if k not in ("image_processor_type", "processor_class")}
+    settings = {
+        k: v for k, v in base.to_dict().items() if k not in ("image_processor_type", "processor_class")
+    }
     settings.update(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
     return type(base)(**settings)
 
@@ -80,7 +87,7 @@ def run_hf(images: list[bytes], processor, batch_size: int) -> int:
 
     done = 0
     for start in range(0, len(images), batch_size):
-        pil = [Image.open(io.BytesIO(b)).convert("RGB") for b in images[start:start + batch_size]]
+        pil = [Image.open(io.BytesIO(b)).convert("RGB") for b in images[start : start + batch_size]]
         out = processor(images=pil, return_tensors="pt")
         done += out["pixel_values"].shape[0]
     return done
@@ -97,11 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=200, help="JPEGs per pass")
     ap.add_argument("--width", type=int, default=640, help="source JPEG width (COCO/VG-like default)")
     ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--pairs", type=int, default=1, help="object pairs per image (ours draws one view per pair)")
+    ap.add_argument(
+        "--pairs", type=int, default=1, help="object pairs per image (ours draws one view per pair)"
+    )
     ap.add_argument("--image-size", type=int, default=336, help="output side for both (LLaVA-1.5: 336)")
-    ap.add_argument("--batch-size", type=int, default=8, help="images per call (the tiny-cpu config's preprocess batch)")
+    ap.add_argument(
+        "--batch-size", type=int, default=8, help="images per call (the tiny-cpu config's preprocess batch)"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="alternating passes; the best of each side counts")
-    ap.add_argument("--profile", action="store_true", help="cProfile one pass of ours and print where the time goes")
+    ap.add_argument(
+        "--profile", action="store_true", help="cProfile one pass of ours and print where the time goes"
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     processor = hf_processor(args.image_size)
     batches = our_batches(images, pairs, args.batch_size)
     run_ours(batches[:1], cfg)  # warm-up: imports, PIL plugin registry, font
-    run_hf(images[:args.batch_size], processor, args.batch_size)
+    run_hf(images[: args.batch_size], processor, args.batch_size)
 
     ours, hf = [], []
     for _ in range(args.repeats):
@@ -124,15 +137,32 @@ def main(argv: list[str] | None = None) -> int:
     t_hf = min(t for t, _ in hf)
     views = ours[0][1]
     if hf[0][1] != len(images) or views != len(images) * args.pairs:
-        raise SystemExit(f"lost images: ours made {views} views, HF {hf[0][1]} tensors from {len(images)} JPEGs")
+        raise SystemExit(
+            f"lost images: ours made {views} views, HF {hf[0][1]} tensors from {len(images)} JPEGs"
+        )
     rate_ours, rate_hf = len(images) / t_ours, len(images) / t_hf
     mean_kb = sum(map(len, images)) / len(images) / 1024
-    print(f"{len(images)} JPEGs {args.width}x{args.height} (~{mean_kb:.0f} KiB), {args.pairs} pair(s) each -> "
-          f"{args.image_size} px; batch {args.batch_size}; 1 thread; best of {args.repeats}; {_common.machine_note()}")
-    print(_common.table([
-        ("ours: preprocess_batch (decode+validate+prompt+pad+resize+JPEG)", f"{rate_ours:.1f}", f"{1000 * t_ours / len(images):.2f}"),
-        ("HF CLIPImageProcessorPil (decode+resize+crop+normalise)", f"{rate_hf:.1f}", f"{1000 * t_hf / len(images):.2f}"),
-    ], ("side", "images/s/core", "ms/image")))
+    print(
+        f"{len(images)} JPEGs {args.width}x{args.height} (~{mean_kb:.0f} KiB), {args.pairs} pair(s) each -> "
+        f"{args.image_size} px; batch {args.batch_size}; 1 thread; best of {args.repeats}; {_common.machine_note()}"
+    )
+    print(
+        _common.table(
+            [
+                (
+                    "ours: preprocess_batch (decode+validate+prompt+pad+resize+JPEG)",
+                    f"{rate_ours:.1f}",
+                    f"{1000 * t_ours / len(images):.2f}",
+                ),
+                (
+                    "HF CLIPImageProcessorPil (decode+resize+crop+normalise)",
+                    f"{rate_hf:.1f}",
+                    f"{1000 * t_hf / len(images):.2f}",
+                ),
+            ],
+            ("side", "images/s/core", "ms/image"),
+        )
+    )
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

@@ -24,7 +24,9 @@ ORDER = ["annotate", "annotate fault", "train fault", "bad input", "security"]
 
 def load(folder: Path) -> list[dict]:
     cases = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    return sorted(cases, key=lambda c: (ORDER.index(c["group"]) if c["group"] in ORDER else len(ORDER), c["case"]))
+    return sorted(
+        cases, key=lambda c: (ORDER.index(c["group"]) if c["group"] in ORDER else len(ORDER), c["case"])
+    )
 
 
 def outcome(case: dict) -> str:
@@ -35,33 +37,50 @@ def outcome(case: dict) -> str:
 
 
 def render(cases: list[dict]) -> str:
-    lines = ["| fault / bad input | group | rows in | rows out | duplicates | lost | same rows as undisturbed | outcome | note |",
-             "|---|---|---:|---:|---:|---:|---|---|---|"]
+    lines = [
+        "| fault / bad input | group | rows in | rows out | duplicates | lost | same rows as undisturbed | outcome | note |",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
+    ]
     for c in cases:
         same = {True: "yes", False: "**no**", None: "n/a"}[c.get("same_as_baseline")]
-        name = c["case"].removeprefix("input-").removeprefix("security-").replace("|", "\\|").replace("\n", " ")
+        name = (
+            c["case"].removeprefix("input-").removeprefix("security-").replace("|", "\\|").replace("\n", " ")
+        )
         note = (c.get("note") or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {name} | {c['group']} | {c['rows_in']} | {c['rows_out']} | {c['duplicates']} | "
-                     f"{c['lost']} | {same} | {outcome(c)} | {note} |")
+        lines.append(
+            f"| {name} | {c['group']} | {c['rows_in']} | {c['rows_out']} | {c['duplicates']} | "
+            f"{c['lost']} | {same} | {outcome(c)} | {note} |"
+        )
     return "\n".join(lines)
 
 
 def failures(cases: list[dict]) -> list[str]:
-    return [c["case"] for c in cases
-            if c["duplicates"] or c["lost"] or c.get("unexpected") or c.get("same_as_baseline") is False]
+    return [
+        c["case"]
+        for c in cases
+        if c["duplicates"] or c["lost"] or c.get("unexpected") or c.get("same_as_baseline") is False
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", default=os.environ.get("VSD_RELIABILITY_DIR") or str(REPO / ".cache" / "reliability"))
-    ap.add_argument("--run", action="store_true", help="run tests/reliability (all cases, slow included) first")
+    ap.add_argument(
+        "--dir", default=os.environ.get("VSD_RELIABILITY_DIR") or str(REPO / ".cache" / "reliability")
+    )
+    ap.add_argument(
+        "--run", action="store_true", help="run tests/reliability (all cases, slow included) first"
+    )
     args = ap.parse_args(argv)
     folder = Path(args.dir)
     if args.run:
         for old in folder.glob("*.json"):
             old.unlink()  # only this run's cases in the table
-        subprocess.run([sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider"],
-                       cwd=REPO, env={**os.environ, "VSD_RELIABILITY_DIR": str(folder)}, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider"],
+            cwd=REPO,
+            env={**os.environ, "VSD_RELIABILITY_DIR": str(folder)},
+            check=False,
+        )
     cases = load(folder) if folder.is_dir() else []
     if not cases:
         print(f"no case records in {folder}: run `python -m pytest tests/reliability` first", file=sys.stderr)
@@ -70,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = failures(cases)
     total_lost = sum(c["lost"] for c in cases)
     total_dup = sum(c["duplicates"] for c in cases)
-    print(f"\n{len(cases)} cases: {total_lost} rows lost, {total_dup} duplicated; "
-          f"{len(bad)} not as promised{': ' + '; '.join(bad) if bad else ''}")
+    print(
+        f"\n{len(cases)} cases: {total_lost} rows lost, {total_dup} duplicated; "
+        f"{len(bad)} not as promised{': ' + '; '.join(bad) if bad else ''}"
+    )
     return 1 if bad else 0
 
 

@@ -37,9 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=4, help="engine.batch_size (tiny-cpu config: 4)")
-    ap.add_argument("--max-new-tokens", type=int, default=16, help="engine.max_new_tokens (tiny-cpu config: 16)")
+    ap.add_argument(
+        "--max-new-tokens", type=int, default=16, help="engine.max_new_tokens (tiny-cpu config: 16)"
+    )
     ap.add_argument("--source-size", type=int, default=64, help="side of the corpus JPEGs")
-    ap.add_argument("--workdir", default=None, help="parent of the temp dir (corpus + output, removed at the end)")
+    ap.add_argument(
+        "--workdir", default=None, help="parent of the temp dir (corpus + output, removed at the end)"
+    )
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="vsd-bench-resume-", dir=args.workdir) as root:
@@ -48,33 +52,64 @@ def main(argv: list[str] | None = None) -> int:
         overrides = _common.annotate_overrides(args.max_new_tokens, args.batch_size)
         first = _common.run_annotate(manifest, output, overrides)
         parts_1, rows_1 = snapshot(output)
-        print(f"first run: {first.manifest['counts'].get('images', 0)} images, {rows_1} rows, {len(parts_1)} parts "
-              f"in {first.wall_s:.1f}s", flush=True)
+        print(
+            f"first run: {first.manifest['counts'].get('images', 0)} images, {rows_1} rows, {len(parts_1)} parts "
+            f"in {first.wall_s:.1f}s",
+            flush=True,
+        )
         again = _common.run_annotate(manifest, output, overrides)
         parts_2, rows_2 = snapshot(output)
         counts = again.manifest["counts"]
         read = again.manifest["source"]["shards_read"]
-        print(f"rerun: {counts.get('images', 0)} images written, {len(read)} shards read, {rows_2 - rows_1} new rows, "
-              f"{len(parts_2 - parts_1)} new parts in {again.wall_s:.1f}s", flush=True)
+        print(
+            f"rerun: {counts.get('images', 0)} images written, {len(read)} shards read, {rows_2 - rows_1} new rows, "
+            f"{len(parts_2 - parts_1)} new parts in {again.wall_s:.1f}s",
+            flush=True,
+        )
 
     problems = []
     if first.manifest["counts"].get("images", 0) != args.images:
-        problems.append(f"first run wrote {first.manifest['counts'].get('images', 0)} of {args.images} images")
+        problems.append(
+            f"first run wrote {first.manifest['counts'].get('images', 0)} of {args.images} images"
+        )
     if parts_2 != parts_1 or rows_2 != rows_1 or counts.get("images", 0) != 0:
-        problems.append(f"rerun wrote {counts.get('images', 0)} images, {rows_2 - rows_1} rows, "
-                        f"{len(parts_2 ^ parts_1)} part files changed")
+        problems.append(
+            f"rerun wrote {counts.get('images', 0)} images, {rows_2 - rows_1} rows, "
+            f"{len(parts_2 ^ parts_1)} part files changed"
+        )
     if read:
         problems.append(f"rerun read {len(read)} shard(s) of an unchanged corpus")
 
     print()
-    print(_common.table([
-        ("first run", f"{first.wall_s:.1f}", f"{first.manifest['timings']['pipeline_s']:.1f}", first.manifest["counts"].get("images", 0)),
-        ("rerun (unchanged corpus)", f"{again.wall_s:.1f}", f"{again.manifest['timings']['pipeline_s']:.1f}", counts.get("images", 0)),
-        ("ratio rerun/first", f"{again.wall_s / first.wall_s:.3f}",
-         f"{again.manifest['timings']['pipeline_s'] / first.manifest['timings']['pipeline_s']:.3f}", ""),
-    ], ("run", "wall s", "pipeline_s", "images written")))
-    print(f"{args.images} images, engine batch {args.batch_size}, {args.max_new_tokens} new tokens; rerun new rows: "
-          f"{rows_2 - rows_1}; {_common.machine_note()}")
+    print(
+        _common.table(
+            [
+                (
+                    "first run",
+                    f"{first.wall_s:.1f}",
+                    f"{first.manifest['timings']['pipeline_s']:.1f}",
+                    first.manifest["counts"].get("images", 0),
+                ),
+                (
+                    "rerun (unchanged corpus)",
+                    f"{again.wall_s:.1f}",
+                    f"{again.manifest['timings']['pipeline_s']:.1f}",
+                    counts.get("images", 0),
+                ),
+                (
+                    "ratio rerun/first",
+                    f"{again.wall_s / first.wall_s:.3f}",
+                    f"{again.manifest['timings']['pipeline_s'] / first.manifest['timings']['pipeline_s']:.3f}",
+                    "",
+                ),
+            ],
+            ("run", "wall s", "pipeline_s", "images written"),
+        )
+    )
+    print(
+        f"{args.images} images, engine batch {args.batch_size}, {args.max_new_tokens} new tokens; rerun new rows: "
+        f"{rows_2 - rows_1}; {_common.machine_note()}"
+    )
     if problems:
         print("rerun NOT exactly-once: " + "; ".join(problems), file=sys.stderr)
         return 1

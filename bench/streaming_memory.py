@@ -34,19 +34,28 @@ TARGET = 1.2
 
 def measure(root: str, n: int, args) -> tuple[_common.AnnotateRun, float]:
     t0 = time.perf_counter()
-    manifest = _common.write_corpus(os.path.join(root, f"corpus-{n}"), n, (args.source_size, args.source_size), seed=n)
+    manifest = _common.write_corpus(
+        os.path.join(root, f"corpus-{n}"), n, (args.source_size, args.source_size), seed=n
+    )
     corpus_s = time.perf_counter() - t0
     overrides = _common.annotate_overrides(args.max_new_tokens, args.batch_size)
-    run = _common.run_annotate(manifest, os.path.join(root, f"out-{n}"), overrides, sample_memory=True, hz=args.hz)
+    run = _common.run_annotate(
+        manifest, os.path.join(root, f"out-{n}"), overrides, sample_memory=True, hz=args.hz
+    )
     written = run.manifest["counts"].get("images", 0)
     if written != n:
         raise SystemExit(f"lost images: {written} of {n} written")
     m = run.memory
     end = m.timeline[-1][0] if m.timeline else 0.0
-    quarters = [max((v for t, v in m.timeline if q * end / 4 < t <= (q + 1) * end / 4), default=0) for q in range(4)]
-    print(f"{n} images: corpus {corpus_s:.1f}s, run {run.wall_s:.1f}s ({n / run.wall_s:.1f} images/s incl. start-up), "
-          f"peak tree RSS {_common.mib(m.private)} MiB; per quarter of the run "
-          f"{' / '.join(_common.mib(v) for v in quarters)} MiB; {m.processes} processes, {m.samples} samples", flush=True)
+    quarters = [
+        max((v for t, v in m.timeline if q * end / 4 < t <= (q + 1) * end / 4), default=0) for q in range(4)
+    ]
+    print(
+        f"{n} images: corpus {corpus_s:.1f}s, run {run.wall_s:.1f}s ({n / run.wall_s:.1f} images/s incl. start-up), "
+        f"peak tree RSS {_common.mib(m.private)} MiB; per quarter of the run "
+        f"{' / '.join(_common.mib(v) for v in quarters)} MiB; {m.processes} processes, {m.samples} samples",
+        flush=True,
+    )
     return run, corpus_s
 
 
@@ -55,10 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-small", type=int, default=2000)
     ap.add_argument("--n-large", type=int, default=20000)
     ap.add_argument("--batch-size", type=int, default=8, help="engine.batch_size")
-    ap.add_argument("--max-new-tokens", type=int, default=4, help="engine.max_new_tokens (memory does not depend on it)")
+    ap.add_argument(
+        "--max-new-tokens", type=int, default=4, help="engine.max_new_tokens (memory does not depend on it)"
+    )
     ap.add_argument("--source-size", type=int, default=48, help="side of the corpus JPEGs")
     ap.add_argument("--hz", type=float, default=5.0, help="memory samples per second")
-    ap.add_argument("--workdir", default=None, help="parent of the temp dir (corpus + outputs, removed at the end)")
+    ap.add_argument(
+        "--workdir", default=None, help="parent of the temp dir (corpus + outputs, removed at the end)"
+    )
     args = ap.parse_args(argv)
 
     runs = {}
@@ -69,15 +82,23 @@ def main(argv: list[str] | None = None) -> int:
 
     small, large = runs[args.n_small].memory, runs[args.n_large].memory
     rows = []
-    for label, key in (("tree RSS (object store once)", "private"), ("Σ RSS (naive)", "rss"), ("Σ PSS", "pss"),
-                       ("object store (shared memory)", "shm")):
+    for label, key in (
+        ("tree RSS (object store once)", "private"),
+        ("Σ RSS (naive)", "rss"),
+        ("Σ PSS", "pss"),
+        ("object store (shared memory)", "shm"),
+    ):
         a, b = getattr(small, key), getattr(large, key)
         rows.append((label, _common.mib(a), _common.mib(b), f"{b / a:.3f}" if a > 2**20 else "n/a"))
     print()
     print(_common.table(rows, ("peak, MiB", f"{args.n_small} images", f"{args.n_large} images", "ratio")))
-    print(f"engine batch {args.batch_size}, {args.max_new_tokens} new tokens, {args.source_size}px JPEGs, "
-          f"sampled at {args.hz:g} Hz; {_common.machine_note()}")
-    print(_common.ratio_line("streaming_memory", large.private / small.private, TARGET, higher_is_better=False))
+    print(
+        f"engine batch {args.batch_size}, {args.max_new_tokens} new tokens, {args.source_size}px JPEGs, "
+        f"sampled at {args.hz:g} Hz; {_common.machine_note()}"
+    )
+    print(
+        _common.ratio_line("streaming_memory", large.private / small.private, TARGET, higher_is_better=False)
+    )
     return 0
 
 

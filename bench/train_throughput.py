@@ -72,14 +72,26 @@ def plain(cfg, steps: int) -> float:
     path = localize(cfg.model.base)
     model = LlavaForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(path)
-    model = get_peft_model(model, LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=0.0,
-                                             target_modules=cfg.lora.target_modules))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=cfg.lora.rank,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=0.0,
+            target_modules=cfg.lora.target_modules,
+        ),
+    )
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.optim.lr)
     data = InstructionDataset(synthetic_dataset(cfg.data))
     global_batch = cfg.optim.batch_size * cfg.scaling.num_workers
-    loader = torch.utils.data.DataLoader(data, batch_size=global_batch, shuffle=True, drop_last=True,
-                                         collate_fn=LlavaCollator(processor, cfg.data.max_length))
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=global_batch,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=LlavaCollator(processor, cfg.data.max_length),
+    )
     batches = iter(loader)
     tokens, start = 0, None
     for step in range(steps):
@@ -103,7 +115,9 @@ def plain(cfg, steps: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--metrics-every", type=int, default=10, help="our side reports every N steps (1: every step)")
+    ap.add_argument(
+        "--metrics-every", type=int, default=10, help="our side reports every N steps (1: every step)"
+    )
     ap.add_argument("--batch", type=int, default=4, help="per worker (the plain loop takes 2x)")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -125,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ray.shutdown()
     ratio = ours_tps / plain_tps
-    print(f"ours (Ray Train + DeepSpeed ZeRO-2, 2 CPU workers, report every {args.metrics_every}): {ours_tps:,.0f} tokens/s")
+    print(
+        f"ours (Ray Train + DeepSpeed ZeRO-2, 2 CPU workers, report every {args.metrics_every}): {ours_tps:,.0f} tokens/s"
+    )
     print(f"RATIO train_throughput {ratio:.2f} target {TARGET} {'PASS' if ratio >= TARGET else 'FAIL'}")
     return 0
 

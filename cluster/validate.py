@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jsonschema
@@ -41,12 +41,14 @@ from kubecheck.schemas import CRD_FILES, OBJECT_META, close_objects, crd_schema,
 
 REPO = HERE.parent
 DEFAULT_SCHEMAS = HERE.parents[1] / "shared" / "schemas" / "kuberay"
-DEFAULT_FILES = (sorted(str(p) for p in (REPO / "cluster").glob("*.yaml"))
-                 + [str(REPO / "infra" / "monitoring" / "podmonitor.yaml"), str(REPO / "infra" / "s3" / "bucket-policy.json"),
-                    str(REPO / "infra" / "Dockerfile")])
+DEFAULT_FILES = sorted(str(p) for p in (REPO / "cluster").glob("*.yaml")) + [
+    str(REPO / "infra" / "monitoring" / "podmonitor.yaml"),
+    str(REPO / "infra" / "s3" / "bucket-policy.json"),
+    str(REPO / "infra" / "Dockerfile"),
+]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _schema_validator(schemas_dir: str, api_version, kind) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(schema_for({"apiVersion": api_version, "kind": kind}, schemas_dir))
 
@@ -84,7 +86,9 @@ def _load(path: str | Path) -> tuple[list[dict], list[str]]:
     return [d for d in docs if d is not None], []
 
 
-def validate_file(path: str | Path, schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False) -> list[str]:
+def validate_file(
+    path: str | Path, schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False
+) -> list[str]:
     """The problems of each document of one YAML file on its own (no rules across documents)."""
     docs, problems = _load(path)
     for i, doc in enumerate(docs):
@@ -92,7 +96,9 @@ def validate_file(path: str | Path, schemas_dir: str | Path = DEFAULT_SCHEMAS, r
     return problems
 
 
-def validate_set(named: list[tuple[str, dict]], schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False) -> list[str]:
+def validate_set(
+    named: list[tuple[str, dict]], schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False
+) -> list[str]:
     """Documents deployed together: each on its own, then the rules across them (over the documents
     that match their schema)."""
     problems, valid = [], []
@@ -104,7 +110,9 @@ def validate_set(named: list[tuple[str, dict]], schemas_dir: str | Path = DEFAUL
     return problems + rules.per_set(valid)
 
 
-def validate_paths(paths: list[str], schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False) -> list[str]:
+def validate_paths(
+    paths: list[str], schemas_dir: str | Path = DEFAULT_SCHEMAS, release: bool = False
+) -> list[str]:
     """Manifests, a bucket policy (*.json) and Dockerfiles, each by its own rules; manifests together."""
     problems, named = [], []
     for path in paths:
@@ -124,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", help="default: the deployable set (see above)")
     parser.add_argument("--schemas", default=str(DEFAULT_SCHEMAS))
-    parser.add_argument("--release", action="store_true",
-                        help="also refuse the image digest placeholder (for manifests rendered by infra/release.sh)")
+    parser.add_argument(
+        "--release",
+        action="store_true",
+        help="also refuse the image digest placeholder (for manifests rendered by infra/release.sh)",
+    )
     args = parser.parse_args(argv)
     files = args.files or DEFAULT_FILES
     problems = validate_paths(files, args.schemas, args.release)

@@ -47,8 +47,16 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 from vsd.relations import RELATIONS  # noqa: E402
 
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "..", "vsd", "assets", "tiny-vsd-base")
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "chat_template.json", "processor_config.json", "preprocessor_config.json", "generation_config.json")
+PROCESSOR_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "generation_config.json",
+)
 
 # Generic captioning prompts (not the VSD task prompts): the base learns to describe, the demo's
 # LoRA then teaches the three task formats.
@@ -96,7 +104,9 @@ def scene_image(index: int, seed: int, size: int, relation: str | None = None):
     return arr, sc
 
 
-def caption_sample(index: int, seed: int, size: int, qa_share: float = 0.0) -> tuple[np.ndarray, str, str, int]:
+def caption_sample(
+    index: int, seed: int, size: int, qa_share: float = 0.0
+) -> tuple[np.ndarray, str, str, int]:
     """One pretraining sample: (image, prompt, caption, relation index)."""
     from vsd.relations import parse_relation
 
@@ -158,7 +168,7 @@ class Encoder:
         h = self.tok(head)["input_ids"]
         ids = self.tok(full)["input_ids"]
         assert ids[: len(h)] == h, "prompt is not a token prefix of the conversation"
-        return ids, [-100] * len(h) + ids[len(h):]
+        return ids, [-100] * len(h) + ids[len(h) :]
 
     def pixels(self, arr: np.ndarray) -> np.ndarray:
         if arr.shape[0] != self.size or arr.shape[1] != self.size:
@@ -225,9 +235,12 @@ def caption_accuracy(model, enc: Encoder, scenes: list, device: str, amp_dtype=N
 
     model.eval()
     per = {r: [0, 0] for r in RELATIONS}
-    with torch.no_grad(), torch.autocast(device_type=device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
+    with (
+        torch.no_grad(),
+        torch.autocast(device_type=device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None),
+    ):
         for k in range(0, len(scenes), 8):
-            chunk = scenes[k: k + 8]
+            chunk = scenes[k : k + 8]
             rows, pix = [], []
             for arr, sc in chunk:
                 p = enc.pixels(arr)
@@ -257,9 +270,17 @@ def heldout_scenes(n: int, seed: int, size: int) -> list:
 def build_init(args, work: str) -> str:
     from vsd.model.tiny import build_tiny_llava
 
-    return build_tiny_llava(work, image_size=args.image_size, patch_size=args.patch, vision_hidden=args.vision_hidden,
-                            vision_layers=args.vision_layers, text_hidden=args.text_hidden,
-                            text_layers=args.text_layers, heads=args.heads, seed=args.seed)
+    return build_tiny_llava(
+        work,
+        image_size=args.image_size,
+        patch_size=args.patch,
+        vision_hidden=args.vision_hidden,
+        vision_layers=args.vision_layers,
+        text_hidden=args.text_hidden,
+        text_layers=args.text_layers,
+        heads=args.heads,
+        seed=args.seed,
+    )
 
 
 def save(model, init_dir: str, out: str, meta: dict) -> None:
@@ -284,7 +305,9 @@ def save(model, init_dir: str, out: str, meta: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="where the checkpoint is written")
-    ap.add_argument("--init", default="", help="an existing build_tiny_llava dir to start from (default: build one)")
+    ap.add_argument(
+        "--init", default="", help="an existing build_tiny_llava dir to start from (default: build one)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
@@ -295,10 +318,16 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="processes generating the scenes")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-scenes", type=int, default=180, help="held-out scenes (seed --seed + 1000)")
-    ap.add_argument("--qa-share", type=float, default=0.0,
-                    help="share of samples that ask a relation question (a task-1 paraphrase) instead of a "
-                         "caption; 0 = captions only (the committed base)")
-    ap.add_argument("--time-limit", type=float, default=0, help="stop (and save) after this many minutes of training")
+    ap.add_argument(
+        "--qa-share",
+        type=float,
+        default=0.0,
+        help="share of samples that ask a relation question (a task-1 paraphrase) instead of a "
+        "caption; 0 = captions only (the committed base)",
+    )
+    ap.add_argument(
+        "--time-limit", type=float, default=0, help="stop (and save) after this many minutes of training"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=64)
@@ -326,8 +355,11 @@ def main(argv=None) -> int:
     enc.check_against_collator(init_dir, data[:4])
     images = torch.from_numpy(np.stack([d[0] for d in data]))  # N x H x W x 3 uint8
     encoded = [enc.encode(p, c) for _, p, c, _ in data]
-    print(f"[data] {len(data)} scenes + {len(held)} held-out in {time.time() - t0:.0f}s; "
-          f"tokens/sample {np.mean([len(i) for i, _ in encoded]):.0f}", flush=True)
+    print(
+        f"[data] {len(data)} scenes + {len(held)} held-out in {time.time() - t0:.0f}s; "
+        f"tokens/sample {np.mean([len(i) for i, _ in encoded]):.0f}",
+        flush=True,
+    )
 
     device = args.device
     model = LlavaForConditionalGeneration.from_pretrained(init_dir, dtype=torch.float32).to(device)
@@ -343,8 +375,11 @@ def main(argv=None) -> int:
     t_train = time.time()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
     budget = args.time_limit * 60
 
     def progress(s: int) -> float:
@@ -355,8 +390,10 @@ def main(argv=None) -> int:
             done = max(done, (time.time() - t_train) / budget)
         return min(1.0, done)
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s)))),
+    )
     gen = torch.Generator().manual_seed(args.seed)
     history, best = [], None
     ema = None
@@ -380,24 +417,44 @@ def main(argv=None) -> int:
             print(f"step {step} loss {ema:.3f} lr {sched.get_last_lr()[0]:.2e} {elapsed:.0f}s", flush=True)
         if step % args.eval_every == 0 or last:
             acc, per = caption_accuracy(model, enc, held, device, amp)
-            history.append({"step": step, "seconds": round(elapsed), "loss": round(ema, 4), "accuracy": round(acc, 4)})
-            print(f"[eval] step {step} held-out caption relation accuracy {acc:.3f} "
-                  + " ".join(f"{r}={a:.2f}" for r, a in per.items()), flush=True)
+            history.append(
+                {"step": step, "seconds": round(elapsed), "loss": round(ema, 4), "accuracy": round(acc, 4)}
+            )
+            print(
+                f"[eval] step {step} held-out caption relation accuracy {acc:.3f} "
+                + " ".join(f"{r}={a:.2f}" for r, a in per.items()),
+                flush=True,
+            )
             best = {"step": step, "accuracy": acc, "per_relation": per}
         if last:
             break
     meta = {
-        "command": "python scripts/pretrain_tiny_base.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "steps": step, "batch": args.batch, "train_seconds": round(time.time() - t_train), "device": device,
+        "command": "python scripts/pretrain_tiny_base.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "steps": step,
+        "batch": args.batch,
+        "train_seconds": round(time.time() - t_train),
+        "device": device,
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
-        "threads": args.threads, "parameters": n_params, "train_scenes": args.scenes, "train_seed": args.seed, "qa_share": args.qa_share,
-        "heldout_seed": args.seed + 1000, "heldout_scenes": args.eval_scenes, "final": best, "history": history,
-        "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+        "threads": args.threads,
+        "parameters": n_params,
+        "train_scenes": args.scenes,
+        "train_seed": args.seed,
+        "qa_share": args.qa_share,
+        "heldout_seed": args.seed + 1000,
+        "heldout_scenes": args.eval_scenes,
+        "final": best,
+        "history": history,
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
     }
     save(model, init_dir, args.out, meta)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"[done] saved {args.out} ({sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)) / 1e6:.2f} MB) "
-          f"in {time.time() - t0:.0f}s total", flush=True)
+    print(
+        f"[done] saved {args.out} ({sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out)) / 1e6:.2f} MB) "
+        f"in {time.time() - t0:.0f}s total",
+        flush=True,
+    )
     return 0
 
 

@@ -45,7 +45,11 @@ def instruction_set(n: int, seed: int, root: str, size: int = 64) -> str:
 
 def task1_rows(dataset) -> list[dict]:
     """The held-out task-1 samples with their gold relation (the answer of a task-1 row)."""
-    return [dict(dataset[i], relation=row["answer"]) for i, row in enumerate(dataset.rows) if row["id"].endswith("-t1")]
+    return [
+        dict(dataset[i], relation=row["answer"])
+        for i, row in enumerate(dataset.rows)
+        if row["id"].endswith("-t1")
+    ]
 
 
 def choice_scores(model, collate, samples: list[dict]):
@@ -55,8 +59,11 @@ def choice_scores(model, collate, samples: list[dict]):
     batch = collate(samples)
     labels = batch["labels"]
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       pixel_values=batch["pixel_values"]).logits.float()
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
+        ).logits.float()
     logp = torch.log_softmax(logits[:, :-1], -1)
     tgt = labels[:, 1:]
     mask = tgt != -100
@@ -82,12 +89,13 @@ def evaluate(model, processor, collate, rows: list[dict], generate: bool = True)
         hits["choice"][gold] += int(pred == gold)
         confusion[(gold, pred)] += 1
         if generate:
-            text = processor.apply_chat_template(conversation(row["prompt"], None), tokenize=False,
-                                                 add_generation_prompt=True)
+            text = processor.apply_chat_template(
+                conversation(row["prompt"], None), tokenize=False, add_generation_prompt=True
+            )
             enc = processor(text=[text], images=[row["image"]], return_tensors="pt")
             with torch.no_grad():
                 out = model.generate(**enc, max_new_tokens=8, do_sample=False)
-            answer = processor.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            answer = processor.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             hits["greedy"][gold] += int(normalize_relation(answer) == gold)
     model.train()
     n = sum(totals.values())
@@ -95,19 +103,25 @@ def evaluate(model, processor, collate, rows: list[dict], generate: bool = True)
     for kind, h in hits.items():
         if kind == "greedy" and not generate:
             continue
-        result[kind] = {"accuracy": sum(h.values()) / n,
-                        "per_relation": {r: h[r] / totals[r] for r in RELATIONS if totals[r]}}
+        result[kind] = {
+            "accuracy": sum(h.values()) / n,
+            "per_relation": {r: h[r] / totals[r] for r in RELATIONS if totals[r]},
+        }
     result["confusions"] = {f"{g} -> {p}": c for (g, p), c in confusion.most_common() if g != p}
     return result
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", default=DEFAULT_BASE, help="base checkpoint (default: the committed tiny-vsd-base)")
+    ap.add_argument(
+        "--base", default=DEFAULT_BASE, help="base checkpoint (default: the committed tiny-vsd-base)"
+    )
     ap.add_argument("--scenes", type=int, default=300, help="training scenes (x3 instruction rows)")
     ap.add_argument("--heldout", type=int, default=90, help="held-out scenes (task-1 rows scored)")
     ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--batch", type=int, default=8, help="global batch (the demo: per-worker batch x 2 workers)")
+    ap.add_argument(
+        "--batch", type=int, default=8, help="global batch (the demo: per-worker batch x 2 workers)"
+    )
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup-ratio", type=float, default=0.05)
     ap.add_argument("--rank", type=int, default=16)
@@ -134,7 +148,6 @@ def main(argv=None) -> int:
 
 
 def _run(args, tmp: str, t0: float) -> int:
-    import torch
 
     from vsd.model.loader import load_model
     from vsd.model.lora import LoraSettings, attach_lora
@@ -143,16 +156,25 @@ def _run(args, tmp: str, t0: float) -> int:
     from vsd.train.loop import TorchStepper, make_optimizer, make_scheduler, run_step
 
     train = InstructionDataset(instruction_set(args.scenes, args.seed, os.path.join(tmp, "train")))
-    held = task1_rows(InstructionDataset(instruction_set(args.heldout, args.seed + 1000, os.path.join(tmp, "held"))))
-    print(f"[data] {len(train)} training rows, {len(held)} held-out task-1 rows in {time.time() - t0:.0f}s", flush=True)
+    held = task1_rows(
+        InstructionDataset(instruction_set(args.heldout, args.seed + 1000, os.path.join(tmp, "held")))
+    )
+    print(
+        f"[data] {len(train)} training rows, {len(held)} held-out task-1 rows in {time.time() - t0:.0f}s",
+        flush=True,
+    )
 
     model, processor = load_model(args.base, dtype="float32")
     collate = LlavaCollator(processor, args.max_length)
     if args.eval_before:
         before = evaluate(model, processor, collate, held, generate=not args.no_generate)
         print(f"[before] task-1 choice accuracy {before['choice']['accuracy']:.3f}", flush=True)
-    model = attach_lora(model, LoraSettings(rank=args.rank, alpha=args.alpha, dropout=args.dropout,
-                                            train_projector=args.train_projector))
+    model = attach_lora(
+        model,
+        LoraSettings(
+            rank=args.rank, alpha=args.alpha, dropout=args.dropout, train_projector=args.train_projector
+        ),
+    )
     model.train()
     optimizer = make_optimizer(model, args.lr, 0.0)
     scheduler = make_scheduler(optimizer, args.steps, args.warmup_ratio, True)
@@ -167,16 +189,23 @@ def _run(args, tmp: str, t0: float) -> int:
         del order[: args.batch]
         stats = run_step(stepper, [batch])
         if step % 25 == 0 or step == args.steps:
-            print(f"step {step} loss {stats.loss:.3f} lr {stats.lr:.2e} {time.time() - t_train:.0f}s", flush=True)
+            print(
+                f"step {step} loss {stats.loss:.3f} lr {stats.lr:.2e} {time.time() - t_train:.0f}s",
+                flush=True,
+            )
     train_s, train_cpu = time.time() - t_train, time.process_time() - cpu_train
     t_eval = time.time()
     after = evaluate(model, processor, collate, held, generate=not args.no_generate)
-    print(f"[result] {args.steps} steps x batch {args.batch} (lr {args.lr}, rank {args.rank}) in {train_s:.0f}s wall, "
-          f"{train_cpu:.0f} CPU-s on {args.threads} threads (wall is inflated when the cores are shared); eval {time.time() - t_eval:.0f}s")
+    print(
+        f"[result] {args.steps} steps x batch {args.batch} (lr {args.lr}, rank {args.rank}) in {train_s:.0f}s wall, "
+        f"{train_cpu:.0f} CPU-s on {args.threads} threads (wall is inflated when the cores are shared); eval {time.time() - t_eval:.0f}s"
+    )
     for kind in ("choice", "greedy"):
         if kind in after:
             per = " ".join(f"{r}={a:.2f}" for r, a in after[kind]["per_relation"].items())
-            print(f"[result] held-out task-1 {kind} accuracy {after[kind]['accuracy']:.3f} ({len(held)} rows): {per}")
+            print(
+                f"[result] held-out task-1 {kind} accuracy {after[kind]['accuracy']:.3f} ({len(held)} rows): {per}"
+            )
     print(f"[result] confusions: {after['confusions']}")
     return 0
 

@@ -45,8 +45,8 @@ from vsd.propose.synthetic_truth import VOCABULARY, labelled_scenes, scene_at, s
 
 THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 NMS_IOUS = (0.4, 0.5, 0.6, 0.7)
-POSITIVES = 5          # patches per object at most
-RADIUS = 0.3           # of the object's shorter side: how far from the centre a positive may lie
+POSITIVES = 5  # patches per object at most
+RADIUS = 0.3  # of the object's shorter side: how far from the centre a positive may lie
 
 
 def scene_size(index: int, data_seed: int, image_size: int = 64):
@@ -54,7 +54,9 @@ def scene_size(index: int, data_seed: int, image_size: int = 64):
     detector is not tied to one."""
     if index % 4:
         return image_size
-    return random.Random(f"tiny-detector-size:{data_seed}:{index}").randint(3 * image_size // 4, 2 * image_size)
+    return random.Random(f"tiny-detector-size:{data_seed}:{index}").randint(
+        3 * image_size // 4, 2 * image_size
+    )
 
 
 def _anchors(grid: int) -> list[tuple[float, float]]:
@@ -65,8 +67,8 @@ def _anchors(grid: int) -> list[tuple[float, float]]:
 
 def _centerness(box, x: float, y: float) -> float:
     """FCOS centre-ness of a point inside ``box``: 1 at the centre, towards 0 at the edges."""
-    l, r, t, b = x - box[0], box[2] - x, y - box[1], box[3] - y
-    return math.sqrt(max(0.0, min(l, r) / max(l, r, 1e-9)) * max(0.0, min(t, b) / max(t, b, 1e-9)))
+    left, r, t, b = x - box[0], box[2] - x, y - box[1], box[3] - y
+    return math.sqrt(max(0.0, min(left, r) / max(left, r, 1e-9)) * max(0.0, min(t, b) / max(t, b, 1e-9)))
 
 
 def assign(objects, grid: int, mode: str = "center") -> list[tuple[int, int, float]]:
@@ -81,14 +83,18 @@ def assign(objects, grid: int, mode: str = "center") -> list[tuple[int, int, flo
     """
     anchors = _anchors(grid)
     claimed: dict[int, tuple[int, float]] = {}
-    order = sorted(range(len(objects)), key=lambda k: ((objects[k].box[2] - objects[k].box[0])
-                                                       * (objects[k].box[3] - objects[k].box[1]), k))
+    order = sorted(
+        range(len(objects)),
+        key=lambda k: ((objects[k].box[2] - objects[k].box[0]) * (objects[k].box[3] - objects[k].box[1]), k),
+    )
     for k in order:
         box = objects[k].box
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         radius = max(1.5 / grid, RADIUS * min(box[2] - box[0], box[3] - box[1]))
-        dist = sorted((math.hypot(ax - cx, ay - cy), p, box[0] <= ax <= box[2] and box[1] <= ay <= box[3])
-                      for p, (ax, ay) in enumerate(anchors))
+        dist = sorted(
+            (math.hypot(ax - cx, ay - cy), p, box[0] <= ax <= box[2] and box[1] <= ay <= box[3])
+            for p, (ax, ay) in enumerate(anchors)
+        )
         free = [(d, p) for d, p, inside in dist if inside and p not in claimed]
         if mode == "center":
             chosen = [(p, 1.0) for d, p in free if d <= radius][:POSITIVES]
@@ -101,16 +107,28 @@ def assign(objects, grid: int, mode: str = "center") -> list[tuple[int, int, flo
     return [(p, k, w) for p, (k, w) in sorted(claimed.items())]
 
 
-def training_batch(step: int, batch: int, data_seed: int, processor, tokens, grid: int, mode: str = "center",
-                   image_size: int = 64):
+def training_batch(
+    step: int,
+    batch: int,
+    data_seed: int,
+    processor,
+    tokens,
+    grid: int,
+    mode: str = "center",
+    image_size: int = 64,
+):
     """Model inputs and dense targets of one step: class targets (the positive's weight at its
     name), boxes and weights per patch."""
     import torch
 
     from vsd.data.synthetic import render
 
-    images, cls_t, box_t, weight = [], torch.zeros(batch, grid * grid, len(VOCABULARY)), \
-        torch.zeros(batch, grid * grid, 4), torch.zeros(batch, grid * grid)
+    images, cls_t, box_t, weight = (
+        [],
+        torch.zeros(batch, grid * grid, len(VOCABULARY)),
+        torch.zeros(batch, grid * grid, 4),
+        torch.zeros(batch, grid * grid),
+    )
     for b, i in enumerate(range(step * batch, (step + 1) * batch)):
         scene = scene_at(i, data_seed, scene_size(i, data_seed, image_size))
         objects = scene_objects(scene)
@@ -120,8 +138,11 @@ def training_batch(step: int, batch: int, data_seed: int, processor, tokens, gri
             box_t[b, p] = torch.tensor(objects[k].box)
             weight[b, p] = w
     pixels = processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
-    inputs = {"pixel_values": pixels, "input_ids": tokens["input_ids"].repeat(batch, 1),
-              "attention_mask": tokens["attention_mask"].repeat(batch, 1)}
+    inputs = {
+        "pixel_values": pixels,
+        "input_ids": tokens["input_ids"].repeat(batch, 1),
+        "attention_mask": tokens["attention_mask"].repeat(batch, 1),
+    }
     return inputs, cls_t, box_t, weight
 
 
@@ -191,17 +212,37 @@ def evaluate(model, processor, args) -> dict[str, dict]:
     from vsd.propose.zero_shot import OwlDetector
 
     model.eval()
-    cfg = ProposeConfig(backend="open_vocabulary", model="(in memory)", vocabulary=list(VOCABULARY),
-                        score_threshold=min(THRESHOLDS), nms_iou=1.0, max_detections=50, batch_size=32)
+    cfg = ProposeConfig(
+        backend="open_vocabulary",
+        model="(in memory)",
+        vocabulary=list(VOCABULARY),
+        score_threshold=min(THRESHOLDS),
+        nms_iou=1.0,
+        max_detections=50,
+        batch_size=32,
+    )
     scenes = list(labelled_scenes(args.eval_scenes, args.val_seed, size=args.image_size))
     raw = OwlDetector(model, processor, cfg, args.device).detect([s[0] for s in scenes])
     model.train()
     out = {}
     for t in THRESHOLDS:
         for nms in NMS_IOUS:
-            per_image = [(finalize([d.box for d in dets], [d.score for d in dets], [d.label for d in dets],
-                                   score_threshold=t, nms_iou=nms, class_agnostic=True, min_box_size=0.02,
-                                   max_detections=10), s[2]) for dets, s in zip(raw, scenes)]
+            per_image = [
+                (
+                    finalize(
+                        [d.box for d in dets],
+                        [d.score for d in dets],
+                        [d.label for d in dets],
+                        score_threshold=t,
+                        nms_iou=nms,
+                        class_agnostic=True,
+                        min_box_size=0.02,
+                        max_detections=10,
+                    ),
+                    s[2],
+                )
+                for dets, s in zip(raw, scenes)
+            ]
             out[f"{t}/{nms}"] = evaluate_detections(per_image).to_dict()
     return out
 
@@ -213,7 +254,9 @@ def f1(m: dict) -> float:
 
 def best_setting(metrics: dict[str, dict]) -> str:
     """The (threshold/NMS) key with the best F1; ties to the higher threshold, then the lower NMS IoU."""
-    return max(metrics, key=lambda k: (round(f1(metrics[k]), 4), float(k.split("/")[0]), -float(k.split("/")[1])))
+    return max(
+        metrics, key=lambda k: (round(f1(metrics[k]), 4), float(k.split("/")[0]), -float(k.split("/")[1]))
+    )
 
 
 PATCH_KEY = "owlvit.vision_model.embeddings.patch_embedding.weight"
@@ -232,7 +275,7 @@ def widen_patches(state: dict, target: dict) -> dict:
     factor = new.shape[-1] // old.shape[-1]
     if factor * old.shape[-1] != new.shape[-1] or old.shape[:2] != new.shape[:2]:
         raise SystemExit(f"--init: patch kernels {tuple(old.shape)} cannot widen to {tuple(new.shape)}")
-    return {**state, PATCH_KEY: F.interpolate(old, scale_factor=factor, mode="nearest") / factor ** 2}
+    return {**state, PATCH_KEY: F.interpolate(old, scale_factor=factor, mode="nearest") / factor**2}
 
 
 def save(model, processor, out: str, meta: dict | None = None, half: bool = False) -> None:
@@ -251,7 +294,9 @@ def save(model, processor, out: str, meta: dict | None = None, half: bool = Fals
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="folder of the final checkpoint (and checkpoint/ while training)")
+    ap.add_argument(
+        "--out", required=True, help="folder of the final checkpoint (and checkpoint/ while training)"
+    )
     ap.add_argument("--steps", type=int, default=2500)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -263,20 +308,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--w-giou", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0, help="weight initialisation seed")
     ap.add_argument("--data-seed", type=int, default=777000, help="seed of the training scenes")
-    ap.add_argument("--val-seed", type=int, default=777001, help="seed of the validation scenes (threshold choice)")
+    ap.add_argument(
+        "--val-seed", type=int, default=777001, help="seed of the validation scenes (threshold choice)"
+    )
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-scenes", type=int, default=90)
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu", help="cpu, or cuda where one is lent (same recipe, far more steps per minute)")
-    ap.add_argument("--time-limit", type=float, default=0, help="stop early (and finish normally) after this many minutes")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, or cuda where one is lent (same recipe, far more steps per minute)",
+    )
+    ap.add_argument(
+        "--time-limit", type=float, default=0, help="stop early (and finish normally) after this many minutes"
+    )
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
-    ap.add_argument("--init", default="", help="start from these weights (a checkpoint folder), fresh optimizer")
-    ap.add_argument("--patch-size", type=int, default=None, help="ViT patch size (default: tiny_detector.SIZES)")
-    ap.add_argument("--image-size", type=int, default=None,
-                    help="input side in px (default: tiny_detector.SIZES); scenes are generated at this size")
-    ap.add_argument("--assign", default="center", choices=["center", "inside"],
-                    help="positive patches: near each centre, or every patch inside the box (see `assign`)")
+    ap.add_argument(
+        "--init", default="", help="start from these weights (a checkpoint folder), fresh optimizer"
+    )
+    ap.add_argument(
+        "--patch-size", type=int, default=None, help="ViT patch size (default: tiny_detector.SIZES)"
+    )
+    ap.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input side in px (default: tiny_detector.SIZES); scenes are generated at this size",
+    )
+    ap.add_argument(
+        "--assign",
+        default="center",
+        choices=["center", "inside"],
+        help="positive patches: near each centre, or every patch inside the box (see `assign`)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -286,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.patch_size = args.patch_size or SIZES["patch_size"]
     args.image_size = args.image_size or SIZES["image_size"]
-    model, processor = build_tiny_detector(seed=args.seed, patch_size=args.patch_size, image_size=args.image_size)
+    model, processor = build_tiny_detector(
+        seed=args.seed, patch_size=args.patch_size, image_size=args.image_size
+    )
     if args.init:
         from safetensors.torch import load_file
 
@@ -303,8 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     model.to(args.device)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "embedding" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
     ckpt = os.path.join(args.out, "checkpoint")
     start, elapsed, history = 0, 0.0, []
     if args.resume and os.path.exists(os.path.join(ckpt, "state.pt")):
@@ -313,8 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         opt.load_state_dict(state["optimizer"])
         start, elapsed, history = state["step"], state["elapsed"], state["history"]
         print(f"resumed at step {start} ({elapsed:.0f} s trained)", flush=True)
-    print(f"tiny detector: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
-          f"{len(VOCABULARY)} names, {args.steps} steps of batch {args.batch}", flush=True)
+    print(
+        f"tiny detector: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+        f"{len(VOCABULARY)} names, {args.steps} steps of batch {args.batch}",
+        flush=True,
+    )
 
     model.train()
     t_run, parts_sum, n_parts = time.perf_counter(), {}, 0
@@ -326,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         lr = lr_at(step, args, elapsed + time.perf_counter() - t_run)
         for group in opt.param_groups:
             group["lr"] = lr
-        inputs, cls_t, box_t, weight = training_batch(step, args.batch, args.data_seed, processor, tokens, grid,
-                                                      args.assign, args.image_size)
+        inputs, cls_t, box_t, weight = training_batch(
+            step, args.batch, args.data_seed, processor, tokens, grid, args.assign, args.image_size
+        )
         inputs = {k: v.to(args.device) for k, v in inputs.items()}
         cls_t, box_t, weight = cls_t.to(args.device), box_t.to(args.device), weight.to(args.device)
         loss, parts = dense_loss(model(**inputs), cls_t, box_t, weight, args)
@@ -341,19 +415,34 @@ def main(argv: list[str] | None = None) -> int:
         step += 1
         if step % args.log_every == 0:
             now = elapsed + time.perf_counter() - t_run
-            print(f"step {step} " + " ".join(f"{k} {v / n_parts:.3f}" for k, v in parts_sum.items())
-                  + f" lr {lr:.2e} {now:.0f} s", flush=True)
+            print(
+                f"step {step} "
+                + " ".join(f"{k} {v / n_parts:.3f}" for k, v in parts_sum.items())
+                + f" lr {lr:.2e} {now:.0f} s",
+                flush=True,
+            )
             parts_sum, n_parts = {}, 0
         if step % args.eval_every == 0 and step < args.steps:
             metrics = evaluate(model, processor, args)
             now = elapsed + time.perf_counter() - t_run
             key = best_setting(metrics)
             history.append({"step": step, "seconds": round(now), "best": key, **metrics[key]})
-            print(f"eval step {step}: best {key}: R {metrics[key]['recall']:.3f} P {metrics[key]['precision']:.3f} "
-                  f"(box R {metrics[key]['box_recall']:.3f} P {metrics[key]['box_precision']:.3f})", flush=True)
+            print(
+                f"eval step {step}: best {key}: R {metrics[key]['recall']:.3f} P {metrics[key]['precision']:.3f} "
+                f"(box R {metrics[key]['box_recall']:.3f} P {metrics[key]['box_precision']:.3f})",
+                flush=True,
+            )
             save(model, processor, ckpt)
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                        "elapsed": now, "history": history}, os.path.join(ckpt, "state.pt"))
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "elapsed": now,
+                    "history": history,
+                },
+                os.path.join(ckpt, "state.pt"),
+            )
     trained = elapsed + time.perf_counter() - t_run
 
     metrics = evaluate(model, processor, args)
@@ -361,16 +450,28 @@ def main(argv: list[str] | None = None) -> int:
     threshold, nms = (float(v) for v in key.split("/"))
     meta = {
         "architecture": "OwlViTForObjectDetection (vsd.propose.tiny_detector)",
-        "score_threshold": threshold, "nms_iou": nms,
-        "validation": {"seed": args.val_seed, "scenes": args.eval_scenes, "size": args.image_size, "best": key,
-                       "metrics": metrics[key], "f1": round(f1(metrics[key]), 4)},
-        "steps": step, "train_seconds": round(trained), "history": history,
+        "score_threshold": threshold,
+        "nms_iou": nms,
+        "validation": {
+            "seed": args.val_seed,
+            "scenes": args.eval_scenes,
+            "size": args.image_size,
+            "best": key,
+            "metrics": metrics[key],
+            "f1": round(f1(metrics[key]), 4),
+        },
+        "steps": step,
+        "train_seconds": round(trained),
+        "history": history,
         "args": {k: v for k, v in vars(args).items() if k not in ("out", "resume")},
         "torch": torch.__version__,
     }
     save(model, processor, args.out, meta, half=True)
-    print(f"done: {step} steps in {trained:.0f} s; threshold {threshold} NMS {nms}: "
-          f"R {metrics[key]['recall']:.3f} P {metrics[key]['precision']:.3f} -> {args.out}", flush=True)
+    print(
+        f"done: {step} steps in {trained:.0f} s; threshold {threshold} NMS {nms}: "
+        f"R {metrics[key]['recall']:.3f} P {metrics[key]['precision']:.3f} -> {args.out}",
+        flush=True,
+    )
     return 0
 
 

@@ -34,23 +34,27 @@ def test_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: demo\ninner:\n  rank: 4\ntags: [a, b]\n")
     cfg = vconfig.load(Outer, str(path), ["inner.lr=3e-4", "on=true", "extra.k=[1, 2]", "mode=off"])
-    assert cfg == Outer(name="demo", mode="off", on=True, tags=["a", "b"], extra={"k": [1, 2]},
-                        inner=Inner(rank=4, lr=3e-4))
+    assert cfg == Outer(
+        name="demo", mode="off", on=True, tags=["a", "b"], extra={"k": [1, 2]}, inner=Inner(rank=4, lr=3e-4)
+    )
     assert vconfig.from_dict(Outer, vconfig.to_dict(cfg)) == cfg  # the dump reloads
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["inner.rnak=3"], "inner.rnak: unknown field"),
-    (["inner.rank=0"], "inner.rank: must be >= 1, got 0"),
-    (["inner.rank=true"], "inner.rank: expected an integer, got True"),
-    (["inner.rank=2.5"], "inner.rank: expected an integer, got 2.5"),
-    (["inner.lr=fast"], "inner.lr: expected a number, got 'fast'"),
-    (["mode=vllm"], "mode: must be one of ['rules', 'hf', 'off'], got 'vllm'"),
-    (["tags=oops"], "tags: expected a list, got 'oops'"),
-    (["on=maybe"], "on: expected true/false, got 'maybe'"),
-    (["inner=3"], "inner: expected a mapping, got int"),
-    (["novalue"], "novalue: an override must look like key.sub=value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["inner.rnak=3"], "inner.rnak: unknown field"),
+        (["inner.rank=0"], "inner.rank: must be >= 1, got 0"),
+        (["inner.rank=true"], "inner.rank: expected an integer, got True"),
+        (["inner.rank=2.5"], "inner.rank: expected an integer, got 2.5"),
+        (["inner.lr=fast"], "inner.lr: expected a number, got 'fast'"),
+        (["mode=vllm"], "mode: must be one of ['rules', 'hf', 'off'], got 'vllm'"),
+        (["tags=oops"], "tags: expected a list, got 'oops'"),
+        (["on=maybe"], "on: expected true/false, got 'maybe'"),
+        (["inner=3"], "inner: expected a mapping, got int"),
+        (["novalue"], "novalue: an override must look like key.sub=value"),
+    ],
+)
 def test_bad_values_name_the_field_in_one_line(overrides, message):
     with pytest.raises(ConfigError) as err:
         vconfig.load(Outer, None, overrides)

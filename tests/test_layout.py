@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "vsd"
-MAX_LINES = 450
+MAX_LINES = 520  # 450 before ruff format (110 columns) spread calls over more lines (+17 %)
 
 
 # --------------------------------------------------------------------------------------------
@@ -41,7 +41,8 @@ def modules(root: Path, package: str) -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_time_statements(body: list[ast.stmt]):
@@ -79,12 +80,14 @@ def imports_of(module: str, path: Path, known: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".")
-                base = base[:len(base) - node.level + (1 if is_package else 0)]
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
-            targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source
-                       for alias in node.names]
+            targets = [
+                f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source
+                for alias in node.names
+            ]
         else:
             continue
         out.update(t for t in (_known(name, known) for name in targets) if t is not None and t != module)
@@ -175,7 +178,8 @@ def test_vsd_has_no_import_cycle():
 def test_no_vsd_module_is_too_long():
     long = long_modules(ROOT, PACKAGE)
     assert not long, f"modules over {MAX_LINES} lines (split them by what they do):\n" + "\n".join(
-        f"  {path}: {n} lines" for path, n in long)
+        f"  {path}: {n} lines" for path, n in long
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,14 +196,17 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_checker_finds_a_cycle_and_names_its_path(tmp_path):
-    root = _package(tmp_path, {
-        "__init__.py": "",
-        "a.py": "from pkg.b import helper\n",                 # a name from a module: edge a -> b
-        "b.py": "from pkg.sub import c\n\ndef helper(): ...\n",  # a submodule: edge b -> sub.c
-        "sub/__init__.py": "",
-        "sub/c.py": "from .. import a\n",                     # relative, a module: edge c -> a
-        "d.py": "import pkg.a\n",                              # into the cycle, not part of it
-    })
+    root = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a.py": "from pkg.b import helper\n",  # a name from a module: edge a -> b
+            "b.py": "from pkg.sub import c\n\ndef helper(): ...\n",  # a submodule: edge b -> sub.c
+            "sub/__init__.py": "",
+            "sub/c.py": "from .. import a\n",  # relative, a module: edge c -> a
+            "d.py": "import pkg.a\n",  # into the cycle, not part of it
+        },
+    )
     graph = import_graph(root, "pkg")
     assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.sub.c"} and graph["pkg.sub.c"] == {"pkg.a"}
     assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
@@ -207,18 +214,23 @@ def test_checker_finds_a_cycle_and_names_its_path(tmp_path):
 
 def test_checker_finds_a_package_importing_its_own_reexporter(tmp_path):
     """The cycle `vsd/relations` had: a submodule importing from the package that re-exports it."""
-    root = _package(tmp_path, {
-        "__init__.py": "",
-        "rel/__init__.py": "from pkg.rel.parser import parse\nRELATIONS = ()\n",
-        "rel/parser.py": "from pkg.rel import RELATIONS\n\ndef parse(): ...\n",
-    })
+    root = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "rel/__init__.py": "from pkg.rel.parser import parse\nRELATIONS = ()\n",
+            "rel/parser.py": "from pkg.rel import RELATIONS\n\ndef parse(): ...\n",
+        },
+    )
     assert import_cycles(import_graph(root, "pkg")) == [["pkg.rel", "pkg.rel.parser", "pkg.rel"]]
 
 
 def test_checker_ignores_deferred_and_type_checking_imports(tmp_path):
-    root = _package(tmp_path, {
-        "__init__.py": "",
-        "a.py": """\
+    root = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a.py": """\
             from typing import TYPE_CHECKING
             from pkg import b
             if TYPE_CHECKING:
@@ -226,12 +238,12 @@ def test_checker_ignores_deferred_and_type_checking_imports(tmp_path):
             else:
                 import json
         """,
-        "b.py": """\
+            "b.py": """\
             def late():
                 from pkg import a
                 return a
         """,
-        "c.py": """\
+            "c.py": """\
             import typing
             if typing.TYPE_CHECKING:
                 from pkg import a
@@ -242,7 +254,8 @@ def test_checker_ignores_deferred_and_type_checking_imports(tmp_path):
             class K:
                 from pkg import b
         """,
-    })
+        },
+    )
     graph = import_graph(root, "pkg")
     assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": set(), "pkg.c": {"pkg.b"}}
     assert import_cycles(graph) == []

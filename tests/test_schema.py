@@ -15,7 +15,9 @@ from vsd.schema import ANNOTATION_SCHEMA, ITEM_SCHEMA, PAIR_STRUCT, SchemaMismat
 
 
 def test_every_column_has_a_doc_and_the_card_table_has_no_blank_cell():
-    for name, tp, doc in schema.column_docs(ANNOTATION_SCHEMA) + schema.column_docs(schema.INSTRUCTION_SCHEMA):
+    for name, _tp, doc in schema.column_docs(ANNOTATION_SCHEMA) + schema.column_docs(
+        schema.INSTRUCTION_SCHEMA
+    ):
         assert doc.strip(), f"{name} has no doc"
     card = render_card({}, [], "m")
     rows = [line for line in card.splitlines() if line.startswith("| `")]
@@ -36,12 +38,18 @@ def test_item_type_is_derived_from_the_annotation_columns():
     assert len(ANNOTATION_SCHEMA) == len(levels)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda it: it.update(extra=1), r"row 0: keys not in the schema: \['extra'\]"),
-    (lambda it: it.pop("width"), r"row 0: keys missing: \['width'\]"),
-    (lambda it: it["pairs"][0].update(relaton="on"), r"row 0.pairs\[0\]: keys not in the schema: \['relaton'\]"),
-    (lambda it: it["pairs"][0].pop("flags"), r"row 0.pairs\[0\]: keys missing: \['flags'\]"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda it: it.update(extra=1), r"row 0: keys not in the schema: \['extra'\]"),
+        (lambda it: it.pop("width"), r"row 0: keys missing: \['width'\]"),
+        (
+            lambda it: it["pairs"][0].update(relaton="on"),
+            r"row 0.pairs\[0\]: keys not in the schema: \['relaton'\]",
+        ),
+        (lambda it: it["pairs"][0].pop("flags"), r"row 0.pairs\[0\]: keys missing: \['flags'\]"),
+    ],
+)
 def test_writers_refuse_unknown_or_missing_keys_also_inside_structs(mutate, message):
     item = new_item("x.jpg", pairs=[new_pair(0, "cup", "table", [0, 0, 1, 1], [0, 0, 1, 1])])
     to_table([item])  # the untouched item is fine
@@ -73,5 +81,7 @@ def test_an_older_partition_conforms_to_todays_schema(tmp_path):
     pq.write_table(old, tmp_path / "part-old.parquet")
     read = schema.conform(pq.read_table(tmp_path / "part-old.parquet"))
     assert read.schema.names == ANNOTATION_SCHEMA.names
-    assert read.column("refine_status").to_pylist() == [None] and read.column("relation").to_pylist() == ["on"]
+    assert read.column("refine_status").to_pylist() == [None] and read.column("relation").to_pylist() == [
+        "on"
+    ]
     assert read.schema.field("pair_index").type == pa.int32()

@@ -31,8 +31,12 @@ def test_device_and_cpus():
 def test_start_sglang_sets_the_cpu_workers_and_explains_a_missing_package(monkeypatch):
     made = []
     monkeypatch.delenv("SGLANG_CPU_WORKERS", raising=False)
-    engine = start_sglang("x", {"model_path": "/m", "tp_size": 1}, cpu_workers=3,
-                          factory=lambda **kw: made.append(kw) or "engine")
+    engine = start_sglang(
+        "x",
+        {"model_path": "/m", "tp_size": 1},
+        cpu_workers=3,
+        factory=lambda **kw: made.append(kw) or "engine",
+    )
     assert engine == "engine" and made == [{"model_path": "/m", "tp_size": 1}]
     assert os.environ["SGLANG_CPU_WORKERS"] == "3"
     monkeypatch.setitem(sys.modules, "sglang", None)  # import fails like on a CPU node
@@ -44,7 +48,7 @@ def test_s3_keys_that_leave_their_prefix_are_refused(s3_bucket, tmp_path, monkey
     import boto3
 
     monkeypatch.setenv("VSD_CACHE_DIR", str(tmp_path / "cache"))
-    bucket = s3_bucket[len("s3://"):]
+    bucket = s3_bucket[len("s3://") :]
     s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     s3.put_object(Bucket=bucket, Key="models/m/config.json", Body=b"{}")
     s3.put_object(Bucket=bucket, Key="models/m/../../escape.txt", Body=b"x")
@@ -57,8 +61,8 @@ def test_model_dir_policy(tiny_text_lm_dir, tmp_path):
     import json
     import shutil
 
-    from vsd.serving import check_engine_args, check_model_dir, local_model
     from vsd.config import ConfigError
+    from vsd.serving import check_engine_args, check_model_dir, local_model
 
     assert local_model(tiny_text_lm_dir) == tiny_text_lm_dir
     sharded = tmp_path / "sharded"
@@ -67,8 +71,11 @@ def test_model_dir_policy(tiny_text_lm_dir, tmp_path):
     index = {"weight_map": {"lm_head.weight": "model-00001-of-00001.safetensors"}}
     (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
     check_model_dir(str(sharded))  # every shard a safetensors file inside: fine
-    for shard, why in (("pytorch_model-00002.bin", "only .safetensors"), ("../elsewhere.safetensors", "only .safetensors"),
-                       ("model-00002-of-00002.safetensors", "which is missing")):
+    for shard, why in (
+        ("pytorch_model-00002.bin", "only .safetensors"),
+        ("../elsewhere.safetensors", "only .safetensors"),
+        ("model-00002-of-00002.safetensors", "which is missing"),
+    ):
         (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": shard}}))
         with pytest.raises(VSDError, match=why):
             check_model_dir(str(sharded), "refine.model")

@@ -59,21 +59,35 @@ def test_s3_endpoint_comes_from_the_environment(s3_server):
 
 
 def _aws_env(monkeypatch, **values):
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ROLE_ARN",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", storage.IMDS_SWITCH):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_PROFILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        storage.IMDS_SWITCH,
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
 
 
-@pytest.mark.parametrize("values, source", [
-    ({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"),
-    ({"AWS_PROFILE": "night"}, "AWS_PROFILE=night"),
-    ({"AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token"},
-     "AWS_ROLE_ARN+AWS_WEB_IDENTITY_TOKEN_FILE (web identity)"),
-    ({"AWS_ENDPOINT_URL": "http://minio:9000"}, None),
-])
+@pytest.mark.parametrize(
+    "values, source",
+    [
+        ({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"),
+        ({"AWS_PROFILE": "night"}, "AWS_PROFILE=night"),
+        (
+            {"AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token"},
+            "AWS_ROLE_ARN+AWS_WEB_IDENTITY_TOKEN_FILE (web identity)",
+        ),
+        ({"AWS_ENDPOINT_URL": "http://minio:9000"}, None),
+    ],
+)
 def test_the_metadata_lookup_is_switched_off_where_it_cannot_apply(monkeypatch, values, source):
     _aws_env(monkeypatch, **values)
     assert storage.credential_source() == source
@@ -91,8 +105,10 @@ def test_the_probe_filesystem_is_bounded_and_separate_from_the_runs(s3_server):
     run, probe = storage.filesystem_for("s3://b/x"), storage.probe_filesystem("s3://b/x")
     assert run is not probe and probe is storage.probe_filesystem("s3://b/y")
     options = probe.__reduce__()[1][0]  # what pyarrow pickles: the client's settings
-    assert (options["connect_timeout"], options["request_timeout"]) == (storage.PROBE["connect_timeout"],
-                                                                        storage.PROBE["request_timeout"])
+    assert (options["connect_timeout"], options["request_timeout"]) == (
+        storage.PROBE["connect_timeout"],
+        storage.PROBE["request_timeout"],
+    )
     assert options["endpoint_override"] == s3_server.split("://")[1]
     assert run.__reduce__()[1][0]["connect_timeout"] == -1  # the run keeps the SDK's defaults
     assert storage.probe_filesystem("/tmp").type_name == "local"

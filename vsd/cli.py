@@ -17,18 +17,20 @@ from vsd.errors import VSDError
 
 # (module, what it registers); each module has add_parser(subparsers) that calls set_defaults(func=...)
 COMMAND_MODULES = [
-    "vsd.corpus.commands",     # vsd corpus sync | info
-    "vsd.data.commands",       # vsd data synth | build
-    "vsd.train.commands",      # vsd train
-    "vsd.model.commands",      # vsd export | vsd model tiny
-    "vsd.annotate.commands",   # vsd annotate
-    "vsd.evaluate.commands",   # vsd evaluate
-    "vsd.demo",                # vsd demo
+    "vsd.corpus.commands",  # vsd corpus sync | info
+    "vsd.data.commands",  # vsd data synth | build
+    "vsd.train.commands",  # vsd train
+    "vsd.model.commands",  # vsd export | vsd model tiny
+    "vsd.annotate.commands",  # vsd annotate
+    "vsd.evaluate.commands",  # vsd evaluate
+    "vsd.demo",  # vsd demo
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsd", description="LLaVA-VSD: data, training, annotation, evaluation")
+    parser = argparse.ArgumentParser(
+        prog="vsd", description="LLaVA-VSD: data, training, annotation, evaluation"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -56,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as exc:  # storage or disk failing mid-run (beyond its retries): not a bug in vsd
-        print(f"vsd: error: I/O failure: {type(exc).__name__}: {' '.join(str(exc).split())[:400]} (fix it and "
-              "run again: what was written stays, nothing is written twice)", file=sys.stderr)
+        print(
+            f"vsd: error: I/O failure: {type(exc).__name__}: {' '.join(str(exc).split())[:400]} (fix it and "
+            "run again: what was written stays, nothing is written twice)",
+            file=sys.stderr,
+        )
         return 1
     except Exception as exc:  # noqa: BLE001 - anything else is a bug: one line saying so, then the details
         print(internal_error_line(exc), file=sys.stderr)

@@ -35,7 +35,8 @@ _Yaml12Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def yaml_load(text: str):
@@ -47,8 +48,14 @@ class ConfigError(VSDError, ValueError):
     """A config problem, reported as one line naming the dotted field."""
 
 
-def describe(name: str, default: Any = dataclasses.MISSING, *, help: str, choices: list | None = None,
-             factory: Any = None) -> Any:
+def describe(
+    name: str,
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    choices: list | None = None,
+    factory: Any = None,
+) -> Any:
     """A dataclass field with a description (and optional allowed values)."""
     meta = {"help": help}
     if choices is not None:
@@ -202,7 +209,11 @@ def migrate_renamed(cls: type, data: dict, prefix: str = "") -> dict:
             else:
                 deprecated(f"{where}{old} is ignored: {where}{target} is also set")
     for parent in {old.split(".")[0] for old in renamed}:  # a section emptied by the moves
-        if isinstance(data.get(parent), dict) and not data[parent] and parent not in {f.name for f in dataclasses.fields(cls)}:
+        if (
+            isinstance(data.get(parent), dict)
+            and not data[parent]
+            and parent not in {f.name for f in dataclasses.fields(cls)}
+        ):
             data.pop(parent)
     return data
 
@@ -314,8 +325,11 @@ def help_text(cls: type, prefix: str = "") -> str:
             lines.append(f"{name}: {f.metadata.get('help', '')}")
             lines.append(help_text(tp, name + "."))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        )
         lines.append(f"{name} ({_type_name(tp)}, default {default!r}): {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
@@ -324,14 +338,19 @@ def help_text(cls: type, prefix: str = "") -> str:
 # Command-line plumbing shared by every job with a typed config
 # ----------------------------------------------------------------------------------------------
 
+
 def add_config_arguments(parser: Any, *, example_config: str, example_overrides: str) -> None:
     """``--config FILE``, ``--help-config`` and trailing ``key=value`` overrides, the same for every job."""
     parser.add_argument("--config", help=f"YAML config ({example_config})")
-    parser.add_argument("--help-config", action="store_true", help="list every config field with its description and exit")
+    parser.add_argument(
+        "--help-config", action="store_true", help="list every config field with its description and exit"
+    )
     parser.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example_overrides}")
 
 
-def config_from_args(cls: type[T], args: Any, flags: dict[str, str] | None = None, loader: Any = None) -> T | None:
+def config_from_args(
+    cls: type[T], args: Any, flags: dict[str, str] | None = None, loader: Any = None
+) -> T | None:
     """The job's config from ``--config``, then the named flags (``{"input": "input.uri"}``: a flag
     given on the command line overrides that key), then the dotted overrides. None when
     ``--help-config`` asked for the field list instead (it has been printed)."""

@@ -32,21 +32,33 @@ ENGINE_OVERRIDES = {"hf": [], "sglang": ["engine.kind=sglang", "engine.device=cp
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run data ▸ train ▸ export ▸ annotate ▸ evaluate end to end, offline, on a tiny model",
+        "demo",
+        help="run data ▸ train ▸ export ▸ annotate ▸ evaluate end to end, offline, on a tiny model",
         description="Generates synthetic scenes, fine-tunes the tiny pretrained base with LoRA on Ray "
-                    "Train + DeepSpeed, annotates held-out scenes with Ray Data and evaluates them.")
+        "Train + DeepSpeed, annotates held-out scenes with Ray Data and evaluates them.",
+    )
     p.add_argument("--out", default="out/demo", help="output folder (local path)")
     p.add_argument("--train-scenes", type=int, default=DEFAULT_TRAIN_SCENES, help="synthetic training scenes")
     p.add_argument("--heldout-scenes", type=int, default=90, help="synthetic held-out scenes to annotate")
-    p.add_argument("--raw-scenes", type=int, default=90,
-                   help="held-out scenes given without boxes, for the tiny detector and the propose stage (0: skip)")
+    p.add_argument(
+        "--raw-scenes",
+        type=int,
+        default=90,
+        help="held-out scenes given without boxes, for the tiny detector and the propose stage (0: skip)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the training scenes (held-out: seed + 1000)")
-    p.add_argument("--train-config", default=str(CONFIGS / "train.yaml"), help="TrainConfig YAML of the fine-tune")
+    p.add_argument(
+        "--train-config", default=str(CONFIGS / "train.yaml"), help="TrainConfig YAML of the fine-tune"
+    )
     p.add_argument("--annotate-config", default=str(CONFIGS / "annotate.yaml"), help="AnnotateConfig YAML")
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster")
-    p.add_argument("--engine", default="hf", choices=list(ENGINE_OVERRIDES),
-                   help="annotation engine: hf (transformers) or sglang (the real sglang.Engine on CPU, needs "
-                        ".venv-sglang from `make test-sglang`); the export's layout follows")
+    p.add_argument(
+        "--engine",
+        default="hf",
+        choices=list(ENGINE_OVERRIDES),
+        help="annotation engine: hf (transformers) or sglang (the real sglang.Engine on CPU, needs "
+        ".venv-sglang from `make test-sglang`); the export's layout follows",
+    )
     p.add_argument("overrides", nargs="*", help="train config overrides, e.g. optim.max_steps=100")
     p.set_defaults(func=run)
 
@@ -91,7 +103,9 @@ def train_adapter(cfg_path: str, overrides: list[str], data_uri: Path, run_uri: 
     from vsd.train.config import TrainConfig
     from vsd.train.driver import train
 
-    cfg = vconfig.load(TrainConfig, cfg_path, [f"model.base={BASE_MODEL}", f"data.uri={data_uri}", *overrides])
+    cfg = vconfig.load(
+        TrainConfig, cfg_path, [f"model.base={BASE_MODEL}", f"data.uri={data_uri}", *overrides]
+    )
     result = train(cfg, str(run_uri))
     if result.error or not result.checkpoint:
         raise VSDError(f"demo: training failed: {result.error or 'no checkpoint written'}")
@@ -102,25 +116,36 @@ def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path, engine:
     from vsd.annotate.config import load_config
     from vsd.annotate.pipeline import run_annotation
 
-    cfg = load_config(cfg_path, [
-        f"input.uri={scenes / 'vsdv1.json'}", f"input.vsd2={scenes / 'vsdv2.json'}",
-        f"input.image_dir={scenes / 'images'}", f"output={output}", f"engine.model={model_dir}",
-        *ENGINE_OVERRIDES[engine],
-    ])
+    cfg = load_config(
+        cfg_path,
+        [
+            f"input.uri={scenes / 'vsdv1.json'}",
+            f"input.vsd2={scenes / 'vsdv2.json'}",
+            f"input.image_dir={scenes / 'images'}",
+            f"output={output}",
+            f"engine.model={model_dir}",
+            *ENGINE_OVERRIDES[engine],
+        ],
+    )
     return run_annotation(cfg)
 
 
 def headline(report: dict) -> dict[str, float]:
     """The demo's headline numbers from the evaluation report: the model's raw output (``task2_…``)
     and the published, refined text (``task2_refined_…``), plus what repair and truncation did."""
-    out = {"relation_accuracy": report["relation_accuracy"], "task1_macro_f1": (report.get("task1") or {}).get("macro_f1")}
+    out = {
+        "relation_accuracy": report["relation_accuracy"],
+        "task1_macro_f1": (report.get("task1") or {}).get("macro_f1"),
+    }
     for task in (2, 3):
         for variant, tag in (("raw", ""), ("refined", "refined_")):
             block = (report.get(f"task{task}") or {}).get(variant) or {}
             captions = block.get("captions") or {}
             for name in ("Bleu_4", "METEOR", "CIDEr"):
                 out[f"task{task}_{tag}{name}"] = captions.get(name)
-            out[f"task{task}_{tag}true_relation_share"] = (block.get("relation_in_text") or {}).get("agree_share")
+            out[f"task{task}_{tag}true_relation_share"] = (block.get("relation_in_text") or {}).get(
+                "agree_share"
+            )
             if task == 3:
                 out[f"task3_{tag}three_sentence_share"] = block.get("three_sentence_share")
     out["description_flags"] = report.get("description_flags") or {}
@@ -150,12 +175,18 @@ def run(args: argparse.Namespace) -> int:
         train_yaml = vconfig.load_yaml(args.train_config)
         n_train, size = args.train_scenes, IMAGE_SIZE
         _, train_data = make_data(out / "data", n_train, args.seed, "train", size)
-        heldout_scenes, heldout_data = make_data(out / "data", args.heldout_scenes, args.seed + 1000, "heldout", size)
+        heldout_scenes, heldout_data = make_data(
+            out / "data", args.heldout_scenes, args.seed + 1000, "heldout", size
+        )
 
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"]}})
+        ray.init(
+            num_cpus=args.num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"]}},
+        )
     try:
         with watch.stage("train (Ray Train + DeepSpeed, LoRA)"):
             cfg_path = _write_train_config(train_yaml, out)
@@ -163,21 +194,36 @@ def run(args: argparse.Namespace) -> int:
             print(f"adapter: {result.checkpoint}")
         with watch.stage("export (merge LoRA)"):
             model_dir = out / "model"
-            merge_and_export(str(BASE_MODEL), str(Path(result.checkpoint) / "adapter"), str(model_dir),
-                             overwrite=True, layout=args.engine)
+            merge_and_export(
+                str(BASE_MODEL),
+                str(Path(result.checkpoint) / "adapter"),
+                str(model_dir),
+                overwrite=True,
+                layout=args.engine,
+            )
         with watch.stage(f"annotate (Ray Data, {args.engine} engine)"):
-            run_result = annotate(args.annotate_config, heldout_scenes, model_dir, out / "annotations", args.engine)
+            run_result = annotate(
+                args.annotate_config, heldout_scenes, model_dir, out / "annotations", args.engine
+            )
         raw = None
         if args.raw_scenes:
             with watch.stage("raw corpus (propose ▸ annotate, no boxes given)"):
-                raw = demo_raw.run_raw(out / "raw", args.raw_scenes, args.seed + 1000, args.annotate_config, model_dir,
-                                       ENGINE_OVERRIDES[args.engine])
+                raw = demo_raw.run_raw(
+                    out / "raw",
+                    args.raw_scenes,
+                    args.seed + 1000,
+                    args.annotate_config,
+                    model_dir,
+                    ENGINE_OVERRIDES[args.engine],
+                )
     finally:
         if started_ray:
             ray.shutdown()
 
     with watch.stage("evaluate"):
-        report = evaluate(str(out / "annotations"), str(heldout_data / "instructions.parquet"), str(out / "report"))
+        report = evaluate(
+            str(out / "annotations"), str(heldout_data / "instructions.parquet"), str(out / "report")
+        )
 
     from vsd.evaluate.commands import summary_lines
 
@@ -201,7 +247,9 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in demo_report["seconds"].items()))
     print(f"held-out relation accuracy: {report['relation_accuracy']:.3f}")
-    print(f"report: {out / 'report' / 'report.md'}   parquet: {out / 'annotations'}   summary: {out / 'report.json'}")
+    print(
+        f"report: {out / 'report' / 'report.md'}   parquet: {out / 'annotations'}   summary: {out / 'report.json'}"
+    )
     return 0
 
 

@@ -60,8 +60,10 @@ def propose_config(**overrides):
     from vsd.propose.tiny_detector import demo_propose_config
 
     settings = to_dict(demo_propose_config(pairs=dict(PAIRS)))
-    return from_dict(ProposeStageConfig, {**settings, "enabled": True,
-                                          "resources": {"num_cpus": 1.0, "concurrency": 1}, **overrides})
+    return from_dict(
+        ProposeStageConfig,
+        {**settings, "enabled": True, "resources": {"num_cpus": 1.0, "concurrency": 1}, **overrides},
+    )
 
 
 def annotate_raw(images: Path, output: Path, cfg_path: str, model_dir: Path, engine_overrides: list[str]):
@@ -69,8 +71,17 @@ def annotate_raw(images: Path, output: Path, cfg_path: str, model_dir: Path, eng
     from vsd.annotate.config import load_config
     from vsd.annotate.pipeline import run_annotation
 
-    cfg = load_config(cfg_path, [f"input.uri={images}", "input.format=folder", f"output={output}",
-                                 f"engine.model={model_dir}", f"tasks={RAW_TASKS}", *engine_overrides])
+    cfg = load_config(
+        cfg_path,
+        [
+            f"input.uri={images}",
+            "input.format=folder",
+            f"output={output}",
+            f"engine.model={model_dir}",
+            f"tasks={RAW_TASKS}",
+            *engine_overrides,
+        ],
+    )
     cfg.stages.propose = propose_config()
     return run_annotation(cfg)
 
@@ -100,7 +111,9 @@ def detection_metrics(images: Path, n: int, seed: int, size: int) -> dict:
         with Image.open(images / scene.img_id) as im:
             pictures.append(im.convert("RGB"))
     proposals = Proposer(propose_config()).propose(pictures)
-    return evaluate_detections([(p.detections, scene_objects(s)) for p, s in zip(proposals, scenes)], IOU).to_dict()
+    return evaluate_detections(
+        [(p.detections, scene_objects(s)) for p, s in zip(proposals, scenes)], IOU
+    ).to_dict()
 
 
 def _matches(box, label, truth, names: bool = True) -> bool:
@@ -129,23 +142,35 @@ def pair_accuracy(rows: list[dict], seed: int, size: int) -> dict:
         scene = scene_at(int(m["index"]), seed, size)
         subject, object_ = scene_objects(scene)[:2]
         right = r["relation"] == scene.relation
-        if _matches(r["subject_box"], None, subject, names=False) and _matches(r["object_box"], None, object_,
-                                                                               names=False):
+        if _matches(r["subject_box"], None, subject, names=False) and _matches(
+            r["object_box"], None, object_, names=False
+        ):
             box_matched += 1
             box_correct += right
-        if _matches(r["subject_box"], r["subject"], subject) and _matches(r["object_box"], r["object"], object_):
+        if _matches(r["subject_box"], r["subject"], subject) and _matches(
+            r["object_box"], r["object"], object_
+        ):
             matched += 1
             correct += right
             found.add(r["image_id"])
-    return {"rows": len(rows), "detected_pair_rows": len(detected), "images_with_detected_pairs": len(images),
-            "scene_level_rows": sum(r["pair_index"] == -1 for r in rows),
-            "error_rows": sum(r["status"] != "ok" for r in rows),
-            "matched_pairs": matched, "images_with_true_pair_proposed": len(found), "task1_correct": correct,
-            "task1_accuracy_matched": _share(correct, matched),
-            "box_matched_pairs": box_matched, "task1_accuracy_box_matched": _share(box_correct, box_matched)}
+    return {
+        "rows": len(rows),
+        "detected_pair_rows": len(detected),
+        "images_with_detected_pairs": len(images),
+        "scene_level_rows": sum(r["pair_index"] == -1 for r in rows),
+        "error_rows": sum(r["status"] != "ok" for r in rows),
+        "matched_pairs": matched,
+        "images_with_true_pair_proposed": len(found),
+        "task1_correct": correct,
+        "task1_accuracy_matched": _share(correct, matched),
+        "box_matched_pairs": box_matched,
+        "task1_accuracy_box_matched": _share(box_correct, box_matched),
+    }
 
 
-def run_raw(out: Path, n: int, seed: int, cfg_path: str, model_dir: Path, engine_overrides: list[str]) -> dict:
+def run_raw(
+    out: Path, n: int, seed: int, cfg_path: str, model_dir: Path, engine_overrides: list[str]
+) -> dict:
     """Generate, annotate and score the raw corpus; returns ``report.json``'s ``raw`` section."""
     from vsd.propose.tiny_detector import ASSET, detector_meta
 
@@ -156,15 +181,29 @@ def run_raw(out: Path, n: int, seed: int, cfg_path: str, model_dir: Path, engine
     annotate_s = time.perf_counter() - t0
     pairs = pair_accuracy(read_annotations(out / "annotations"), seed, size)
     detection = detection_metrics(images, n, seed, size)
-    reached = {"recall": detection["recall"], "precision": detection["precision"],
-               "task1_accuracy_matched": pairs["task1_accuracy_matched"]}
+    reached = {
+        "recall": detection["recall"],
+        "precision": detection["precision"],
+        "task1_accuracy_matched": pairs["task1_accuracy_matched"],
+    }
     return {
-        "scenes": n, "seed": seed, "image_size": size, "iou": IOU, "tasks": RAW_TASKS,
-        "detector": {"path": str(ASSET), "architecture": detector_meta().get("architecture"),
-                     "score_threshold": detector_meta().get("score_threshold"), "pairs": dict(PAIRS)},
-        "detection": detection, "pairs": pairs, "targets": dict(TARGETS),
+        "scenes": n,
+        "seed": seed,
+        "image_size": size,
+        "iou": IOU,
+        "tasks": RAW_TASKS,
+        "detector": {
+            "path": str(ASSET),
+            "architecture": detector_meta().get("architecture"),
+            "score_threshold": detector_meta().get("score_threshold"),
+            "pairs": dict(PAIRS),
+        },
+        "detection": detection,
+        "pairs": pairs,
+        "targets": dict(TARGETS),
         "meets_targets": all(v is not None and v >= TARGETS[k] for k, v in reached.items()),
-        "annotation_counts": run.counts, "annotations": str(out / "annotations"),
+        "annotation_counts": run.counts,
+        "annotations": str(out / "annotations"),
         "seconds": {"annotate": round(annotate_s, 1), "total": round(time.perf_counter() - t0, 1)},
     }
 

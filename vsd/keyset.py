@@ -61,6 +61,7 @@ def bucket_of(arr: np.ndarray, buckets: int) -> np.ndarray:
 # Bloom filter over uniformly random keys (the key bytes themselves are the hashes)
 # ----------------------------------------------------------------------------------------------
 
+
 def _positions(arr: np.ndarray, bits: int) -> np.ndarray:
     h = np.ascontiguousarray(arr).view(np.uint64)  # two 64-bit halves per key
     h1, h2 = h[:, 0], h[:, 1] | np.uint64(1)
@@ -162,6 +163,7 @@ def _bucket_dir(root: str, bucket: int) -> str:
 # The set
 # ----------------------------------------------------------------------------------------------
 
+
 class KeySet:
     """A bucketed key set rooted at ``root`` (local or s3://); see the module docstring."""
 
@@ -197,7 +199,9 @@ class KeySet:
         if not len(arr):
             return 0
         if not storage.exists(self._meta_uri):
-            storage.write_text(self._meta_uri, json.dumps({"buckets": self.buckets, "key_bytes": KEY_BYTES}) + "\n")
+            storage.write_text(
+                self._meta_uri, json.dumps({"buckets": self.buckets, "key_bytes": KEY_BYTES}) + "\n"
+            )
         by_bucket = bucket_of(arr, self.buckets)
         jobs = [(int(b), arr[by_bucket == b]) for b in np.unique(by_bucket)]
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -212,7 +216,9 @@ class KeySet:
         storage.write_bytes(f"{base}/{generation}.bloom", bloom_build(raw))
         storage.write_bytes(f"{base}/{generation}.keys", raw.tobytes())
 
-    def compact(self, snapshot: Snapshot | None = None, max_generations: int = 8, generation: str = "c") -> int:
+    def compact(
+        self, snapshot: Snapshot | None = None, max_generations: int = 8, generation: str = "c"
+    ) -> int:
         """Merge the generations of every bucket that has more than ``max_generations`` into one
         (write the merged file, then delete the old ones: a crash in between only leaves keys
         twice). Returns how many buckets were merged."""
@@ -222,8 +228,10 @@ class KeySet:
         def merge(job: tuple[int, list[str]]) -> None:
             bucket, gens = job
             base = _bucket_dir(self.root, bucket)
-            parts = [np.frombuffer(storage.read_bytes(f"{base}/{g}.keys"), dtype=np.uint8).reshape(-1, KEY_BYTES)
-                     for g in gens]
+            parts = [
+                np.frombuffer(storage.read_bytes(f"{base}/{g}.keys"), dtype=np.uint8).reshape(-1, KEY_BYTES)
+                for g in gens
+            ]
             name = f"{generation}-{gens[-1]}"
             self._write(bucket, name, np.concatenate(parts))
             for g in gens:

@@ -32,11 +32,21 @@ import pyarrow.fs as pafs
 from vsd import storage
 from vsd.errors import VSDError
 
-CREDENTIAL_HELP = ("set AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or IRSA's "
-                   "AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE")
+CREDENTIAL_HELP = (
+    "set AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or IRSA's "
+    "AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE"
+)
 _UNREACHABLE = ("NETWORK_CONNECTION", "REQUEST_TIMEOUT", "SLOW_DOWN", "SERVICE_UNAVAILABLE", "curlCode")
-_DENIED = ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "EXPIRED_TOKEN",
-           "INVALID_CLIENT_TOKEN_ID", "UNRECOGNIZED_CLIENT", "MISSING_AUTHENTICATION_TOKEN", "HTTP response code: 403")
+_DENIED = (
+    "ACCESS_DENIED",
+    "INVALID_ACCESS_KEY_ID",
+    "SIGNATURE_DOES_NOT_MATCH",
+    "EXPIRED_TOKEN",
+    "INVALID_CLIENT_TOKEN_ID",
+    "UNRECOGNIZED_CLIENT",
+    "MISSING_AUTHENTICATION_TOKEN",
+    "HTTP response code: 403",
+)
 _AWS_ERROR = re.compile(r"AWS Error (\w+) during (\w+) operation: ([^;(]*)")
 
 
@@ -62,7 +72,9 @@ def is_location(name: str | None) -> bool:
         return False
     if storage.is_s3(name) or name.startswith("file://"):
         return True
-    return os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/", "~")) or name.count("/") != 1
+    return (
+        os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/", "~")) or name.count("/") != 1
+    )
 
 
 def annotate_targets(cfg) -> list[Target]:
@@ -73,7 +85,10 @@ def annotate_targets(cfg) -> list[Target]:
     kind = "corpus" if src.format == "corpus" else detect_format(src.uri, src.format)
     want, hint = {
         "corpus": ("corpus", "a corpus made by `vsd corpus sync`, or set input.format=auto"),
-        "folder": ("any", "a folder or s3:// prefix of images, a corpus, a .parquet/.jsonl/.csv manifest or a VSD .json"),
+        "folder": (
+            "any",
+            "a folder or s3:// prefix of images, a corpus, a .parquet/.jsonl/.csv manifest or a VSD .json",
+        ),
         "manifest": ("file", "a .parquet/.jsonl/.csv manifest file"),
         "vsd_json": ("file", "a VSD .json file"),
     }[kind]
@@ -87,8 +102,16 @@ def annotate_targets(cfg) -> list[Target]:
     if cfg.stages.refine.mode in ("hf", "sglang"):
         models.append(("stages.refine.model", cfg.stages.refine.model))
     hints = {"engine.adapter": "an adapter, checkpoint or training-run folder (local or s3://)"}
-    targets += [Target(f, name, "dir", hints.get(f, "a checkpoint folder or s3:// prefix, a hub id org/name or tiny:llava"))
-                for f, name in models if is_location(name)]
+    targets += [
+        Target(
+            f,
+            name,
+            "dir",
+            hints.get(f, "a checkpoint folder or s3:// prefix, a hub id org/name or tiny:llava"),
+        )
+        for f, name in models
+        if is_location(name)
+    ]
     return targets
 
 
@@ -162,8 +185,11 @@ def _check_local(target: Target, path: str) -> None:
 
 def _check_local_output(target: Target, path: str) -> None:
     if os.path.exists(path) and not os.path.isdir(path):
-        raise _fail(target, "is a file; the output root is a folder (new or existing) that will hold "
-                            "run_date=*/ partitions", hint=False)
+        raise _fail(
+            target,
+            "is a file; the output root is a folder (new or existing) that will hold run_date=*/ partitions",
+            hint=False,
+        )
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -174,7 +200,9 @@ def _check_local_output(target: Target, path: str) -> None:
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
-        raise _fail(target, f"not writable: cannot create a file in {existing} ({exc.strerror})", hint=False) from None
+        raise _fail(
+            target, f"not writable: cannot create a file in {existing} ({exc.strerror})", hint=False
+        ) from None
 
 
 def _check_s3(target: Target, fs: pafs.FileSystem, path: str) -> None:
@@ -195,16 +223,22 @@ def _check_s3(target: Target, fs: pafs.FileSystem, path: str) -> None:
         if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
             raise _fail(target, f"bucket {bucket!r} does not exist; {s3_context()}", hint=False)
         raise _fail(target, f"nothing at or under this prefix; {s3_context()}")
-    _check_kind(target, info.type == pafs.FileType.Directory,
-                lambda: fs.get_file_info(posixpath.join(path, META_FILE)).type == pafs.FileType.File)
+    _check_kind(
+        target,
+        info.type == pafs.FileType.Directory,
+        lambda: fs.get_file_info(posixpath.join(path, META_FILE)).type == pafs.FileType.File,
+    )
 
 
 def s3_context() -> str:
     """``endpoint …, credentials …``: what a user checks first when S3 fails."""
     var = "AWS_ENDPOINT_URL_S3" if os.environ.get("AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
     endpoint = storage.s3_endpoint()
-    where = (f"endpoint {endpoint} (from {var})" if endpoint
-             else f"endpoint: AWS S3 in {storage.s3_region()} (set AWS_ENDPOINT_URL for MinIO or another store)")
+    where = (
+        f"endpoint {endpoint} (from {var})"
+        if endpoint
+        else f"endpoint: AWS S3 in {storage.s3_region()} (set AWS_ENDPOINT_URL for MinIO or another store)"
+    )
     source = storage.credential_source()
     if source:
         return f"{where}, credentials from {source}"
@@ -217,7 +251,7 @@ def s3_error(target: Target, exc: OSError) -> PreflightError:
     message = str(exc)
     match = _AWS_ERROR.search(message)
     detail = (f"{match[1]} during {match[2]}: {match[3].strip()}" if match else message.splitlines()[0])[:200]
-    bucket = target.uri[len("s3://"):].split("/", 1)[0]
+    bucket = target.uri[len("s3://") :].split("/", 1)[0]
     advice = ""
     if "NO_SUCH_BUCKET" in message:
         what = f"bucket {bucket!r} does not exist"

@@ -17,20 +17,53 @@ from typing import Any
 REDACTED = "<redacted>"
 
 # sglang.Engine / vLLM-style settings that configure a server and carry no secret.
-SAFE_ENGINE_ARGS = frozenset({
-    "tp_size", "dp_size", "pp_size", "ep_size", "mem_fraction_static", "chunked_prefill_size",
-    "max_running_requests", "max_total_tokens", "max_prefill_tokens", "context_length", "attention_backend",
-    "sampling_backend", "disable_cuda_graph", "cuda_graph_max_bs", "disable_overlap_schedule",
-    "disable_radix_cache", "skip_server_warmup", "schedule_policy", "schedule_conservativeness", "random_seed",
-    "dtype", "device", "kv_cache_dtype", "quantization", "enable_torch_compile", "torch_compile_max_bs",
-    "log_level", "stream_interval", "grammar_backend", "constrained_json_whitespace_pattern", "watchdog_timeout",
-    "base_gpu_id", "gpu_id_step", "nnodes", "node_rank", "trust_remote_code", "load_format",
-})
+SAFE_ENGINE_ARGS = frozenset(
+    {
+        "tp_size",
+        "dp_size",
+        "pp_size",
+        "ep_size",
+        "mem_fraction_static",
+        "chunked_prefill_size",
+        "max_running_requests",
+        "max_total_tokens",
+        "max_prefill_tokens",
+        "context_length",
+        "attention_backend",
+        "sampling_backend",
+        "disable_cuda_graph",
+        "cuda_graph_max_bs",
+        "disable_overlap_schedule",
+        "disable_radix_cache",
+        "skip_server_warmup",
+        "schedule_policy",
+        "schedule_conservativeness",
+        "random_seed",
+        "dtype",
+        "device",
+        "kv_cache_dtype",
+        "quantization",
+        "enable_torch_compile",
+        "torch_compile_max_bs",
+        "log_level",
+        "stream_interval",
+        "grammar_backend",
+        "constrained_json_whitespace_pattern",
+        "watchdog_timeout",
+        "base_gpu_id",
+        "gpu_id_step",
+        "nnodes",
+        "node_rank",
+        "trust_remote_code",
+        "load_format",
+    }
+)
 FREEFORM_ALLOWED = {"engine_args": SAFE_ENGINE_ARGS}
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<info>[^/@\s]+)@")
-_SIGNED = re.compile(r"([?&](?:X-Amz-[A-Za-z-]+|Signature|sig|se|sp|sv|token|access_token|key|api_key)=)[^&\s]*",
-                     re.IGNORECASE)
+_SIGNED = re.compile(
+    r"([?&](?:X-Amz-[A-Za-z-]+|Signature|sig|se|sp|sv|token|access_token|key|api_key)=)[^&\s]*", re.IGNORECASE
+)
 
 
 def redact_text(text: str) -> str:

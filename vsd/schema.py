@@ -11,8 +11,8 @@ Boxes are normalised ``[x0, y0, x1, y1]`` in 0..1 (float32), converted once at t
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import pyarrow as pa
 
@@ -50,7 +50,12 @@ def doc(field: pa.Field) -> str:
 
 INSTRUCTION_COLUMNS = (
     Column("id", pa.string(), "unique row id: <record_id>-t<task>", nullable=False),
-    Column("record_id", pa.string(), "<img_id>-p<triple_index>: equals the annotation row_id of the same pair", nullable=False),
+    Column(
+        "record_id",
+        pa.string(),
+        "<img_id>-p<triple_index>: equals the annotation row_id of the same pair",
+        nullable=False,
+    ),
     Column("dataset", pa.string(), "source: VSDv1+VSDv2, synthetic, ..."),
     Column("img_id", pa.string(), "the source image id (VG id or file name)"),
     Column("image", pa.string(), "path of the visual-prompt image, relative to the output"),
@@ -83,35 +88,101 @@ IMAGE, PAIR, RUN = "image", "pair", "run"
 
 ANNOTATION_COLUMNS: tuple[tuple[str, Column], ...] = (
     (RUN, Column("row_id", pa.string(), "<image_id>-p<pair_index>: the exactly-once key", nullable=False)),
-    (IMAGE, Column("image_id", pa.string(), "sha256 of the image bytes, unless the input gives an id", nullable=False)),
+    (
+        IMAGE,
+        Column(
+            "image_id", pa.string(), "sha256 of the image bytes, unless the input gives an id", nullable=False
+        ),
+    ),
     (IMAGE, Column("source_uri", pa.string(), "where the image was read from")),
-    (PAIR, Column("pair_index", pa.int32(), "index of the pair in the input (given boxes) or in the propose stage's "
-                                            "selection order (detected boxes); -1 at scene level")),
+    (
+        PAIR,
+        Column(
+            "pair_index",
+            pa.int32(),
+            "index of the pair in the input (given boxes) or in the propose stage's "
+            "selection order (detected boxes); -1 at scene level",
+        ),
+    ),
     (IMAGE, Column("width", pa.int32(), "image width in pixels (after EXIF rotation)")),
     (IMAGE, Column("height", pa.int32(), "image height in pixels (after EXIF rotation)")),
     (PAIR, Column("subject", pa.string(), "the subject's name (drawn in red)")),
     (PAIR, Column("object", pa.string(), "the object's name (drawn in green)")),
     (PAIR, Column("subject_box", BOX, "subject box, normalised [x0, y0, x1, y1]; null at scene level")),
     (PAIR, Column("object_box", BOX, "object box, normalised [x0, y0, x1, y1]; null at scene level")),
-    (PAIR, Column("box_source", pa.string(), "given (the input's pair) | detected (the propose stage); null at scene level")),
-    (PAIR, Column("subject_score", pa.float32(), "detector confidence of the subject's box; null for given boxes")),
-    (PAIR, Column("object_score", pa.float32(), "detector confidence of the object's box; null for given boxes")),
-    (PAIR, Column("pair_score", pa.float32(),
-                  "pair selection's score (0..1: confidence, size, proximity); null for given boxes")),
-    (PAIR, Column("subject_depth", pa.float32(), "median depth inside the subject's box; null without a depth model")),
-    (PAIR, Column("object_depth", pa.float32(), "median depth inside the object's box; null without a depth model")),
-    (PAIR, Column("depth_kind", pa.string(), "how to read the depths: relative (larger = nearer) | metric (metres, "
-                                             "larger = farther); null without depth")),
+    (
+        PAIR,
+        Column(
+            "box_source",
+            pa.string(),
+            "given (the input's pair) | detected (the propose stage); null at scene level",
+        ),
+    ),
+    (
+        PAIR,
+        Column(
+            "subject_score", pa.float32(), "detector confidence of the subject's box; null for given boxes"
+        ),
+    ),
+    (
+        PAIR,
+        Column("object_score", pa.float32(), "detector confidence of the object's box; null for given boxes"),
+    ),
+    (
+        PAIR,
+        Column(
+            "pair_score",
+            pa.float32(),
+            "pair selection's score (0..1: confidence, size, proximity); null for given boxes",
+        ),
+    ),
+    (
+        PAIR,
+        Column(
+            "subject_depth", pa.float32(), "median depth inside the subject's box; null without a depth model"
+        ),
+    ),
+    (
+        PAIR,
+        Column(
+            "object_depth", pa.float32(), "median depth inside the object's box; null without a depth model"
+        ),
+    ),
+    (
+        PAIR,
+        Column(
+            "depth_kind",
+            pa.string(),
+            "how to read the depths: relative (larger = nearer) | metric (metres, "
+            "larger = farther); null without depth",
+        ),
+    ),
     (PAIR, Column("relation", pa.string(), "task 1: one of the 9 relations")),
-    (PAIR, Column("relation_scores", pa.list_(pa.float32()),
-                  "task 1: log-likelihood per relation in RELATIONS order (engines that score; else null)")),
+    (
+        PAIR,
+        Column(
+            "relation_scores",
+            pa.list_(pa.float32()),
+            "task 1: log-likelihood per relation in RELATIONS order (engines that score; else null)",
+        ),
+    ),
     (PAIR, Column("description", pa.string(), "task 2: one sentence stating the relation")),
     (PAIR, Column("descriptions", pa.list_(pa.string()), "task 3: the descriptions, one per sentence")),
     (PAIR, Column("refined_description", pa.string(), "task 2 after refinement (the original when kept)")),
     (PAIR, Column("refined_descriptions", pa.list_(pa.string()), "task 3 after refinement")),
-    (PAIR, Column("refine_status", pa.string(), "refined | partial | kept_original | skipped, reasons in flags")),
-    (PAIR, Column("geometry_relation", pa.string(), "what the boxes' geometry decides (2-D, and depth when the boxes "
-                                                    "have depths), or null when it cannot")),
+    (
+        PAIR,
+        Column("refine_status", pa.string(), "refined | partial | kept_original | skipped, reasons in flags"),
+    ),
+    (
+        PAIR,
+        Column(
+            "geometry_relation",
+            pa.string(),
+            "what the boxes' geometry decides (2-D, and depth when the boxes "
+            "have depths), or null when it cannot",
+        ),
+    ),
     (PAIR, Column("consistent", pa.bool_(), "true when task 1, the descriptions and the geometry agree")),
     (PAIR, Column("flags", pa.list_(pa.string()), "findings of verify and refine (`<finding>:<where>`)")),
     (PAIR, Column("status", pa.string(), "ok | error", nullable=False)),
@@ -134,14 +205,16 @@ def annotation_columns(level: str) -> tuple[Column, ...]:
 # ----------------------------------------------------------------------------------------------
 
 # Working fields: they travel between stages and never reach the output.
-PAIR_WORKING = (
-    Column("view", pa.int32(), "index into the item's views: the JPEG this pair is asked about"),
-)
+PAIR_WORKING = (Column("view", pa.int32(), "index into the item's views: the JPEG this pair is asked about"),)
 ITEM_WORKING = (
     Column("shard", pa.string(), "the input shard the image came from (its completion is tracked per shard)"),
     Column("shard_row", pa.int64(), "the image's row in that shard: with the shard, who claims the image"),
     Column("given_id", pa.bool_(), "image_id came from the input (not the content hash): its own key space"),
-    Column("source_key", pa.string(), "uri|size|version[|id=<given id>]: lets a rerun skip a known corpus entry unread"),
+    Column(
+        "source_key",
+        pa.string(),
+        "uri|size|version[|id=<given id>]: lets a rerun skip a known corpus entry unread",
+    ),
     Column("data", pa.binary(), "the original bytes; dropped after preprocess"),
     Column("views", pa.list_(pa.binary()), "prepared JPEGs sent to the engine"),
 )
@@ -149,7 +222,8 @@ _ITEM_STATUS = ("status", "error")  # image-level status/error: the pair columns
 
 PAIR_STRUCT = pa.struct([c.field().with_nullable(True) for c in annotation_columns(PAIR) + PAIR_WORKING])
 ITEM_SCHEMA = schema_of(
-    annotation_columns(IMAGE) + ITEM_WORKING
+    annotation_columns(IMAGE)
+    + ITEM_WORKING
     + (Column("pairs", pa.list_(PAIR_STRUCT), "the image's pairs, in input order"),)
     + tuple(c for c in annotation_columns(PAIR) if c.name in _ITEM_STATUS)
 )
@@ -159,6 +233,7 @@ ITEM_SCHEMA = pa.schema([f.with_nullable(True) for f in ITEM_SCHEMA])  # items a
 # ----------------------------------------------------------------------------------------------
 # Rows <-> tables
 # ----------------------------------------------------------------------------------------------
+
 
 class SchemaMismatch(KeyError):
     """A row does not have exactly the schema's keys: a writer's bug, never silently dropped."""
@@ -201,8 +276,11 @@ def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows -> table in ``schema``; every row must have exactly the schema's keys, nested structs
     included (``pa.Table.from_pylist`` alone would drop an unknown key and null a missing one)."""
     names = schema.names
-    nested = [(f.name, f.type) for f in schema if pa.types.is_struct(f.type)
-              or (pa.types.is_list(f.type) and pa.types.is_struct(f.type.value_type))]
+    nested = [
+        (f.name, f.type)
+        for f in schema
+        if pa.types.is_struct(f.type) or (pa.types.is_list(f.type) and pa.types.is_struct(f.type.value_type))
+    ]
     for i, row in enumerate(rows):
         _check_keys(row, names, f"row {i}")
         for name, tp in nested:

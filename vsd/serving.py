@@ -25,16 +25,23 @@ SGLANG_MISSING = "sglang is not installed (GPU nodes: pip install 'llava-vsd[gpu
 # refused in engine_args unless the config's allow_engine_args names them. By pattern, so keys a
 # later SGLang adds with the same words are caught too; a harmless key caught by it is allowed the
 # same way. The model itself is always the config's ``model`` (localised and checked here).
-TRUST_KEY = re.compile(r"trust|remote|load_format|loader|path|_dir|file|revision|override|custom|url|"
-                       r"decrypt|lora|impl|parser|chat_template|token_map")
+TRUST_KEY = re.compile(
+    r"trust|remote|load_format|loader|path|_dir|file|revision|override|custom|url|"
+    r"decrypt|lora|impl|parser|chat_template|token_map"
+)
 NEVER_ALLOWED = ("model_path", "tokenizer_path")
 
 # What SGLang's CPU engine needs (device: cpu; tests, AMX CPUs): attention in plain torch (the
 # intel_amx backend needs a patched kernel and head sizes divisible by 32), no CUDA graphs or
 # overlap scheduling, no warm-up request, a small KV pool in host memory. engine_args override them.
-CPU_ENGINE_ARGS = {"attention_backend": "torch_native", "disable_cuda_graph": True,
-                   "disable_overlap_schedule": True, "skip_server_warmup": True,
-                   "mem_fraction_static": 0.05, "max_total_tokens": 4096}
+CPU_ENGINE_ARGS = {
+    "attention_backend": "torch_native",
+    "disable_cuda_graph": True,
+    "disable_overlap_schedule": True,
+    "skip_server_warmup": True,
+    "mem_fraction_static": 0.05,
+    "max_total_tokens": 4096,
+}
 
 # What a hub model may bring (no pickles, no code): fetched files are checked like local ones.
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
@@ -49,7 +56,9 @@ def localize_model(uri: str, what: str = "model") -> str:
         return localize(uri)
     except VSDError as exc:
         msg = str(exc)
-        raise VSDError(f"{what}: {msg.split(': ', 1)[1]}" if msg.startswith("model: ") else f"{what}: {msg}") from None
+        raise VSDError(
+            f"{what}: {msg.split(': ', 1)[1]}" if msg.startswith("model: ") else f"{what}: {msg}"
+        ) from None
 
 
 def check_engine_args(engine_args: Mapping[str, Any], allowed: Iterable[str] = ()) -> None:
@@ -57,10 +66,14 @@ def check_engine_args(engine_args: Mapping[str, Any], allowed: Iterable[str] = (
     allowed = set(allowed)
     for key in sorted(map(str, engine_args)):
         if key in NEVER_ALLOWED:
-            raise ConfigError(f"engine_args.{key}: the model is the config's model field, not an engine argument")
+            raise ConfigError(
+                f"engine_args.{key}: the model is the config's model field, not an engine argument"
+            )
         if TRUST_KEY.search(key) and key not in allowed:
-            raise ConfigError(f"engine_args.{key}: changes what the engine loads or runs; refused unless "
-                              f"allow_engine_args lists it")
+            raise ConfigError(
+                f"engine_args.{key}: changes what the engine loads or runs; refused unless "
+                f"allow_engine_args lists it"
+            )
 
 
 def check_model_dir(path: str, what: str = "model", *, remote_code: bool = False) -> None:
@@ -77,7 +90,9 @@ def check_model_dir(path: str, what: str = "model", *, remote_code: bool = False
         except (OSError, ValueError, AttributeError):
             raise VSDError(f"{what}: {config} is not readable JSON") from None
         if auto_map:
-            raise VSDError(f"{what}: {path} needs its own Python code (config auto_map); remote code is not run")
+            raise VSDError(
+                f"{what}: {path} needs its own Python code (config auto_map); remote code is not run"
+            )
 
 
 def local_model(uri: str, what: str = "model", *, remote_code: bool = False) -> str:
@@ -127,9 +142,15 @@ def actor_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def start_sglang(what: str, kwargs: dict[str, Any], *, cpu_workers: int | None = None,
-                 factory: Callable[..., Any] | None = None, hint: str = "",
-                 error: type[VSDError] = VSDError) -> Any:
+def start_sglang(
+    what: str,
+    kwargs: dict[str, Any],
+    *,
+    cpu_workers: int | None = None,
+    factory: Callable[..., Any] | None = None,
+    hint: str = "",
+    error: type[VSDError] = VSDError,
+) -> Any:
     """``sglang.Engine(**kwargs)`` (or ``factory(**kwargs)``, a test's stand-in), after setting
     ``SGLANG_CPU_WORKERS`` to ``cpu_workers`` or the actor's CPUs so SGLang's CPU-side pools do not
     oversubscribe the node (and ``SGLANG_USE_CPU_ENGINE`` for ``device="cpu"``). A missing sglang is

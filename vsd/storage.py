@@ -56,7 +56,9 @@ def credential_source() -> str | None:
         return f"AWS_PROFILE={os.environ['AWS_PROFILE']}"
     if all(os.environ.get(v) for v in WEB_IDENTITY):
         return "+".join(WEB_IDENTITY) + " (web identity)"
-    if os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or os.environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+    if os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or os.environ.get(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    ):
         return "the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_*)"
     return None
 
@@ -70,11 +72,20 @@ def skip_metadata_lookup() -> bool:
 
 
 @lru_cache(maxsize=8)
-def _s3_filesystem(endpoint: str | None, region: str, attempts: int = RUN_ATTEMPTS,
-                   connect_timeout: float | None = None, request_timeout: float | None = None) -> pafs.S3FileSystem:
+def _s3_filesystem(
+    endpoint: str | None,
+    region: str,
+    attempts: int = RUN_ATTEMPTS,
+    connect_timeout: float | None = None,
+    request_timeout: float | None = None,
+) -> pafs.S3FileSystem:
     skip_metadata_lookup()
-    kwargs: dict = {"region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
-                    "connect_timeout": connect_timeout, "request_timeout": request_timeout}
+    kwargs: dict = {
+        "region": region,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
+        "connect_timeout": connect_timeout,
+        "request_timeout": request_timeout,
+    }
     if endpoint:
         parsed = urlparse(endpoint)
         kwargs["endpoint_override"] = parsed.netloc or parsed.path
@@ -94,8 +105,9 @@ def probe_filesystem(uri: str) -> pafs.FileSystem:
     """Like `filesystem_for`, with bounded timeouts and two attempts: for checks that must fail
     fast (`vsd.preflight`), never for the run's own reads and writes."""
     if is_s3(uri):
-        return _s3_filesystem(s3_endpoint(), s3_region(), PROBE["attempts"], PROBE["connect_timeout"],
-                              PROBE["request_timeout"])
+        return _s3_filesystem(
+            s3_endpoint(), s3_region(), PROBE["attempts"], PROBE["connect_timeout"], PROBE["request_timeout"]
+        )
     return pafs.LocalFileSystem()
 
 
@@ -107,7 +119,7 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
         path = (parsed.netloc + "/" + parsed.path.lstrip("/")).rstrip("/")
         return filesystem_for(uri), path
     if uri.startswith("file://"):
-        uri = uri[len("file://"):]
+        uri = uri[len("file://") :]
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
 
 

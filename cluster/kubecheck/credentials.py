@@ -35,12 +35,16 @@ def _points_into(container: dict, volumes: dict, path: str, kind: str) -> dict |
 def _irsa(path: str, container: dict, env: dict, volumes: dict) -> list[str]:
     token_file = str(env["AWS_WEB_IDENTITY_TOKEN_FILE"].get("value", ""))
     volume = _points_into(container, volumes, token_file, "projected")
-    audiences = [(s.get("serviceAccountToken") or {}).get("audience")
-                 for s in ((volume or {}).get("projected") or {}).get("sources") or []]
+    audiences = [
+        (s.get("serviceAccountToken") or {}).get("audience")
+        for s in ((volume or {}).get("projected") or {}).get("sources") or []
+    ]
     out = []
     if IRSA_AUDIENCE not in audiences:
-        out.append(f"{path}: AWS_WEB_IDENTITY_TOKEN_FILE must point into a read-only projected serviceAccountToken "
-                   f"volume with audience {IRSA_AUDIENCE}")
+        out.append(
+            f"{path}: AWS_WEB_IDENTITY_TOKEN_FILE must point into a read-only projected serviceAccountToken "
+            f"volume with audience {IRSA_AUDIENCE}"
+        )
     if "AWS_ROLE_ARN" not in env:
         out.append(f"{path}: AWS_WEB_IDENTITY_TOKEN_FILE without AWS_ROLE_ARN: no role to assume")
     return out
@@ -54,15 +58,19 @@ def credentials_as_files(pod: Pod) -> list[str]:
         env = _env(container)
         for key in STATIC_AWS_KEYS:
             if key in env:
-                out.append(f"{path}.env: {key}: static AWS keys as environment variables; use IRSA (a projected "
-                           "sts.amazonaws.com token) or a credentials file mounted from a Secret")
+                out.append(
+                    f"{path}.env: {key}: static AWS keys as environment variables; use IRSA (a projected "
+                    "sts.amazonaws.com token) or a credentials file mounted from a Secret"
+                )
         for i, source in enumerate(container.get("envFrom") or []):
             if "secretRef" in source:
                 out.append(f"{path}.envFrom[{i}]: a whole Secret as environment variables; mount it as files")
         for name, entry in env.items():
             if name not in STATIC_AWS_KEYS and "secretKeyRef" in (entry.get("valueFrom") or {}):
-                out.append(f"{path}.env: {name}: a Secret as an environment variable; mount it and pass its path "
-                           f"({name}_FILE / {name}_PATH, e.g. RAY_AUTH_TOKEN_PATH, HF_TOKEN_PATH)")
+                out.append(
+                    f"{path}.env: {name}: a Secret as an environment variable; mount it and pass its path "
+                    f"({name}_FILE / {name}_PATH, e.g. RAY_AUTH_TOKEN_PATH, HF_TOKEN_PATH)"
+                )
         if "AWS_WEB_IDENTITY_TOKEN_FILE" in env:
             out += _irsa(path, container, env, volumes)
         if "AWS_SHARED_CREDENTIALS_FILE" in env:
@@ -70,7 +78,9 @@ def credentials_as_files(pod: Pod) -> list[str]:
             if _points_into(container, volumes, target, "secret") is None:
                 out.append(f"{path}: AWS_SHARED_CREDENTIALS_FILE must point into a read-only Secret volume")
         if pod.role == "submitter" and any(k in env for k in S3_ENV):
-            out.append(f"{path}: a `ray job submit` pod needs no S3 credentials; the Ray cluster's pods have them")
+            out.append(
+                f"{path}: a `ray job submit` pod needs no S3 credentials; the Ray cluster's pods have them"
+            )
     return out
 
 
@@ -87,11 +97,15 @@ def inline_secrets(doc) -> list[str]:
             if "value" not in e or not any(w in name.upper() for w in SECRET_WORDS):
                 continue
             value, is_file_var = str(e.get("value")), name.upper().endswith(FILE_SUFFIXES)
-            mounts = [str(m.get("mountPath", "")) for m in node.get("volumeMounts") or [] if isinstance(m, dict)]
+            mounts = [
+                str(m.get("mountPath", "")) for m in node.get("volumeMounts") or [] if isinstance(m, dict)
+            ]
             if is_file_var and any(m and value.startswith(m.rstrip("/") + "/") for m in mounts):
                 continue  # a path to a mounted file, not a secret
-            found.append(f"{path}: {name} has an inline value; use valueFrom.secretKeyRef"
-                         + (" or point it at a file in a mounted volume" if is_file_var else ""))
+            found.append(
+                f"{path}: {name} has an inline value; use valueFrom.secretKeyRef"
+                + (" or point it at a file in a mounted volume" if is_file_var else "")
+            )
 
     def walk(node, path):
         if isinstance(node, dict):

@@ -22,12 +22,16 @@ def check_image(ref, where: str, release: bool) -> list[str]:
     ref = str(ref or "")
     if ref == f"{OWN_IMAGE}@{PLACEHOLDER}":
         if release:
-            return [f"{where}: image digest placeholder {PLACEHOLDER} not filled; render the manifests with "
-                    "`bash infra/release.sh render sha256:<digest>`"]
+            return [
+                f"{where}: image digest placeholder {PLACEHOLDER} not filled; render the manifests with "
+                "`bash infra/release.sh render sha256:<digest>`"
+            ]
         return []
     if not PINNED.match(ref):
-        return [f"{where}: image {ref!r} is not pinned by digest (a tag can be moved); use <repo>@sha256:<digest>"
-                + (f" or {OWN_IMAGE}@{PLACEHOLDER}" if ref.startswith(OWN_IMAGE) else "")]
+        return [
+            f"{where}: image {ref!r} is not pinned by digest (a tag can be moved); use <repo>@sha256:<digest>"
+            + (f" or {OWN_IMAGE}@{PLACEHOLDER}" if ref.startswith(OWN_IMAGE) else "")
+        ]
     return []
 
 
@@ -57,10 +61,17 @@ def check_dockerfile(text: str, where: str = "Dockerfile") -> list[str]:
         var = re.fullmatch(r"\$\{?(\w+)\}?", digest)
         if at and DIGEST.match(digest):
             continue
-        if at and var and var.group(1) in args and (not args[var.group(1)] or DIGEST.match(args[var.group(1)])):
+        if (
+            at
+            and var
+            and var.group(1) in args
+            and (not args[var.group(1)] or DIGEST.match(args[var.group(1)]))
+        ):
             continue
-        out.append(f"{where} line {n}: base image {image!r} is not pinned by digest; use "
-                   f"{repo}@sha256:<digest> or {repo}@${{RAY_BASE_DIGEST}} with `ARG RAY_BASE_DIGEST`")
+        out.append(
+            f"{where} line {n}: base image {image!r} is not pinned by digest; use "
+            f"{repo}@sha256:<digest> or {repo}@${{RAY_BASE_DIGEST}} with `ARG RAY_BASE_DIGEST`"
+        )
     return out
 
 

@@ -42,9 +42,13 @@ def _jobs(docs: list[Named], clusters: list[tuple[str, RayClusterRef]]) -> list[
     for where, doc in docs:
         for path, spec in rayjob_specs(doc):
             if spec.get("rayClusterSpec"):
-                cluster = next((c for w, c in clusters if w == where and c.spec is spec["rayClusterSpec"]), None)
+                cluster = next(
+                    (c for w, c in clusters if w == where and c.spec is spec["rayClusterSpec"]), None
+                )
             else:
-                cluster = _cluster_by_name(clusters, (spec.get("clusterSelector") or {}).get("ray.io/cluster"))
+                cluster = _cluster_by_name(
+                    clusters, (spec.get("clusterSelector") or {}).get("ray.io/cluster")
+                )
             role = cluster.service_account() if cluster else None
             out += s3access.check_job(str(spec.get("entrypoint", "")), role, f"{where} {path}.entrypoint")
         for pod in find(doc)[1]:
@@ -55,8 +59,10 @@ def _jobs(docs: list[Named], clusters: list[tuple[str, RayClusterRef]]) -> list[
                 address = next((w.split("=", 1)[1] for w in words if w.startswith("--address=")), "")
                 host = address.split("//")[-1].split(":")[0].split(".")[0]
                 cluster = _cluster_by_name(clusters, host.removesuffix("-head-svc"))
-                job = words[words.index("--") + 1:] if "--" in words else []
-                out += s3access.check_job(job, cluster.service_account() if cluster else None, f"{where} {path}")
+                job = words[words.index("--") + 1 :] if "--" in words else []
+                out += s3access.check_job(
+                    job, cluster.service_account() if cluster else None, f"{where} {path}"
+                )
     return out
 
 
@@ -66,8 +72,10 @@ def _service_accounts(docs: list[Named], pods) -> list[str]:
     for where, pod in pods:
         name = pod.spec.get("serviceAccountName")
         if name and name not in accounts:
-            out.append(f"{where} {pod.where}: service account {name!r} is not defined in this set "
-                       "(its automountServiceAccountToken cannot be checked)")
+            out.append(
+                f"{where} {pod.where}: service account {name!r} is not defined in this set "
+                "(its automountServiceAccountToken cannot be checked)"
+            )
     return out
 
 

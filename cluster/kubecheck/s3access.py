@@ -23,7 +23,9 @@ class Access:
 
 
 ROLES = {
-    "llava-vsd-trainer": Access(read=("instructions/", "runs/"), write=("runs/",)),            # checkpoints live in runs/<run>/checkpoints/
+    "llava-vsd-trainer": Access(
+        read=("instructions/", "runs/"), write=("runs/",)
+    ),  # checkpoints live in runs/<run>/checkpoints/
     "llava-vsd-annotator": Access(read=("corpus/", "models/", "annotations/"), write=("annotations/",)),
     "ml-data-consumers": Access(read=("annotations/",), write=()),
 }
@@ -55,7 +57,7 @@ def _within(arn: str, allowed: tuple[str, ...], bare_ok: bool) -> bool:
     head = f"arn:aws:s3:::{BUCKET}/"
     if not arn.startswith(head):
         return False
-    key = arn[len(head):]
+    key = arn[len(head) :]
     if key.endswith("*"):
         return _inside(key[:-1], allowed)
     return bare_ok and key + "/" in allowed
@@ -72,7 +74,9 @@ def _allow_problems(sid: str, statement: dict) -> list[str]:
         return [f"{sid}: an Allow with NotAction/NotResource/NotPrincipal grants everything it does not name"]
     for role in _roles(statement):
         if role not in ROLES:
-            out.append(f"{sid}: allows {role!r}, which has no entry in the role table (kubecheck/s3access.py ROLES)")
+            out.append(
+                f"{sid}: allows {role!r}, which has no entry in the role table (kubecheck/s3access.py ROLES)"
+            )
             continue
         access = ROLES[role]
         for action in _list(statement.get("Action")):
@@ -81,7 +85,9 @@ def _allow_problems(sid: str, statement: dict) -> list[str]:
                 allowed = access.read if action in READ else access.write
                 for arn in resources:
                     if not _within(arn, allowed, bare_ok=action in READ):
-                        out.append(f"{sid}: {role} may {action} {arn}, outside its prefixes {', '.join(allowed) or '(none)'}")
+                        out.append(
+                            f"{sid}: {role} may {action} {arn}, outside its prefixes {', '.join(allowed) or '(none)'}"
+                        )
             elif action in LIST:
                 # Bucket-wide listing (key names only) is allowed: S3 answers a missing key with 404
                 # only to a principal allowed s3:ListBucket (otherwise 403, which pyarrow raises), and
@@ -89,12 +95,18 @@ def _allow_problems(sid: str, statement: dict) -> list[str]:
                 # narrowed by an s3:prefix condition is not relied on for it.
                 if resources != [f"arn:aws:s3:::{BUCKET}"]:
                     out.append(f"{sid}: s3:ListBucket applies to the bucket ARN only, not {resources}")
-                prefixes = _list(((statement.get("Condition") or {}).get("StringLike") or {}).get("s3:prefix", []))
+                prefixes = _list(
+                    ((statement.get("Condition") or {}).get("StringLike") or {}).get("s3:prefix", [])
+                )
                 for p in prefixes:
                     if not _inside(str(p).rstrip("*"), access.read):
-                        out.append(f"{sid}: {role} may list {p}, outside its prefixes {', '.join(access.read)}")
+                        out.append(
+                            f"{sid}: {role} may list {p}, outside its prefixes {', '.join(access.read)}"
+                        )
             else:
-                out.append(f"{sid}: {role} is allowed {action!r}; grant only {', '.join(READ + WRITE + LIST)}")
+                out.append(
+                    f"{sid}: {role} is allowed {action!r}; grant only {', '.join(READ + WRITE + LIST)}"
+                )
     return out
 
 
@@ -111,24 +123,33 @@ def _fenced(statements: list[dict], role: str, actions: tuple[str, ...], allowed
 def check_bucket_policy(policy: dict, where: str = "bucket policy") -> list[str]:
     statements = policy.get("Statement") or []
     out = []
-    if not any(s.get("Effect") == "Deny" and (s.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") == "false"
-               for s in statements):
+    if not any(
+        s.get("Effect") == "Deny"
+        and (s.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for s in statements
+    ):
         out.append(f"{where}: no Deny for aws:SecureTransport false; plain HTTP must be refused")
     for i, s in enumerate(statements):
         sid = f"{where} {s.get('Sid', f'Statement[{i}]')}"
         if s.get("Effect") == "Allow":
-            if s.get("Principal") == "*" or "*" in _list((s.get("Principal") or {}).get("AWS", []) if isinstance(s.get("Principal"), dict) else []):
+            if s.get("Principal") == "*" or "*" in _list(
+                (s.get("Principal") or {}).get("AWS", []) if isinstance(s.get("Principal"), dict) else []
+            ):
                 out.append(f"{sid}: allows every principal")
                 continue
             out += _allow_problems(sid, s)
     for role in GUARDED:
         access = ROLES[role]
         if not _fenced(statements, role, WRITE, access.write):
-            out.append(f"{where}: no Deny fences {role}'s writes to {', '.join(access.write)}: an IAM policy on the role "
-                       "could widen them (Deny with NotResource)")
+            out.append(
+                f"{where}: no Deny fences {role}'s writes to {', '.join(access.write)}: an IAM policy on the role "
+                "could widen them (Deny with NotResource)"
+            )
         if not _fenced(statements, role, READ, access.read):
-            out.append(f"{where}: no Deny fences {role}'s reads to {', '.join(access.read)}: an IAM policy on the role "
-                       "could widen them (Deny with NotResource)")
+            out.append(
+                f"{where}: no Deny fences {role}'s reads to {', '.join(access.read)}: an IAM policy on the role "
+                "could widen them (Deny with NotResource)"
+            )
     return out
 
 
@@ -151,11 +172,15 @@ def check_job(command: str | list[str], role: str | None, where: str) -> list[st
     if not uris:
         return []
     if role not in ROLES:
-        return [f"{where}: the job touches S3 but runs as {role or 'no service account'}, which has no role in the table"]
+        return [
+            f"{where}: the job touches S3 but runs as {role or 'no service account'}, which has no role in the table"
+        ]
     out, access = [], ROLES[role]
     for mode, uri in uris:
-        bucket, _, key = uri[len("s3://"):].partition("/")
+        bucket, _, key = uri[len("s3://") :].partition("/")
         allowed = access.write if mode == "write" else access.read
         if bucket != BUCKET or not _inside(key if key.endswith("/") else key + "/", allowed):
-            out.append(f"{where}: {mode}s {uri}, outside what {role} may {mode} (s3://{BUCKET}/{{{','.join(allowed)}}})")
+            out.append(
+                f"{where}: {mode}s {uri}, outside what {role} may {mode} (s3://{BUCKET}/{{{','.join(allowed)}}})"
+            )
     return out

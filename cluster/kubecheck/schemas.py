@@ -10,7 +10,7 @@ types, so a misspelt field deep inside a pod is caught everywhere alike.
 from __future__ import annotations
 
 import copy
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -35,11 +35,27 @@ OBJECT_META = {
 
 # Pod-owning built-in kinds: (apiVersion, kind) -> their own spec fields besides `template`.
 WORKLOADS = {
-    ("apps/v1", "Deployment"): ["replicas", "selector", "strategy", "minReadySeconds", "revisionHistoryLimit",
-                                "progressDeadlineSeconds", "paused"],
-    ("apps/v1", "StatefulSet"): ["replicas", "selector", "serviceName", "podManagementPolicy", "updateStrategy",
-                                 "revisionHistoryLimit", "minReadySeconds", "volumeClaimTemplates",
-                                 "persistentVolumeClaimRetentionPolicy", "ordinals"],
+    ("apps/v1", "Deployment"): [
+        "replicas",
+        "selector",
+        "strategy",
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+        "paused",
+    ],
+    ("apps/v1", "StatefulSet"): [
+        "replicas",
+        "selector",
+        "serviceName",
+        "podManagementPolicy",
+        "updateStrategy",
+        "revisionHistoryLimit",
+        "minReadySeconds",
+        "volumeClaimTemplates",
+        "persistentVolumeClaimRetentionPolicy",
+        "ordinals",
+    ],
     ("apps/v1", "DaemonSet"): ["selector", "updateStrategy", "minReadySeconds", "revisionHistoryLimit"],
     ("apps/v1", "ReplicaSet"): ["replicas", "selector", "minReadySeconds"],
 }
@@ -67,7 +83,7 @@ def close_objects(schema: dict) -> dict:
     return schema
 
 
-@lru_cache(maxsize=None)
+@cache
 def crd_schema(schemas_dir: str, api_version: str, kind: str) -> dict:
     group, version = api_version.split("/")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -92,7 +108,9 @@ def pod_template(schemas_dir: str) -> dict:
 
 
 def label_selector(schemas_dir: str) -> dict:
-    rule = _cluster_spec(schemas_dir)["networkPolicy"]["properties"]["head"]["properties"]["ingressRules"]["items"]
+    rule = _cluster_spec(schemas_dir)["networkPolicy"]["properties"]["head"]["properties"]["ingressRules"][
+        "items"
+    ]
     return rule["properties"]["from"]["items"]["properties"]["podSelector"]
 
 
@@ -102,7 +120,12 @@ def _network_rules(schemas_dir: str) -> tuple[dict, dict]:
 
 
 def _closed(properties: dict, required: list[str] = ()) -> dict:
-    return {"type": "object", "additionalProperties": False, "required": list(required), "properties": properties}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(required),
+        "properties": properties,
+    }
 
 
 def _top(api_version: str, kind: str, spec: dict | None, extra: dict | None = None) -> dict:
@@ -116,27 +139,39 @@ def _top(api_version: str, kind: str, spec: dict | None, extra: dict | None = No
 
 
 def job_spec(schemas_dir: str) -> dict:
-    return _closed({
-        "backoffLimit": {"type": "integer", "minimum": 0},
-        "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
-        "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
-        "parallelism": {"type": "integer", "minimum": 0},
-        "completions": {"type": "integer", "minimum": 0},
-        "template": pod_template(schemas_dir),
-    }, ["template"])
+    return _closed(
+        {
+            "backoffLimit": {"type": "integer", "minimum": 0},
+            "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+            "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
+            "parallelism": {"type": "integer", "minimum": 0},
+            "completions": {"type": "integer", "minimum": 0},
+            "template": pod_template(schemas_dir),
+        },
+        ["template"],
+    )
 
 
 def cronjob_schema(schemas_dir: str) -> dict:
-    return _top("batch/v1", "CronJob", _closed({
-        "schedule": {"type": "string", "pattern": r"^(\S+\s+){4}\S+$"},
-        "timeZone": {"type": "string"},
-        "concurrencyPolicy": {"enum": ["Allow", "Forbid", "Replace"]},
-        "startingDeadlineSeconds": {"type": "integer", "minimum": 0},
-        "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0},
-        "failedJobsHistoryLimit": {"type": "integer", "minimum": 0},
-        "suspend": {"type": "boolean"},
-        "jobTemplate": _closed({"metadata": {"type": "object"}, "spec": job_spec(schemas_dir)}, ["spec"]),
-    }, ["schedule", "jobTemplate"]))
+    return _top(
+        "batch/v1",
+        "CronJob",
+        _closed(
+            {
+                "schedule": {"type": "string", "pattern": r"^(\S+\s+){4}\S+$"},
+                "timeZone": {"type": "string"},
+                "concurrencyPolicy": {"enum": ["Allow", "Forbid", "Replace"]},
+                "startingDeadlineSeconds": {"type": "integer", "minimum": 0},
+                "successfulJobsHistoryLimit": {"type": "integer", "minimum": 0},
+                "failedJobsHistoryLimit": {"type": "integer", "minimum": 0},
+                "suspend": {"type": "boolean"},
+                "jobTemplate": _closed(
+                    {"metadata": {"type": "object"}, "spec": job_spec(schemas_dir)}, ["spec"]
+                ),
+            },
+            ["schedule", "jobTemplate"],
+        ),
+    )
 
 
 def workload_schema(schemas_dir: str, api_version: str, kind: str) -> dict:
@@ -149,46 +184,72 @@ def workload_schema(schemas_dir: str, api_version: str, kind: str) -> dict:
 
 def network_policy_schema(schemas_dir: str) -> dict:
     ingress, egress = _network_rules(schemas_dir)
-    return _top("networking.k8s.io/v1", "NetworkPolicy", _closed({
-        "podSelector": label_selector(schemas_dir),
-        "policyTypes": {"type": "array", "items": {"enum": ["Ingress", "Egress"]}},
-        "ingress": ingress,
-        "egress": egress,
-    }, ["podSelector"]))
+    return _top(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        _closed(
+            {
+                "podSelector": label_selector(schemas_dir),
+                "policyTypes": {"type": "array", "items": {"enum": ["Ingress", "Egress"]}},
+                "ingress": ingress,
+                "egress": egress,
+            },
+            ["podSelector"],
+        ),
+    )
 
 
 def service_account_schema() -> dict:
-    return _top("v1", "ServiceAccount", None, {
-        "automountServiceAccountToken": {"type": "boolean"},
-        "imagePullSecrets": {"type": "array", "items": _closed({"name": {"type": "string"}})},
-    })
+    return _top(
+        "v1",
+        "ServiceAccount",
+        None,
+        {
+            "automountServiceAccountToken": {"type": "boolean"},
+            "imagePullSecrets": {"type": "array", "items": _closed({"name": {"type": "string"}})},
+        },
+    )
 
 
 def pod_monitor_schema(schemas_dir: str) -> dict:
-    relabel = _closed({
-        "sourceLabels": {"type": "array", "items": {"type": "string"}},
-        "targetLabel": {"type": "string"},
-        "regex": {"type": "string"},
-        "action": {"type": "string"},
-        "replacement": {"type": "string"},
-        "separator": {"type": "string"},
-    })
-    endpoint = _closed({
-        "port": {"type": "string"},
-        "path": {"type": "string"},
-        "scheme": {"enum": ["http", "https"]},
-        "interval": {"type": "string"},
-        "scrapeTimeout": {"type": "string"},
-        "relabelings": {"type": "array", "items": relabel},
-        "metricRelabelings": {"type": "array", "items": relabel},
-    }, ["port"])
-    return _top("monitoring.coreos.com/v1", "PodMonitor", _closed({
-        "selector": label_selector(schemas_dir),
-        "namespaceSelector": _closed({"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}),
-        "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": endpoint},
-        "jobLabel": {"type": "string"},
-        "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-    }, ["selector", "podMetricsEndpoints"]))
+    relabel = _closed(
+        {
+            "sourceLabels": {"type": "array", "items": {"type": "string"}},
+            "targetLabel": {"type": "string"},
+            "regex": {"type": "string"},
+            "action": {"type": "string"},
+            "replacement": {"type": "string"},
+            "separator": {"type": "string"},
+        }
+    )
+    endpoint = _closed(
+        {
+            "port": {"type": "string"},
+            "path": {"type": "string"},
+            "scheme": {"enum": ["http", "https"]},
+            "interval": {"type": "string"},
+            "scrapeTimeout": {"type": "string"},
+            "relabelings": {"type": "array", "items": relabel},
+            "metricRelabelings": {"type": "array", "items": relabel},
+        },
+        ["port"],
+    )
+    return _top(
+        "monitoring.coreos.com/v1",
+        "PodMonitor",
+        _closed(
+            {
+                "selector": label_selector(schemas_dir),
+                "namespaceSelector": _closed(
+                    {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}
+                ),
+                "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": endpoint},
+                "jobLabel": {"type": "string"},
+                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+            },
+            ["selector", "podMetricsEndpoints"],
+        ),
+    )
 
 
 def schema_for(doc: dict, schemas_dir: str) -> dict:

@@ -18,10 +18,10 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
 
 @dataclass(eq=False)  # identity: two identical templates are still two pods
 class Pod:
-    where: str                     # path of the pod template inside its document
-    template: dict                 # PodTemplateSpec: {metadata, spec}
-    role: str                      # ray-head | ray-worker | submitter | workload
-    labels: dict                   # labels the running pod will carry
+    where: str  # path of the pod template inside its document
+    template: dict  # PodTemplateSpec: {metadata, spec}
+    role: str  # ray-head | ray-worker | submitter | workload
+    labels: dict  # labels the running pod will carry
     autoscaler: dict | None = None  # autoscalerOptions, on the head of an autoscaling cluster
     autoscaler_where: str = ""
 
@@ -47,8 +47,9 @@ class Pod:
 @dataclass(eq=False)
 class RayClusterRef:
     """One Ray cluster: a RayCluster, or the cluster a RayJob brings with it."""
-    label: str                     # e.g. "RayCluster llava-vsd", "RayJob llava-vsd-train-13b's cluster"
-    name: str | None               # the RayCluster's name when known in advance
+
+    label: str  # e.g. "RayCluster llava-vsd", "RayJob llava-vsd-train-13b's cluster"
+    name: str | None  # the RayCluster's name when known in advance
     spec: dict
     where: str
     pods: list[Pod] = field(default_factory=list)
@@ -71,8 +72,11 @@ class RayClusterRef:
 
 
 def _ray_labels(template: dict, node_type: str, group: str, cluster_name: str | None) -> dict:
-    labels = {"ray.io/is-ray-node": "yes", "app.kubernetes.io/name": "kuberay",
-              "app.kubernetes.io/created-by": "kuberay-operator"}
+    labels = {
+        "ray.io/is-ray-node": "yes",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
     labels.update((template.get("metadata") or {}).get("labels") or {})
     labels.update({"ray.io/node-type": node_type, "ray.io/group": group})
     if cluster_name:
@@ -87,12 +91,26 @@ def ray_cluster(spec: dict, where: str, label: str, name: str | None) -> RayClus
     head = spec.get("headGroupSpec") or {}
     template = head.get("template") or {}
     autoscaler = (spec.get("autoscalerOptions") or {}) if spec.get("enableInTreeAutoscaling") else None
-    cluster.pods.append(Pod(f"{where}.headGroupSpec.template", template, "ray-head",
-                            _ray_labels(template, "head", "headgroup", name), autoscaler, f"{where}.autoscalerOptions"))
+    cluster.pods.append(
+        Pod(
+            f"{where}.headGroupSpec.template",
+            template,
+            "ray-head",
+            _ray_labels(template, "head", "headgroup", name),
+            autoscaler,
+            f"{where}.autoscalerOptions",
+        )
+    )
     for i, group in enumerate(spec.get("workerGroupSpecs") or []):
         template = group.get("template") or {}
-        cluster.pods.append(Pod(f"{where}.workerGroupSpecs[{i}].template", template, "ray-worker",
-                                _ray_labels(template, "worker", str(group.get("groupName")), name)))
+        cluster.pods.append(
+            Pod(
+                f"{where}.workerGroupSpecs[{i}].template",
+                template,
+                "ray-worker",
+                _ray_labels(template, "worker", str(group.get("groupName")), name),
+            )
+        )
     return cluster
 
 
@@ -101,7 +119,9 @@ def _submitter(job_spec: dict, where: str, rayjob_name: str | None) -> Pod | Non
     if template is None:
         return None
     labels = dict((template.get("metadata") or {}).get("labels") or {})
-    labels.update({"ray.io/originated-from-crd": "RayJob", "app.kubernetes.io/created-by": "kuberay-operator"})
+    labels.update(
+        {"ray.io/originated-from-crd": "RayJob", "app.kubernetes.io/created-by": "kuberay-operator"}
+    )
     if rayjob_name:
         labels["ray.io/originated-from-cr-name"] = rayjob_name
     return Pod(f"{where}.submitterPodTemplate", template, "submitter", labels)
@@ -112,10 +132,14 @@ def needs_submitter(job_spec: dict) -> bool:
     return (job_spec.get("submissionMode") or "K8sJobMode") == "K8sJobMode"
 
 
-def _rayjob(job_spec: dict, where: str, name: str | None, label: str) -> tuple[list[RayClusterRef], list[Pod]]:
+def _rayjob(
+    job_spec: dict, where: str, name: str | None, label: str
+) -> tuple[list[RayClusterRef], list[Pod]]:
     clusters, pods = [], []
     if job_spec.get("rayClusterSpec"):
-        cluster = ray_cluster(job_spec["rayClusterSpec"], f"{where}.rayClusterSpec", f"{label}'s cluster", None)
+        cluster = ray_cluster(
+            job_spec["rayClusterSpec"], f"{where}.rayClusterSpec", f"{label}'s cluster", None
+        )
         clusters.append(cluster)
         pods += cluster.pods
     submitter = _submitter(job_spec, where, name)
@@ -145,7 +169,9 @@ def find(doc: dict) -> tuple[list[RayClusterRef], list[Pod]]:
 
 def _workload(where: str, template: dict) -> Pod:
     """A plain pod; one that runs `ray job submit` counts as a submitter (it needs no S3 access)."""
-    commands = [list(c.get("command") or [])[:3] for c in (template.get("spec") or {}).get("containers") or []]
+    commands = [
+        list(c.get("command") or [])[:3] for c in (template.get("spec") or {}).get("containers") or []
+    ]
     role = "submitter" if ["ray", "job", "submit"] in commands else "workload"
     return Pod(where, template, role, _own_labels(template))
 

@@ -23,15 +23,18 @@ def test_answer_tokens_per_task_with_a_real_tokenizer(tiny_llava_dir):
     three = "\n".join([one, "There is a cup on the table.", "A cup can be seen on the table."])
     stats = answer_tokens([1, 2, 3, 2], ["on", one, three, one], tok)
     assert set(stats) == {"1", "2", "3"}
-    assert stats["2"]["n"] == 2 and stats["2"]["max"] == len(tok(one, add_special_tokens=False)["input_ids"]) + 1
+    assert (
+        stats["2"]["n"] == 2 and stats["2"]["max"] == len(tok(one, add_special_tokens=False)["input_ids"]) + 1
+    )
     assert stats["3"]["p99"] > 2 * stats["2"]["p99"] > 2 * stats["1"]["p99"]
 
 
 def test_budgets_from_an_export_record_a_config_number_or_the_defaults(tmp_path):
     model = tmp_path / "export"
     model.mkdir()
-    (model / "vsd_export.json").write_text(json.dumps(
-        {"answer_tokens": {"2": {"p99": 30, "max": 33}, "3": {"p99": 90, "max": 101}}}))
+    (model / "vsd_export.json").write_text(
+        json.dumps({"answer_tokens": {"2": {"p99": 30, "max": 33}, "3": {"p99": 90, "max": 101}}})
+    )
     assert token_budgets(EngineConfig(kind="hf", model=str(model))) == {2: 38, 3: 113}
     assert token_budgets(EngineConfig(kind="hf", model=str(model), max_new_tokens=24)) == {2: 24, 3: 24}
     assert token_budgets(EngineConfig(kind="hf", model="tiny:llava")) == DEFAULTS

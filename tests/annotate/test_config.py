@@ -14,7 +14,9 @@ from vsd.annotate.stages import STAGES, Resources, RunContext, build_dataset, st
 from vsd.config import ConfigError, describe, from_dict, help_text
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = sorted(glob.glob(str(REPO / "jobs/configs/annotate-*.yaml"))) + [str(REPO / "vsd/assets/demo/annotate.yaml")]
+SHIPPED = sorted(glob.glob(str(REPO / "jobs/configs/annotate-*.yaml"))) + [
+    str(REPO / "vsd/assets/demo/annotate.yaml")
+]
 
 OLD_LAYOUT = """
 input: /data/in
@@ -70,19 +72,25 @@ def test_shipped_configs_use_the_new_layout(path, capsys):
 
 def test_each_stage_has_a_section_in_pipeline_order_and_resources():
     names = [f.name for f in dataclasses.fields(AnnotateConfig().stages)]
-    assert names == [s.NAME for s in STAGES] == ["read", "propose", "preprocess", "generate", "verify",
-                                                                 "refine", "write"]
+    assert (
+        names
+        == [s.NAME for s in STAGES]
+        == ["read", "propose", "preprocess", "generate", "verify", "refine", "write"]
+    )
     for s in STAGES:
         assert isinstance(getattr(AnnotateConfig().stages, s.NAME).resources, Resources)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("stages.write.resources.batch_size=0", "stages.write.resources.batch_size: must be >= 1"),
-    ("stages.generate.resources.num_gpus=-1", "stages.generate.resources.num_gpus: must be >= 0"),
-    ("stages.preprocess.image_size=2", "stages.preprocess.image_size: must be in 8..4096"),
-    ("stages.bogus.x=1", "stages.bogus: unknown field"),
-    ("input.format=zip", "input.format: must be one of"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("stages.write.resources.batch_size=0", "stages.write.resources.batch_size: must be >= 1"),
+        ("stages.generate.resources.num_gpus=-1", "stages.generate.resources.num_gpus: must be >= 0"),
+        ("stages.preprocess.image_size=2", "stages.preprocess.image_size: must be in 8..4096"),
+        ("stages.bogus.x=1", "stages.bogus: unknown field"),
+        ("input.format=zip", "input.format: must be one of"),
+    ],
+)
 def test_bad_stage_settings_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
@@ -135,7 +143,15 @@ def test_adding_a_stage_is_one_module_plus_one_line():
     cfg = AnnotateConfig()
     cfg.stages = section
     built = build_dataset(_RecordingDataset(), cfg, RunContext(meta=None), stages)
-    assert built.ops == ["read_rows", "preprocess_batch", "GenerateStageUDF", "_tag", "verify_batch",
-                         "refine_batch", "write_parts"]
+    assert built.ops == [
+        "read_rows",
+        "preprocess_batch",
+        "GenerateStageUDF",
+        "_tag",
+        "verify_batch",
+        "refine_batch",
+        "write_parts",
+    ]
     assert build_dataset(_RecordingDataset(), AnnotateConfig(), RunContext(meta=None)).ops == [
-        op for op in built.ops if op != "_tag"]
+        op for op in built.ops if op != "_tag"
+    ]

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 
 from vsd.annotate.engines import EngineConfig
-from vsd.annotate.engines.base import (Answer, EngineError, ImageRequest, ImageResult, Prompt, account,
-                                       check_requests, image_bytes, pil_image)
+from vsd.annotate.engines.base import (
+    Answer,
+    EngineError,
+    ImageRequest,
+    ImageResult,
+    Prompt,
+    account,
+    check_requests,
+    image_bytes,
+    pil_image,
+)
 from vsd.annotate.engines.prompting import chat_prompt, choice_regex
 from vsd.config import ConfigError, from_dict
 from vsd.relations import RELATIONS
@@ -35,8 +44,12 @@ def test_account_orders_results_and_catches_lost_doubled_unknown_and_short():
 
 def test_config_validation_is_one_line_naming_the_field():
     assert from_dict(EngineConfig, {"kind": "hf", "max_new_tokens": "12"}).max_new_tokens == 12
-    for bad, field in [({"kind": "vllm"}, "kind"), ({"batch_size": 0}, "batch_size"),
-                       ({"max_new_tokens": 0}, "max_new_tokens"), ({"temperature": -1}, "temperature")]:
+    for bad, field in [
+        ({"kind": "vllm"}, "kind"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"temperature": -1}, "temperature"),
+    ]:
         with pytest.raises(ConfigError, match=field):
             from_dict(EngineConfig, bad)
 

@@ -38,8 +38,14 @@ def loaded(tiny_llava_dir):
 
 def _engine(loaded, device: str = "cpu", batch_size: int = 8, **hf) -> HFEngine:
     model, processor = loaded
-    cfg = EngineConfig(kind="hf", dtype="float32", device=device, max_new_tokens=MAX_NEW, batch_size=batch_size,
-                       hf=HFOptions(**hf))
+    cfg = EngineConfig(
+        kind="hf",
+        dtype="float32",
+        device=device,
+        max_new_tokens=MAX_NEW,
+        batch_size=batch_size,
+        hf=HFOptions(**hf),
+    )
     return make_engine(cfg, model=model, processor=processor)
 
 
@@ -61,7 +67,7 @@ def _reference(loaded, image: bytes, prompt: Prompt):
     enc = processor(images=img, text=text, return_tensors="pt")
     if prompt.choices is None:
         out = model.generate(**enc, max_new_tokens=MAX_NEW, do_sample=False)
-        new = out[0, enc["input_ids"].shape[1]:].tolist()
+        new = out[0, enc["input_ids"].shape[1] :].tolist()
         eos = processor.tokenizer.eos_token_id
         return new[: new.index(eos)] if eos in new else new
     prompt_ids = enc["input_ids"][0].tolist()
@@ -69,7 +75,9 @@ def _reference(loaded, image: bytes, prompt: Prompt):
     for c in prompt.choices:
         full = processor(images=img, text=text + choice_answer(c), return_tensors="pt")
         ids = torch.cat([full["input_ids"], torch.tensor([[processor.tokenizer.eos_token_id]])], dim=1)
-        logp = torch.log_softmax(model(input_ids=ids, pixel_values=full["pixel_values"]).logits[0].float(), -1)
+        logp = torch.log_softmax(
+            model(input_ids=ids, pixel_values=full["pixel_values"]).logits[0].float(), -1
+        )
         seq = ids[0].tolist()
         b = next(i for i, (x, y) in enumerate(zip(seq, prompt_ids + [None] * len(seq))) if x != y)
         scores.append(sum(logp[x - 1, seq[x]].item() for x in range(b, len(seq))))
@@ -104,17 +112,25 @@ def test_per_prompt_budgets_and_forced_answer_starts_match_transformers(loaded):
 
     model, processor = loaded
     image = _jpeg(3)
-    prompts = [Prompt(2, task_prompts("cup", "table", [2])[0].text, answer_prefix="The cup is on the table",
-                      max_new_tokens=3),
-               Prompt(3, task_prompts("cup", "table", [3])[0].text, max_new_tokens=9),
-               Prompt(2, task_prompts("cup", "table", [2])[0].text)]  # the config's budget (MAX_NEW)
+    prompts = [
+        Prompt(
+            2,
+            task_prompts("cup", "table", [2])[0].text,
+            answer_prefix="The cup is on the table",
+            max_new_tokens=3,
+        ),
+        Prompt(3, task_prompts("cup", "table", [3])[0].text, max_new_tokens=9),
+        Prompt(2, task_prompts("cup", "table", [2])[0].text),
+    ]  # the config's budget (MAX_NEW)
     [result] = _engine(loaded).generate([ImageRequest("img", image, prompts)])
     tok = processor.tokenizer
     for prompt, ans in zip(prompts, result.answers):
         text = chat_prompt(prompt.text) + (" " + prompt.answer_prefix if prompt.answer_prefix else "")
         enc = processor(images=Image.open(io.BytesIO(image)).convert("RGB"), text=text, return_tensors="pt")
         budget = prompt.max_new_tokens or MAX_NEW
-        new = model.generate(**enc, max_new_tokens=budget, do_sample=False)[0, enc["input_ids"].shape[1]:].tolist()
+        new = model.generate(**enc, max_new_tokens=budget, do_sample=False)[
+            0, enc["input_ids"].shape[1] :
+        ].tolist()
         ended = tok.eos_token_id in new
         ref = new[: new.index(tok.eos_token_id)] if ended else new
         assert ans.text == tok.decode(ref, skip_special_tokens=True).strip()
@@ -138,8 +154,9 @@ def test_peft_adapter_is_applied(loaded):
 
     model, processor = loaded
     torch.manual_seed(1)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)",
-                      init_lora_weights=False)
+    lora = LoraConfig(
+        r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False
+    )
     peft_model = get_peft_model(model, lora).eval()
     try:
         wrapped = (peft_model, processor)
@@ -161,7 +178,9 @@ def test_peft_adapter_is_applied(loaded):
 def test_choice_is_always_one_of_the_options_and_custom_choices_work(loaded):
     engine = _engine(loaded)
     choices = ("yes", "no", "maybe so")
-    req = ImageRequest("k", _jpeg(7), [Prompt(9, "Is the cup on the table?", choices), Prompt(2, "Describe it.")])
+    req = ImageRequest(
+        "k", _jpeg(7), [Prompt(9, "Is the cup on the table?", choices), Prompt(2, "Describe it.")]
+    )
     [res] = engine.generate([req])
     assert res.answers[0].text in choices and len(res.answers[0].scores) == 3
     assert res.answers[0].scores == pytest.approx(_reference(loaded, req.image, req.prompts[0]), abs=1e-4)
@@ -172,7 +191,9 @@ def test_pil_images_empty_prompt_lists_and_errors(loaded):
 
     engine = _engine(loaded)
     pil = Image.open(io.BytesIO(_jpeg(3)))
-    out = engine.generate([ImageRequest("a", pil, task_prompts("dog", "cat", (2,))), ImageRequest("b", _jpeg(4), [])])
+    out = engine.generate(
+        [ImageRequest("a", pil, task_prompts("dog", "cat", (2,))), ImageRequest("b", _jpeg(4), [])]
+    )
     assert [r.key for r in out] == ["a", "b"] and out[1].answers == [] and len(out[0].answers) == 1
     with pytest.raises(EngineError, match="twice"):
         engine.generate([ImageRequest("a", pil, []), ImageRequest("a", pil, [])])
@@ -210,8 +231,13 @@ def test_cuda_graph_decode_and_flash_prefix_match_the_reference_paths(tiny_llava
     cfg = EngineConfig(kind="hf", dtype="bfloat16", device="cuda", max_new_tokens=MAX_NEW)
     flash = make_engine(cfg, model=model, processor=processor)
     assert flash.flash_prefix
-    matmul = EngineConfig(kind="hf", dtype="bfloat16", device="cuda", max_new_tokens=MAX_NEW,
-                          hf=HFOptions(prefix_attention="matmul"))
+    matmul = EngineConfig(
+        kind="hf",
+        dtype="bfloat16",
+        device="cuda",
+        max_new_tokens=MAX_NEW,
+        hf=HFOptions(prefix_attention="matmul"),
+    )
     plain = make_engine(matmul, model=model, processor=processor)
     assert not plain.flash_prefix
     for a, b in zip(flash.generate(reqs), plain.generate(reqs)):

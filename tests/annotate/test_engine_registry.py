@@ -25,30 +25,45 @@ def test_registry_lists_each_kind_once_and_config_gets_one_section_per_kind():
     with pytest.raises(ConfigError, match=r"^kind: must be one of \['hf', 'sglang'\], got 'vllm'$"):
         make_engine(EngineConfig(kind="vllm"))
     text = help_text(EngineConfig, "engine.")
-    for line in ("engine.hf.share_prefix (bool, default True)", "engine.hf.timings (bool, default False)",
-                 "engine.hf.prefix_attention (str, default 'auto')", "engine.sglang.cpu_workers (int | None",
-                 "engine.sglang.engine_args (dict, default {})"):
+    for line in (
+        "engine.hf.share_prefix (bool, default True)",
+        "engine.hf.timings (bool, default False)",
+        "engine.hf.prefix_attention (str, default 'auto')",
+        "engine.sglang.cpu_workers (int | None",
+        "engine.sglang.engine_args (dict, default {})",
+    ):
         assert line in text
 
 
 def test_validating_a_config_imports_no_engine_runtime():
     """A CPU driver checks an sglang job's config without torch, transformers or sglang."""
-    code = ("import sys; from vsd.config import from_dict; from vsd.annotate.engines import EngineConfig; "
-            "from_dict(EngineConfig, {'kind': 'sglang', 'model': 's3://m/x', 'sglang': {'engine_args': {'tp_size': 2}}}); "
-            "print([m for m in ('torch', 'transformers', 'sglang') if m in sys.modules])")
+    code = (
+        "import sys; from vsd.config import from_dict; from vsd.annotate.engines import EngineConfig; "
+        "from_dict(EngineConfig, {'kind': 'sglang', 'model': 's3://m/x', 'sglang': {'engine_args': {'tp_size': 2}}}); "
+        "print([m for m in ('torch', 'transformers', 'sglang') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"device": "gpu"}, r"^device: must be auto, cpu, cuda or cuda:N, got 'gpu'$"),
-    ({"device": "cuda:x"}, r"^device: must be auto, cpu, cuda or cuda:N"),
-    ({"dtype": "fp8"}, r"^dtype: must be one of \['auto', 'float32', 'bfloat16', 'float16'\], got 'fp8'$"),
-    ({"kind": "sglang", "adapter": "/a"}, r"^adapter: sglang does not serve LoRA on LLaVA"),
-    ({"hf": {"prefix_attention": "flash"}}, r"^hf\.prefix_attention: must be one of \['auto', 'matmul'\]"),
-    ({"sglang": {"cpu_workers": 0}}, r"^sglang\.cpu_workers: must be >= 1, got 0$"),
-    ({"hf": {"shared": True}}, r"^hf\.shared: unknown field"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"device": "gpu"}, r"^device: must be auto, cpu, cuda or cuda:N, got 'gpu'$"),
+        ({"device": "cuda:x"}, r"^device: must be auto, cpu, cuda or cuda:N"),
+        (
+            {"dtype": "fp8"},
+            r"^dtype: must be one of \['auto', 'float32', 'bfloat16', 'float16'\], got 'fp8'$",
+        ),
+        ({"kind": "sglang", "adapter": "/a"}, r"^adapter: sglang does not serve LoRA on LLaVA"),
+        (
+            {"hf": {"prefix_attention": "flash"}},
+            r"^hf\.prefix_attention: must be one of \['auto', 'matmul'\]",
+        ),
+        ({"sglang": {"cpu_workers": 0}}, r"^sglang\.cpu_workers: must be >= 1, got 0$"),
+        ({"hf": {"shared": True}}, r"^hf\.shared: unknown field"),
+    ],
+)
 def test_bad_fields_fail_in_one_line_naming_the_field(bad, message):
     with pytest.raises(ConfigError, match=message) as err:
         from_dict(EngineConfig, bad)
@@ -76,12 +91,23 @@ def test_old_flat_keys_still_work_with_one_deprecation_line(capsys):
     import vsd.config as cfglib
 
     cfglib._warned.clear()
-    cfg = from_dict(EngineConfig, {"kind": "sglang", "cpu_workers": 3, "engine_args": {"tp_size": 2},
-                                   "share_prefix": False, "cuda_graph": False})
+    cfg = from_dict(
+        EngineConfig,
+        {
+            "kind": "sglang",
+            "cpu_workers": 3,
+            "engine_args": {"tp_size": 2},
+            "share_prefix": False,
+            "cuda_graph": False,
+        },
+    )
     assert cfg.sglang == SGLangOptions(cpu_workers=3, engine_args={"tp_size": 2})
     assert cfg.hf.share_prefix is False and cfg.hf.cuda_graph is False
     err = capsys.readouterr().err.splitlines()
-    assert "vsd: deprecated: engine_args is now sglang.engine_args (the old key is read for one more release)" in err
+    assert (
+        "vsd: deprecated: engine_args is now sglang.engine_args (the old key is read for one more release)"
+        in err
+    )
     assert len(err) == 4 and all(line.startswith("vsd: deprecated: ") for line in err)
     # the new spelling wins over the old one
     cfg = from_dict(EngineConfig, {"engine_args": {"a": 1}, "sglang": {"engine_args": {"b": 2}}})

@@ -37,8 +37,13 @@ def _engine(model, made=None, max_new_tokens=48, device="auto", **kw):
         made.append(RecordingSGLang(**kwargs))
         return made[-1]
 
-    cfg = EngineConfig(kind="sglang", model=model, max_new_tokens=max_new_tokens, device=device,
-                       sglang=SGLangOptions(engine_args={"tp_size": 1, "mem_fraction_static": 0.8}, **kw))
+    cfg = EngineConfig(
+        kind="sglang",
+        model=model,
+        max_new_tokens=max_new_tokens,
+        device=device,
+        sglang=SGLangOptions(engine_args={"tp_size": 1, "mem_fraction_static": 0.8}, **kw),
+    )
     engine = make_engine(cfg, engine_factory=factory)
     return engine, made[0]
 
@@ -47,14 +52,21 @@ def test_requests_carry_image_bytes_template_sampling_and_grouping(monkeypatch, 
     monkeypatch.delenv("SGLANG_CPU_WORKERS", raising=False)
     engine, rec = _engine(tiny_sglang_dir, cpu_workers=3)
     tower = os.path.join(tiny_sglang_dir, "clip_vision_tower")
-    assert rec.kwargs == {"model_path": tiny_sglang_dir, "dtype": "auto", "load_format": "safetensors",
-                          "tp_size": 1, "mem_fraction_static": 0.8,
-                          "json_model_override_args": json.dumps({"mm_vision_tower": tower})}
+    assert rec.kwargs == {
+        "model_path": tiny_sglang_dir,
+        "dtype": "auto",
+        "load_format": "safetensors",
+        "tp_size": 1,
+        "mem_fraction_static": 0.8,
+        "json_model_override_args": json.dumps({"mm_vision_tower": tower}),
+    }
     assert os.environ["SGLANG_CPU_WORKERS"] == "3"
     assert os.environ["SGLANG_EXTERNAL_MODEL_PACKAGE"] == MODELS_PACKAGE
     a, b = _jpeg("red"), _jpeg("blue")
-    reqs = [ImageRequest("a", a, task_prompts("cup", "table") + task_prompts("dog", "sofa")),
-            ImageRequest("b", b, task_prompts("car", "tree", (2, 3)))]
+    reqs = [
+        ImageRequest("a", a, task_prompts("cup", "table") + task_prompts("dog", "sofa")),
+        ImageRequest("b", b, task_prompts("car", "tree", (2, 3))),
+    ]
     results = engine.generate(reqs)
 
     [call] = rec.calls  # one batched call
@@ -62,7 +74,9 @@ def test_requests_carry_image_bytes_template_sampling_and_grouping(monkeypatch, 
     assert call["image_data"] == [data_url(a)] * 6 + [data_url(b)] * 2
     assert call["image_data"][0].startswith("data:image/jpeg;base64,/9j/")
     assert call["prompt"] == [chat_prompt(p.text) for r in reqs for p in r.prompts]
-    assert call["prompt"][0].startswith("USER: <image>\nGiven the image") and call["prompt"][0].endswith(" ASSISTANT:")
+    assert call["prompt"][0].startswith("USER: <image>\nGiven the image") and call["prompt"][0].endswith(
+        " ASSISTANT:"
+    )
     # task 1: regex over the 9 relations, greedy; tasks 2/3: the configured budget
     choice = call["sampling_params"][0]
     assert choice["temperature"] == 0.0 and "regex" in choice
@@ -79,7 +93,9 @@ def test_requests_carry_image_bytes_template_sampling_and_grouping(monkeypatch, 
     assert rec.shut
 
 
-def test_cpu_workers_default_to_the_processes_cpus_and_cpu_selects_sglangs_cpu_engine(monkeypatch, tiny_sglang_dir):
+def test_cpu_workers_default_to_the_processes_cpus_and_cpu_selects_sglangs_cpu_engine(
+    monkeypatch, tiny_sglang_dir
+):
     monkeypatch.delenv("SGLANG_CPU_WORKERS", raising=False)
     monkeypatch.setenv("SGLANG_USE_CPU_ENGINE", "")  # restored after the test
     monkeypatch.delenv("SGLANG_USE_CPU_ENGINE")
@@ -117,18 +133,26 @@ def test_answers_hitting_max_new_tokens_are_truncated(tiny_sglang_dir):
     [res] = engine.generate([ImageRequest("a", _jpeg("red"), task_prompts("cup", "table"))])
     assert [x.truncated for x in res.answers] == [False, True, True]
     assert res.answers[0].text in RELATIONS
-    assert all(o["meta_info"]["finish_reason"]["type"] == "length" for o in rec.generate(
-        prompt=["x"], sampling_params=[{"max_new_tokens": 1}]))
+    assert all(
+        o["meta_info"]["finish_reason"]["type"] == "length"
+        for o in rec.generate(prompt=["x"], sampling_params=[{"max_new_tokens": 1}])
+    )
 
 
 def test_an_aborted_request_fails_its_batch_and_alone_only_itself(tiny_sglang_dir):
     """SGLang raises ValueError for the whole call; the generate stage then retries each request
     alone (as for the hf engine), so only the broken one becomes an error row."""
     engine, rec = _engine(tiny_sglang_dir)
-    good = [ImageRequest(k, _jpeg(c), task_prompts("cup", "table", (1, 2))) for k, c in (("g1", "red"), ("g2", "blue"))]
+    good = [
+        ImageRequest(k, _jpeg(c), task_prompts("cup", "table", (1, 2)))
+        for k, c in (("g1", "red"), ("g2", "blue"))
+    ]
     bad = ImageRequest("bad", b"\xff\xd8 not a jpeg", task_prompts("cup", "table", (1, 2)))
-    with pytest.raises(EngineError, match=r"^sglang aborted a request of 'g1', 'bad', 'g2': Error while processing "
-                                          r"image: Could not decode image"):
+    with pytest.raises(
+        EngineError,
+        match=r"^sglang aborted a request of 'g1', 'bad', 'g2': Error while processing "
+        r"image: Could not decode image",
+    ):
         engine.generate([good[0], bad, good[1]])
     assert [len(engine.generate([g])[0].answers) for g in good] == [2, 2]
     with pytest.raises(EngineError, match="'bad'"):
@@ -138,37 +162,49 @@ def test_an_aborted_request_fails_its_batch_and_alone_only_itself(tiny_sglang_di
         engine.generate([long])
 
 
-def test_models_are_localised_and_checked_before_the_engine_starts(tiny_sglang_dir, tiny_llava_dir, tmp_path,
-                                                                   s3_bucket, monkeypatch):
+def test_models_are_localised_and_checked_before_the_engine_starts(
+    tiny_sglang_dir, tiny_llava_dir, tmp_path, s3_bucket, monkeypatch
+):
     from tests.model.test_loader import _upload_dir
 
     made: list = []
-    with pytest.raises(EngineError, match=r"^engine\.model: .* is LlavaForConditionalGeneration, which SGLang "
-                                          r"0\.5\.23 cannot serve as LLaVA; write the original layout with "
-                                          r"`vsd export --layout sglang`"):
+    with pytest.raises(
+        EngineError,
+        match=r"^engine\.model: .* is LlavaForConditionalGeneration, which SGLang "
+        r"0\.5\.23 cannot serve as LLaVA; write the original layout with "
+        r"`vsd export --layout sglang`",
+    ):
         _engine(tiny_llava_dir, made)
     # a pickle-only model: refused before the engine starts (the pickle is never opened)
     pickled = tmp_path / "pickled"
     shutil.copytree(tiny_sglang_dir, pickled)
     os.rename(pickled / "model.safetensors", pickled / "pytorch_model.bin")
-    with pytest.raises(EngineError, match=r"^engine\.model: .* has only pickle weights \(pytorch_model\.bin\)"):
+    with pytest.raises(
+        EngineError, match=r"^engine\.model: .* has only pickle weights \(pytorch_model\.bin\)"
+    ):
         _engine(str(pickled), made)
     # an index that points at a pickle shard; a tower with pickle weights; remote code
     indexed = tmp_path / "indexed"
     shutil.copytree(tiny_sglang_dir, indexed)
-    (indexed / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"lm_head.weight": "x.bin"}}))
+    (indexed / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"lm_head.weight": "x.bin"}})
+    )
     with pytest.raises(EngineError, match=r"names shard 'x\.bin'; only \.safetensors"):
         _engine(str(indexed), made)
     tower = tmp_path / "tower"
     shutil.copytree(tiny_sglang_dir, tower)
-    os.rename(tower / "clip_vision_tower" / "model.safetensors", tower / "clip_vision_tower" / "pytorch_model.bin")
+    os.rename(
+        tower / "clip_vision_tower" / "model.safetensors", tower / "clip_vision_tower" / "pytorch_model.bin"
+    )
     with pytest.raises(EngineError, match=r"^engine\.model \(CLIP tower\): .* has only pickle weights"):
         _engine(str(tower), made)
     remote = tmp_path / "remote"
     shutil.copytree(tiny_sglang_dir, remote)
     config = json.loads((remote / "config.json").read_text())
     (remote / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "x.Config"}}))
-    with pytest.raises(EngineError, match=r"needs its own Python code \(config auto_map\); remote code is not run"):
+    with pytest.raises(
+        EngineError, match=r"needs its own Python code \(config auto_map\); remote code is not run"
+    ):
         _engine(str(remote), made)
     assert made == []  # no engine was ever started
 
@@ -179,14 +215,25 @@ def test_models_are_localised_and_checked_before_the_engine_starts(tiny_sglang_d
     local = rec.kwargs["model_path"]
     assert local.startswith(str(tmp_path / "cache")) and os.path.isfile(os.path.join(local, "config.json"))
     assert json.loads(rec.kwargs["json_model_override_args"]) == {
-        "mm_vision_tower": os.path.join(local, "clip_vision_tower")}
+        "mm_vision_tower": os.path.join(local, "clip_vision_tower")
+    }
 
 
 def test_engine_args_that_change_loading_or_trust_need_allowing(tiny_sglang_dir):
-    for key in ("trust_remote_code", "load_format", "revision", "model_loader_extra_config",
-                "json_model_override_args", "download_dir", "remote_instance_weight_loader_backend"):
-        with pytest.raises(ConfigError, match=rf"^sglang\.engine_args\.{key}: changes what the engine "
-                                              r"loads or runs; refused unless allow_engine_args lists it$"):
+    for key in (
+        "trust_remote_code",
+        "load_format",
+        "revision",
+        "model_loader_extra_config",
+        "json_model_override_args",
+        "download_dir",
+        "remote_instance_weight_loader_backend",
+    ):
+        with pytest.raises(
+            ConfigError,
+            match=rf"^sglang\.engine_args\.{key}: changes what the engine "
+            r"loads or runs; refused unless allow_engine_args lists it$",
+        ):
             _config_with({key: "x"})
     with pytest.raises(ConfigError, match=r"engine_args\.model_path: the model is the config's model field"):
         _config_with({"model_path": "/elsewhere"}, allow=["model_path"])
@@ -194,23 +241,34 @@ def test_engine_args_that_change_loading_or_trust_need_allowing(tiny_sglang_dir)
     assert cfg.sglang.engine_args["load_format"] == "safetensors"
     made: list = []
     with pytest.raises(ConfigError, match="trust_remote_code"):  # also for configs built in code
-        make_engine(EngineConfig(kind="sglang", model=tiny_sglang_dir,
-                                 sglang=SGLangOptions(engine_args={"trust_remote_code": True})),
-                    engine_factory=lambda **kw: made.append(kw))
+        make_engine(
+            EngineConfig(
+                kind="sglang",
+                model=tiny_sglang_dir,
+                sglang=SGLangOptions(engine_args={"trust_remote_code": True}),
+            ),
+            engine_factory=lambda **kw: made.append(kw),
+        )
     assert made == []
 
 
 def _config_with(engine_args, allow=()):
-    return from_dict(EngineConfig, {"kind": "sglang", "sglang": {"engine_args": engine_args,
-                                                                 "allow_engine_args": list(allow)}})
+    return from_dict(
+        EngineConfig,
+        {"kind": "sglang", "sglang": {"engine_args": engine_args, "allow_engine_args": list(allow)}},
+    )
 
 
 @pytest.mark.gpu
 def test_real_sglang_engine(tiny_sglang_dir):
     """Where sglang and a GPU exist: the real engine, the tiny export, one image, 3 tasks."""
     pytest.importorskip("sglang")
-    cfg = EngineConfig(kind="sglang", model=tiny_sglang_dir, max_new_tokens=8,
-                       sglang=SGLangOptions(engine_args={"mem_fraction_static": 0.3, "disable_cuda_graph": True}))
+    cfg = EngineConfig(
+        kind="sglang",
+        model=tiny_sglang_dir,
+        max_new_tokens=8,
+        sglang=SGLangOptions(engine_args={"mem_fraction_static": 0.3, "disable_cuda_graph": True}),
+    )
     engine = make_engine(cfg)
     try:
         [res] = engine.generate([ImageRequest("a", _jpeg("red"), task_prompts("cup", "table"))])

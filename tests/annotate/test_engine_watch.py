@@ -8,8 +8,14 @@ import time
 
 import pytest
 
-from vsd.annotate.engine_watch import EXIT_ENGINE_LOST, MAX_LOSSES_PER_BATCH, EngineLost, EngineWatch, dead, \
-    is_device_error
+from vsd.annotate.engine_watch import (
+    EXIT_ENGINE_LOST,
+    MAX_LOSSES_PER_BATCH,
+    EngineLost,
+    EngineWatch,
+    dead,
+    is_device_error,
+)
 
 
 class Exits:
@@ -80,15 +86,20 @@ def test_ending_the_actor_takes_its_children_along(tmp_path):
     import psutil
 
     pid_file = tmp_path / "child"
-    script = (f"import os, time\nfrom vsd.annotate.engine_watch import end_actor\npid = os.fork()\n"
-              f"if pid == 0:\n    time.sleep(60)\n    os._exit(0)\nopen({str(pid_file)!r}, 'w').write(str(pid))\n"
-              f"end_actor({EXIT_ENGINE_LOST})\n")
+    script = (
+        f"import os, time\nfrom vsd.annotate.engine_watch import end_actor\npid = os.fork()\n"
+        f"if pid == 0:\n    time.sleep(60)\n    os._exit(0)\nopen({str(pid_file)!r}, 'w').write(str(pid))\n"
+        f"end_actor({EXIT_ENGINE_LOST})\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], timeout=60)
     assert done.returncode == EXIT_ENGINE_LOST
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    while psutil.pid_exists(child) and psutil.Process(child).status() != psutil.STATUS_ZOMBIE \
-            and time.monotonic() < deadline:
+    while (
+        psutil.pid_exists(child)
+        and psutil.Process(child).status() != psutil.STATUS_ZOMBIE
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
 
@@ -96,7 +107,10 @@ def test_ending_the_actor_takes_its_children_along(tmp_path):
 def test_losses_are_counted_per_run():
     """Ray numbers jobs alike on every cluster (01000000): counting per job mixed up earlier runs
     of the same images with this one; counting per run does not."""
-    a, b = EngineWatch("test engine", run_id="2026-11-29T20:10:00-ab12"), EngineWatch("test engine", run_id="other")
+    a, b = (
+        EngineWatch("test engine", run_id="2026-11-29T20:10:00-ab12"),
+        EngineWatch("test engine", run_id="other"),
+    )
     assert a.ledger != b.ledger and a.ledger.endswith("/2026-11-29T201000-ab12")
 
 
@@ -106,7 +120,9 @@ def test_only_the_engines_own_processes_are_watched():
 
     before = child_processes()
     helper = subprocess.Popen(["sleep", "30"])
-    scheduler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "sglang::scheduler_TP0"])
+    scheduler = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "sglang::scheduler_TP0"]
+    )
     try:
         assert engine_processes(before) == [scheduler.pid]
         assert engine_processes(before + [scheduler.pid]) == []

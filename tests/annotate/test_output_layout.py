@@ -17,16 +17,23 @@ from vsd.corpus import Corpus, sync
 @pytest.fixture(scope="module")
 def annotated(ray_local, tmp_path_factory):
     """A finished output with rows in two partitions (two nights)."""
-    from vsd.annotate.config import load_config
     from tests.fixtures.infra import REPO
+    from vsd.annotate.config import load_config
 
     root = tmp_path_factory.mktemp("layout")
     corpus, out = str(root / "corpus"), str(root / "out")
 
     def config(date: str):
-        return load_config(str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-                           [f"input.uri={corpus}/manifest.jsonl", f"output={out}", "progress_bars=false",
-                            f"run_date={date}", "stages.write.resources.batch_size=4"])
+        return load_config(
+            str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
+            [
+                f"input.uri={corpus}/manifest.jsonl",
+                f"output={out}",
+                "progress_bars=false",
+                f"run_date={date}",
+                "stages.write.resources.batch_size=4",
+            ],
+        )
 
     build_corpus(corpus, 6, seed=11)
     run_annotation(config("2026-11-26"), engine_factory=make_color_engine)
@@ -73,7 +80,9 @@ def test_the_card_and_the_records_come_from_stored_totals(annotated):
     assert output.progress() == {}  # everything compacted
 
 
-def test_an_output_of_the_previous_release_is_continued_without_redoing_it(ray_local, tmp_path, annotate_config):
+def test_an_output_of_the_previous_release_is_continued_without_redoing_it(
+    ray_local, tmp_path, annotate_config
+):
     """Old layout: ``_index/run_date=*/part-*.parquet`` (image_id, source_key) beside the data and a
     ``README.md`` card. Its images are imported into the key set and not annotated again."""
     import pyarrow as pa
@@ -91,8 +100,10 @@ def test_an_output_of_the_previous_release_is_continued_without_redoing_it(ray_l
     storage.delete(old.vsd)
     storage.delete(f"{out}/_README.md")
 
-    again = run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out, "run_date=2026-11-27"),
-                           engine_factory=make_color_engine)
+    again = run_annotation(
+        annotate_config(f"{corpus}/manifest.jsonl", out, "run_date=2026-11-27"),
+        engine_factory=make_color_engine,
+    )
     assert again.counts["images"] == 0 and again.counts["skipped"]["already_annotated"] == len(expected)
     assert len(read_rows(out)) == len(rows) and not storage.exists(f"{out}/_index")
     assert not storage.exists(f"{out}/README.md") and storage.exists(f"{out}/_README.md")
@@ -109,6 +120,13 @@ def test_a_corpus_input_is_read_directly_and_grows_by_new_shards(ray_local, tmp_
     assert not storage.exists(f"{out}/__vsd/corpus")  # an explicit corpus is not copied
     build_corpus(corpus_src, 3, seed=15, start=5)
     sync(corpus, f"{corpus_src}/manifest.jsonl")
-    night = run_annotation(annotate_config(corpus.root, out, "run_date=2026-11-27"), engine_factory=make_color_engine)
+    night = run_annotation(
+        annotate_config(corpus.root, out, "run_date=2026-11-27"), engine_factory=make_color_engine
+    )
     assert night.counts["images"] == 3 and len(night.manifest["source"]["shards_read"]) == 1
-    assert json.loads(storage.read_text(f"{out}/__vsd/shards/{night.manifest['source']['shards_read'][0]}.json"))["written"] == 3
+    assert (
+        json.loads(
+            storage.read_text(f"{out}/__vsd/shards/{night.manifest['source']['shards_read'][0]}.json")
+        )["written"]
+        == 3
+    )

@@ -17,7 +17,11 @@ CFG = PreprocessStageConfig(image_size=64, max_pixels=50_000_000)
 
 
 def run(data: bytes, pair: dict | None = GOOD_PAIR, cfg: PreprocessStageConfig = CFG) -> dict:
-    pairs = [new_pair(0, pair["subject"], pair["object"], pair["subject_box"], pair["object_box"])] if pair else None
+    pairs = (
+        [new_pair(0, pair["subject"], pair["object"], pair["subject_box"], pair["object_box"])]
+        if pair
+        else None
+    )
     item = new_item("mem://x", image_id="x", pairs=pairs)
     item["data"] = data
     return prepare(item, cfg)
@@ -52,7 +56,9 @@ def test_sixteen_bit_keeps_its_tones():
 
 
 def test_visual_prompt_marks_subject_red_and_object_green():
-    arr = np.asarray(Image.open(io.BytesIO(run(dict((h[0], h[1]) for h in hard_files())["cmyk.jpg"])["views"][0])))
+    arr = np.asarray(
+        Image.open(io.BytesIO(run(dict((h[0], h[1]) for h in hard_files())["cmyk.jpg"])["views"][0]))
+    )
     red = (arr[..., 0] > 180) & (arr[..., 1] < 90) & (arr[..., 2] < 90)
     green = (arr[..., 1] > 180) & (arr[..., 0] < 90) & (arr[..., 2] < 90)
     ys, xs = np.nonzero(red)
@@ -69,10 +75,15 @@ def test_bomb_is_refused_from_the_header_without_decoding():
 
 
 def test_one_bad_pair_does_not_fail_the_image():
-    item = new_item("mem://x", image_id="x", pairs=[
-        new_pair(0, "cup", "table", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]),
-        new_pair(1, "cup", "table", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 1.2, 0.9]),
-        new_pair(2, "", "table", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9])])
+    item = new_item(
+        "mem://x",
+        image_id="x",
+        pairs=[
+            new_pair(0, "cup", "table", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]),
+            new_pair(1, "cup", "table", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 1.2, 0.9]),
+            new_pair(2, "", "table", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]),
+        ],
+    )
     item["data"] = dict((h[0], h[1]) for h in hard_files())["gray.jpg"]
     prepare(item, CFG)
     assert [p["status"] for p in item["pairs"]] == ["ok", "error", "error"]
@@ -82,8 +93,11 @@ def test_one_bad_pair_does_not_fail_the_image():
 
 
 def test_without_visual_prompts_all_pairs_share_one_view():
-    item = new_item("mem://x", image_id="x", pairs=[new_pair(i, "a", "b", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9])
-                                                    for i in range(3)])
+    item = new_item(
+        "mem://x",
+        image_id="x",
+        pairs=[new_pair(i, "a", "b", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]) for i in range(3)],
+    )
     item["data"] = dict((h[0], h[1]) for h in hard_files())["gray.jpg"]
     prepare(item, PreprocessStageConfig(image_size=64, visual_prompt=False))
     assert len(item["views"]) == 1 and {p["view"] for p in item["pairs"]} == {0}

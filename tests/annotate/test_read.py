@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.fixtures.infra import REPO
+from vsd.annotate.items import new_item, new_pair
 from vsd.annotate.stages.preprocess import PreprocessStageConfig, decode, prepare, to_rgb
 from vsd.annotate.stages.read import ReadError, read_bytes, under_roots
-from vsd.annotate.items import new_item, new_pair
-from tests.fixtures.infra import REPO
 
 
 def reason(uri: str, roots: list[str], limit: int = 1 << 20) -> str:
@@ -35,11 +35,20 @@ def test_only_uris_under_an_allowed_root_are_read(tmp_path):
     os.symlink(tmp_path / "secret.txt", corpus / "link.png")  # a link inside pointing out
     roots = [str(corpus)]
     assert reason(str(corpus / "a.png"), roots) == "ok"
-    for outside in (str(tmp_path / "secret.txt"), f"file://{tmp_path}/secret.txt", str(corpus / "link.png"),
-                    f"{corpus}/../secret.txt", "/proc/self/environ", "/dev/zero", "s3://other-bucket/x.png"):
+    for outside in (
+        str(tmp_path / "secret.txt"),
+        f"file://{tmp_path}/secret.txt",
+        str(corpus / "link.png"),
+        f"{corpus}/../secret.txt",
+        "/proc/self/environ",
+        "/dev/zero",
+        "s3://other-bucket/x.png",
+    ):
         assert reason(outside, roots) == "outside_root", outside
     assert under_roots("s3://corpus/images/a.png", ["s3://corpus/images"])
-    assert not under_roots("s3://corpus/images-private/a.png", ["s3://corpus/images"])  # a prefix, not a folder
+    assert not under_roots(
+        "s3://corpus/images-private/a.png", ["s3://corpus/images"]
+    )  # a prefix, not a folder
     assert not under_roots("s3://private/a.png", ["s3://corpus"])
 
 
@@ -82,8 +91,15 @@ def test_16_bit_images_convert_in_integer_bands():
         to_rgb(big)
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
     """)
-    grew_mib = float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                                    env={**os.environ, "PYTHONPATH": str(REPO)}).stdout)
+    grew_mib = float(
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        ).stdout
+    )
     assert grew_mib < 100, f"16 MP 16-bit conversion grew the peak by {grew_mib:.0f} MiB"
 
 

@@ -16,13 +16,18 @@ def _pair(**cols):
 
 
 def _refine(pair):
-    [item] = from_table(RefineStageUDF(RefineConfig(mode="rules"))(to_table([new_item("file:///x.jpg", "x", [pair])])))
+    [item] = from_table(
+        RefineStageUDF(RefineConfig(mode="rules"))(to_table([new_item("file:///x.jpg", "x", [pair])]))
+    )
     return item["pairs"][0]
 
 
 def test_a_truncated_sentence_is_left_out_and_the_pair_is_not_counted_refined():
-    pair = _pair(description="The cup is to the left of", descriptions=["The cup is left of the plate.",
-                 "A cup and a plate are on the"], flags=["truncated:task2", "truncated:task3.1"])
+    pair = _pair(
+        description="The cup is to the left of",
+        descriptions=["The cup is left of the plate.", "A cup and a plate are on the"],
+        flags=["truncated:task2", "truncated:task3.1"],
+    )
     texts, left_out = refinable(pair)
     assert texts == {"task3": ["The cup is left of the plate."]} and left_out
     out = _refine(pair)
@@ -32,8 +37,11 @@ def test_a_truncated_sentence_is_left_out_and_the_pair_is_not_counted_refined():
 
 
 def test_a_repaired_text_is_what_gets_refined():
-    pair = _pair(description="The cup is to the left of", flags=["truncated:task2", "repaired:task2 (truncated)"],
-                 refined_description="The cup is to the left of the plate.")
+    pair = _pair(
+        description="The cup is to the left of",
+        flags=["truncated:task2", "repaired:task2 (truncated)"],
+        refined_description="The cup is to the left of the plate.",
+    )
     assert refinable(pair) == ({"task2": ["The cup is to the left of the plate."]}, False)
     out = _refine(pair)
     assert out["refined_description"].startswith("The cup is to the left of the plate")

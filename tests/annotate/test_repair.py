@@ -3,11 +3,11 @@ refined columns get complete sentences stating task 1's relation -- unless the b
 
 from __future__ import annotations
 
+from vsd.annotate.engines import EngineConfig
 from vsd.annotate.engines.base import Answer, ImageRequest, ImageResult
 from vsd.annotate.items import from_table, new_item, new_pair, to_table
 from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, judge, plan
 from vsd.annotate.stages.generate import GenerateStageUDF
-from vsd.annotate.engines import EngineConfig
 from vsd.relations import parse_relation
 
 LEFT, RIGHT = [0.05, 0.4, 0.25, 0.6], [0.6, 0.4, 0.9, 0.6]
@@ -23,7 +23,9 @@ def test_judge_names_why_a_sentence_cannot_be_trained_on():
     assert judge("The cup is to the left of the plate.", False, "cup", "plate", "to the left of") is None
     assert judge("The cup is to the left of", True, "cup", "plate", "to the left of") == "truncated"
     assert judge("A nice picture.", False, "cup", "plate", "to the left of") == "no_relation_stated"
-    assert judge("The cup is to the right of the plate.", False, "cup", "plate", "to the left of") == "disagrees"
+    assert (
+        judge("The cup is to the right of the plate.", False, "cup", "plate", "to the left of") == "disagrees"
+    )
     assert judge(None, False, "cup", "plate", "to the left of") == "missing"
 
 
@@ -31,7 +33,11 @@ def test_plan_flags_truncation_and_short_task3_and_keeps_what_is_fine():
     p = _pair(description="The cup is close to", descriptions=["The cup is to the left of the plate."])
     repairs, flags, kept = plan(p, {1: False, 2: True, 3: False}, [1, 2, 3])
     assert flags == ["truncated:task2", "too_few_sentences:task3 (1 of 3)"]
-    assert [(r.task, r.slot, r.why) for r in repairs] == [(2, 0, "truncated"), (3, 1, "missing"), (3, 2, "missing")]
+    assert [(r.task, r.slot, r.why) for r in repairs] == [
+        (2, 0, "truncated"),
+        (3, 1, "missing"),
+        (3, 2, "missing"),
+    ]
     assert kept == {"task2": None, "task3": ["The cup is to the left of the plate.", None, None]}
     for r in repairs:  # every forced start already states task 1's relation between the two
         assert parse_relation(r.prefix + ".", "cup", "plate") == "to the left of"
@@ -39,16 +45,21 @@ def test_plan_flags_truncation_and_short_task3_and_keeps_what_is_fine():
 
 
 def test_a_cut_last_task3_sentence_counts_short():
-    p = _pair(description="The cup is to the left of the plate.",
-              descriptions=["The cup is to the left of the plate.", "There is a cup left of"])
+    p = _pair(
+        description="The cup is to the left of the plate.",
+        descriptions=["The cup is to the left of the plate.", "There is a cup left of"],
+    )
     repairs, flags, _ = plan(p, {2: False, 3: True}, [1, 2, 3])
     assert flags == ["truncated:task3.1", "too_few_sentences:task3 (1 of 3)"]
     assert [(r.slot, r.why) for r in repairs] == [(1, "truncated"), (2, "missing")]
 
 
 def test_nothing_is_repaired_when_task1_and_the_boxes_disagree():
-    p = _pair(relation="to the right of", description="The cup is to the left of the plate.",
-              descriptions=["The cup is to the left of the plate."] * 3)
+    p = _pair(
+        relation="to the right of",
+        description="The cup is to the left of the plate.",
+        descriptions=["The cup is to the left of the plate."] * 3,
+    )
     repairs, flags, kept = plan(p, {}, [1, 2, 3])
     assert repairs == [] and kept == {"task2": None, "task3": None}
     assert flags == ["not_repaired (task 1 and geometry disagree)"]
@@ -56,13 +67,22 @@ def test_nothing_is_repaired_when_task1_and_the_boxes_disagree():
 
 def test_finish_keeps_a_clean_ending_and_drops_a_cut_or_contradicting_one():
     r = Repair(2, 0, "The cup is to the left of the plate", "truncated")
-    assert finish(r, ", near the edge.", False, "cup", "plate", "to the left of") == \
-        "The cup is to the left of the plate, near the edge."
-    assert finish(r, "and the", True, "cup", "plate", "to the left of") == "The cup is to the left of the plate."
+    assert (
+        finish(r, ", near the edge.", False, "cup", "plate", "to the left of")
+        == "The cup is to the left of the plate, near the edge."
+    )
+    assert (
+        finish(r, "and the", True, "cup", "plate", "to the left of") == "The cup is to the left of the plate."
+    )
     assert finish(r, "", False, "cup", "plate", "to the left of") == "The cup is to the left of the plate."
-    assert finish(r, "ge square.", False, "cup", "plate", "to the left of") == "The cup is to the left of the plate."
-    assert finish(r, "while a ball lies near them.", False, "cup", "plate", "to the left of") == \
-        "The cup is to the left of the plate while a ball lies near them."
+    assert (
+        finish(r, "ge square.", False, "cup", "plate", "to the left of")
+        == "The cup is to the left of the plate."
+    )
+    assert (
+        finish(r, "while a ball lies near them.", False, "cup", "plate", "to the left of")
+        == "The cup is to the left of the plate while a ball lies near them."
+    )
 
 
 class ScriptedVLM:
@@ -79,7 +99,9 @@ class ScriptedVLM:
             answers = []
             for p in req.prompts:
                 if p.choices is not None:
-                    answers.append(Answer("to the left of", [0.0 if c == "to the left of" else -3.0 for c in p.choices]))
+                    answers.append(
+                        Answer("to the left of", [0.0 if c == "to the left of" else -3.0 for c in p.choices])
+                    )
                 elif p.answer_prefix:
                     answers.append(Answer(", in a simple drawing."))
                 elif p.task == 2:
@@ -95,7 +117,9 @@ class ScriptedVLM:
 
 def _run(repair: bool):
     engine = ScriptedVLM()
-    udf = GenerateStageUDF(EngineConfig(kind="hf", model="tiny:llava"), [1, 2, 3], lambda cfg: engine, repair=repair)
+    udf = GenerateStageUDF(
+        EngineConfig(kind="hf", model="tiny:llava"), [1, 2, 3], lambda cfg: engine, repair=repair
+    )
     item = new_item("file:///x.jpg", "img", pairs=[_pair(relation=None)])
     item["views"] = [b"jpeg"]
     [out] = from_table(udf(to_table([item])))
@@ -110,10 +134,15 @@ def test_generate_stage_repairs_in_a_second_pass_over_the_same_image():
     assert pair["refined_descriptions"] == [
         "The cup is to the left of the plate, in a simple drawing.",
         "There is a cup to the left of the plate, in a simple drawing.",
-        "A cup can be seen to the left of the plate, in a simple drawing."]
+        "A cup can be seen to the left of the plate, in a simple drawing.",
+    ]
     assert "truncated:task2" in pair["flags"] and "too_few_sentences:task3 (1 of 3)" in pair["flags"]
-    assert {"repaired:task2 (truncated)", "repaired:task3.0 (disagrees)", "repaired:task3.1 (missing)",
-            "repaired:task3.2 (missing)"} <= set(pair["flags"])
+    assert {
+        "repaired:task2 (truncated)",
+        "repaired:task3.0 (disagrees)",
+        "repaired:task3.1 (missing)",
+        "repaired:task3.2 (missing)",
+    } <= set(pair["flags"])
     first, second = engine.requests
     assert second.key == first.key + "#repair" and second.image == first.image
     assert all(p.answer_prefix and p.max_new_tokens == REPAIR_TOKENS for p in second.prompts)

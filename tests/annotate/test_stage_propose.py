@@ -50,8 +50,17 @@ def scenes(n: int, seed: int = 31):
 
 def stage_config(model: str, **settings) -> ProposeStageConfig:
     # A random OWL-ViT puts its boxes on a few saturated spots: no NMS, same-box pairs allowed.
-    base = {"enabled": True, "model": model, "vocabulary": NAMES, "score_threshold": 0.0, "nms_iou": 1.0,
-            "device": "cpu", "dtype": "float32", "max_detections": 4, "pairs": {"max_pairs": 3, "max_pair_iou": 1.0}}
+    base = {
+        "enabled": True,
+        "model": model,
+        "vocabulary": NAMES,
+        "score_threshold": 0.0,
+        "nms_iou": 1.0,
+        "device": "cpu",
+        "dtype": "float32",
+        "max_detections": 4,
+        "pairs": {"max_pairs": 3, "max_pair_iou": 1.0},
+    }
     return from_dict(ProposeStageConfig, {**base, **settings})
 
 
@@ -72,14 +81,17 @@ def test_sits_between_read_and_preprocess_and_is_off_by_default():
 
     cfg = load_config(str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), [])
     assert not propose.enabled(cfg) and cfg.stages.propose.model == "IDEA-Research/grounding-dino-tiny"
-    assert propose.enabled(load_config(str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-                                       ["stages.propose.enabled=true"]))
+    assert propose.enabled(
+        load_config(str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), ["stages.propose.enabled=true"])
+    )
 
 
 def test_raw_images_get_detected_pairs_and_everything_else_passes_untouched(owlvit_dir):
     image = scenes(1)[0]
     given = raw_item(png(image), "mem://given.png")
-    given["pairs"] = [new_pair(0, "cup", "table", [0.1, 0.1, 0.3, 0.3], [0.4, 0.4, 0.9, 0.9], box_source="given")]
+    given["pairs"] = [
+        new_pair(0, "cup", "table", [0.1, 0.1, 0.3, 0.3], [0.4, 0.4, 0.9, 0.9], box_source="given")
+    ]
     broken = raw_item(b"<html>not an image</html>", "mem://broken.png")
     failed = raw_item(png(image), "mem://failed.png")
     failed.update(status="error", error="read_error: x")
@@ -106,12 +118,24 @@ def test_read_marks_given_pairs_given_and_leaves_the_scene_pair_unsourced():
     from vsd.annotate.stages.read import item_from_row
 
     box = [0.1, 0.1, 0.3, 0.3]
-    given = item_from_row({"uri": "/c/a.png", "row": 0, "pairs": [
-        {"index": 3, "subject": "cup", "object": "table", "subject_box": box, "object_box": box}]}, "s0")
-    assert [(p["pair_index"], p["box_source"], p["subject_score"]) for p in given["pairs"]] == [(3, "given", None)]
+    given = item_from_row(
+        {
+            "uri": "/c/a.png",
+            "row": 0,
+            "pairs": [
+                {"index": 3, "subject": "cup", "object": "table", "subject_box": box, "object_box": box}
+            ],
+        },
+        "s0",
+    )
+    assert [(p["pair_index"], p["box_source"], p["subject_score"]) for p in given["pairs"]] == [
+        (3, "given", None)
+    ]
     scene = item_from_row({"uri": "/c/b.png", "row": 1, "pairs": []}, "s0")
     assert [(p["pair_index"], p["box_source"]) for p in scene["pairs"]] == [(SCENE, None)]
-    assert propose.wants_proposal({**scene, "data": b"x"}) and not propose.wants_proposal({**given, "data": b"x"})
+    assert propose.wants_proposal({**scene, "data": b"x"}) and not propose.wants_proposal(
+        {**given, "data": b"x"}
+    )
 
 
 def test_no_pair_keeps_the_scene_task_flagged(owlvit_dir):
@@ -120,12 +144,25 @@ def test_no_pair_keeps_the_scene_task_flagged(owlvit_dir):
 
 
 def test_depth_fills_box_depths_and_verify_reads_them(owlvit_dir, depth_dir):
-    item = run_udf(stage_config(owlvit_dir, depth=True, depth_model=depth_dir), [raw_item(png(scenes(1)[0]))])[0]
+    item = run_udf(
+        stage_config(owlvit_dir, depth=True, depth_model=depth_dir), [raw_item(png(scenes(1)[0]))]
+    )[0]
     assert item["pairs"] and all(p["depth_kind"] == "relative" for p in item["pairs"])
-    assert all(isinstance(p["subject_depth"], float) and isinstance(p["object_depth"], float) for p in item["pairs"])
+    assert all(
+        isinstance(p["subject_depth"], float) and isinstance(p["object_depth"], float) for p in item["pairs"]
+    )
     # verify with depths: overlapping boxes, the subject clearly nearer -> 'behind' contradicts
-    pair = new_pair(0, "cup", "plate", [0.2, 0.3, 0.5, 0.7], [0.35, 0.32, 0.7, 0.72], box_source="detected",
-                    subject_depth=8.0, object_depth=4.0, depth_kind="relative")
+    pair = new_pair(
+        0,
+        "cup",
+        "plate",
+        [0.2, 0.3, 0.5, 0.7],
+        [0.35, 0.32, 0.7, 0.72],
+        box_source="detected",
+        subject_depth=8.0,
+        object_depth=4.0,
+        depth_kind="relative",
+    )
     pair.update(relation="behind", description="The cup is behind the plate.", descriptions=[])
     check(pair)
     assert pair["geometry_relation"] == "in front of" and "geometry_contradicts:task1" in pair["flags"]
@@ -155,8 +192,23 @@ def annotate_folder(tmp_path, folder, out: str, capsys) -> list[dict]:
     data["stages"]["propose"] = {**settings, "enabled": True, "resources": {"num_cpus": 0.5, "batch_size": 4}}
     cfg = tmp_path / "annotate-propose.yaml"
     cfg.write_text(yaml.safe_dump(data))
-    assert main(["annotate", "--config", str(cfg), "--input", str(folder), "--output", out, "progress_bars=false",
-                 "tasks=[1]", "run_date=2026-11-29"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                "--config",
+                str(cfg),
+                "--input",
+                str(folder),
+                "--output",
+                out,
+                "progress_bars=false",
+                "tasks=[1]",
+                "run_date=2026-11-29",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     return read_rows(out)
 
@@ -178,19 +230,33 @@ def test_vsd_annotate_on_raw_images_writes_detected_pairs_exactly_once(ray_local
     assert [r["error"].split(":")[0] for r in by_uri.pop("notes.png")] == ["not_an_image"]
     detected = [r for r in rows if r["box_source"] == "detected"]
     assert len({r["image_id"] for r in detected}) >= 3  # the tiny detector finds 2+ shapes in most scenes
-    for name, image_rows in by_uri.items():
+    for _name, image_rows in by_uri.items():
         if image_rows[0]["pair_index"] == SCENE:
             assert len(image_rows) == 1 and NO_PAIR in image_rows[0]["flags"]
             continue
-        assert sorted(r["pair_index"] for r in image_rows) == list(range(len(image_rows))) and len(image_rows) <= 3
+        assert (
+            sorted(r["pair_index"] for r in image_rows) == list(range(len(image_rows)))
+            and len(image_rows) <= 3
+        )
         for r in image_rows:
             assert r["status"] == "ok" and r["box_source"] == "detected" and r["relation"] in RELATIONS
             assert r["row_id"] == f"{r['image_id']}-p{r['pair_index']}" and r["subject_score"] > 0
             assert box_is_valid(r["subject_box"]) and box_is_valid(r["object_box"])
 
     # the same output again: nothing new, nothing written twice
-    assert sorted(r["row_id"] for r in annotate_folder(tmp_path, folder, str(tmp_path / "out"), capsys)) == sorted(ids)
+    assert sorted(
+        r["row_id"] for r in annotate_folder(tmp_path, folder, str(tmp_path / "out"), capsys)
+    ) == sorted(ids)
     # a fresh output: the same pairs, the same row ids and boxes
     fresh = annotate_folder(tmp_path, folder, str(tmp_path / "out2"), capsys)
-    key = lambda r: (r["row_id"], r["subject"], r["object"], tuple(r["subject_box"] or ()), tuple(r["object_box"] or ()))  # noqa: E731
+
+    def key(r):
+        return (
+            r["row_id"],
+            r["subject"],
+            r["object"],
+            tuple(r["subject_box"] or ()),
+            tuple(r["object_box"] or ()),
+        )
+
     assert sorted(map(key, fresh)) == sorted(map(key, rows))

@@ -22,8 +22,11 @@ def test_agreeing_answers_are_consistent():
 
 
 def test_disagreements_and_geometry_are_flagged():
-    p = pair("to the right of", "The cup is to the left of the plate.",
-             ["The cup is to the right of the plate.", "Nothing to see here."])
+    p = pair(
+        "to the right of",
+        "The cup is to the left of the plate.",
+        ["The cup is to the right of the plate.", "Nothing to see here."],
+    )
     assert "geometry_contradicts:task1" in p["flags"]
     assert "description_disagrees:task2" in p["flags"]
     assert "no_relation_stated:task3.1" in p["flags"]

@@ -16,14 +16,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RATIO = re.compile(r"^RATIO (?P<name>[a-z_]+) (?P<value>\d+(\.\d+)?) target (?P<target>\d+(\.\d+)?) (?P<verdict>PASS|FAIL)$")
+RATIO = re.compile(
+    r"^RATIO (?P<name>[a-z_]+) (?P<value>\d+(\.\d+)?) target (?P<target>\d+(\.\d+)?) (?P<verdict>PASS|FAIL)$"
+)
 
 
 def run_bench(name: str, *args: str, timeout: int = 600) -> tuple[str, re.Match]:
     """``python bench/<name>.py ARGS`` as the README documents it; (stdout, the RATIO match)."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / f"{name}.py"), *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / f"{name}.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     match = RATIO.match(lines[-1])
@@ -32,21 +40,44 @@ def run_bench(name: str, *args: str, timeout: int = 600) -> tuple[str, re.Match]
     assert sum(line.startswith("RATIO ") for line in lines) == 1, "exactly one RATIO line"
     target, value = float(match["target"]), float(match["value"])
     higher_is_better = name in ("pipeline_efficiency", "preprocess_throughput")
-    assert match["verdict"] == ("PASS" if (value >= target if higher_is_better else value <= target) else "FAIL")
+    assert match["verdict"] == (
+        "PASS" if (value >= target if higher_is_better else value <= target) else "FAIL"
+    )
     return proc.stdout, match
 
 
 def test_preprocess_throughput_smoke():
-    out, match = run_bench("preprocess_throughput", "--images", "8", "--width", "160", "--height", "120",
-                           "--image-size", "64", "--repeats", "1", "--profile")
+    out, match = run_bench(
+        "preprocess_throughput",
+        "--images",
+        "8",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--image-size",
+        "64",
+        "--repeats",
+        "1",
+        "--profile",
+    )
     assert float(match["target"]) == 1.5 and float(match["value"]) > 0
     assert "HF CLIPImageProcessorPil" in out and "cProfile" in out
 
 
 @pytest.mark.slow
 def test_pipeline_efficiency_smoke(tmp_path):
-    out, match = run_bench("pipeline_efficiency", "--images", "16", "--max-new-tokens", "2", "--write-batch-size", "4",
-                           "--workdir", str(tmp_path))
+    out, match = run_bench(
+        "pipeline_efficiency",
+        "--images",
+        "16",
+        "--max-new-tokens",
+        "2",
+        "--write-batch-size",
+        "4",
+        "--workdir",
+        str(tmp_path),
+    )
     assert float(match["target"]) == 0.8 and float(match["value"]) > 0
     assert "bare loop (no Ray)" in out and "pipeline (vsd annotate, Ray Data)" in out
     assert not list(tmp_path.iterdir()), "the bench leaves no corpus or output behind"
@@ -54,15 +85,28 @@ def test_pipeline_efficiency_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_resume_cost_smoke(tmp_path):
-    out, match = run_bench("resume_cost", "--images", "6", "--max-new-tokens", "2", "--workdir", str(tmp_path))
+    out, match = run_bench(
+        "resume_cost", "--images", "6", "--max-new-tokens", "2", "--workdir", str(tmp_path)
+    )
     assert float(match["target"]) == 0.1 and float(match["value"]) > 0
     assert "rerun new rows: 0" in out
 
 
 @pytest.mark.slow
 def test_streaming_memory_smoke(tmp_path):
-    out, match = run_bench("streaming_memory", "--n-small", "6", "--n-large", "12", "--max-new-tokens", "2",
-                           "--hz", "2", "--workdir", str(tmp_path))
+    out, match = run_bench(
+        "streaming_memory",
+        "--n-small",
+        "6",
+        "--n-large",
+        "12",
+        "--max-new-tokens",
+        "2",
+        "--hz",
+        "2",
+        "--workdir",
+        str(tmp_path),
+    )
     assert float(match["target"]) == 1.2 and float(match["value"]) > 0
     peak = re.search(r"^tree RSS \(object store once\)\s+(\d+)\s+(\d+)", out, re.M)
     assert peak and int(peak[1]) > 100 and int(peak[2]) > 100, "the sampler saw the Ray processes' memory"

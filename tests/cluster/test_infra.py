@@ -61,12 +61,23 @@ def test_irsa_roles_service_accounts_and_config_agree():
     template = (INFRA / "s3" / "irsa-trust-policy.json").read_text()
     setup = (INFRA / "s3" / "setup.sh").read_text()
     for account in accounts:
-        rendered = (template.replace("ACCOUNT_ID", "111122223333").replace("OIDC_PROVIDER", "oidc.example/id/X")
-                    .replace("NAMESPACE", "ml").replace("SERVICE_ACCOUNT", account))
+        rendered = (
+            template.replace("ACCOUNT_ID", "111122223333")
+            .replace("OIDC_PROVIDER", "oidc.example/id/X")
+            .replace("NAMESPACE", "ml")
+            .replace("SERVICE_ACCOUNT", account)
+        )
         condition = json.loads(rendered)["Statement"][0]["Condition"]["StringEquals"]
-        assert condition == {"oidc.example/id/X:aud": "sts.amazonaws.com",
-                             "oidc.example/id/X:sub": f"system:serviceaccount:ml:{account}"}
+        assert condition == {
+            "oidc.example/id/X:aud": "sts.amazonaws.com",
+            "oidc.example/id/X:sub": f"system:serviceaccount:ml:{account}",
+        }
         assert account in setup
     written = set(re.findall(r"--from-literal=(\w+)=", setup))
-    read = set(re.findall(r"configMapKeyRef: \{name: llava-vsd-config, key: (\w+)", "".join(p.read_text() for p in (REPO / "cluster").glob("*.yaml"))))
+    read = set(
+        re.findall(
+            r"configMapKeyRef: \{name: llava-vsd-config, key: (\w+)",
+            "".join(p.read_text() for p in (REPO / "cluster").glob("*.yaml")),
+        )
+    )
     assert read and read <= written, read - written

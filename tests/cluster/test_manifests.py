@@ -14,8 +14,14 @@ from tests.cluster.kube import doc as _doc
 
 def test_manifest_set_is_complete():
     kinds = {(d["apiVersion"], d["kind"]) for d in (yaml.safe_load(p.read_text()) for p in MANIFESTS)}
-    assert kinds == {("ray.io/v1", "RayCluster"), ("ray.io/v1", "RayJob"), ("ray.io/v1", "RayCronJob"), ("batch/v1", "CronJob"),
-                     ("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "ServiceAccount")}
+    assert kinds == {
+        ("ray.io/v1", "RayCluster"),
+        ("ray.io/v1", "RayJob"),
+        ("ray.io/v1", "RayCronJob"),
+        ("batch/v1", "CronJob"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("v1", "ServiceAccount"),
+    }
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -26,24 +32,60 @@ def test_manifest_validates_strictly(path, schemas):
 @pytest.mark.parametrize(
     "name, mutate, expected",
     [
-        ("raycluster.yaml", lambda d: d["spec"].__setitem__("workerGroupSpec", []), "'workerGroupSpec' was unexpected"),
-        ("raycluster.yaml", lambda d: d["spec"]["workerGroupSpecs"][0].__setitem__("maxReplica", 3), "'maxReplica' was unexpected"),
         (
             "raycluster.yaml",
-            lambda d: d["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolicyy", "Always"),
+            lambda d: d["spec"].__setitem__("workerGroupSpec", []),
+            "'workerGroupSpec' was unexpected",
+        ),
+        (
+            "raycluster.yaml",
+            lambda d: d["spec"]["workerGroupSpecs"][0].__setitem__("maxReplica", 3),
+            "'maxReplica' was unexpected",
+        ),
+        (
+            "raycluster.yaml",
+            lambda d: d["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0].__setitem__(
+                "imagePullPolicyy", "Always"
+            ),
             "'imagePullPolicyy' was unexpected",
         ),
-        ("raycluster.yaml", lambda d: d["spec"]["workerGroupSpecs"][0].pop("groupName"), "'groupName' is a required property"),
-        ("raycluster.yaml", lambda d: d["spec"]["workerGroupSpecs"][0].__setitem__("maxReplicas", "eight"), "is not of type 'integer'"),
-        ("raycluster.yaml", lambda d: d["spec"]["authOptions"].__setitem__("mode", "password"), "is not one of"),
-        ("rayjob-train.yaml", lambda d: d["spec"].__setitem__("shutdownAfterJobFinishes", "yes"), "is not of type 'boolean'"),
+        (
+            "raycluster.yaml",
+            lambda d: d["spec"]["workerGroupSpecs"][0].pop("groupName"),
+            "'groupName' is a required property",
+        ),
+        (
+            "raycluster.yaml",
+            lambda d: d["spec"]["workerGroupSpecs"][0].__setitem__("maxReplicas", "eight"),
+            "is not of type 'integer'",
+        ),
+        (
+            "raycluster.yaml",
+            lambda d: d["spec"]["authOptions"].__setitem__("mode", "password"),
+            "is not one of",
+        ),
+        (
+            "rayjob-train.yaml",
+            lambda d: d["spec"].__setitem__("shutdownAfterJobFinishes", "yes"),
+            "is not of type 'boolean'",
+        ),
         ("rayjob-annotate.yaml", lambda d: d["metadata"].__setitem__("nam", "x"), "'nam' was unexpected"),
         ("raycronjob-nightly.yaml", lambda d: d["spec"].pop("schedule"), "'schedule' is a required property"),
-        ("raycronjob-nightly.yaml", lambda d: d["spec"]["jobTemplate"].__setitem__("entrypointCmd", "x"), "'entrypointCmd' was unexpected"),
-        ("cronjob-nightly.yaml", lambda d: d["spec"].__setitem__("concurrency", "Forbid"), "'concurrency' was unexpected"),
+        (
+            "raycronjob-nightly.yaml",
+            lambda d: d["spec"]["jobTemplate"].__setitem__("entrypointCmd", "x"),
+            "'entrypointCmd' was unexpected",
+        ),
         (
             "cronjob-nightly.yaml",
-            lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].__setitem__("args", "not-a-list"),
+            lambda d: d["spec"].__setitem__("concurrency", "Forbid"),
+            "'concurrency' was unexpected",
+        ),
+        (
+            "cronjob-nightly.yaml",
+            lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0].__setitem__(
+                "args", "not-a-list"
+            ),
             "is not of type 'array'",
         ),
         (

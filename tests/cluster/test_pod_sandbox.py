@@ -62,7 +62,10 @@ print("JOB-DONE")
 def _can_sandbox() -> bool:
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
         return False
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode
+        == 0
+    )
 
 
 def _hidden_ancestor(path: str) -> tuple[str, str] | None:
@@ -87,27 +90,44 @@ def _sandbox_script(tmp: Path) -> str:
     hidden = _hidden_ancestor(os.path.realpath(sys.executable))
     if hidden:  # let the pod's uid reach this machine's Python, as the image's own would be
         top, child = hidden
-        lines += [f"mkdir -p {tmp}/bind && mount --bind {top}/{child} {tmp}/bind",
-                  f"mount -t tmpfs -o mode=755 tmpfs {top} && mkdir {top}/{child} && mount --bind {tmp}/bind {top}/{child}"]
-    lines += [f"mount -t tmpfs -o mode=755 tmpfs /home && mkdir -p {HOME} && chown {uid}:{gid} {HOME}",
-              # the job's files stay read-only: /tmp is Ray's alone, as in the pod
-              f"mkdir -p {tmp}/job && cp {tmp}/job.py {tmp}/inner.sh {tmp}/job/",
-              f"printf %s 'sandbox-token-0123456789abcdef0123456789' > {tmp}/job/auth_token",
-              f"chmod 0440 {tmp}/job/auth_token && chown {uid}:{gid} {tmp}/job/auth_token"]
+        lines += [
+            f"mkdir -p {tmp}/bind && mount --bind {top}/{child} {tmp}/bind",
+            f"mount -t tmpfs -o mode=755 tmpfs {top} && mkdir {top}/{child} && mount --bind {tmp}/bind {top}/{child}",
+        ]
+    lines += [
+        f"mount -t tmpfs -o mode=755 tmpfs /home && mkdir -p {HOME} && chown {uid}:{gid} {HOME}",
+        # the job's files stay read-only: /tmp is Ray's alone, as in the pod
+        f"mkdir -p {tmp}/job && cp {tmp}/job.py {tmp}/inner.sh {tmp}/job/",
+        f"printf %s 'sandbox-token-0123456789abcdef0123456789' > {tmp}/job/auth_token",
+        f"chmod 0440 {tmp}/job/auth_token && chown {uid}:{gid} {tmp}/job/auth_token",
+    ]
     for path in writable:  # mount points inside the image's home; others (/tmp) exist here already
         assert path.startswith(HOME + "/") or os.path.isdir(path), path
         lines.append(f"mkdir -p {path}")
     lines.append("mount -o remount,bind,ro / && mount -o remount,ro /home")
     for path in writable:  # the emptyDirs: the only writable places
         lines.append(f"mount -t tmpfs -o uid={uid},gid={gid},mode=1777 tmpfs {path}")
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": HOME, "PYTHONPATH": str(REPO),
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": f"{tmp}/job/auth_token", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_raylet_start_wait_time_s": "180", "RAY_agent_register_timeout_ms": "180000",
-           "RAY_worker_register_timeout_seconds": "180", "HF_HUB_OFFLINE": "1", "HF_HOME": f"{HOME}/.cache/huggingface",
-           "TORCH_EXTENSIONS_DIR": f"{HOME}/.cache/torch_extensions", "TRITON_CACHE_DIR": f"{HOME}/.cache/triton",
-           "MPLCONFIGDIR": "/tmp/matplotlib", "OMP_NUM_THREADS": "1"}
-    lines.append(f"exec setpriv --reuid {uid} --regid {gid} --clear-groups --inh-caps=-all --bounding-set=-all "
-                 f"--no-new-privs env -i {' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} timeout -k 10 480 bash {tmp}/job/inner.sh")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": HOME,
+        "PYTHONPATH": str(REPO),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": f"{tmp}/job/auth_token",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_raylet_start_wait_time_s": "180",
+        "RAY_agent_register_timeout_ms": "180000",
+        "RAY_worker_register_timeout_seconds": "180",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": f"{HOME}/.cache/huggingface",
+        "TORCH_EXTENSIONS_DIR": f"{HOME}/.cache/torch_extensions",
+        "TRITON_CACHE_DIR": f"{HOME}/.cache/triton",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "OMP_NUM_THREADS": "1",
+    }
+    lines.append(
+        f"exec setpriv --reuid {uid} --regid {gid} --clear-groups --inh-caps=-all --bounding-set=-all "
+        f"--no-new-privs env -i {' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} timeout -k 10 480 bash {tmp}/job/inner.sh"
+    )
     (tmp / "job.py").write_text(JOB)
     (tmp / "inner.sh").write_text(INNER.format(home=HOME, job=f"{tmp}/job"))
     return "\n".join(lines)
@@ -132,8 +152,12 @@ def test_ray_head_and_a_vsd_job_run_under_the_pod_security_context(tmp_path):
         script.write_text(_sandbox_script(tmp))
         os.chmod(tmp, 0o755)
         try:
-            result = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", str(script)],
-                                    capture_output=True, text=True, timeout=780)
+            result = subprocess.run(
+                ["unshare", "-m", "--propagation", "private", "bash", str(script)],
+                capture_output=True,
+                text=True,
+                timeout=780,
+            )
             out = result.stdout + result.stderr
         except subprocess.TimeoutExpired as exc:
             out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")

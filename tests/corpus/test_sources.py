@@ -10,7 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from vsd import storage
-from vsd.corpus.sources import detect_format, list_folder, open_source, read_manifest, read_vsd_source, resolve_uri
+from vsd.corpus.sources import (
+    detect_format,
+    list_folder,
+    open_source,
+    read_manifest,
+    read_vsd_source,
+    resolve_uri,
+)
 from vsd.errors import VSDError
 
 
@@ -28,8 +35,15 @@ def test_folder_lists_every_visible_file_with_its_version(tmp_path):
     assert source.kind == "folder" and source.roots == [str(tmp_path)]
     rows = rows_of(list_folder(str(tmp_path)))
     assert [r["uri"] for r in rows] == sorted(str(tmp_path / n) for n in ("a.jpg", "notes.txt", "sub/b.png"))
-    assert rows[0]["size"] == 1 and rows[0]["version"] and rows[0]["image_id"] is None and rows[0]["pairs"] is None
-    assert [r["uri"] for r in rows_of(list_folder(str(tmp_path), ["png"]))] == [str(tmp_path / "sub" / "b.png")]
+    assert (
+        rows[0]["size"] == 1
+        and rows[0]["version"]
+        and rows[0]["image_id"] is None
+        and rows[0]["pairs"] is None
+    )
+    assert [r["uri"] for r in rows_of(list_folder(str(tmp_path), ["png"]))] == [
+        str(tmp_path / "sub" / "b.png")
+    ]
 
 
 def test_a_missing_input_is_a_clear_error_and_an_empty_folder_lists_nothing(tmp_path):
@@ -41,20 +55,41 @@ def test_a_missing_input_is_a_clear_error_and_an_empty_folder_lists_nothing(tmp_
 
 def test_manifest_resolves_relative_uris_and_keeps_bad_rows_for_their_error_row(tmp_path):
     rows = [
-        {"image": "img/1.jpg", "image_id": "one", "size": 10, "etag": "e1", "pairs": [
-            {"subject": "cup", "object": "table", "subject_box": [0.1, 0.1, 0.2, 0.2], "object_box": [0, 0.5, 1, 1]},
-            {"subject": "dog", "object": "sofa", "subject_box": "wide", "object_box": [0, 0, 1, 1]}]},
+        {
+            "image": "img/1.jpg",
+            "image_id": "one",
+            "size": 10,
+            "etag": "e1",
+            "pairs": [
+                {
+                    "subject": "cup",
+                    "object": "table",
+                    "subject_box": [0.1, 0.1, 0.2, 0.2],
+                    "object_box": [0, 0.5, 1, 1],
+                },
+                {"subject": "dog", "object": "sofa", "subject_box": "wide", "object_box": [0, 0, 1, 1]},
+            ],
+        },
         {"uri": "s3://bucket/2.jpg"},
-        {"image": "../outside/x.png"},          # resolved lexically: the read stage refuses it
-        {"bucket": "inv", "key": "/a/b.jpg", "size": "7", "last_modified": "2026-01-01"},  # S3 Inventory style
+        {"image": "../outside/x.png"},  # resolved lexically: the read stage refuses it
+        {
+            "bucket": "inv",
+            "key": "/a/b.jpg",
+            "size": "7",
+            "last_modified": "2026-01-01",
+        },  # S3 Inventory style
     ]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     source = open_source(str(manifest))
     assert source.kind == "manifest" and source.roots == [str(tmp_path)]
     got = rows_of(read_manifest(str(manifest), source.roots[0]))
-    assert [r["uri"] for r in got] == [str(tmp_path / "img/1.jpg"), "s3://bucket/2.jpg",
-                                       str(tmp_path.parent / "outside/x.png"), "s3://inv/a/b.jpg"]
+    assert [r["uri"] for r in got] == [
+        str(tmp_path / "img/1.jpg"),
+        "s3://bucket/2.jpg",
+        str(tmp_path.parent / "outside/x.png"),
+        "s3://inv/a/b.jpg",
+    ]
     first = got[0]
     assert first["image_id"] == "one" and first["size"] == 10 and first["version"] == "e1"
     assert [p["subject"] for p in first["pairs"]] == ["cup", "dog"]
@@ -64,7 +99,9 @@ def test_manifest_resolves_relative_uris_and_keeps_bad_rows_for_their_error_row(
     table = pa.table({"image": ["a.png", None], "image_id": ["x", None], "path": [None, "b.png"]})
     pq.write_table(table, tmp_path / "m.parquet")
     assert [r["uri"] for r in rows_of(read_manifest(str(tmp_path / "m.parquet"), str(tmp_path)))] == [
-        str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.png"),
+    ]
     (tmp_path / "m.csv").write_text("uri,size\nc.png,3\n")
     assert rows_of(read_manifest(str(tmp_path / "m.csv"), str(tmp_path)))[0]["uri"] == str(tmp_path / "c.png")
 
@@ -75,8 +112,9 @@ def test_a_bad_manifest_line_is_reported_by_file_and_line_and_the_rest_is_read(t
     problems: list[str] = []
     rows = rows_of(read_manifest(str(manifest), str(tmp_path), problems))
     assert [r["uri"] for r in rows] == [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
-    assert len(problems) == 3 and problems[0].endswith("m.jsonl: line 2: invalid JSON (Expecting property name "
-                                                       "enclosed in double quotes)")
+    assert len(problems) == 3 and problems[0].endswith(
+        "m.jsonl: line 2: invalid JSON (Expecting property name enclosed in double quotes)"
+    )
     assert "line 3: no image URI" in problems[1] and "line 4: expected an object" in problems[2]
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(VSDError, match=r"broken\.parquet: not a readable manifest"):

@@ -13,8 +13,11 @@ from vsd.corpus import Corpus, sync
 
 
 def shard_rows(corpus: Corpus) -> list[dict]:
-    return [r for s in corpus.shards() for r in pq.read_table(storage.resolve(s.uri)[1],
-                                                              filesystem=storage.resolve(s.uri)[0]).to_pylist()]
+    return [
+        r
+        for s in corpus.shards()
+        for r in pq.read_table(storage.resolve(s.uri)[1], filesystem=storage.resolve(s.uri)[0]).to_pylist()
+    ]
 
 
 def test_a_night_adds_shards_only_for_new_or_changed_files(tmp_path):
@@ -37,18 +40,25 @@ def test_a_night_adds_shards_only_for_new_or_changed_files(tmp_path):
 
 def test_a_row_listed_twice_is_sharded_once_and_reported(tmp_path):
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in [{"image": "a.png"}, {"image": "b.png"}, {"image": "a.png"}]))
+    manifest.write_text(
+        "".join(json.dumps(r) + "\n" for r in [{"image": "a.png"}, {"image": "b.png"}, {"image": "a.png"}])
+    )
     corpus = Corpus.open_or_create(str(tmp_path / "corpus"))
     report = sync(corpus, str(manifest))
-    assert report.new == 2 and len(report.repeated) == 1 and "a.png: listed again as row 3" in report.repeated[0]
+    assert (
+        report.new == 2 and len(report.repeated) == 1 and "a.png: listed again as row 3" in report.repeated[0]
+    )
     manifest.write_text(manifest.read_text() + json.dumps({"image": "c.png"}) + "\n")
     assert sync(corpus, str(manifest)).new == 1  # the grown manifest adds one row
 
 
 def test_one_file_under_two_given_ids_is_two_entries(tmp_path):
     manifest = tmp_path / "m.jsonl"
-    rows = [{"image": "a.png", "image_id": "a-left"}, {"image": "a.png", "image_id": "a-right"},
-            {"image": "a.png", "image_id": "a-left"}]
+    rows = [
+        {"image": "a.png", "image_id": "a-left"},
+        {"image": "a.png", "image_id": "a-right"},
+        {"image": "a.png", "image_id": "a-left"},
+    ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     corpus = Corpus.open_or_create(str(tmp_path / "corpus"))
     report = sync(corpus, str(manifest))
@@ -66,6 +76,8 @@ def test_an_s3_prefix_is_listed_in_parallel_ray_tasks(ray_local, s3_bucket):
     assert report.listed == 13 and report.new == 13
     assert len({s.name.rsplit("-", 2)[0] for s in report.shards}) == 4  # one stem per listing task
     uris = sorted(r["uri"] for r in shard_rows(corpus))
-    assert uris == sorted([f"{s3_bucket}/images/{d}/{i}.jpg" for d in "abc" for i in range(4)] + [f"{s3_bucket}/images/top.jpg"])
+    assert uris == sorted(
+        [f"{s3_bucket}/images/{d}/{i}.jpg" for d in "abc" for i in range(4)] + [f"{s3_bucket}/images/top.jpg"]
+    )
     storage.write_bytes(f"{s3_bucket}/images/b/new.jpg", b"n")
     assert sync(corpus, f"{s3_bucket}/images/", parallel=True).new == 1

@@ -27,8 +27,9 @@ def test_header_size_is_read_after_every_pillow_plugin_is_registered(tmp_path):
     formats we decode are named, so that cannot happen. A fresh process: this one's Pillow is set."""
     Image.new("RGB", (64, 80), "red").save(tmp_path / "a.jpg")
     Image.new("RGB", (5, 7), "red").save(tmp_path / "b.png")
-    run = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", FRESH, str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split("\n")[0] == "(64, 80) (5, 7) (64, 80)"
 

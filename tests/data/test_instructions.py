@@ -78,12 +78,46 @@ def test_real_files_json_is_llava_data_and_parquet_follows_the_schema(real_build
 
 def test_same_seed_same_output_other_seed_other_task3_picks(vsd_val_files, real_build, tmp_path):
     v1, v2 = vsd_val_files
-    assert main(["data", "build", "--vsd1", str(v1), "--vsd2", str(v2), "--out", str(tmp_path / "a"),
-                 "--split", "val"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "build",
+                "--vsd1",
+                str(v1),
+                "--vsd2",
+                str(v2),
+                "--out",
+                str(tmp_path / "a"),
+                "--split",
+                "val",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "a/instructions.json").read_bytes() == (real_build / "instructions.json").read_bytes()
-    assert pq.read_table(tmp_path / "a/instructions.parquet").equals(pq.read_table(real_build / "instructions.parquet"))
-    assert main(["data", "build", "--vsd1", str(v1), "--vsd2", str(v2), "--out", str(tmp_path / "b"),
-                 "--seed", "1", "--split", "val"]) == 0
+    assert pq.read_table(tmp_path / "a/instructions.parquet").equals(
+        pq.read_table(real_build / "instructions.parquet")
+    )
+    assert (
+        main(
+            [
+                "data",
+                "build",
+                "--vsd1",
+                str(v1),
+                "--vsd2",
+                str(v2),
+                "--out",
+                str(tmp_path / "b"),
+                "--seed",
+                "1",
+                "--split",
+                "val",
+            ]
+        )
+        == 0
+    )
     a = json.loads((tmp_path / "a/instructions.json").read_text())
     b = json.loads((tmp_path / "b/instructions.json").read_text())
     diff = [x["id"] for x, y in zip(a, b) if x != y]
@@ -93,8 +127,23 @@ def test_same_seed_same_output_other_seed_other_task3_picks(vsd_val_files, real_
 def test_synthetic_build_writes_visual_prompt_images(synthetic_scenes, tmp_path, capsys):
     d = Path(synthetic_scenes)
     out = tmp_path / "out"
-    assert main(["data", "build", "--vsd1", str(d / "vsdv1.json"), "--vsd2", str(d / "vsdv2.json"),
-                 "--images", str(d / "images"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "build",
+                "--vsd1",
+                str(d / "vsdv1.json"),
+                "--vsd2",
+                str(d / "vsdv2.json"),
+                "--images",
+                str(d / "images"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "wrote 189 rows (63 triples x 3 tasks)" in printed and "skipped 0" in printed
     entries = json.loads((out / "instructions.json").read_text())
@@ -143,7 +192,10 @@ def test_bad_input_cli_strict_fails_one_line_else_skips(vsd_val_files, tmp_path,
     bad.write_text(text)
     trunc = tmp_path / "trunc.json"
     trunc.write_text(text[: len(text) - 200])
-    for f, first in ((bad, "record 3 triple 0: unknown relation"), (trunc, "record 3 triple 0: unknown relation")):
+    for f, first in (
+        (bad, "record 3 triple 0: unknown relation"),
+        (trunc, "record 3 triple 0: unknown relation"),
+    ):
         assert main(["data", "build", "--vsd1", str(f), "--out", str(tmp_path / "o"), "--strict"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"vsd: error: {f}: {first}") and "\n" not in err and "Traceback" not in err
@@ -153,7 +205,9 @@ def test_bad_input_cli_strict_fails_one_line_else_skips(vsd_val_files, tmp_path,
     stats = json.loads((tmp_path / "o/stats.json").read_text())
     good_ids = {r["img_id"] for i, r in enumerate(raw[:11]) if i not in (3, 6)}
     built = {row["img_id"] for row in pq.read_table(tmp_path / "o/instructions.parquet").to_pylist()}
-    assert built == good_ids and stats["records"] == sum(len(raw[i]["triple_list"]) for i in range(11) if i not in (3, 6))
+    assert built == good_ids and stats["records"] == sum(
+        len(raw[i]["triple_list"]) for i in range(11) if i not in (3, 6)
+    )
     # truncated alone, strict: the cut is named
     five = json.loads(vsd_val_files[0].read_text())[:5]
     text = json.dumps(five)
@@ -175,11 +229,43 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_synth_and_build_on_s3(s3_bucket, capsys):
-    assert main(["data", "synth", "--n", "18", "--out", f"{s3_bucket}/synth", "--seed", "4", "--size", "64x80",
-                 "--format", "jpg"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synth",
+                "--n",
+                "18",
+                "--out",
+                f"{s3_bucket}/synth",
+                "--seed",
+                "4",
+                "--size",
+                "64x80",
+                "--format",
+                "jpg",
+            ]
+        )
+        == 0
+    )
     assert "wrote 18 scenes" in capsys.readouterr().out
-    assert main(["data", "build", "--vsd1", f"{s3_bucket}/synth/vsdv1.json", "--vsd2", f"{s3_bucket}/synth/vsdv2.json",
-                 "--images", f"{s3_bucket}/synth/images", "--out", f"{s3_bucket}/built"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "build",
+                "--vsd1",
+                f"{s3_bucket}/synth/vsdv1.json",
+                "--vsd2",
+                f"{s3_bucket}/synth/vsdv2.json",
+                "--images",
+                f"{s3_bucket}/synth/images",
+                "--out",
+                f"{s3_bucket}/built",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     files = storage.list_files(f"{s3_bucket}/built")
     names = {f.rsplit("/", 1)[-1] for f in files}

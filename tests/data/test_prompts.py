@@ -9,22 +9,35 @@ from vsd.data.records import VSDRecord
 
 
 def rec(captions=(), v2=None, relation="on", subject="cup", object="table") -> VSDRecord:
-    return VSDRecord(dataset="t", img_id="9", record_index=0, triple_index=0, subject=subject, object=object,
-                     relation=relation, subject_box_px=(1, 2, 3, 4), object_box_px=(1, 2, 3, 4),
-                     captions=tuple(captions), caption_v2=v2)
+    return VSDRecord(
+        dataset="t",
+        img_id="9",
+        record_index=0,
+        triple_index=0,
+        subject=subject,
+        object=object,
+        relation=relation,
+        subject_box_px=(1, 2, 3, 4),
+        object_box_px=(1, 2, 3, 4),
+        captions=tuple(captions),
+        caption_v2=v2,
+    )
 
 
 def test_prompts_are_the_papers_verbatim():
     assert task_prompt(1, "cup", "table") == (
         "Given the image, choose the most appropriate preposition to complete the sentence: 'The cup is "
         "[BLANK] the table'. Select from: on, in, next to, under, above, behind, in front of, to the left "
-        "of, to the right of.")
+        "of, to the right of."
+    )
     assert task_prompt(2, "cup", "table") == (
         "Based on the image, provide a concise textual description or phrase of the single spatial "
-        "relationship between the two objects cup and table.")
+        "relationship between the two objects cup and table."
+    )
     assert task_prompt(3, "cup", "table") == (
         "Using the image as a reference, generate three detailed and diverse textual descriptions that "
-        "describe the spatial relationship between the two objects cup and table.")
+        "describe the spatial relationship between the two objects cup and table."
+    )
     assert TASK_NAMES == {1: "classification", 2: "single_description", 3: "open_description"}
     with pytest.raises(ValueError):
         task_prompt(4, "a", "b")
@@ -41,8 +54,10 @@ def test_task2_prefers_an_agreeing_vsdv2_sentence():
 
 
 def test_task2_falls_back_to_the_first_agreeing_vsdv1_caption():
-    r = rec(["a cup near a plate.", "a cup on a table .", "the cup is on the table."],
-            v2="The table is next to the cup.")  # VSDv2 disagrees with the triple
+    r = rec(
+        ["a cup near a plate.", "a cup on a table .", "the cup is on the table."],
+        v2="The table is next to the cup.",
+    )  # VSDv2 disagrees with the triple
     a = single_description(r)
     assert a.text == "a cup on a table." and a.sources == ("vsdv1",)
 

@@ -92,7 +92,9 @@ def test_ground_truth_is_exact_in_the_pixels():
             assert both, "the shapes must really overlap"
             front = scene.object if relation == "behind" else scene.subject
             px = image.load()
-            assert len(both) >= 0.1 * min(len(_mask(scene.subject, image.size)), len(_mask(scene.object, image.size)))
+            assert len(both) >= 0.1 * min(
+                len(_mask(scene.subject, image.size)), len(_mask(scene.object, image.size))
+            )
             fill = COLORS[front.color]
             outline = tuple(max(0, c - 70) for c in fill)
             assert all(px[p] in (fill, outline) for p in both)
@@ -107,7 +109,9 @@ def test_same_seed_same_set_and_other_seed_differs(tmp_path: Path):
         assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
     files = sorted(p.name for p in (tmp_path / "a" / "images").iterdir())
     assert len(files) == 27
-    assert all((tmp_path / "a/images" / f).read_bytes() == (tmp_path / "b/images" / f).read_bytes() for f in files)
+    assert all(
+        (tmp_path / "a/images" / f).read_bytes() == (tmp_path / "b/images" / f).read_bytes() for f in files
+    )
     assert a.per_relation == b.per_relation == c.per_relation
 
 

@@ -12,9 +12,9 @@ def test_boxes_are_drawn_on_a_copy_in_red_and_green():
     out = draw_visual_prompt(src, (0.1, 0.2, 0.4, 0.8), (0.5, 0.1, 0.9, 0.9))
     assert src.getpixel((20, 50)) == (128, 128, 128)  # original untouched
     assert out is not src and out.size == src.size
-    assert out.getpixel((20, 50)) == SUBJECT_COLOR      # left edge of the subject box (x0 = 20)
-    assert out.getpixel((100, 50)) == OBJECT_COLOR      # left edge of the object box (x0 = 100)
-    assert out.getpixel((50, 50)) == (128, 128, 128)    # inside the subject box: not filled
+    assert out.getpixel((20, 50)) == SUBJECT_COLOR  # left edge of the subject box (x0 = 20)
+    assert out.getpixel((100, 50)) == OBJECT_COLOR  # left edge of the object box (x0 = 100)
+    assert out.getpixel((50, 50)) == (128, 128, 128)  # inside the subject box: not filled
 
 
 def test_subject_stays_visible_when_boxes_coincide_and_none_is_skipped():

@@ -29,8 +29,12 @@ def test_real_files_one_record_per_triple_with_all_captions(real):
     assert first.subject_box_px == (197, 235, 90, 124)
     assert first.caption_v2 == "The window on the third floor is on the blue building."
     # all VSDv1 captions, duplicates removed in order
-    assert first.captions == ("window on a house", "a window is shown on a house.",
-                              "there is a window on the house.", "there is a window on a house.")
+    assert first.captions == (
+        "window on a house",
+        "a window is shown on a house.",
+        "there is a window on the house.",
+        "there is a window on a house.",
+    )
     # no images: sizes and normalised boxes are unknown, not guessed
     assert first.width is None and first.subject_box is None and first.image is None
     assert {r.relation for r in read.records} == set(RELATIONS)
@@ -43,10 +47,10 @@ def test_real_files_vsdv2_caption_goes_to_its_own_triple(real):
         by_id.setdefault(rec.img_id, []).append(rec)
     multi = [(r1, r2) for r1, r2 in zip(raw1, raw2) if len(r1["triple_list"]) > len(r2["triple_list"])]
     assert len(multi) == 156
-    for r1, r2 in multi:
+    for r1, _r2 in multi:
         recs = by_id[r1["img_id"]]
         assert [r.triple_index for r in recs] == list(range(len(r1["triple_list"])))
-        assert recs[0].caption_v2 is not None          # VSDv2 has the first triple only
+        assert recs[0].caption_v2 is not None  # VSDv2 has the first triple only
         assert all(r.caption_v2 is None for r in recs[1:])
         assert all(r.captions == recs[0].captions for r in recs)  # VSDv1 captions are per image
     with_v2 = sum(r.caption_v2 is not None for r in read.records)
@@ -75,14 +79,20 @@ def test_bad_records_are_skipped_with_file_and_index_and_nothing_valid_is_lost(t
     bad1[3]["triple_list"][0]["p"] = "inside of"
     bad1[5]["triple_list"][0]["s_bbox"][1] = float("nan")
     bad1[7]["triple_list"][0]["o"] = "  "
-    bad1[8]["triple_list"][0]["o_bbox"] = [50, 10, 0, 20]       # ymin > ymax
+    bad1[8]["triple_list"][0]["o_bbox"] = [50, 10, 0, 20]  # ymin > ymax
     del bad1[9]["triple_list"][0]["s_bbox"]
     del bad1[10]["captions"]
     f1 = _write(tmp_path / "v1.json", bad1)
     read = read_vsd(f1, _write(tmp_path / "v2.json", raw2))
     reasons = {(p.index, p.reason) for p in read.problems}
-    assert reasons == {(3, "unknown relation"), (5, "non-finite box"), (7, "empty name"),
-                       (8, "box out of order"), (9, "missing field"), (10, "missing field")}
+    assert reasons == {
+        (3, "unknown relation"),
+        (5, "non-finite box"),
+        (7, "empty name"),
+        (8, "box out of order"),
+        (9, "missing field"),
+        (10, "missing field"),
+    }
     assert all(p.file == f1 for p in read.problems)
     assert "record 3 triple 0: unknown relation: p = 'inside of'" in str(read.problems[0])
     assert all("\n" not in str(p) for p in read.problems)
@@ -93,10 +103,19 @@ def test_bad_records_are_skipped_with_file_and_index_and_nothing_valid_is_lost(t
     assert rec10.captions == () and rec10.caption_v2
 
 
-@pytest.mark.parametrize("mutate, reason", [
-    (lambda r: r[3]["triple_list"][0].__setitem__("p", "inside of"), "record 3 triple 0: unknown relation"),
-    (lambda r: r[5]["triple_list"][0]["s_bbox"].__setitem__(1, float("nan")), "record 5 triple 0: non-finite box"),
-])
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (
+            lambda r: r[3]["triple_list"][0].__setitem__("p", "inside of"),
+            "record 3 triple 0: unknown relation",
+        ),
+        (
+            lambda r: r[5]["triple_list"][0]["s_bbox"].__setitem__(1, float("nan")),
+            "record 5 triple 0: non-finite box",
+        ),
+    ],
+)
 def test_strict_raises_one_line_naming_file_and_record(tmp_path, small, mutate, reason):
     raw1, raw2 = small
     raw1 = json.loads(json.dumps(raw1))
@@ -113,7 +132,7 @@ def test_truncated_json_keeps_every_record_before_the_cut(tmp_path, small):
     text = json.dumps(raw1, indent=1)
     cut = text.index(json.dumps(raw1[20]["img_id"]))  # inside record 20
     f1 = tmp_path / "trunc.json"
-    f1.write_text(text[:cut + 5])
+    f1.write_text(text[: cut + 5])
     read = read_vsd(str(f1))
     assert [p.reason for p in read.problems] == ["invalid JSON"]
     assert read.problems[0].index == 20 and "truncated" in str(read.problems[0])
@@ -122,10 +141,15 @@ def test_truncated_json_keeps_every_record_before_the_cut(tmp_path, small):
         read_vsd(str(f1), strict=True)
 
 
-@pytest.mark.parametrize("text, detail", [
-    ("", "expected a list"), ("{}", "expected a list"), ("[1, 2", "record 1: bad record"),
-    ('[{"img_id": "1"}] x', "missing field"),
-])
+@pytest.mark.parametrize(
+    "text, detail",
+    [
+        ("", "expected a list"),
+        ("{}", "expected a list"),
+        ("[1, 2", "record 1: bad record"),
+        ('[{"img_id": "1"}] x', "missing field"),
+    ],
+)
 def test_other_malformed_files(tmp_path, text, detail):
     f = tmp_path / "x.json"
     f.write_text(text)
@@ -145,7 +169,9 @@ def test_pairs_by_img_id_when_the_order_differs(tmp_path, small):
     shuffled = list(reversed(raw2))
     a = read_vsd(_write(tmp_path / "a1.json", raw1), _write(tmp_path / "a2.json", raw2))
     b = read_vsd(_write(tmp_path / "b1.json", raw1), _write(tmp_path / "b2.json", shuffled))
-    assert [(r.record_id, r.caption_v2) for r in a.records] == [(r.record_id, r.caption_v2) for r in b.records]
+    assert [(r.record_id, r.caption_v2) for r in a.records] == [
+        (r.record_id, r.caption_v2) for r in b.records
+    ]
 
 
 def test_vsdv2_triple_that_differs_is_reported_not_attached(tmp_path, small):
@@ -163,7 +189,9 @@ def test_images_give_sizes_normalised_boxes_and_bounds_checks(tmp_path, syntheti
     assert read.problems == [] and read.missing_images == []
     rec = read.records[0]
     ymin, ymax, xmin, xmax = rec.subject_box_px
-    assert rec.subject_box == pytest.approx((xmin / rec.width, ymin / rec.height, xmax / rec.width, ymax / rec.height))
+    assert rec.subject_box == pytest.approx(
+        (xmin / rec.width, ymin / rec.height, xmax / rec.width, ymax / rec.height)
+    )
     assert rec.image.endswith(rec.img_id)
     # a box past the image edge is caught once the size is known
     raw = json.loads((d / "vsdv1.json").read_text())
@@ -180,12 +208,14 @@ def test_reads_vsd_files_and_images_from_s3(s3_bucket, synthetic_scenes, vsd_val
     import boto3
 
     s3 = boto3.client("s3")
-    bucket = s3_bucket[len("s3://"):]
+    bucket = s3_bucket[len("s3://") :]
     d = Path(synthetic_scenes)
     for path in [d / "vsdv1.json", d / "vsdv2.json", *sorted((d / "images").iterdir())[:9]]:
         s3.upload_file(str(path), bucket, f"synth/{path.relative_to(d)}")
     s3.upload_file(str(vsd_val_files[0]), bucket, "real/VSDv1_val.json")
-    read = read_vsd(f"{s3_bucket}/synth/vsdv1.json", f"{s3_bucket}/synth/vsdv2.json", images=f"{s3_bucket}/synth/images")
+    read = read_vsd(
+        f"{s3_bucket}/synth/vsdv1.json", f"{s3_bucket}/synth/vsdv2.json", images=f"{s3_bucket}/synth/images"
+    )
     local = read_vsd(str(d / "vsdv1.json"), str(d / "vsdv2.json"), images=str(d / "images"))
     assert [r.record_id for r in read.records] == [r.record_id for r in local.records]
     with_image = [r for r in read.records if r.image]

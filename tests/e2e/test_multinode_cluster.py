@@ -44,8 +44,14 @@ else:
 
 def _driver(cluster, log, *args: str, stdin=None) -> subprocess.Popen:
     with open(log, "a") as err:
-        return subprocess.Popen([sys.executable, "-c", DRIVER, cluster.gcs_address, *args], env=cluster.env,
-                                text=True, stdin=stdin, stdout=subprocess.PIPE, stderr=err)
+        return subprocess.Popen(
+            [sys.executable, "-c", DRIVER, cluster.gcs_address, *args],
+            env=cluster.env,
+            text=True,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
 
 
 def _answer(driver: subprocess.Popen, log) -> dict:
@@ -59,7 +65,9 @@ def _answer(driver: subprocess.Popen, log) -> dict:
 def test_nodes_place_work_die_with_their_object_store_and_stop_cleanly(multinode_cluster, tmp_path):
     from tests.fixtures.multinode import FAST_FAILURE_DETECTION
 
-    cluster = multinode_cluster(workers={"w1": {"num_cpus": 1}, "w2": {"num_cpus": 1}}, extra_env=FAST_FAILURE_DETECTION)
+    cluster = multinode_cluster(
+        workers={"w1": {"num_cpus": 1}, "w2": {"num_cpus": 1}}, extra_env=FAST_FAILURE_DETECTION
+    )
     ids = cluster.node_ids()
     assert cluster.node_states() == {"head": "ALIVE", "w1": "ALIVE", "w2": "ALIVE"}
 

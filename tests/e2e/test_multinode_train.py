@@ -38,10 +38,18 @@ RUN_TIMEOUT_S = 900
 
 def overrides(stage: int, max_failures: int) -> list[str]:
     """The CI config, cut to a few seconds a step: 2 scenes, 3 samples per worker and step."""
-    return ["data.synthetic.scenes=2", "data.shuffle=false", "optim.batch_size=3", f"optim.max_steps={STEPS}",
-            "checkpoint.every_n_steps=2", "checkpoint.keep_n=3", "lora.rank=8",
-            "scaling.resources_per_worker.train_slot=1", f"deepspeed.zero_stage={stage}",
-            f"failure.max_failures={max_failures}"]
+    return [
+        "data.synthetic.scenes=2",
+        "data.shuffle=false",
+        "optim.batch_size=3",
+        f"optim.max_steps={STEPS}",
+        "checkpoint.every_n_steps=2",
+        "checkpoint.keep_n=3",
+        "lora.rank=8",
+        "scaling.resources_per_worker.train_slot=1",
+        f"deepspeed.zero_stage={stage}",
+        f"failure.max_failures={max_failures}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +59,15 @@ def train_cluster(s3_server, tmp_path_factory):
 
 
 def start_train(cluster, out: str, args: list[str], log: Path) -> subprocess.Popen:
-    cmd = [str(VENV_BIN / "vsd"), "train", "--config", str(REPO / "jobs/configs/train-tiny-cpu.yaml"), "--out", out,
-           *args]
+    cmd = [
+        str(VENV_BIN / "vsd"),
+        "train",
+        "--config",
+        str(REPO / "jobs/configs/train-tiny-cpu.yaml"),
+        "--out",
+        out,
+        *args,
+    ]
     with open(log, "wb") as sink:
         return subprocess.Popen(cmd, env=cluster.env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
 
@@ -104,7 +119,9 @@ def adapter_differences(got: dict, want: dict) -> list[str]:
     return different[:3] + [f"max |diff| {max(float((got[k] - want[k]).abs().max()) for k in different):.3g}"]
 
 
-def kill_after_checkpoint(cluster, proc: subprocess.Popen, run: str, log: Path, victim: str, step: int = 2) -> str:
+def kill_after_checkpoint(
+    cluster, proc: subprocess.Popen, run: str, log: Path, victim: str, step: int = 2
+) -> str:
     """Once ``checkpoint_<step>`` is complete on S3, kill ``victim`` (the node of one of the two
     workers: each worker node holds one) and add a replacement; returns the killed node's id."""
     from vsd.model.checkpoints import checkpoint_uri
@@ -123,15 +140,18 @@ def kill_after_checkpoint(cluster, proc: subprocess.Popen, run: str, log: Path, 
 
 @pytest.mark.timeout(3 * RUN_TIMEOUT_S)
 @pytest.mark.parametrize("stage", [2, 3])
-def test_node_lost_mid_run_resumes_on_a_replacement_to_the_undisturbed_adapter(train_cluster, s3_bucket, tmp_path,
-                                                                               stage):
+def test_node_lost_mid_run_resumes_on_a_replacement_to_the_undisturbed_adapter(
+    train_cluster, s3_bucket, tmp_path, stage
+):
     nodes = train_cluster.live_workers(2, **SLOT)
     baseline, faulted = f"{s3_bucket}/runs/undisturbed", f"{s3_bucket}/runs/node-lost"
     started = time.monotonic()
     code, text = train(train_cluster, baseline, overrides(stage, 2), tmp_path / "undisturbed.log")
     assert code == 0, text[-6000:]
     rows = metrics(baseline)
-    assert [r["step"] for r in rows] == list(range(1, STEPS + 1)) and all(r["resumed_from"] == 0 for r in rows)
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1)) and all(
+        r["resumed_from"] == 0 for r in rows
+    )
     assert all(sorted(r["nodes"]) == sorted(nodes.values()) for r in rows)  # one worker per node
     check_finished_run(baseline, stage)
     undisturbed_s = time.monotonic() - started
@@ -160,17 +180,28 @@ def test_node_lost_mid_run_resumes_on_a_replacement_to_the_undisturbed_adapter(t
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
     resumed = [r for r in rows if r["resumed_from"] > 0]
     assert resumed and resumed[0]["resumed_from"] in (2, 4), [r["resumed_from"] for r in rows]
-    assert all(victim_id not in r["nodes"] and len(set(r["nodes"])) == 2 for r in resumed)  # on the replacement
-    meta = json.loads(storage.read_text(storage.join(faulted, "checkpoints", f"checkpoint_{STEPS:08d}", "meta.json")))
+    assert all(
+        victim_id not in r["nodes"] and len(set(r["nodes"])) == 2 for r in resumed
+    )  # on the replacement
+    meta = json.loads(
+        storage.read_text(storage.join(faulted, "checkpoints", f"checkpoint_{STEPS:08d}", "meta.json"))
+    )
     assert meta["optimizer"]["world_size"] == 2 and meta["zero_stage"] == stage
     diff = adapter_differences(final_adapter(faulted), final_adapter(baseline))
     how = "FailureConfig restart" if max_failures else "failed loudly, relaunched"
-    note = (f"resumed from step {resumed[0]['resumed_from']} on the replacement node ({how}); final adapter "
-            f"{'bit-identical to' if not diff else 'DIFFERS from'} the undisturbed run's; {faulted_s:.0f}s vs "
-            f"{undisturbed_s:.0f}s undisturbed")
+    note = (
+        f"resumed from step {resumed[0]['resumed_from']} on the replacement node ({how}); final adapter "
+        f"{'bit-identical to' if not diff else 'DIFFERS from'} the undisturbed run's; {faulted_s:.0f}s vs "
+        f"{undisturbed_s:.0f}s undisturbed"
+    )
     print(f"ZeRO-{stage}: {note}")
-    record_case(f"training: worker node killed mid-run, ZeRO-{stage} (multi-node)", "train fault (multi-node)",
-                rows=[{"row_id": f"step-{r['step']}", "status": "ok", "error": None} for r in rows],
-                expected_ids={f"step-{n}" for n in range(1, STEPS + 1)}, rows_in=STEPS, same_as_baseline=not diff,
-                note=note)
+    record_case(
+        f"training: worker node killed mid-run, ZeRO-{stage} (multi-node)",
+        "train fault (multi-node)",
+        rows=[{"row_id": f"step-{r['step']}", "status": "ok", "error": None} for r in rows],
+        expected_ids={f"step-{n}" for n in range(1, STEPS + 1)},
+        rows_in=STEPS,
+        same_as_baseline=not diff,
+        note=note,
+    )
     assert not diff, diff

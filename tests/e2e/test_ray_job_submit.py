@@ -31,9 +31,28 @@ pytestmark = pytest.mark.slow
 TRAIN_TIMEOUT_S, EXPORT_TIMEOUT_S, ANNOTATE_TIMEOUT_S = 720, 300, 420
 # What the working-dir upload must never carry (Ray also honours .gitignore, which lists them;
 # these stay excluded even where RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1).
-UPLOAD_EXCLUDES = [".git", ".venv", ".venv-sglang", ".cache", ".pytest_cache", "*.egg-info", "out", "runs", "__pycache__"]
-JOB_ENV_KEYS = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION",
-                "TORCH_EXTENSIONS_DIR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
+UPLOAD_EXCLUDES = [
+    ".git",
+    ".venv",
+    ".venv-sglang",
+    ".cache",
+    ".pytest_cache",
+    "*.egg-info",
+    "out",
+    "runs",
+    "__pycache__",
+]
+JOB_ENV_KEYS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "TORCH_EXTENSIONS_DIR",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+)
 N_IMAGES = 12
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -59,8 +78,21 @@ def submit(head, runtime_env: dict, entrypoint: list[str], name: str, log_dir: P
     """`ray job submit` (which waits for the job and tails its logs); asserts SUCCEEDED both from
     the exit status and from `ray job status`. Returns the job's log (the submit command's output)."""
     job_id = f"vsd-e2e-{name}-{uuid.uuid4().hex[:8]}"
-    cmd = [RAY, "job", "submit", "--address", head.dashboard_url, "--submission-id", job_id,
-           "--working-dir", str(REPO), "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint]
+    cmd = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        head.dashboard_url,
+        "--submission-id",
+        job_id,
+        "--working-dir",
+        str(REPO),
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        *entrypoint,
+    ]
     started = time.monotonic()
     try:
         out = _run(cmd, head.env, timeout)
@@ -70,10 +102,13 @@ def submit(head, runtime_env: dict, entrypoint: list[str], name: str, log_dir: P
     log = ANSI.sub("", out.stdout + out.stderr)
     (log_dir / f"{name}.log").write_text(log)  # the whole log, for a failure's post-mortem
     print(f"{name}: `ray job submit` returned {out.returncode} after {time.monotonic() - started:.0f}s")
-    assert out.returncode == 0, f"{name} job failed (exit {out.returncode}), full log in {log_dir}:\n{log[-8000:]}"
+    assert out.returncode == 0, (
+        f"{name} job failed (exit {out.returncode}), full log in {log_dir}:\n{log[-8000:]}"
+    )
     status = _job_status(head, job_id)
-    assert status.startswith("SUCCEEDED:") and f"Job '{job_id}' succeeded" in status, \
+    assert status.startswith("SUCCEEDED:") and f"Job '{job_id}' succeeded" in status, (
         f"{name} job status: {status}\nlog:\n{log[-8000:]}"
+    )
     return log
 
 
@@ -123,38 +158,73 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_cluster, s3_bucket, tmp_p
     runtime_env = {"env_vars": env_vars, "excludes": UPLOAD_EXCLUDES}
 
     t0 = time.monotonic()
-    train_log = submit(ray_cluster, runtime_env, ["python", "jobs/train.py", "--config", "jobs/configs/train-tiny-cpu.yaml",
-                                                  "--out", run_uri, "scaling.resources_per_worker.train_slot=1"],
-                       "train", tmp_path, TRAIN_TIMEOUT_S)
+    train_log = submit(
+        ray_cluster,
+        runtime_env,
+        [
+            "python",
+            "jobs/train.py",
+            "--config",
+            "jobs/configs/train-tiny-cpu.yaml",
+            "--out",
+            run_uri,
+            "scaling.resources_per_worker.train_slot=1",
+        ],
+        "train",
+        tmp_path,
+        TRAIN_TIMEOUT_S,
+    )
     t_train = time.monotonic() - t0
     assert "trained to step 12" in train_log, train_log[-4000:]
     checkpoint = latest_checkpoint(run_uri)
     assert re.search(r"checkpoint_0*12$", checkpoint.rstrip("/")), checkpoint
     metrics = [json.loads(x) for x in storage.read_text(storage.join(run_uri, "metrics.jsonl")).splitlines()]
     workers = {name: node for name, node in ray_cluster.node_ids().items() if name != "head"}
-    assert all(sorted(r["nodes"]) == sorted(workers.values()) for r in metrics), (metrics[-1]["nodes"], workers)
+    assert all(sorted(r["nodes"]) == sorted(workers.values()) for r in metrics), (
+        metrics[-1]["nodes"],
+        workers,
+    )
     meta = json.loads(storage.read_text(storage.join(checkpoint, "meta.json")))
     assert sorted(meta["optimizer"]["shards"]) == ["rank_00000-of-00002.pt", "rank_00001-of-00002.pt"]
 
     # Merge the adapter into its base, from the workstation, straight from S3 to S3.
     t1 = time.monotonic()
     env = dict(ray_cluster.env, VSD_CACHE_DIR=cache_dir)
-    export = _run([str(VENV_BIN / "vsd"), "export", "--checkpoint", run_uri, "--out", merged_uri], env, EXPORT_TIMEOUT_S)
+    export = _run(
+        [str(VENV_BIN / "vsd"), "export", "--checkpoint", run_uri, "--out", merged_uri], env, EXPORT_TIMEOUT_S
+    )
     assert export.returncode == 0, export.stdout[-3000:] + export.stderr[-3000:]
     sha = export_info(merged_uri).get("adapter_sha256")
     assert sha and sha == adapter_sha256(storage.join(checkpoint, "adapter"))
     t_export = time.monotonic() - t1
 
     t2 = time.monotonic()
-    annotate_log = submit(ray_cluster, runtime_env, [
-        "python", "jobs/annotate.py", "--config", "jobs/configs/annotate-tiny-cpu.yaml",
-        "--input", corpus.vsd1, "--output", output_uri, "--model", merged_uri,
-        f"input.image_dir={corpus.images}", "progress_bars=false"], "annotate", tmp_path, ANNOTATE_TIMEOUT_S)
+    annotate_log = submit(
+        ray_cluster,
+        runtime_env,
+        [
+            "python",
+            "jobs/annotate.py",
+            "--config",
+            "jobs/configs/annotate-tiny-cpu.yaml",
+            "--input",
+            corpus.vsd1,
+            "--output",
+            output_uri,
+            "--model",
+            merged_uri,
+            f"input.image_dir={corpus.images}",
+            "progress_bars=false",
+        ],
+        "annotate",
+        tmp_path,
+        ANNOTATE_TIMEOUT_S,
+    )
     t_annotate = time.monotonic() - t2
 
     # The Parquet on S3: one row per (image, pair) of the input, nothing dropped, nothing twice.
     # The dataset is <output>/run_date=*/part-*.parquet (the run's own index lives elsewhere).
-    files = [u[len(output_uri) + 1:] for u in storage.list_files(output_uri)]
+    files = [u[len(output_uri) + 1 :] for u in storage.list_files(output_uri)]
     in_partition = [f.split("/") for f in files if f.startswith("run_date=") and f.count("/") == 1]
     parts = [f"{output_uri}/{d}/{n}" for d, n in in_partition if n.endswith(".parquet")]
     run_records = [f"{output_uri}/{f}" for f in files if f.startswith("__vsd/runs/")]
@@ -167,8 +237,9 @@ def test_train_then_annotate_submitted_as_ray_jobs(ray_cluster, s3_bucket, tmp_p
 
     errors = [r for r in rows if r["status"] == "error"]
     ok = [r for r in rows if r["status"] == "ok"]
-    assert sorted(r["image_id"] for r in errors) == sorted([garbage_id, truncated_id]), \
-        [(r["image_id"], r["error"]) for r in errors]
+    assert sorted(r["image_id"] for r in errors) == sorted([garbage_id, truncated_id]), [
+        (r["image_id"], r["error"]) for r in errors
+    ]
     assert all(r["error"] for r in errors), "an error row names its reason"
     assert len(ok) == N_IMAGES - 2
     assert all(r["relation"] in RELATIONS for r in ok), {r["relation"] for r in ok}

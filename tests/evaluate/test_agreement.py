@@ -8,7 +8,6 @@ import pytest
 
 from vsd.evaluate.agreement import caption_triple, load_records, measure
 
-
 #: Issue 2's targets are VSDv1 found >= 95% / agree >= 95%, VSDv2 found >= 80% / agree >= 75%.
 #: Measured (bench/parser_agreement.py): VSDv1 94.4% / 95.3%, VSDv2 92.4% / 70.8%. The two gaps
 #: are in the data, not the parser: 3.9% of VSDv1 captions name neither object of their record

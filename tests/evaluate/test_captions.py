@@ -20,11 +20,17 @@ def hand_cases(caption_scorer):
         "corpus": s.score({"a": "a b c", "b": "x y"}, {"a": ["a b c"], "b": ["p q r"]}),
         "rouge": s.score({"a": "a b c d"}, {"a": ["a c d e f"]}),
         "rouge_multi": s.score({"a": "a b c d"}, {"a": ["a b", "a b c d e f g h"]}),
-        "empty": s.score({"a": "the cup is on the table", "b": ""},
-                         {"a": ["the cup is on the table"], "b": ["a dog under a chair"]}),
-        "same": s.score({"a": "the cup is on the table", "b": "a dog is under the chair"},
-                        {"a": ["the cup is on the table", "a cup on a table"],
-                         "b": ["a dog is under the chair", "the dog lies below a chair"]}),
+        "empty": s.score(
+            {"a": "the cup is on the table", "b": ""},
+            {"a": ["the cup is on the table"], "b": ["a dog under a chair"]},
+        ),
+        "same": s.score(
+            {"a": "the cup is on the table", "b": "a dog is under the chair"},
+            {
+                "a": ["the cup is on the table", "a cup on a table"],
+                "b": ["a dog is under the chair", "the dog lies below a chair"],
+            },
+        ),
     }
 
 
@@ -73,7 +79,14 @@ def test_spice_is_skipped_with_its_reason(hand_cases):
 def test_ptb_tokenize_matches_pycocoevalcap_and_keeps_lines_aligned():
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    texts = ["The cup is ON the table.", "", "A man (left) -- riding; it's \"nice\"!", "...", "café near x", "a, b"]
+    texts = [
+        "The cup is ON the table.",
+        "",
+        'A man (left) -- riding; it\'s "nice"!',
+        "...",
+        "café near x",
+        "a, b",
+    ]
     ours = ptb_tokenize(texts)
     theirs = PTBTokenizer().tokenize({i: [{"caption": t}] for i, t in enumerate(texts)})
     assert ours == [theirs[i][0] for i in range(len(texts))]
@@ -127,7 +140,9 @@ def test_streamed_meteor_equals_pycocoevalcaps_round_trips(caption_scorer, vsd_v
     texts = [r["answer"] for r in rows]
     tokens = dict(zip(texts, caption_scorer.tokenize(texts)))
     gts = {r["record_id"]: caption_scorer.tokenize(r["references"]) for r in rows}
-    res = {r["record_id"]: [tokens[texts[(i + 1) % len(texts)]]] for i, r in enumerate(rows)}  # shifted: not all 1.0
+    res = {
+        r["record_id"]: [tokens[texts[(i + 1) % len(texts)]]] for i, r in enumerate(rows)
+    }  # shifted: not all 1.0
     caption_scorer._meteor_score(gts, res)  # starts the JVM if no test did yet
     meteor = caption_scorer._meteor
     ours = meteor.compute_score(gts, res)

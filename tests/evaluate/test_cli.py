@@ -30,7 +30,9 @@ def test_cli_without_captions_counts_missing(tmp_path, capsys):
     del answers[1][sorted(answers[1])[0]]
     pred = write_jsonl(answers, tmp_path / "pred.jsonl")
     ref = write_instructions(rows, tmp_path / "ref.parquet")
-    assert main(["evaluate", "--pred", pred, "--ref", ref, "--out", str(tmp_path / "out"), "--no-captions"]) == 0
+    assert (
+        main(["evaluate", "--pred", pred, "--ref", ref, "--out", str(tmp_path / "out"), "--no-captions"]) == 0
+    )
     out = capsys.readouterr().out
     assert "task 1: 8/9 predicted, 1 missing (0 error rows)" in out
     assert "task 1: accuracy 0.8889" in out
@@ -39,7 +41,9 @@ def test_cli_without_captions_counts_missing(tmp_path, capsys):
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
     ref = write_instructions(synthetic_references(2), tmp_path / "ref.parquet")
-    code = main(["evaluate", "--pred", str(tmp_path / "missing.jsonl"), "--ref", ref, "--out", str(tmp_path / "o")])
+    code = main(
+        ["evaluate", "--pred", str(tmp_path / "missing.jsonl"), "--ref", ref, "--out", str(tmp_path / "o")]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("vsd: error: predictions not found:") and err.count("\n") == 1

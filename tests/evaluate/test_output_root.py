@@ -36,9 +36,19 @@ def _items(rows: list[dict], ids: list[str]) -> list[dict]:
     items = []
     for n, rid in enumerate(ids):
         image_id = rid.rsplit("-p", 1)[0]
-        pair = new_pair(0, "s", "o", [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], relation=answers[1][rid],
-                        description=answers[2][rid], descriptions=answers[3][rid].split("\n"))
-        item = new_item(f"/in/{image_id}.png", image_id=image_id, pairs=[pair], source_key=f"/in/{image_id}.png|1|1")
+        pair = new_pair(
+            0,
+            "s",
+            "o",
+            [0.1, 0.1, 0.4, 0.4],
+            [0.5, 0.5, 0.9, 0.9],
+            relation=answers[1][rid],
+            description=answers[2][rid],
+            descriptions=answers[3][rid].split("\n"),
+        )
+        item = new_item(
+            f"/in/{image_id}.png", image_id=image_id, pairs=[pair], source_key=f"/in/{image_id}.png|1|1"
+        )
         item.update(width=64, height=48, shard="s1", shard_row=n, given_id=True)
         items.append(item)
     return items
@@ -47,15 +57,25 @@ def _items(rows: list[dict], ids: list[str]) -> list[dict]:
 def _old_release_part(root: str, rows: list[dict], rid: str) -> None:
     """A partition of an older release: fewer columns, float64 boxes, one column no longer written."""
     answers = answers_by_task(rows)
-    table = pa.table({
-        "row_id": [rid], "image_id": [rid.rsplit("-p", 1)[0]], "pair_index": pa.array([0], pa.int64()),
-        "subject_box": pa.array([[0.1, 0.1, 0.4, 0.4]], pa.list_(pa.float64())),
-        "relation": [answers[1][rid]], "description": [answers[2][rid]],
-        "descriptions": [answers[3][rid].split("\n")], "status": ["ok"], "error": [None], "caption_model": ["old"],
-    })
+    table = pa.table(
+        {
+            "row_id": [rid],
+            "image_id": [rid.rsplit("-p", 1)[0]],
+            "pair_index": pa.array([0], pa.int64()),
+            "subject_box": pa.array([[0.1, 0.1, 0.4, 0.4]], pa.list_(pa.float64())),
+            "relation": [answers[1][rid]],
+            "description": [answers[2][rid]],
+            "descriptions": [answers[3][rid].split("\n")],
+            "status": ["ok"],
+            "error": [None],
+            "caption_model": ["old"],
+        }
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    storage.write_bytes(storage.join(root, "run_date=2025-06-01", "part-oldrelease.parquet"), sink.getvalue().to_pybytes())
+    storage.write_bytes(
+        storage.join(root, "run_date=2025-06-01", "part-oldrelease.parquet"), sink.getvalue().to_pybytes()
+    )
 
 
 def build_output(root: str, rows: list[dict]) -> set[str]:
@@ -65,8 +85,14 @@ def build_output(root: str, rows: list[dict]) -> set[str]:
     fail_item(second[-1], "decode_error", "truncated file")
 
     def meta(run_date: str, run_id: str) -> RunMeta:
-        return RunMeta(output=root, run_date=run_date, run_id=run_id, model="tiny:llava", adapter_sha256=None,
-                       prompt_version="v")
+        return RunMeta(
+            output=root,
+            run_date=run_date,
+            run_id=run_id,
+            model="tiny:llava",
+            adapter_sha256=None,
+            prompt_version="v",
+        )
 
     out = Output(root)
     write_parts(to_table(first), meta=meta("2026-11-26", "r1"))
@@ -76,14 +102,19 @@ def build_output(root: str, rows: list[dict]) -> set[str]:
     storage.write_text(out.card, render_card(out.totals(), out.runs() + ["r2"], "tiny:llava"))
     corpus = Corpus.open_or_create(out.path("corpus"))
     writer = corpus.writer("t", shard_rows=100)
-    writer.add(rows_table([{"uri": f"/in/{i}.png", "size": 1, "version": "1", "image_id": i, "pairs": None}
-                           for i in ids]))
+    writer.add(
+        rows_table(
+            [{"uri": f"/in/{i}.png", "size": 1, "version": "1", "image_id": i, "pairs": None} for i in ids]
+        )
+    )
     writer.close()
     legacy = pa.table({"image_id": ["x"], "source_key": ["/in/x.png|1|1"]})
     sink = pa.BufferOutputStream()
     pq.write_table(legacy, sink)
-    storage.write_bytes(storage.join(root, LEGACY_INDEX, "run_date=2026-01-01", "part-0.parquet"),
-                        sink.getvalue().to_pybytes())
+    storage.write_bytes(
+        storage.join(root, LEGACY_INDEX, "run_date=2026-01-01", "part-0.parquet"),
+        sink.getvalue().to_pybytes(),
+    )
     _old_release_part(root, rows, ids[10])
     return set(ids[:11])
 
@@ -113,24 +144,37 @@ def test_evaluate_reads_exactly_the_data_rows_of_an_output_root(output_root, tmp
     report = evaluate(output_root, ref, captions=False)
     cov = report["coverage"]
     assert (cov["prediction_rows"], cov["error_rows"], cov["unmatched_predictions"]) == (11, 1, 0)
-    assert cov["tasks"]["1"] == {"references": N_RECORDS, "predicted": 10, "missing": 2, "missing_error_rows": 1}
+    assert cov["tasks"]["1"] == {
+        "references": N_RECORDS,
+        "predicted": 10,
+        "missing": 2,
+        "missing_error_rows": 1,
+    }
     assert report["task1"]["accuracy_answered"] == 1.0  # the older partition's answers are read, conformed
 
 
 def test_predictions_matching_no_reference_are_one_line_exit_2(tmp_path, capsys):
     rows = synthetic_references(4, seed=5)
     out = str(tmp_path / "annotations")
-    write_parts(to_table(_items(rows, sorted({r["record_id"] for r in rows}))),
-                meta=RunMeta(output=out, run_date="2026-11-26", run_id="r1", model="m", adapter_sha256=None,
-                             prompt_version="v"))
+    write_parts(
+        to_table(_items(rows, sorted({r["record_id"] for r in rows}))),
+        meta=RunMeta(
+            output=out, run_date="2026-11-26", run_id="r1", model="m", adapter_sha256=None, prompt_version="v"
+        ),
+    )
     other_split = [dict(r, record_id="val-" + r["record_id"], id="val-" + r["id"]) for r in rows]
     ref = write_instructions(other_split, tmp_path / "ref.parquet")
     with pytest.raises(VSDError) as info:
         evaluate(out, ref, captions=False)
-    assert str(info.value) == ("pred: none of the 4 prediction rows matches a reference record_id "
-                               "(predictions: syn00000-p0, syn00001-p0, syn00002-p0; "
-                               "references: val-syn00000-p0, val-syn00001-p0, val-syn00002-p0)")
-    assert main(["evaluate", "--pred", out, "--ref", ref, "--out", str(tmp_path / "report"), "--no-captions"]) == 2
+    assert str(info.value) == (
+        "pred: none of the 4 prediction rows matches a reference record_id "
+        "(predictions: syn00000-p0, syn00001-p0, syn00002-p0; "
+        "references: val-syn00000-p0, val-syn00001-p0, val-syn00002-p0)"
+    )
+    assert (
+        main(["evaluate", "--pred", out, "--ref", ref, "--out", str(tmp_path / "report"), "--no-captions"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("vsd: error: pred: none of the 4 prediction rows") and err.count("\n") == 1
     assert not (tmp_path / "report").exists()

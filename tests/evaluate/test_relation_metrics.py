@@ -63,12 +63,14 @@ def test_unknown_reference_relation_is_refused():
 
 
 def test_sentence_agreement_counts_found_and_none():
-    m = sentence_relation_agreement([
-        ("the cup is on the table.", "cup", "table", "on"),
-        ("a dog sleeps under the chair", "dog", "chair", "under"),
-        ("the cup is under the table", "cup", "table", "on"),
-        ("a photo of a kitchen", "cup", "table", "on"),
-    ])
+    m = sentence_relation_agreement(
+        [
+            ("the cup is on the table.", "cup", "table", "on"),
+            ("a dog sleeps under the chair", "dog", "chair", "under"),
+            ("the cup is under the table", "cup", "table", "on"),
+            ("a photo of a kitchen", "cup", "table", "on"),
+        ]
+    )
     assert m["sentences"] == 4 and m["agree"] == 2 and m["none_found"] == 1
     assert m["agree_share"] == pytest.approx(0.5) and m["none_share"] == pytest.approx(0.25)
     assert m["agree_share_of_found"] == pytest.approx(2 / 3)

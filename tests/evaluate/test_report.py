@@ -43,7 +43,9 @@ def synthetic(tmp_path_factory, synthetic_reference_rows, caption_scorer):
     tmp = tmp_path_factory.mktemp("eval-syn")
     ref = write_instructions(synthetic_reference_rows, tmp / "ref.parquet")
     answers = answers_by_task(synthetic_reference_rows)
-    pred = write_annotations(annotation_rows({t: shuffled(a) for t, a in answers.items()}), tmp / "shuffled.parquet")
+    pred = write_annotations(
+        annotation_rows({t: shuffled(a) for t, a in answers.items()}), tmp / "shuffled.parquet"
+    )
     return {
         "self": evaluate(ref, ref, None, scorer=caption_scorer),
         "shuffled": evaluate(pred, ref, None, scorer=caption_scorer),
@@ -60,8 +62,12 @@ def test_references_against_themselves_score_one(data, request):
             assert cap[metric] == pytest.approx(1.0, abs=1e-6), (task, metric)
         assert cap["METEOR"] > 0.99 and cap["CIDEr"] > 3.0
     # task 3: three sentences per record, each scored against all references of its record
-    rows = request.getfixturevalue({"real": "vsd_val_reference_rows", "synthetic": "synthetic_reference_rows"}[data])
-    assert report["task3"]["raw"]["sentences"] == sum(len(r["answer"].split("\n")) for r in rows if r["task"] == 3)
+    rows = request.getfixturevalue(
+        {"real": "vsd_val_reference_rows", "synthetic": "synthetic_reference_rows"}[data]
+    )
+    assert report["task3"]["raw"]["sentences"] == sum(
+        len(r["answer"].split("\n")) for r in rows if r["task"] == 3
+    )
     assert all(c["missing"] == 0 for c in report["coverage"]["tasks"].values())
 
 
@@ -129,7 +135,9 @@ def test_s3_references_predictions_and_report(s3_bucket, tmp_path):
     jsonl = write_jsonl(answers_by_task(rows), tmp_path / "pred.jsonl")
     storage.write_bytes(f"{s3_bucket}/preds/run-1.jsonl", open(jsonl, "rb").read())
 
-    report = evaluate(f"{s3_bucket}/preds/run-", f"{s3_bucket}/instructions/val", f"{s3_bucket}/eval", captions=False)
+    report = evaluate(
+        f"{s3_bucket}/preds/run-", f"{s3_bucket}/instructions/val", f"{s3_bucket}/eval", captions=False
+    )
     assert report["relation_accuracy"] == 1.0
     assert report["coverage"]["prediction_format"] == "jsonl"
     assert report["task2"]["raw"]["relation_in_text"]["sentences"] == 9
@@ -168,17 +176,33 @@ def test_truncation_repairs_and_three_sentence_share_raw_vs_refined(tmp_path):
     table = annotation_rows(answers)
     by_id = {r["row_id"]: r for r in table}
     # a cut task-2 sentence polished with a full stop: the refined text is still the cut sentence
-    by_id[ids[0]].update(description="The cup is close to", refined_description="the cup is close to.",
-                         flags=["truncated:task2"])
+    by_id[ids[0]].update(
+        description="The cup is close to",
+        refined_description="the cup is close to.",
+        flags=["truncated:task2"],
+    )
     # a cut task-2 sentence repaired into a complete one, and a short task-3 answer made three
-    by_id[ids[1]].update(description="The cup is close to", refined_description="The cup is on the table.",
-                         descriptions=["The cup is on the table."],
-                         refined_descriptions=["The cup is on the table.", "There is a cup on the table.",
-                                               "A cup can be seen on the table."],
-                         flags=["truncated:task2", "too_few_sentences:task3 (1 of 3)", "repaired:task2 (truncated)",
-                                "repaired:task3.1 (missing)", "repaired:task3.2 (missing)"])
+    by_id[ids[1]].update(
+        description="The cup is close to",
+        refined_description="The cup is on the table.",
+        descriptions=["The cup is on the table."],
+        refined_descriptions=[
+            "The cup is on the table.",
+            "There is a cup on the table.",
+            "A cup can be seen on the table.",
+        ],
+        flags=[
+            "truncated:task2",
+            "too_few_sentences:task3 (1 of 3)",
+            "repaired:task2 (truncated)",
+            "repaired:task3.1 (missing)",
+            "repaired:task3.2 (missing)",
+        ],
+    )
     pred = write_annotations(table, tmp_path / "pred.parquet")
-    report = evaluate(pred, write_instructions(rows, tmp_path / "ref.parquet"), str(tmp_path / "out"), captions=False)
+    report = evaluate(
+        pred, write_instructions(rows, tmp_path / "ref.parquet"), str(tmp_path / "out"), captions=False
+    )
     flags = report["description_flags"]
     assert flags["truncated:task2"] == 2 and flags["repaired:task2"] == 1 and flags["repaired:task3"] == 1
     assert flags["too_few_sentences:task3"] == 1 and flags["truncated_refined"] == 1

@@ -11,25 +11,36 @@ import pytest
 from vsd import storage
 from vsd.cli import main
 from vsd.errors import VSDError
-from vsd.model.checkpoints import (ADAPTER_DIR, META_FILE, checkpoint_uri, latest_checkpoint, list_checkpoints,
-                                   resolve_adapter)
+from vsd.model.checkpoints import (
+    ADAPTER_DIR,
+    META_FILE,
+    checkpoint_uri,
+    latest_checkpoint,
+    list_checkpoints,
+    resolve_adapter,
+)
 from vsd.model.export import adapter_sha256, export_info
 
 
-def _put_checkpoint(run: str, step: int, adapter_dir: str, base: str, *, meta: bool = True,
-                    name: str | None = None, **extra) -> str:
+def _put_checkpoint(
+    run: str, step: int, adapter_dir: str, base: str, *, meta: bool = True, name: str | None = None, **extra
+) -> str:
     ckpt = storage.join(run, "checkpoints", name) if name else checkpoint_uri(run, step)
     for f in sorted(os.listdir(adapter_dir)):
         storage.write_bytes(storage.join(ckpt, ADAPTER_DIR, f), Path(adapter_dir, f).read_bytes())
     if meta:  # written last by the trainer: the completion marker
-        storage.write_text(storage.join(ckpt, META_FILE), json.dumps({"base_model": base, "step": step, **extra}))
+        storage.write_text(
+            storage.join(ckpt, META_FILE), json.dumps({"base_model": base, "step": step, **extra})
+        )
     return ckpt
 
 
 def test_latest_checkpoint_picks_highest_complete_step(tiny_llava_dir, tiny_adapter_dir, tmp_path):
     run = str(tmp_path / "run")
     c2 = _put_checkpoint(run, 2, tiny_adapter_dir, tiny_llava_dir)
-    c10 = _put_checkpoint(run, 10, tiny_adapter_dir, tiny_llava_dir, name="checkpoint_10")  # unpadded also read
+    c10 = _put_checkpoint(
+        run, 10, tiny_adapter_dir, tiny_llava_dir, name="checkpoint_10"
+    )  # unpadded also read
     _put_checkpoint(run, 12, tiny_adapter_dir, tiny_llava_dir, meta=False)  # crashed mid-write
     assert [s for s, _ in list_checkpoints(run)] == [2, 10]
     assert latest_checkpoint(run) == c10
@@ -48,7 +59,9 @@ def test_no_checkpoint_is_a_clear_error(tmp_path):
         resolve_adapter(str(tmp_path / "empty"))
 
 
-def test_vsd_export_from_s3_run_to_local(tiny_llava_dir, tiny_adapter_dir, s3_bucket, tmp_path, monkeypatch, capsys):
+def test_vsd_export_from_s3_run_to_local(
+    tiny_llava_dir, tiny_adapter_dir, s3_bucket, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("VSD_CACHE_DIR", str(tmp_path / "cache"))
     run = f"{s3_bucket}/runs/r1"
     _put_checkpoint(run, 1, tiny_adapter_dir, tiny_llava_dir)
@@ -70,8 +83,9 @@ def test_vsd_export_from_s3_run_to_local(tiny_llava_dir, tiny_adapter_dir, s3_bu
     assert main(["export", "--checkpoint", run, "--out", str(out)]) == 2  # no silent clobber
 
 
-def test_vsd_export_to_s3_and_bare_adapter_needs_base(tiny_llava_dir, tiny_adapter_dir, s3_bucket, tmp_path,
-                                                       monkeypatch, capsys):
+def test_vsd_export_to_s3_and_bare_adapter_needs_base(
+    tiny_llava_dir, tiny_adapter_dir, s3_bucket, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("VSD_CACHE_DIR", str(tmp_path / "cache"))
     out = f"{s3_bucket}/exports/m1"
     assert main(["export", "--checkpoint", tiny_adapter_dir, "--out", out]) == 2

@@ -34,7 +34,9 @@ def _logits(model, inputs):
 
 @pytest.mark.parametrize("train_projector", [False, True])
 def test_merged_logits_match_base_plus_adapter(tiny_llava_dir, tmp_path, train_projector):
-    adapter = save_random_adapter(tiny_llava_dir, str(tmp_path / "adapter"), seed=5, train_projector=train_projector)
+    adapter = save_random_adapter(
+        tiny_llava_dir, str(tmp_path / "adapter"), seed=5, train_projector=train_projector
+    )
     peft_model, processor = load_model(tiny_llava_dir, dtype="float32", adapter=adapter)
     base_model, _ = load_model(tiny_llava_dir, dtype="float32")
     inputs = _inputs(processor)
@@ -47,8 +49,14 @@ def test_merged_logits_match_base_plus_adapter(tiny_llava_dir, tmp_path, train_p
     merged = LlavaForConditionalGeneration.from_pretrained(out).eval()
     assert (_logits(merged, _inputs(AutoProcessor.from_pretrained(out))) - expected).abs().max() < 1e-4
     names = set(os.listdir(out))
-    assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
-            "chat_template.jinja", "vsd_export.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "processor_config.json",
+        "chat_template.jinja",
+        "vsd_export.json",
+    } <= names
     assert not [n for n in names if "adapter" in n or n.endswith(".bin")]
     config_text = Path(out, "config.json").read_text().lower()
     assert "peft" not in config_text and "lora" not in config_text
@@ -74,13 +82,17 @@ with torch.no_grad():
 print("DIFF", diff)
 """
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     diff = float(proc.stdout.split("DIFF")[-1])
     assert diff < 1e-4
 
 
-def test_adapter_hash_is_stable_across_copies_and_sensitive_to_weights(tiny_llava_dir, tiny_adapter_dir, tmp_path):
+def test_adapter_hash_is_stable_across_copies_and_sensitive_to_weights(
+    tiny_llava_dir, tiny_adapter_dir, tmp_path
+):
     copy = tmp_path / "elsewhere"
     shutil.copytree(tiny_adapter_dir, copy)
     cfg = json.loads((copy / "adapter_config.json").read_text())
@@ -115,13 +127,17 @@ def _from_original_layout(out: str, like):
     from safetensors.torch import load_file
     from transformers import CLIPVisionModel
 
-    names = {"model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
-             "model.mm_projector.2.": "model.multi_modal_projector.linear_2.",
-             "model.image_newline": "model.image_newline", "model.": "model.language_model.", "lm_head.": "lm_head."}
+    names = {
+        "model.mm_projector.0.": "model.multi_modal_projector.linear_1.",
+        "model.mm_projector.2.": "model.multi_modal_projector.linear_2.",
+        "model.image_newline": "model.image_newline",
+        "model.": "model.language_model.",
+        "lm_head.": "lm_head.",
+    }
     state = {}
     for key, tensor in load_file(os.path.join(out, "model.safetensors")).items():
         src = next(k for k in names if key.startswith(k))
-        state[names[src] + key[len(src):]] = tensor
+        state[names[src] + key[len(src) :]] = tensor
     tower = CLIPVisionModel.from_pretrained(os.path.join(out, "clip_vision_tower"))
     state.update({f"model.vision_tower.{k}": v for k, v in tower.state_dict().items()})
     model = type(like)(like.config).eval()
@@ -130,19 +146,39 @@ def _from_original_layout(out: str, like):
     return model
 
 
-def test_sglang_layout_is_the_original_llava_with_its_tower_inside(tiny_llava_dir, tiny_adapter_dir, tmp_path):
+def test_sglang_layout_is_the_original_llava_with_its_tower_inside(
+    tiny_llava_dir, tiny_adapter_dir, tmp_path
+):
     from vsd.model.sglang_layout import TOWER_DIR, check_servable, tower_override
 
     out = merge_and_export(tiny_llava_dir, tiny_adapter_dir, str(tmp_path / "sgl"), layout="sglang")
     hf_out = merge_and_export(tiny_llava_dir, tiny_adapter_dir, str(tmp_path / "hf"))
     config = json.loads(Path(out, "config.json").read_text())
     assert config["architectures"] == ["LlavaLlamaForCausalLM"] and config["model_type"] == "llava"
-    assert {k: config[k] for k in ("mm_projector_type", "mm_vision_select_layer", "mm_vision_select_feature",
-                                   "mm_patch_merge_type", "image_aspect_ratio", "mm_vision_tower")} == {
-        "mm_projector_type": "mlp2x_gelu", "mm_vision_select_layer": -2, "mm_vision_select_feature": "patch",
-        "mm_patch_merge_type": "flat", "image_aspect_ratio": "square", "mm_vision_tower": TOWER_DIR}
+    assert {
+        k: config[k]
+        for k in (
+            "mm_projector_type",
+            "mm_vision_select_layer",
+            "mm_vision_select_feature",
+            "mm_patch_merge_type",
+            "image_aspect_ratio",
+            "mm_vision_tower",
+        )
+    } == {
+        "mm_projector_type": "mlp2x_gelu",
+        "mm_vision_select_layer": -2,
+        "mm_vision_select_feature": "patch",
+        "mm_patch_merge_type": "flat",
+        "image_aspect_ratio": "square",
+        "mm_vision_tower": TOWER_DIR,
+    }
     assert config["hidden_size"] == 64 and config["mm_hidden_size"] == 32 and config["image_token_index"] == 4
-    assert set(os.listdir(Path(out, TOWER_DIR))) == {"config.json", "model.safetensors", "preprocessor_config.json"}
+    assert set(os.listdir(Path(out, TOWER_DIR))) == {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    }
     assert {"tokenizer.json", "processor_config.json", "chat_template.jinja"} <= set(os.listdir(out))
     assert export_info(out)["layout"] == "sglang" and export_info(hf_out)["layout"] == "hf"
     assert export_info(out)["adapter_sha256"] == export_info(hf_out)["adapter_sha256"]
@@ -153,17 +189,37 @@ def test_sglang_layout_is_the_original_llava_with_its_tower_inside(tiny_llava_di
 
     assert check_servable(out)["architectures"] == ["LlavaLlamaForCausalLM"]
     assert tower_override(out, config) == {"mm_vision_tower": os.path.join(out, TOWER_DIR)}
-    with pytest.raises(VSDError, match=r"^engine\.model: .* is LlavaForConditionalGeneration, which SGLang "
-                                       r"0\.5\.23 cannot serve as LLaVA; write the original layout with "
-                                       r"`vsd export --layout sglang`"):
+    with pytest.raises(
+        VSDError,
+        match=r"^engine\.model: .* is LlavaForConditionalGeneration, which SGLang "
+        r"0\.5\.23 cannot serve as LLaVA; write the original layout with "
+        r"`vsd export --layout sglang`",
+    ):
         check_servable(hf_out)
 
 
 def test_export_cli_writes_the_layout_asked_for(tiny_llava_dir, tiny_adapter_dir, tmp_path):
     out = tmp_path / "sgl"
-    proc = subprocess.run([sys.executable, "-m", "vsd.cli", "export", "--checkpoint", tiny_adapter_dir,
-                           "--base", tiny_llava_dir, "--out", str(out), "--layout", "sglang"],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vsd.cli",
+            "export",
+            "--checkpoint",
+            tiny_adapter_dir,
+            "--base",
+            tiny_llava_dir,
+            "--out",
+            str(out),
+            "--layout",
+            "sglang",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(sglang layout, adapter_sha256 " in proc.stdout
     assert json.loads((out / "config.json").read_text())["architectures"] == ["LlavaLlamaForCausalLM"]

@@ -42,8 +42,12 @@ def test_class_comes_from_config_llava_next(tmp_path):
 def test_text_lm_loads_with_its_tokenizer(tiny_text_lm_dir):
     model, tok = load_model(tiny_text_lm_dir)
     assert type(model).__name__ == "LlamaForCausalLM"
-    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                   add_generation_prompt=True) == "USER: hi ASSISTANT:"
+    assert (
+        tok.apply_chat_template(
+            [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+        )
+        == "USER: hi ASSISTANT:"
+    )
 
 
 def test_pickle_weights_are_refused(tiny_llava_dir, tmp_path):
@@ -63,7 +67,8 @@ def test_remote_code_is_not_run_by_default(tiny_llava_dir, tmp_path):
     (evil / "configuration_evil.py").write_text(
         f"open({str(marker)!r}, 'w').write('x')\n"
         "from transformers import PretrainedConfig\n"
-        "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n")
+        "class EvilConfig(PretrainedConfig):\n    model_type = 'evil'\n"
+    )
     cfg = json.loads((evil / "config.json").read_text())
     cfg.update(model_type="evil", auto_map={"AutoConfig": "configuration_evil.EvilConfig"})
     (evil / "config.json").write_text(json.dumps(cfg))
@@ -118,8 +123,9 @@ def test_adapter_from_s3(tiny_llava_dir, tiny_adapter_dir, s3_bucket, tmp_path, 
     remote, processor = load_model(tiny_llava_dir, adapter=uri)
     local, _ = load_model(tiny_llava_dir, adapter=tiny_adapter_dir)
     assert type(remote).__name__ == "PeftModel"
-    enc = processor(text="USER: <image>\nhi ASSISTANT:", images=Image.new("RGB", (32, 32)),
-                    return_tensors="pt")
+    enc = processor(
+        text="USER: <image>\nhi ASSISTANT:", images=Image.new("RGB", (32, 32)), return_tensors="pt"
+    )
     with torch.no_grad():
         assert torch.equal(remote(**enc).logits, local(**enc).logits)
     with pytest.raises(VSDError, match="no adapter_config.json"):

@@ -34,7 +34,10 @@ def test_is_a_small_safetensors_llava_checkpoint(base):
     cfg = model.config
     assert cfg.vision_config.image_size == 64 and cfg.vision_config.patch_size == 8
     assert cfg.image_seq_length == 64 == (64 // 8) ** 2
-    assert "RECIPE.md" in files and json.load(open(os.path.join(BASE, "pretrain_meta.json")))["final"]["accuracy"] > 0.9
+    assert (
+        "RECIPE.md" in files
+        and json.load(open(os.path.join(BASE, "pretrain_meta.json")))["final"]["accuracy"] > 0.9
+    )
 
 
 def test_chat_template_is_llava_15(base):
@@ -68,13 +71,22 @@ def test_grounds_relations_on_fresh_scenes(base):
         drawn.save(buf, format="JPEG", quality=90)  # as the instruction builder writes images
         image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
         s, o = scene.subject.name, scene.object.name
-        samples += [{"image": image, "prompt": f"Describe the {s} and the {o} in the image.",
-                     "answer": f"The {s} is {r} the {o}."} for r in RELATIONS]
+        samples += [
+            {
+                "image": image,
+                "prompt": f"Describe the {s} and the {o} in the image.",
+                "answer": f"The {s} is {r} the {o}.",
+            }
+            for r in RELATIONS
+        ]
         gold.append(scene.relation)
     batch = collate(samples)
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       pixel_values=batch["pixel_values"]).logits
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
+        ).logits
     logp = torch.log_softmax(logits[:, :-1].float(), -1)
     tgt = batch["labels"][:, 1:]
     score = (logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (tgt != -100)).sum(-1)

@@ -19,8 +19,15 @@ from vsd.propose.zero_shot import GroundingDinoDetector, OwlDetector
 
 
 def cfg_for(model: str, **kw) -> ProposeConfig:
-    settings = {"model": model, "vocabulary": NAMES, "score_threshold": 0.0, "max_detections": 5,
-                "min_box_size": 0.0, "batch_size": 3, "device": "cpu"}
+    settings = {
+        "model": model,
+        "vocabulary": NAMES,
+        "score_threshold": 0.0,
+        "max_detections": 5,
+        "min_box_size": 0.0,
+        "batch_size": 3,
+        "device": "cpu",
+    }
     return vconfig.from_dict(ProposeConfig, {**settings, **kw})
 
 
@@ -39,22 +46,26 @@ def assert_well_formed(per_image, n_images: int, labels, max_detections: int) ->
 def assert_batching_invariant(cfg: ProposeConfig, images, reference) -> None:
     """Another batch size gives the same detections (batches hold one image size, so no image's
     padding depends on its batch-mates); floats may differ in the last digits of batched kernels."""
-    other = load_detector(vconfig.from_dict(ProposeConfig, {**vconfig.to_dict(cfg), "batch_size": 1})).detect(images)
+    other = load_detector(vconfig.from_dict(ProposeConfig, {**vconfig.to_dict(cfg), "batch_size": 1})).detect(
+        images
+    )
     for a, b in zip(reference, other):
         assert [d.label for d in a] == [d.label for d in b]
         for da, db in zip(a, b):
             assert da.box == pytest.approx(db.box, abs=1e-4) and da.score == pytest.approx(db.score, abs=1e-4)
 
 
-@pytest.mark.parametrize("fixture, cls", [("owlvit_dir", OwlDetector), ("owlv2_dir", OwlDetector),
-                                          ("grounding_dino_dir", GroundingDinoDetector)])
+@pytest.mark.parametrize(
+    "fixture, cls",
+    [("owlvit_dir", OwlDetector), ("owlv2_dir", OwlDetector), ("grounding_dino_dir", GroundingDinoDetector)],
+)
 def test_open_vocabulary_backends(request, fixture, cls, scene_images):
     cfg = cfg_for(request.getfixturevalue(fixture))
     detector = load_detector(cfg)
     assert type(detector) is cls
     first = detector.detect(scene_images)
     assert_well_formed(first, len(scene_images), set(NAMES), 5)
-    assert detector.detect(scene_images) == first                       # a rerun is identical
+    assert detector.detect(scene_images) == first  # a rerun is identical
     assert_batching_invariant(cfg, scene_images, first)
     assert detector.detect([]) == []
 
@@ -87,7 +98,7 @@ def test_closed_vocabulary_backend_uses_model_labels_and_filters(rt_detr_dir, sc
 
 def test_wrong_or_unsafe_checkpoints_fail_clearly(rt_detr_dir, tmp_path):
     with pytest.raises(VSDError, match="propose.model: cannot load"):
-        load_detector(cfg_for(rt_detr_dir))            # a fixed-label detector is not open-vocabulary
+        load_detector(cfg_for(rt_detr_dir))  # a fixed-label detector is not open-vocabulary
     with pytest.raises(VSDError, match="does not exist"):
         load_detector(cfg_for(str(tmp_path / "missing")))
     (tmp_path / "pickled").mkdir()

@@ -15,9 +15,18 @@ SEED = 1000
 
 def row(index: int, subject, object_, relation: str, *, source="detected", status="ok", pair_index=0) -> dict:
     """An annotation row for scene ``index`` with the given (label, box) subject and object."""
-    return {"image_id": f"id{index}", "source_uri": f"/x/synth-{SEED}-{index:05d}.png", "box_source": source,
-            "status": status, "pair_index": pair_index, "subject": subject[0], "subject_box": subject[1],
-            "object": object_[0], "object_box": object_[1], "relation": relation}
+    return {
+        "image_id": f"id{index}",
+        "source_uri": f"/x/synth-{SEED}-{index:05d}.png",
+        "box_source": source,
+        "status": status,
+        "pair_index": pair_index,
+        "subject": subject[0],
+        "subject_box": subject[1],
+        "object": object_[0],
+        "object_box": object_[1],
+        "relation": relation,
+    }
 
 
 def truth(index: int, size: int = 64):
@@ -36,13 +45,13 @@ def test_a_proposed_pair_matches_only_with_both_boxes_names_and_roles():
     scene1, s1, o1 = truth(1)
     wrong = next(r for r in ("above", "under", "in") if r != scene1.relation)
     rows = [
-        row(0, s0, o0, scene0.relation),                       # matched, right
-        row(0, o0, s0, scene0.relation, pair_index=1),          # roles swapped: not matched
-        row(1, s1, o1, wrong),                                  # matched, wrong relation
-        row(1, ("no such thing", s1[1]), o1, scene1.relation, pair_index=1),   # wrong name
-        row(1, s1, shifted(o1, 0.9), scene1.relation, pair_index=2),           # object box elsewhere
+        row(0, s0, o0, scene0.relation),  # matched, right
+        row(0, o0, s0, scene0.relation, pair_index=1),  # roles swapped: not matched
+        row(1, s1, o1, wrong),  # matched, wrong relation
+        row(1, ("no such thing", s1[1]), o1, scene1.relation, pair_index=1),  # wrong name
+        row(1, s1, shifted(o1, 0.9), scene1.relation, pair_index=2),  # object box elsewhere
         row(2, (None, None), (None, None), "in", source=None, pair_index=-1),  # scene level: no pair found
-        row(3, s0, o0, "in", status="error"),                   # error rows are not scored
+        row(3, s0, o0, "in", status="error"),  # error rows are not scored
     ]
     got = demo_raw.pair_accuracy(rows, SEED, 64)
     assert got["matched_pairs"] == 2 and got["task1_correct"] == 1 and got["task1_accuracy_matched"] == 0.5
@@ -67,13 +76,21 @@ def test_raw_section_end_to_end(ray_local, tmp_path):
     import torch
 
     torch.set_num_threads(1)
-    raw = demo_raw.run_raw(tmp_path / "raw", 6, SEED, str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-                           "tiny:llava", ["progress_bars=false"])
+    raw = demo_raw.run_raw(
+        tmp_path / "raw",
+        6,
+        SEED,
+        str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
+        "tiny:llava",
+        ["progress_bars=false"],
+    )
     json.dumps(raw)  # goes into report.json as is
     d, p = raw["detection"], raw["pairs"]
     assert d["images"] == 6 and d["truths"] >= 12 and 0 <= d["recall"] <= d["box_recall"] <= 1
     assert raw["annotation_counts"]["images"] == 6 and p["error_rows"] == 0
-    assert p["detected_pair_rows"] + p["scene_level_rows"] == p["rows"] and p["images_with_detected_pairs"] >= 3
+    assert (
+        p["detected_pair_rows"] + p["scene_level_rows"] == p["rows"] and p["images_with_detected_pairs"] >= 3
+    )
     assert p["matched_pairs"] <= p["detected_pair_rows"] and raw["meets_targets"] in (True, False)
     lines = demo_raw.summary_lines(raw)
     assert "recall" in lines[1] and "task-1 accuracy" in lines[2] and "boxes alone" in lines[2]

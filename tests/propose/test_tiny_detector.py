@@ -27,8 +27,14 @@ MEETS_TARGETS = detector_meta().get("meets_targets", False)
 
 def test_is_a_small_safetensors_owl_checkpoint():
     files = os.listdir(ASSET)
-    assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "RECIPE.md",
-            "detector_meta.json"} <= set(files)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "RECIPE.md",
+        "detector_meta.json",
+    } <= set(files)
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth"))]
     assert sum(os.path.getsize(ASSET / f) for f in files) < 3_000_000
     assert json.loads((ASSET / "config.json").read_text())["model_type"] == "owlvit"
@@ -56,7 +62,9 @@ def test_finds_and_names_shapes_at_the_committed_level(fresh):
     assert all(pair.box_source == "detected" for p in proposals for pair in p.pairs)
 
 
-@pytest.mark.xfail(not MEETS_TARGETS, strict=True, reason="committed detector below the issue's targets: see RECIPE.md")
+@pytest.mark.xfail(
+    not MEETS_TARGETS, strict=True, reason="committed detector below the issue's targets: see RECIPE.md"
+)
 def test_meets_the_raw_corpus_targets(fresh):
     scenes, proposals = fresh
     metrics = evaluate_detections([(p.detections, s[2]) for p, s in zip(proposals, scenes)])

@@ -30,8 +30,8 @@ def test_assignment_gives_each_object_its_own_patches(recipe):
         owners: dict[int, list[int]] = {}
         for patch, k, _ in pos:
             owners.setdefault(k, []).append(patch)
-        assert set(owners) == {0, 1, 2} and len(pos) == len({p for p, _, _ in pos})   # each patch one owner
-        assert len(owners[2]) == 1                                                    # the speck: nearest patch
+        assert set(owners) == {0, 1, 2} and len(pos) == len({p for p, _, _ in pos})  # each patch one owner
+        assert len(owners[2]) == 1  # the speck: nearest patch
         # the small shape inside keeps the centre: anchors at ((col+1)/16, (row+1)/16) ~ (0.5, 0.5)
         assert 7 * 16 + 7 in owners[1] and 7 * 16 + 7 not in owners[0]
     center = recipe.assign([container, inside, speck], grid=16, mode="center")
@@ -39,13 +39,30 @@ def test_assignment_gives_each_object_its_own_patches(recipe):
     inside_mode = {p: (k, w) for p, k, w in recipe.assign([container, inside, speck], grid=16, mode="inside")}
     # every anchor inside the container and not taken by the shape within is the container's;
     # centre-ness: 1 at the centre, lower towards the edges, floor 0.1
-    assert sum(k == 0 for k, _ in inside_mode.values()) == 13 * 13 - sum(k == 1 for k, _ in inside_mode.values()) == 160
+    assert (
+        sum(k == 0 for k, _ in inside_mode.values())
+        == 13 * 13 - sum(k == 1 for k, _ in inside_mode.values())
+        == 160
+    )
     assert inside_mode[7 * 16 + 7] == (1, 1.0) and 0.1 <= inside_mode[1 * 16 + 1][1] < 0.5
 
 
 def test_recipe_runs_and_resumes(recipe, tmp_path):
     out = str(tmp_path / "det")
-    args = ["--out", out, "--steps", "2", "--batch", "4", "--eval-every", "1", "--eval-scenes", "3", "--log-every", "1"]
+    args = [
+        "--out",
+        out,
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--eval-every",
+        "1",
+        "--eval-scenes",
+        "3",
+        "--log-every",
+        "1",
+    ]
     assert recipe.main(args) == 0
     meta = json.loads((tmp_path / "det" / "detector_meta.json").read_text())
     assert meta["steps"] == 2 and meta["history"][0]["step"] == 1 and "score_threshold" in meta
@@ -78,10 +95,11 @@ def test_widened_patches_see_an_upsampled_image_as_the_old_ones_saw_the_small_on
     old = small.owlvit.vision_model.embeddings.patch_embedding
     new = large.owlvit.vision_model.embeddings.patch_embedding
     with torch.no_grad():
-        torch.testing.assert_close(new(F.interpolate(image, scale_factor=2, mode="nearest")), old(image),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            new(F.interpolate(image, scale_factor=2, mode="nearest")), old(image), rtol=1e-4, atol=1e-5
+        )
     same = small.state_dict()
-    assert recipe.widen_patches(same, same) is same   # same shapes: untouched
+    assert recipe.widen_patches(same, same) is same  # same shapes: untouched
     odd, _ = build_tiny_detector(seed=3, patch_size=6, image_size=96)
     with pytest.raises(SystemExit, match="cannot widen"):
         recipe.widen_patches(same, odd.state_dict())
@@ -91,7 +109,10 @@ def test_recipe_trains_at_another_image_size_from_a_smaller_checkpoint(recipe, t
     first, second = str(tmp_path / "det64"), str(tmp_path / "det128")
     common = ["--batch", "2", "--eval-every", "1", "--eval-scenes", "2", "--log-every", "1", "--steps", "1"]
     assert recipe.main(["--out", first, *common]) == 0
-    assert recipe.main(["--out", second, *common, "--init", first, "--image-size", "128", "--patch-size", "8"]) == 0
+    assert (
+        recipe.main(["--out", second, *common, "--init", first, "--image-size", "128", "--patch-size", "8"])
+        == 0
+    )
     meta = json.loads((tmp_path / "det128" / "detector_meta.json").read_text())
     assert meta["validation"]["size"] == 128 and meta["args"]["image_size"] == 128
     config = json.loads((tmp_path / "det128" / "config.json").read_text())["vision_config"]

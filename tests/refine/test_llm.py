@@ -15,16 +15,27 @@ from vsd.refine.chat import parse_rewrite
 from vsd.refine.llm import HFRefiner
 
 ITEMS = [
-    RefineItem("cup", "table", "on", ["The cup is on the table.", "A cup is on top of the table.",
-                                      "The cup is atop the wooden table."]),
+    RefineItem(
+        "cup",
+        "table",
+        "on",
+        ["The cup is on the table.", "A cup is on top of the table.", "The cup is atop the wooden table."],
+    ),
     RefineItem("dog", "car", "to the left of", ["The dog is to the left of the car."]),
     RefineItem("lamp", "bed", "next to", ["The lamp is next to the bed.", "The lamp is beside the bed."]),
 ]
 
 
 def hf_config(model_dir: str, **kw) -> RefineConfig:
-    base = dict(mode="hf", model=model_dir, device="cpu", max_new_tokens=12, n_variants=2, temperature=0.8,
-                batch_size=4)
+    base = dict(
+        mode="hf",
+        model=model_dir,
+        device="cpu",
+        max_new_tokens=12,
+        n_variants=2,
+        temperature=0.8,
+        batch_size=4,
+    )
     return RefineConfig(**{**base, **kw})
 
 
@@ -53,8 +64,11 @@ def test_greedy_decoding_is_batched_and_also_keeps_originals(tiny_text_lm_dir):
 def _requests(items):
     from vsd.refine.base import RewriteRequest
 
-    return [RewriteRequest(i, j, s, it.subject, it.object, it.relation)
-            for i, it in enumerate(items) for j, s in enumerate(it.sentences)]
+    return [
+        RewriteRequest(i, j, s, it.subject, it.object, it.relation)
+        for i, it in enumerate(items)
+        for j, s in enumerate(it.sentences)
+    ]
 
 
 def test_faithful_rewrites_are_accepted_and_prompts_use_the_chat_template(tiny_text_lm_dir, scripted_llm):
@@ -63,15 +77,20 @@ def test_faithful_rewrites_are_accepted_and_prompts_use_the_chat_template(tiny_t
     outcomes = refiner.refine(ITEMS)
 
     assert [o.status for o in outcomes] == ["refined"] * 3
-    assert outcomes[0].sentences == ["The cup sits on the table.", "A cup sits on top of the table.",
-                                     "The cup sits atop the wooden table."]
+    assert outcomes[0].sentences == [
+        "The cup sits on the table.",
+        "A cup sits on top of the table.",
+        "The cup sits atop the wooden table.",
+    ]
     assert outcomes[1].sentences == ["The dog sits to the left of the car."]
     assert all(o.reasons == [] for o in outcomes)
     # 6 sentences in batches of 4, 3 variants each; prompts are the tiny model's chat format.
     assert [(len(prompts), n) for prompts, n in llm.calls] == [(4, 3), (2, 3)]
     first = llm.calls[0][0][0]
     assert first.startswith("You edit short descriptions of images.")
-    assert "USER: Rewrite the sentence below" in first and first.endswith("Sentence: The cup is on the table. ASSISTANT:")
+    assert "USER: Rewrite the sentence below" in first and first.endswith(
+        "Sentence: The cup is on the table. ASSISTANT:"
+    )
     assert "Keep the cup, the table and their spatial relation (on)" in first
 
 
@@ -81,14 +100,23 @@ def test_mixed_outcomes_report_the_first_rejection(tiny_text_lm_dir, scripted_ll
     assert outcomes[0].sentences == ITEMS[1].sentences
     assert outcomes[0].status == "kept_original"
     assert outcomes[0].reasons == [
-        "sentence 1: rewrite says 'to the right of', the original 'to the left of' (2 variants rejected)"]
+        "sentence 1: rewrite says 'to the right of', the original 'to the left of' (2 variants rejected)"
+    ]
 
 
 def test_partial_when_only_some_sentences_pass(tiny_text_lm_dir):
     def generate(prompts, n):  # faithful for the lamp/bed pair only
         from tests.fixtures.refine import paraphrase, sentence_in
 
-        return [[paraphrase(sentence_in(p)) if sentence_in(p).startswith("The lamp") else "Some nonsense words here."] * n for p in prompts]
+        return [
+            [
+                paraphrase(sentence_in(p))
+                if sentence_in(p).startswith("The lamp")
+                else "Some nonsense words here."
+            ]
+            * n
+            for p in prompts
+        ]
 
     item = RefineItem("lamp", "bed", "next to", ["The lamp is next to the bed.", "The bed has a lamp."])
     [out] = HFRefiner(hf_config(tiny_text_lm_dir), generate_fn=generate).refine([item])
@@ -101,17 +129,25 @@ def test_a_rewrite_repeating_an_earlier_sentence_is_not_taken(tiny_text_lm_dir):
     def generate(prompts, n):
         return [["The lamp sits next to the bed."] * n for _ in prompts]
 
-    item = RefineItem("lamp", "bed", "next to", ["The lamp is next to the bed.", "The lamp is beside the bed."])
+    item = RefineItem(
+        "lamp", "bed", "next to", ["The lamp is next to the bed.", "The lamp is beside the bed."]
+    )
     [out] = HFRefiner(hf_config(tiny_text_lm_dir), generate_fn=generate).refine([item])
     assert out.sentences == ["The lamp sits next to the bed.", "The lamp is beside the bed."]
     assert out.reasons == ["sentence 2: rewrite repeats sentence 1 (2 variants rejected)"]
 
 
-@pytest.mark.parametrize("raw, parsed", [
-    ('Rewritten sentence: "The cup rests on the table."', "The cup rests on the table."),
-    ("  \u201cThe cup rests on the table.\u201d ", "The cup rests on the table."),
-    ("The cup rests on the table.\nNote: kept the relation.", "The cup rests on the table.\nNote: kept the relation."),
-])
+@pytest.mark.parametrize(
+    "raw, parsed",
+    [
+        ('Rewritten sentence: "The cup rests on the table."', "The cup rests on the table."),
+        ("  \u201cThe cup rests on the table.\u201d ", "The cup rests on the table."),
+        (
+            "The cup rests on the table.\nNote: kept the relation.",
+            "The cup rests on the table.\nNote: kept the relation.",
+        ),
+    ],
+)
 def test_parse_rewrite(raw, parsed):
     assert parse_rewrite(raw) == parsed
 
@@ -121,14 +157,17 @@ def test_missing_model_is_one_line_error():
         make_refiner(RefineConfig(mode="hf", model="/nonexistent/model"))
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"mode": "vllm"}, "mode: must be one of ['rules', 'hf', 'sglang', 'off'], got 'vllm'"),
-    ({"n_variants": 0}, "n_variants: must be >= 1, got 0"),
-    ({"top_p": 1.5}, "top_p: must be in (0, 1], got 1.5"),
-    ({"device": "tpu"}, "device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
-    ({"prompt": "Rewrite: {text}"}, "prompt: unknown placeholder {text}"),
-    ({"prompt": "Rewrite it."}, "prompt: must contain the {sentence} placeholder"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"mode": "vllm"}, "mode: must be one of ['rules', 'hf', 'sglang', 'off'], got 'vllm'"),
+        ({"n_variants": 0}, "n_variants: must be >= 1, got 0"),
+        ({"top_p": 1.5}, "top_p: must be in (0, 1], got 1.5"),
+        ({"device": "tpu"}, "device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+        ({"prompt": "Rewrite: {text}"}, "prompt: unknown placeholder {text}"),
+        ({"prompt": "Rewrite it."}, "prompt: must contain the {sentence} placeholder"),
+    ],
+)
 def test_bad_configs_name_the_field(data, message):
     with pytest.raises(ConfigError) as err:
         from_dict(RefineConfig, data)

@@ -8,17 +8,23 @@ from vsd.refine import RefineConfig, RefineItem, make_refiner
 from vsd.refine.rules import tidy
 
 
-@pytest.mark.parametrize("raw, clean", [
-    ("the cup is on  the table", "The cup is on the table."),
-    ("  The cup is on the table .  ", "The cup is on the table."),
-    ("a apple is in a bowl", "An apple is in a bowl."),
-    ("An cup is next to an umbrella", "A cup is next to an umbrella."),
-    ("a umbrella is next to a unicorn and an hour glass", "An umbrella is next to a unicorn and an hour glass."),
-    ("the the dog is under the chair,", "The dog is under the chair."),
-    ("The dog is is under the chair..", "The dog is under the chair."),
-    ("is the cup on the table?", "Is the cup on the table?"),
-    ("'the cup' is on the table", "'The cup' is on the table."),
-])
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("the cup is on  the table", "The cup is on the table."),
+        ("  The cup is on the table .  ", "The cup is on the table."),
+        ("a apple is in a bowl", "An apple is in a bowl."),
+        ("An cup is next to an umbrella", "A cup is next to an umbrella."),
+        (
+            "a umbrella is next to a unicorn and an hour glass",
+            "An umbrella is next to a unicorn and an hour glass.",
+        ),
+        ("the the dog is under the chair,", "The dog is under the chair."),
+        ("The dog is is under the chair..", "The dog is under the chair."),
+        ("is the cup on the table?", "Is the cup on the table?"),
+        ("'the cup' is on the table", "'The cup' is on the table."),
+    ],
+)
 def test_tidy(raw, clean):
     assert tidy(raw) == clean
 
@@ -34,11 +40,16 @@ def refine(items):
 
 
 def test_rules_mode_fixes_a_group_and_drops_repeats():
-    item = RefineItem("cup", "table", "on", [
-        "the cup is on  the table",
-        "A cup sits on top of a table",
-        "The cup is on the table.",  # a repeat of sentence 1 once tidied
-    ])
+    item = RefineItem(
+        "cup",
+        "table",
+        "on",
+        [
+            "the cup is on  the table",
+            "A cup sits on top of a table",
+            "The cup is on the table.",  # a repeat of sentence 1 once tidied
+        ],
+    )
     [out] = refine([item])
     assert out.sentences == ["The cup is on the table.", "A cup sits on top of a table."]
     assert out.status == "refined"
@@ -52,7 +63,9 @@ def test_already_clean_sentences_count_as_refined_without_reasons():
 
 def test_a_sentence_the_guardrail_rejects_is_kept_with_its_reason():
     # Tidying cannot change facts, but a sentence with a line break stays as written.
-    item = RefineItem("dog", "chair", "under", ["the dog is under the chair", "the dog lies\nunder the chair"])
+    item = RefineItem(
+        "dog", "chair", "under", ["the dog is under the chair", "the dog lies\nunder the chair"]
+    )
     [out] = refine([item])
     assert out.sentences == ["The dog is under the chair.", "the dog lies\nunder the chair"]
     assert out.status == "partial"

@@ -33,7 +33,9 @@ def test_kinds_and_which_box_is_nearer():
     # below the gap: nothing is clear
     assert relative(10.0, 10.0 * (1 - DEPTH_GAP / 2)).nearer() is None
     assert relative(0.0, 0.0).nearer() is None and relative(10.0, 9.8).same_depth()
-    assert depth_relation(relative(10.0, 5.0)) == "in front of" and depth_relation(metric(10.0, 5.0)) == "behind"
+    assert (
+        depth_relation(relative(10.0, 5.0)) == "in front of" and depth_relation(metric(10.0, 5.0)) == "behind"
+    )
 
 
 def test_depths_from_annotation_columns():
@@ -50,23 +52,25 @@ def test_overlapping_boxes_with_a_clear_gap_are_behind_or_in_front():
     assert geometric_relation(A, B, relative(8.0, 4.0)) == "in front of"
     assert geometric_relation(A, B, relative(4.0, 8.0)) == "behind"
     assert geometric_relation(A, B, metric(2.0, 6.0)) == "in front of"
-    assert geometric_relation(A, B, relative(8.0, 7.9)) is None   # no clear gap: undecided, as in 2-D
+    assert geometric_relation(A, B, relative(8.0, 7.9)) is None  # no clear gap: undecided, as in 2-D
 
 
 def test_inside_a_larger_box_is_in_unless_clearly_in_front_or_behind():
     assert geometric_relation(SMALL_INSIDE, BIG) == "in"
     assert geometric_relation(SMALL_INSIDE, BIG, relative(5.0, 5.1)) == "in"
-    assert geometric_relation(SMALL_INSIDE, BIG, relative(9.0, 3.0)) == "in front of"  # a person before a wall
+    assert (
+        geometric_relation(SMALL_INSIDE, BIG, relative(9.0, 3.0)) == "in front of"
+    )  # a person before a wall
     assert geometric_relation(SMALL_INSIDE, BIG, metric(9.0, 3.0)) == "behind"
 
 
 def test_resting_at_the_same_depth_is_on():
     assert geometric_relation(CUP, TABLE) is None
     assert geometric_relation(CUP, TABLE, relative(5.0, 5.05)) == "on"
-    assert geometric_relation(CUP, TABLE, relative(5.0, 4.7)) is None    # neither same depth nor a clear gap
-    touching = ([0.4, 0.2, 0.5, 0.4], [0.2, 0.4, 0.8, 0.7])             # the synthetic 'on': edge to edge
+    assert geometric_relation(CUP, TABLE, relative(5.0, 4.7)) is None  # neither same depth nor a clear gap
+    touching = ([0.4, 0.2, 0.5, 0.4], [0.2, 0.4, 0.8, 0.7])  # the synthetic 'on': edge to edge
     assert geometric_relation(*touching, relative(3.0, 3.0)) == "on"
-    beside = ([0.05, 0.2, 0.15, 0.4], [0.2, 0.4, 0.8, 0.7])             # not over the object: not resting
+    beside = ([0.05, 0.2, 0.15, 0.4], [0.2, 0.4, 0.8, 0.7])  # not over the object: not resting
     assert geometric_relation(*beside, relative(3.0, 3.0)) is None
 
 
@@ -78,11 +82,13 @@ def test_boxes_apart_keep_their_two_d_side():
 
 def test_depth_contradicts_only_the_depth_relations():
     nearer = relative(8.0, 4.0)
-    assert geometry_contradicts("behind", A, B, nearer) and not geometry_contradicts("in front of", A, B, nearer)
+    assert geometry_contradicts("behind", A, B, nearer) and not geometry_contradicts(
+        "in front of", A, B, nearer
+    )
     assert geometry_contradicts("in front of", A, B, metric(8.0, 4.0))
-    assert not geometry_contradicts("behind", A, B, relative(8.0, 7.9))   # unclear gap: lenient
+    assert not geometry_contradicts("behind", A, B, relative(8.0, 7.9))  # unclear gap: lenient
     assert not geometry_contradicts("behind", A, B) and not geometry_contradicts("in front of", A, B)
-    for rel in ("on", "in", "next to", "above"):   # a cup on a long table: medians may differ a lot
+    for rel in ("on", "in", "next to", "above"):  # a cup on a long table: medians may differ a lot
         assert geometry_contradicts(rel, CUP, TABLE, nearer) == geometry_contradicts(rel, CUP, TABLE)
 
 
@@ -94,7 +100,7 @@ def test_without_depths_the_two_d_answers_are_unchanged():
         o = sorted(rng.random() for _ in range(2)), sorted(rng.random() for _ in range(2))
         sb, ob = [s[0][0], s[1][0], s[0][1], s[1][1]], [o[0][0], o[1][0], o[0][1], o[1][1]]
         assert geometric_relation(sb, ob, None) == geometric_relation(sb, ob)
-        same = relative(1.0, 1.0)   # same depth: only 'on' may be added, and only where 2-D is silent
+        same = relative(1.0, 1.0)  # same depth: only 'on' may be added, and only where 2-D is silent
         flat, deep = geometric_relation(sb, ob), geometric_relation(sb, ob, same)
         assert deep == flat or (flat is None and deep == "on")
         for rel in RELATIONS:

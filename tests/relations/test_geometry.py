@@ -42,11 +42,21 @@ def test_vsd_box_clipped_and_rejected():
         vsd_box_to_xyxy([1, 2, 3, 4], 0, 10)
 
 
-@pytest.mark.parametrize("box,valid", [
-    ([0.1, 0.2, 0.3, 0.4], True), ([0, 0, 1, 1], True), ([0.3, 0.2, 0.1, 0.4], False),
-    ([0.1, 0.2, 0.1, 0.4], False), ([0.1, 0.2, 1.2, 0.4], False), ([0.1, math.nan, 0.3, 0.4], False),
-    ([0.1, 0.2, math.inf, 0.4], False), ([0.1, 0.2, 0.3], False), (None, False), (["a", 0, 1, 1], False),
-])
+@pytest.mark.parametrize(
+    "box,valid",
+    [
+        ([0.1, 0.2, 0.3, 0.4], True),
+        ([0, 0, 1, 1], True),
+        ([0.3, 0.2, 0.1, 0.4], False),
+        ([0.1, 0.2, 0.1, 0.4], False),
+        ([0.1, 0.2, 1.2, 0.4], False),
+        ([0.1, math.nan, 0.3, 0.4], False),
+        ([0.1, 0.2, math.inf, 0.4], False),
+        ([0.1, 0.2, 0.3], False),
+        (None, False),
+        (["a", 0, 1, 1], False),
+    ],
+)
 def test_box_is_valid(box, valid):
     assert box_is_valid(box) is valid
 
@@ -56,19 +66,22 @@ def test_box_is_valid(box, valid):
 SQUARE = [0.4, 0.4, 0.6, 0.6]
 
 
-@pytest.mark.parametrize("subject,expected", [
-    ([0.1, 0.42, 0.3, 0.58], "to the left of"),
-    ([0.7, 0.35, 0.9, 0.55], "to the right of"),
-    ([0.42, 0.1, 0.58, 0.3], "above"),
-    ([0.45, 0.7, 0.55, 0.9], "under"),
-    ([0.45, 0.45, 0.5, 0.5], "in"),
-    ([0.42, 0.3, 0.58, 0.4], None),    # resting on top: on or above, the picture cannot tell
-    ([0.3, 0.42, 0.4, 0.58], None),    # touching side by side: next to or left
-    ([0.5, 0.5, 0.7, 0.7], None),      # partial overlap: behind / in front of
-    ([0.1, 0.1, 0.3, 0.3], None),      # diagonal: left or above
-    ([0.0, 0.05, 0.3, 0.35], None),
-    ([0.0, 0.45, 0.1, 0.5], "to the left of"),  # far left, a little up: still left
-])
+@pytest.mark.parametrize(
+    "subject,expected",
+    [
+        ([0.1, 0.42, 0.3, 0.58], "to the left of"),
+        ([0.7, 0.35, 0.9, 0.55], "to the right of"),
+        ([0.42, 0.1, 0.58, 0.3], "above"),
+        ([0.45, 0.7, 0.55, 0.9], "under"),
+        ([0.45, 0.45, 0.5, 0.5], "in"),
+        ([0.42, 0.3, 0.58, 0.4], None),  # resting on top: on or above, the picture cannot tell
+        ([0.3, 0.42, 0.4, 0.58], None),  # touching side by side: next to or left
+        ([0.5, 0.5, 0.7, 0.7], None),  # partial overlap: behind / in front of
+        ([0.1, 0.1, 0.3, 0.3], None),  # diagonal: left or above
+        ([0.0, 0.05, 0.3, 0.35], None),
+        ([0.0, 0.45, 0.1, 0.5], "to the left of"),  # far left, a little up: still left
+    ],
+)
 def test_geometric_relation(subject, expected):
     assert geometric_relation(subject, SQUARE) == expected
 
@@ -95,7 +108,10 @@ def _scene(rng: random.Random, relation: str) -> tuple[list[float], list[float]]
     x, y = rng.randint(2, W - 102), rng.randint(2, H - 102)
     gap = rng.randint(8, 20)
     if relation in ("to the left of", "next to"):
-        s, o = [x, y, x + w1, y + h1], [x + w1 + (gap if relation != "next to" else rng.randint(0, 1)), y + 2, 0, 0]
+        s, o = (
+            [x, y, x + w1, y + h1],
+            [x + w1 + (gap if relation != "next to" else rng.randint(0, 1)), y + 2, 0, 0],
+        )
     elif relation == "to the right of":
         o, s = [x, y, x + w2, y + h2], [x + w2 + gap, y + 3, 0, 0]
     elif relation == "above":
@@ -115,7 +131,9 @@ def _scene(rng: random.Random, relation: str) -> tuple[list[float], list[float]]
     for b, (w, h) in ((s, (w1, h1)), (o, (w2, h2))):
         if b[2] == 0:
             b[2], b[3] = b[0] + w, b[1] + h
-    return [v / W if i % 2 == 0 else v / H for i, v in enumerate(s)], [v / W if i % 2 == 0 else v / H for i, v in enumerate(o)]
+    return [v / W if i % 2 == 0 else v / H for i, v in enumerate(s)], [
+        v / W if i % 2 == 0 else v / H for i, v in enumerate(o)
+    ]
 
 
 def test_geometry_never_contradicts_generated_scenes():
@@ -132,23 +150,26 @@ def test_geometry_never_contradicts_generated_scenes():
         assert decided[rel] == 100, decided  # the clear cases are decided, not skipped
 
 
-@pytest.mark.parametrize("relation,subject,contradicts", [
-    ("to the left of", [0.7, 0.4, 0.9, 0.6], True),
-    ("to the left of", [0.1, 0.4, 0.3, 0.6], False),
-    ("to the right of", [0.1, 0.4, 0.3, 0.6], True),
-    ("next to", [0.1, 0.4, 0.3, 0.6], False),  # left is a kind of next to
-    ("next to", [0.42, 0.0, 0.58, 0.2], True),  # far above, same column
-    ("above", [0.42, 0.7, 0.58, 0.9], True),
-    ("on", [0.42, 0.7, 0.58, 0.9], True),
-    ("on", [0.45, 0.45, 0.55, 0.55], False),    # a window on a house lies inside it
-    ("on", [0.42, 0.3, 0.58, 0.4], False),
-    ("under", [0.42, 0.1, 0.58, 0.3], True),
-    ("under", [0.42, 0.7, 0.58, 0.9], False),
-    ("in", [0.8, 0.8, 0.9, 0.9], True),
-    ("in", [0.45, 0.45, 0.55, 0.55], False),
-    ("behind", [0.8, 0.8, 0.9, 0.9], False),    # depth is not in the boxes
-    ("in front of", [0.0, 0.0, 0.1, 0.1], False),
-])
+@pytest.mark.parametrize(
+    "relation,subject,contradicts",
+    [
+        ("to the left of", [0.7, 0.4, 0.9, 0.6], True),
+        ("to the left of", [0.1, 0.4, 0.3, 0.6], False),
+        ("to the right of", [0.1, 0.4, 0.3, 0.6], True),
+        ("next to", [0.1, 0.4, 0.3, 0.6], False),  # left is a kind of next to
+        ("next to", [0.42, 0.0, 0.58, 0.2], True),  # far above, same column
+        ("above", [0.42, 0.7, 0.58, 0.9], True),
+        ("on", [0.42, 0.7, 0.58, 0.9], True),
+        ("on", [0.45, 0.45, 0.55, 0.55], False),  # a window on a house lies inside it
+        ("on", [0.42, 0.3, 0.58, 0.4], False),
+        ("under", [0.42, 0.1, 0.58, 0.3], True),
+        ("under", [0.42, 0.7, 0.58, 0.9], False),
+        ("in", [0.8, 0.8, 0.9, 0.9], True),
+        ("in", [0.45, 0.45, 0.55, 0.55], False),
+        ("behind", [0.8, 0.8, 0.9, 0.9], False),  # depth is not in the boxes
+        ("in front of", [0.0, 0.0, 0.1, 0.1], False),
+    ],
+)
 def test_geometry_contradicts(relation, subject, contradicts):
     assert geometry_contradicts(relation, subject, SQUARE) is contradicts
 

@@ -8,8 +8,17 @@ from vsd.relations import INVERSE, RELATIONS, SYNONYMS, normalize_relation
 
 
 def test_relations_in_paper_order():
-    assert RELATIONS == ("on", "in", "next to", "under", "above", "behind", "in front of",
-                         "to the left of", "to the right of")
+    assert RELATIONS == (
+        "on",
+        "in",
+        "next to",
+        "under",
+        "above",
+        "behind",
+        "in front of",
+        "to the left of",
+        "to the right of",
+    )
 
 
 def test_inverse_reads_back_except_contact_and_containment():
@@ -22,16 +31,40 @@ def test_inverse_reads_back_except_contact_and_containment():
     assert INVERSE["in"] is None  # "contains" is not a VSD relation
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("on top of", "on"), ("atop", "on"), ("beneath", "under"), ("below", "under"), ("underneath", "under"),
-    ("inside", "in"), ("inside of", "in"), ("within", "in"), ("beside", "next to"), ("near", "next to"),
-    ("by", "next to"), ("close to", "next to"), ("left of", "to the left of"),
-    ("on the left side of", "to the left of"), ("right of", "to the right of"), ("in front", "in front of"),
-    ("infront of", "in front of"), ("in back of", "behind"), ("over", "above"),
-    ("In front of.", "in front of"), ("'to the left of'", "to the left of"), ("is under the", "under"),
-    ("left", "to the left of"), ("ON", "on"), ("in-front of", "in front of"),
-    ("sideways", None), ("", None), ("the cat", None), ("inside of of", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("on top of", "on"),
+        ("atop", "on"),
+        ("beneath", "under"),
+        ("below", "under"),
+        ("underneath", "under"),
+        ("inside", "in"),
+        ("inside of", "in"),
+        ("within", "in"),
+        ("beside", "next to"),
+        ("near", "next to"),
+        ("by", "next to"),
+        ("close to", "next to"),
+        ("left of", "to the left of"),
+        ("on the left side of", "to the left of"),
+        ("right of", "to the right of"),
+        ("in front", "in front of"),
+        ("infront of", "in front of"),
+        ("in back of", "behind"),
+        ("over", "above"),
+        ("In front of.", "in front of"),
+        ("'to the left of'", "to the left of"),
+        ("is under the", "under"),
+        ("left", "to the left of"),
+        ("ON", "on"),
+        ("in-front of", "in front of"),
+        ("sideways", None),
+        ("", None),
+        ("the cat", None),
+        ("inside of of", None),
+    ],
+)
 def test_normalize_relation(text, expected):
     assert normalize_relation(text) == expected
 

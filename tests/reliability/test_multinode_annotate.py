@@ -64,8 +64,12 @@ def mn_corpus(s3_server, tmp_path_factory) -> dict:
             expected[uri] = want
     manifest = storage.join(root, "manifest.jsonl")
     storage.write_text(manifest, storage.read_text(manifest) + "".join(lines))
-    return {"bucket": f"s3://{bucket}", "manifest": manifest, "expected": expected,
-            "input_lines": len(storage.read_text(manifest).splitlines())}
+    return {
+        "bucket": f"s3://{bucket}",
+        "manifest": manifest,
+        "expected": expected,
+        "input_lines": len(storage.read_text(manifest).splitlines()),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +81,21 @@ def mn_cluster(s3_server, tmp_path_factory):
 
 def start_annotate(cluster, corpus: dict, output: str, log: Path) -> subprocess.Popen:
     """`vsd annotate` as a user runs it on the head machine, joined to the cluster."""
-    cmd = [str(VENV_BIN / "vsd"), "annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-           "--input", corpus["manifest"], "--output", output, "--ray-address", cluster.gcs_address,
-           f"run_date={RUN_DATE}", "progress_bars=false", "stages.write.resources.batch_size=8"]
+    cmd = [
+        str(VENV_BIN / "vsd"),
+        "annotate",
+        "--config",
+        str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
+        "--input",
+        corpus["manifest"],
+        "--output",
+        output,
+        "--ray-address",
+        cluster.gcs_address,
+        f"run_date={RUN_DATE}",
+        "progress_bars=false",
+        "stages.write.resources.batch_size=8",
+    ]
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, env=cluster.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
 
@@ -96,9 +112,13 @@ def data_parts(output: str) -> list[str]:
     root = output.rstrip("/") + "/"
     parts = []
     for uri in storage.list_files(output):
-        rel = uri[len(root):].split("/")
-        if len(rel) == 2 and rel[0].startswith("run_date=") and rel[1].endswith(".parquet") \
-                and not rel[1].startswith(("_", ".")):
+        rel = uri[len(root) :].split("/")
+        if (
+            len(rel) == 2
+            and rel[0].startswith("run_date=")
+            and rel[1].endswith(".parquet")
+            and not rel[1].startswith(("_", "."))
+        ):
             parts.append(uri)
     return sorted(parts)
 
@@ -140,8 +160,9 @@ def mn_baseline(mn_cluster, mn_corpus, tmp_path_factory) -> dict:
     return {"rows": rows, "seconds": time.monotonic() - started}
 
 
-def test_undisturbed_run_writes_each_file_once_with_its_outcome_and_a_rerun_reads_nothing(mn_cluster, mn_corpus,
-                                                                                          mn_baseline, tmp_path):
+def test_undisturbed_run_writes_each_file_once_with_its_outcome_and_a_rerun_reads_nothing(
+    mn_cluster, mn_corpus, mn_baseline, tmp_path
+):
     """The baseline itself, S3 in and out on the multi-node cluster: every file of the manifest has
     exactly one row with its expected outcome (``ok`` or ``error:<reason>``), the run's record counts
     them, and the nightly rerun over the unchanged manifest reads no shard and starts no Ray job."""
@@ -152,7 +173,11 @@ def test_undisturbed_run_writes_each_file_once_with_its_outcome_and_a_rerun_read
     rows = mn_baseline["rows"]
     by_uri = {r["source_uri"]: r for r in rows}
     assert len(by_uri) == len(rows) and set(by_uri) == set(mn_corpus["expected"])
-    wrong = {u: (want, outcome(by_uri[u])) for u, want in mn_corpus["expected"].items() if outcome(by_uri[u]) != want}
+    wrong = {
+        u: (want, outcome(by_uri[u]))
+        for u, want in mn_corpus["expected"].items()
+        if outcome(by_uri[u]) != want
+    }
     assert not wrong, wrong
     (first,) = Output(out).runs()
     record = run_record(out, first)
@@ -210,11 +235,20 @@ def _fault_case(cluster, corpus: dict, baseline: dict, tmp_path: Path, case: str
     rows = read_dataset(out)
     diff = differences(rows, baseline["rows"])
     engine_there = [t for t in titles if any(k in t for k in ENGINE_TITLES)]
-    note = (f"{victim} {what} at {at_s:.0f}s ({parts_before} parts written; it hosted {engine_there or 'no engine'}); "
-            f"replacement node added; job exit {code}; run {seconds:.0f}s vs undisturbed {baseline['seconds']:.0f}s")
+    note = (
+        f"{victim} {what} at {at_s:.0f}s ({parts_before} parts written; it hosted {engine_there or 'no engine'}); "
+        f"replacement node added; job exit {code}; run {seconds:.0f}s vs undisturbed {baseline['seconds']:.0f}s"
+    )
     print(note)
-    record_case(case, "annotate fault (multi-node)", rows=rows, expected_ids={r["row_id"] for r in baseline["rows"]},
-                rows_in=corpus["input_lines"], same_as_baseline=(code == 0 and not diff), note=note)
+    record_case(
+        case,
+        "annotate fault (multi-node)",
+        rows=rows,
+        expected_ids={r["row_id"] for r in baseline["rows"]},
+        rows_in=corpus["input_lines"],
+        same_as_baseline=(code == 0 and not diff),
+        note=note,
+    )
     assert code == 0, f"the job itself failed (exit {code}) after {victim} {what}; log tail:\n{text[-8000:]}"
     assert len(rows) == len({r["row_id"] for r in rows}), "a row was written twice"
     assert not diff, diff
@@ -222,25 +256,41 @@ def _fault_case(cluster, corpus: dict, baseline: dict, tmp_path: Path, case: str
 
 @pytest.mark.timeout(3 * RUN_TIMEOUT_S)  # a replacement node may need minutes to start on a loaded machine
 @pytest.mark.parametrize("attempt", ATTEMPTS)
-def test_worker_node_killed_a_few_seconds_in_job_finishes_with_every_row_once(mn_cluster, mn_corpus, mn_baseline,
-                                                                              tmp_path, attempt):
+def test_worker_node_killed_a_few_seconds_in_job_finishes_with_every_row_once(
+    mn_cluster, mn_corpus, mn_baseline, tmp_path, attempt
+):
     def kill(cluster, victim):
         pids = cluster.kill_node(victim)
         cluster.wait_state(victim, "DEAD")
         return f"SIGKILLed ({len(pids)} processes)"
 
-    _fault_case(mn_cluster, mn_corpus, mn_baseline, tmp_path, "worker node killed a few seconds in (multi-node)",
-                a_few_seconds_in, kill)
+    _fault_case(
+        mn_cluster,
+        mn_corpus,
+        mn_baseline,
+        tmp_path,
+        "worker node killed a few seconds in (multi-node)",
+        a_few_seconds_in,
+        kill,
+    )
 
 
 @pytest.mark.timeout(3 * RUN_TIMEOUT_S)
 @pytest.mark.parametrize("attempt", ATTEMPTS)
-def test_worker_node_preempted_mid_run_job_finishes_with_every_row_once(mn_cluster, mn_corpus, mn_baseline, tmp_path,
-                                                                        attempt):
+def test_worker_node_preempted_mid_run_job_finishes_with_every_row_once(
+    mn_cluster, mn_corpus, mn_baseline, tmp_path, attempt
+):
     def preempt(cluster, victim):
         how = cluster.preempt_node(victim, grace_s=PREEMPT_GRACE_S)
         cluster.wait_state(victim, "DEAD")
         return f"SIGTERMed ({'stopped within' if how['graceful'] else 'SIGKILLed after'} {how['seconds']}s grace)"
 
-    _fault_case(mn_cluster, mn_corpus, mn_baseline, tmp_path, "worker node preempted mid-run (SIGTERM, multi-node)",
-                at_first_part, preempt)
+    _fault_case(
+        mn_cluster,
+        mn_corpus,
+        mn_baseline,
+        tmp_path,
+        "worker node preempted mid-run (SIGTERM, multi-node)",
+        at_first_part,
+        preempt,
+    )

@@ -50,16 +50,37 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
     stdout/stderr and every Ray log file of that cluster for the planted values."""
     out = f"{s3_bucket}/annotations"
     ray_tmp = tempfile.mkdtemp(prefix="vsdsec-", dir="/tmp")  # short: Ray's socket paths are limited
-    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": PLANTED, "HF_TOKEN": PLANTED + "-hf",
-           "VSD_API_KEY": PLANTED + "-api", "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(REPO),
-           "RAY_raylet_start_wait_time_s": env_or("RAY_raylet_start_wait_time_s", "180")}
+    env = {
+        **os.environ,
+        "AWS_SECRET_ACCESS_KEY": PLANTED,
+        "HF_TOKEN": PLANTED + "-hf",
+        "VSD_API_KEY": PLANTED + "-api",
+        "RAY_TMPDIR": ray_tmp,
+        "PYTHONPATH": str(REPO),
+        "RAY_raylet_start_wait_time_s": env_or("RAY_raylet_start_wait_time_s", "180"),
+    }
     env.pop("RAY_ADDRESS", None)
     try:
         proc = subprocess.run(
-            [sys.executable, str(REPO / "jobs/annotate.py"), "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-             "--input", rel_corpus["manifest"], "--output", out, "progress_bars=false", "run_date=2026-11-26",
-             "stages.write.resources.batch_size=8", f"engine.engine_args={{api_key: {PLANTED}-cfg}}"],
-            env=env, capture_output=True, text=True, timeout=900)
+            [
+                sys.executable,
+                str(REPO / "jobs/annotate.py"),
+                "--config",
+                str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
+                "--input",
+                rel_corpus["manifest"],
+                "--output",
+                out,
+                "progress_bars=false",
+                "run_date=2026-11-26",
+                "stages.write.resources.batch_size=8",
+                f"engine.engine_args={{api_key: {PLANTED}-cfg}}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         leaks = _leaks(proc.stdout, "stdout", PLANTED) + _leaks(proc.stderr, "stderr", PLANTED)
         outputs = storage.list_files(out)
@@ -79,10 +100,16 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
         manifest = Output(out).run_record(run_id)
         assert manifest["config"]["engine"]["sglang"]["engine_args"] == {"api_key": "<redacted>"}
         rows = read_rows(out)
-        record_case("security-planted secret (env AWS/HF token + a config api_key)", "security", rows=rows,
-                    expected_ids={r["row_id"] for r in rows}, rows_in=rel_corpus["input_lines"], reported={"dup"},
-                    note=f"grepped {len(outputs)} output objects (Parquet decoded too), stdout/stderr and "
-                         f"{len(logs)} Ray session files: {len(leaks)} leaks")
+        record_case(
+            "security-planted secret (env AWS/HF token + a config api_key)",
+            "security",
+            rows=rows,
+            expected_ids={r["row_id"] for r in rows},
+            rows_in=rel_corpus["input_lines"],
+            reported={"dup"},
+            note=f"grepped {len(outputs)} output objects (Parquet decoded too), stdout/stderr and "
+            f"{len(logs)} Ray session files: {len(leaks)} leaks",
+        )
         assert not leaks, leaks[:20]
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
@@ -93,24 +120,31 @@ def test_config_dump_never_carries_credentials():
     from vsd.config import to_dict
     from vsd.redact import redact_config
 
-    cfg = load_config(str(REPO / "jobs/configs/annotate-nightly-llava15-13b-sglang.yaml"),
-                      ["input.uri=https://user:" + PLANTED + "@example.com/corpus/",
-                       "output=s3://out/", f"engine.sglang.engine_args={{hf_token: {PLANTED}, authorization: {PLANTED}, "
-                       f"key: {PLANTED}, nested: {{aws_secret_access_key: {PLANTED}}}, tp_size: 1}}",
-                       "engine.max_new_tokens=96"])
+    cfg = load_config(
+        str(REPO / "jobs/configs/annotate-nightly-llava15-13b-sglang.yaml"),
+        [
+            "input.uri=https://user:" + PLANTED + "@example.com/corpus/",
+            "output=s3://out/",
+            f"engine.sglang.engine_args={{hf_token: {PLANTED}, authorization: {PLANTED}, "
+            f"key: {PLANTED}, nested: {{aws_secret_access_key: {PLANTED}}}, tp_size: 1}}",
+            "engine.max_new_tokens=96",
+        ],
+    )
     dumped = json.dumps(redact_config(cfg))
     assert PLANTED not in dumped and '"tp_size": 1' in dumped
     assert '"max_new_tokens": 96' in dumped  # an allow-list does not hide harmless fields named *token*
     from vsd.annotate.config import AnnotateConfig
 
     names = json.dumps(to_dict(AnnotateConfig())).lower()
-    assert not any(w in names for w in ("secret", "password", "access_key")), "credentials must not be config fields"
+    assert not any(w in names for w in ("secret", "password", "access_key")), (
+        "credentials must not be config fields"
+    )
 
 
 def test_remote_code_is_off_unless_configured():
     from vsd.annotate.engines import EngineConfig
-    from vsd.train.config import TrainConfig
     from vsd.config import to_dict
+    from vsd.train.config import TrainConfig
 
     assert "trust_remote_code" not in json.dumps(to_dict(EngineConfig()))  # annotation: never (no switch)
     assert TrainConfig().model.trust_remote_code is False
@@ -140,7 +174,7 @@ def test_training_checkpoints_load_with_safetensors_never_pickle(tmp_path, tiny_
     (ckpt / "adapter" / "adapter_model.bin").write_bytes(pickle.dumps(_Bomb(str(marker))))
     (ckpt / "meta.json").write_text(json.dumps({"step": 2}))
     assert [s for s, _ in list_checkpoints(str(tmp_path / "run"))] == [2]
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - any error, as long as the pickle never runs
         load_adapter_state(latest(str(tmp_path / "run")))
     assert not marker.exists()
 
@@ -162,8 +196,9 @@ def test_refine_model_with_only_pickle_weights_is_refused(tiny_text_lm_dir, tmp_
         HFRefiner(RefineConfig(mode="hf", model=str(pickled), device="cpu", dtype="float32"))
 
 
-def test_manifest_rows_pointing_outside_their_root_are_error_rows_never_reads(ray_local, s3_server, s3_bucket, tmp_path,
-                                                                               capsys):
+def test_manifest_rows_pointing_outside_their_root_are_error_rows_never_reads(
+    ray_local, s3_server, s3_bucket, tmp_path, capsys
+):
     """The issue's done-when: absolute paths, file://, ../, another bucket and /dev/zero in a
     manifest become ``outside_root`` error rows without being read; the good rows are annotated
     and the run exits 0. The same manifest on S3 cannot reach another bucket either."""
@@ -179,24 +214,45 @@ def test_manifest_rows_pointing_outside_their_root_are_error_rows_never_reads(ra
     private = f"private-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=private)
     storage.write_bytes(f"s3://{private}/photo.png", storage.read_bytes(next(iter(good))))
-    outside = [str(secret), f"file://{secret}", "../secret.txt", "images/../../secret.txt", "/dev/zero",
-               "/proc/self/environ", f"s3://{private}/photo.png"]
+    outside = [
+        str(secret),
+        f"file://{secret}",
+        "../secret.txt",
+        "images/../../secret.txt",
+        "/dev/zero",
+        "/proc/self/environ",
+        f"s3://{private}/photo.png",
+    ]
     lines = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
     lines += [{"image": uri} for uri in outside] + [{"pairs": []}]  # and one row with no URI at all
     (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     out = str(tmp_path / "out")
-    code = main(["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), "--input",
-                 str(corpus / "manifest.jsonl"), "--output", out, "progress_bars=false", "run_date=2026-11-26"])
+    code = main(
+        [
+            "annotate",
+            "--config",
+            str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
+            "--input",
+            str(corpus / "manifest.jsonl"),
+            "--output",
+            out,
+            "progress_bars=false",
+            "run_date=2026-11-26",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0 and "Traceback" not in printed.err
     rows = read_rows(out)
     by_status = {}
     for row in rows:
-        by_status.setdefault(row["error"].split(":")[0] if row["error"] else "ok", []).append(row["source_uri"])
+        by_status.setdefault(row["error"].split(":")[0] if row["error"] else "ok", []).append(
+            row["source_uri"]
+        )
     assert sorted(by_status["ok"]) == sorted(good)
     # The four spellings of secret.txt resolve to one file: one row, the repeats reported.
-    assert sorted(by_status["outside_root"]) == sorted([str(secret), "/dev/zero", "/proc/self/environ",
-                                                        f"s3://{private}/photo.png"])
+    assert sorted(by_status["outside_root"]) == sorted(
+        [str(secret), "/dev/zero", "/proc/self/environ", f"s3://{private}/photo.png"]
+    )
     assert len(rows) == len(good) + 4 and printed.out.count("listed again") == 3
     assert "no image URI" in printed.out  # the URI-less row is reported, not fatal
     for row in rows:
@@ -205,7 +261,20 @@ def test_manifest_rows_pointing_outside_their_root_are_error_rows_never_reads(ra
     manifest = f"{s3_bucket}/corpus/manifest.jsonl"
     storage.write_text(manifest, json.dumps({"uri": f"s3://{private}/photo.png"}) + "\n")
     s3_out = f"{s3_bucket}/out"
-    assert main(["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), "--input", manifest,
-                 "--output", s3_out, "progress_bars=false"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                "--config",
+                str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
+                "--input",
+                manifest,
+                "--output",
+                s3_out,
+                "progress_bars=false",
+            ]
+        )
+        == 0
+    )
     [row] = read_rows(s3_out)
     assert row["error"].startswith("outside_root:")

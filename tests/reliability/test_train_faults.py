@@ -37,10 +37,16 @@ def _corrupt(run: str, step: int) -> None:
 def test_killed_worker_line_of_the_table():
     """The killed-worker run itself is the slow test named in the module docstring."""
     steps = [{"row_id": f"step-{s}", "status": "ok", "error": None} for s in range(1, 7)]
-    record_case("training worker killed mid-epoch (FailureConfig)", "train fault", rows=steps,
-                expected_ids={f"step-{s}" for s in range(1, 7)}, rows_in=6, same_as_baseline=True,
-                note="rows = training steps in metrics.jsonl; run by tests/train/test_ray_train.py::"
-                     "test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched (slow)")
+    record_case(
+        "training worker killed mid-epoch (FailureConfig)",
+        "train fault",
+        rows=steps,
+        expected_ids={f"step-{s}" for s in range(1, 7)},
+        rows_in=6,
+        same_as_baseline=True,
+        note="rows = training steps in metrics.jsonl; run by tests/train/test_ray_train.py::"
+        "test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched (slow)",
+    )
 
 
 def test_a_corrupt_newest_checkpoint_is_not_loaded_silently(tmp_path, tiny_adapter_dir):
@@ -48,7 +54,7 @@ def test_a_corrupt_newest_checkpoint_is_not_loaded_silently(tmp_path, tiny_adapt
 
     run = _run_with_checkpoints(tmp_path, tiny_adapter_dir)
     _corrupt(run, 4)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - torn tensors fail in safetensors or torch, either way
         load_adapter_state(os.path.join(run, "checkpoints", "checkpoint_00000004"))
     assert not latest(run).endswith("checkpoint_00000004")  # torn tensors are never trained on
 
@@ -84,15 +90,24 @@ def test_record_corrupt_checkpoint_outcome(tmp_path, tiny_adapter_dir):
     except Exception as exc:  # noqa: BLE001 - recorded for the table
         outcome, error = "error", f"no_fallback: {type(exc).__name__}: {str(exc)[:80]}"
     fell_back = chosen.endswith("checkpoint_00000002") and outcome == "ok"
-    record_case("training: newest checkpoint corrupt", "train fault",
-                rows=[{"row_id": "resume", "status": outcome, "error": error}], expected_ids={"resume"}, rows_in=1,
-                same_as_baseline=fell_back,
-                note=("falls back to checkpoint 2" if fell_back else
-                      f"NO FALLBACK: resume picks {os.path.basename(chosen)} and fails ({error}); reported as a bug"))
+    record_case(
+        "training: newest checkpoint corrupt",
+        "train fault",
+        rows=[{"row_id": "resume", "status": outcome, "error": error}],
+        expected_ids={"resume"},
+        rows_in=1,
+        same_as_baseline=fell_back,
+        note=(
+            "falls back to checkpoint 2"
+            if fell_back
+            else f"NO FALLBACK: resume picks {os.path.basename(chosen)} and fails ({error}); reported as a bug"
+        ),
+    )
 
 
-def test_a_corrupt_optimizer_shard_falls_back_to_the_checkpoint_before(single_process_group, train_config_dict,
-                                                                       tmp_path, caplog):
+def test_a_corrupt_optimizer_shard_falls_back_to_the_checkpoint_before(
+    single_process_group, train_config_dict, tmp_path, caplog
+):
     """A checkpoint whose optimizer shard was torn -- same name and listed size, other bytes: its
     sha256 in meta.json catches it, and every rank resumes from the checkpoint before, loudly."""
     from tests.fixtures.train import run_tiny_training
@@ -107,7 +122,7 @@ def test_a_corrupt_optimizer_shard_falls_back_to_the_checkpoint_before(single_pr
     run_tiny_training(cfg, run, 2, total=4, checkpoint_at=2, resume=False)
     good, torn = checkpoint_uri(run, 2), checkpoint_uri(run, 4)
     for uri in storage.list_files(good):
-        rel, data = uri[len(good):], storage.read_bytes(uri)
+        rel, data = uri[len(good) :], storage.read_bytes(uri)
         if "/optimizer/" in rel:
             data = data[:-64] + b"\0" * 64
         elif rel.endswith("meta.json"):
@@ -116,10 +131,20 @@ def test_a_corrupt_optimizer_shard_falls_back_to_the_checkpoint_before(single_pr
     assert [s for s, _ in list_checkpoints(run)] == [2, 4]
     state = rs.choose(rs.candidates(run), 0, 1)
     warned = [r.getMessage() for r in caplog.records if "checkpoint_00000004" in r.getMessage()]
-    record_case("training: newest checkpoint's optimizer shard corrupt", "train fault",
-                rows=[{"row_id": "resume", "status": "ok" if state.checkpoint == good else "error",
-                       "error": None if state.checkpoint == good else f"resumed from {state.checkpoint}"}],
-                expected_ids={"resume"}, rows_in=1, same_as_baseline=state.checkpoint == good and state.shard is not None,
-                note="sha256 mismatch caught; all ranks agree to resume from checkpoint 2 (adapter + optimizer)")
+    record_case(
+        "training: newest checkpoint's optimizer shard corrupt",
+        "train fault",
+        rows=[
+            {
+                "row_id": "resume",
+                "status": "ok" if state.checkpoint == good else "error",
+                "error": None if state.checkpoint == good else f"resumed from {state.checkpoint}",
+            }
+        ],
+        expected_ids={"resume"},
+        rows_in=1,
+        same_as_baseline=state.checkpoint == good and state.shard is not None,
+        note="sha256 mismatch caught; all ranks agree to resume from checkpoint 2 (adapter + optimizer)",
+    )
     assert state.checkpoint == good and state.step == 2 and state.shard is not None
     assert warned and "sha256" in warned[0], warned

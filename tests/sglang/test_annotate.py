@@ -15,7 +15,16 @@ from vsd import storage
 from vsd.cli import main
 
 # hard files whose outcome does not depend on pairs (a folder is annotated at scene level)
-HARD = {"truncated.jpg", "zero.jpg", "notes.png", "page.jpg", "bomb.png", "cmyk.jpg", "gray16.png", "animated.gif"}
+HARD = {
+    "truncated.jpg",
+    "zero.jpg",
+    "notes.png",
+    "page.jpg",
+    "bomb.png",
+    "cmyk.jpg",
+    "gray16.png",
+    "animated.gif",
+}
 
 
 def test_folder_with_broken_files_once_and_rerun_adds_nothing(ray_local, tmp_path, capsys):
@@ -29,12 +38,23 @@ def test_folder_with_broken_files_once_and_rerun_adds_nothing(ray_local, tmp_pat
         if name in HARD:
             (corpus / name).write_bytes(data)
             expected[name] = want
-    args = ["annotate", "--config", str(REPO / "jobs/configs/annotate-tiny-sglang-cpu.yaml"), "--input", str(corpus),
-            "--output", out, "run_date=2026-11-29", "progress_bars=false"]
+    args = [
+        "annotate",
+        "--config",
+        str(REPO / "jobs/configs/annotate-tiny-sglang-cpu.yaml"),
+        "--input",
+        str(corpus),
+        "--output",
+        out,
+        "run_date=2026-11-29",
+        "progress_bars=false",
+    ]
     assert main(args) == 0
     n_ok = sum(v == "ok" for v in expected.values())
-    assert f"images: {len(expected)}  rows: {len(expected)}  ok: {n_ok}  error: {len(expected) - n_ok}" in \
-        capsys.readouterr().out
+    assert (
+        f"images: {len(expected)}  rows: {len(expected)}  ok: {n_ok}  error: {len(expected) - n_ok}"
+        in capsys.readouterr().out
+    )
 
     rows = read_rows(out)
     by_file = Counter(r["source_uri"].rsplit("/", 1)[-1] for r in rows)
@@ -43,7 +63,11 @@ def test_folder_with_broken_files_once_and_rerun_adds_nothing(ray_local, tmp_pat
         want = expected[row["source_uri"].rsplit("/", 1)[-1]]
         assert row["status"] == want.split(":")[0], (row["source_uri"], row["error"])
         if want == "ok":  # scene level: the open-ended task, answered by the real engine
-            assert row["pair_index"] == -1 and row["descriptions"] is not None and row["model"] == "tiny:llava-sglang"
+            assert (
+                row["pair_index"] == -1
+                and row["descriptions"] is not None
+                and row["model"] == "tiny:llava-sglang"
+            )
         else:
             assert row["error"].startswith(want.split(":")[1])
 
@@ -79,8 +103,11 @@ class _SchedulerKilling:
         self.calls += 1
         if self.calls >= self.on_call and not os.path.exists(self.marker):
             # SGLang titles it "sglang::scheduler..." (the name is cut to 15 characters, the command line is not)
-            (scheduler,) = [p for p in psutil.Process().children(recursive=True)
-                            if "sglang::sched" in p.name() + " " + " ".join(p.cmdline())]
+            (scheduler,) = [
+                p
+                for p in psutil.Process().children(recursive=True)
+                if "sglang::sched" in p.name() + " " + " ".join(p.cmdline())
+            ]
             Path(self.marker).write_text(f"{scheduler.pid} {os.getpid()} {len(batch)}\n")
             os.kill(scheduler.pid, signal.SIGKILL)
         return self.inner.generate(batch)
@@ -97,13 +124,22 @@ def test_scheduler_killed_mid_run_ends_the_actor_and_the_batch_is_redone(ray_loc
 
     expected = build_corpus(str(tmp_path / "corpus"), 6, seed=5)  # one pair each, boxes given
     out, marker = str(tmp_path / "out"), str(tmp_path / "killed")
-    cfg = load_config(str(REPO / "jobs/configs/annotate-tiny-sglang-cpu.yaml"),
-                      [f"input.uri={tmp_path / 'corpus' / 'manifest.jsonl'}", f"output={out}", "engine.batch_size=2",
-                       "run_date=2026-11-29", "progress_bars=false"])
+    cfg = load_config(
+        str(REPO / "jobs/configs/annotate-tiny-sglang-cpu.yaml"),
+        [
+            f"input.uri={tmp_path / 'corpus' / 'manifest.jsonl'}",
+            f"output={out}",
+            "engine.batch_size=2",
+            "run_date=2026-11-29",
+            "progress_bars=false",
+        ],
+    )
     result = run_annotation(cfg, engine_factory=KillSchedulerOnce(marker))
     scheduler, actor, batch = map(int, Path(marker).read_text().split())
     assert batch > 0 and not psutil.pid_exists(actor), "the actor whose engine died is gone"
     assert result.counts["unaccounted"] == 0 and result.counts.get("error", {}) == {}, result.counts
     rows = read_rows(out)
     assert sorted(r["source_uri"] for r in rows) == sorted(expected)  # each image once, none lost
-    assert all(r["status"] == "ok" and r["relation"] for r in rows), [(r["source_uri"], r["error"]) for r in rows]
+    assert all(r["status"] == "ok" and r["relation"] for r in rows), [
+        (r["source_uri"], r["error"]) for r in rows
+    ]

@@ -27,7 +27,10 @@ def test_demo_accuracy_sglang_vs_hf(ray_local, tmp_path, capsys):
     out = tmp_path / "demo"
     # --raw-scenes 0: the raw-corpus section measures the detector, not the engine (tests/sglang/
     # test_annotate sends a folder without boxes through this engine); it would add minutes here.
-    assert main(["demo", "--out", str(out), "--engine", "sglang", "--raw-scenes", "0", "optim.max_steps=60"]) == 0
+    assert (
+        main(["demo", "--out", str(out), "--engine", "sglang", "--raw-scenes", "0", "optim.max_steps=60"])
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "sglang" and report["annotation_counts"]["ok"] == report["heldout_scenes"]
     sglang_acc = report["relation_accuracy"]
@@ -35,8 +38,11 @@ def test_demo_accuracy_sglang_vs_hf(ray_local, tmp_path, capsys):
     hf_model = tmp_path / "hf-model"
     merge_and_export(str(BASE_MODEL), str(Path(report["train_checkpoint"]) / "adapter"), str(hf_model))
     annotate(str(CONFIGS / "annotate.yaml"), out / "data" / "heldout-scenes", hf_model, tmp_path / "hf-ann")
-    hf = evaluate(str(tmp_path / "hf-ann"), str(out / "data" / "heldout-instructions" / "instructions.parquet"),
-                  captions=False)  # task-1 accuracy only: the caption metrics ran in the demo already
+    hf = evaluate(
+        str(tmp_path / "hf-ann"),
+        str(out / "data" / "heldout-instructions" / "instructions.parquet"),
+        captions=False,
+    )  # task-1 accuracy only: the caption metrics ran in the demo already
     line = f"demo held-out task-1 accuracy: sglang {sglang_acc:.3f}, hf {hf['relation_accuracy']:.3f}"
     with capsys.disabled():
         print(f"\n{line}", flush=True)

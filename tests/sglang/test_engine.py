@@ -30,15 +30,19 @@ def _jpeg(seed: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def engine(tiny_sglang_dir):
-    cfg = EngineConfig(kind="sglang", model=tiny_sglang_dir, device="cpu", dtype="bfloat16", max_new_tokens=MAX_NEW)
+    cfg = EngineConfig(
+        kind="sglang", model=tiny_sglang_dir, device="cpu", dtype="bfloat16", max_new_tokens=MAX_NEW
+    )
     eng = make_engine(cfg)
     yield eng
     eng.close()
 
 
 def test_three_tasks_on_several_images_per_batch(engine):
-    reqs = [ImageRequest(f"img{i}", _jpeg(i), [p for s, o in pairs for p in task_prompts(s, o)])
-            for i, pairs in enumerate([[("cup", "table")], [("dog", "sofa"), ("lamp", "bed")], [("car", "tree")]])]
+    reqs = [
+        ImageRequest(f"img{i}", _jpeg(i), [p for s, o in pairs for p in task_prompts(s, o)])
+        for i, pairs in enumerate([[("cup", "table")], [("dog", "sofa"), ("lamp", "bed")], [("car", "tree")]])
+    ]
     results = engine.generate(reqs)
     assert [r.key for r in results] == ["img0", "img1", "img2"]
     assert [len(r.answers) for r in results] == [3, 6, 3]
@@ -50,15 +54,19 @@ def test_three_tasks_on_several_images_per_batch(engine):
                 assert isinstance(ans.text, str)
     # each image alone gets the same constrained choices: the batch kept requests apart
     alone = [engine.generate([r])[0] for r in reqs]
-    assert [[a.text for a in r.answers if a.text in RELATIONS] for r in alone] == \
-           [[a.text for a in r.answers if a.text in RELATIONS] for r in results]
+    assert [[a.text for a in r.answers if a.text in RELATIONS] for r in alone] == [
+        [a.text for a in r.answers if a.text in RELATIONS] for r in results
+    ]
 
 
 def test_a_broken_request_fails_its_batch_and_alone_only_itself(engine):
     good = [ImageRequest(f"g{i}", _jpeg(10 + i), task_prompts("cup", "table", (1, 2))) for i in range(2)]
     bad = ImageRequest("bad", b"\xff\xd8\xff not really a jpeg", task_prompts("cup", "table", (1, 2)))
-    with pytest.raises(EngineError, match=r"^sglang aborted a request of 'g0', 'bad', 'g1': Error while processing "
-                                          r"image"):
+    with pytest.raises(
+        EngineError,
+        match=r"^sglang aborted a request of 'g0', 'bad', 'g1': Error while processing "
+        r"image",
+    ):
         engine.generate([good[0], bad, good[1]])
     assert [len(engine.generate([g])[0].answers) for g in good] == [2, 2]  # the engine still serves
     with pytest.raises(EngineError, match="'bad'"):
@@ -72,9 +80,11 @@ def test_raw_outputs_have_the_shape_the_stand_in_returns(engine, tiny_sglang_dir
     eos = AutoTokenizer.from_pretrained(tiny_sglang_dir).eos_token_id
     raw = engine.engine  # the sglang.Engine itself
     prompt = chat_prompt(task_prompts("cup", "table", (1,))[0].text)
-    [free, choice] = raw.generate(prompt=[prompt, prompt], image_data=[data_url(_jpeg(1))] * 2,
-                                  sampling_params=[{"max_new_tokens": 3, "temperature": 0.0},
-                                                   engine.sampling_params(tuple(RELATIONS))])
+    [free, choice] = raw.generate(
+        prompt=[prompt, prompt],
+        image_data=[data_url(_jpeg(1))] * 2,
+        sampling_params=[{"max_new_tokens": 3, "temperature": 0.0}, engine.sampling_params(tuple(RELATIONS))],
+    )
     for out in (free, choice):
         assert {"text", "output_ids", "meta_info"} <= set(out)
         assert {"finish_reason", "prompt_tokens", "completion_tokens"} <= set(out["meta_info"])
@@ -87,13 +97,21 @@ def test_raw_outputs_have_the_shape_the_stand_in_returns(engine, tiny_sglang_dir
     with pytest.raises(FileNotFoundError):
         raw.generate(prompt=[prompt], image_data=[bare], sampling_params=[{"max_new_tokens": 2}])
     with pytest.raises(ValueError, match="longer than the model's context length"):
-        raw.generate(prompt=[prompt + " x" * 3000], image_data=[data_url(_jpeg(1))], sampling_params=[{"max_new_tokens": 2}])
+        raw.generate(
+            prompt=[prompt + " x" * 3000],
+            image_data=[data_url(_jpeg(1))],
+            sampling_params=[{"max_new_tokens": 2}],
+        )
 
 
 def test_answers_cut_by_max_new_tokens_are_truncated(engine):
     [res] = engine.generate([ImageRequest("t", _jpeg(3), task_prompts("cup", "table", (2, 3)))])
-    raw = engine.engine.generate(prompt=[chat_prompt(p.text) for p in task_prompts("cup", "table", (2, 3))],
-                                 image_data=[data_url(_jpeg(3))] * 2,
-                                 sampling_params=[{"temperature": 0.0, "max_new_tokens": MAX_NEW}] * 2)
-    assert [a.truncated for a in res.answers] == [o["meta_info"]["finish_reason"]["type"] == "length" for o in raw]
+    raw = engine.engine.generate(
+        prompt=[chat_prompt(p.text) for p in task_prompts("cup", "table", (2, 3))],
+        image_data=[data_url(_jpeg(3))] * 2,
+        sampling_params=[{"temperature": 0.0, "max_new_tokens": MAX_NEW}] * 2,
+    )
+    assert [a.truncated for a in res.answers] == [
+        o["meta_info"]["finish_reason"]["type"] == "length" for o in raw
+    ]
     assert [a.text for a in res.answers] == [o["text"].strip() for o in raw]

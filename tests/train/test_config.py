@@ -41,24 +41,30 @@ def test_shipped_config_loads_and_opens_with_its_command(path):
         assert cfg.scaling.num_workers == 8 and not cfg.lora.train_projector
 
 
-@pytest.mark.parametrize("overrides, field", [
-    (["deepspeed.zero_stage=4"], "deepspeed.zero_stage"),
-    (["optim.lrr=1"], "optim.lrr"),
-    (["data.synthetic.scenes=0", "data.uri="], "data.uri"),
-    (["lora.rank=0"], "lora.rank"),
-    (["precision=bf16"], "precision"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (["deepspeed.zero_stage=4"], "deepspeed.zero_stage"),
+        (["optim.lrr=1"], "optim.lrr"),
+        (["data.synthetic.scenes=0", "data.uri="], "data.uri"),
+        (["lora.rank=0"], "lora.rank"),
+        (["precision=bf16"], "precision"),
+    ],
+)
 def test_bad_config_names_the_field(overrides, field):
     with pytest.raises(ConfigError) as err:
         load(TrainConfig, os.path.join(REPO, "jobs", "configs", "train-tiny-cpu.yaml"), overrides)
     assert str(err.value).startswith(field + ":") and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("argv, field", [
-    (["deepspeed.zero_stage=4"], "deepspeed.zero_stage"),
-    (["no_such_key=1"], "no_such_key"),
-    (["data.synthetic.scenes=0", "data.uri=/nonexistent/instructions"], "data.uri"),
-])
+@pytest.mark.parametrize(
+    "argv, field",
+    [
+        (["deepspeed.zero_stage=4"], "deepspeed.zero_stage"),
+        (["no_such_key=1"], "no_such_key"),
+        (["data.synthetic.scenes=0", "data.uri=/nonexistent/instructions"], "data.uri"),
+    ],
+)
 def test_cli_and_job_fail_before_ray_with_one_line(argv, field, capsys, tmp_path):
     import ray
 
@@ -66,7 +72,12 @@ def test_cli_and_job_fail_before_ray_with_one_line(argv, field, capsys, tmp_path
 
     job_main = _job_main()
 
-    base = ["--config", os.path.join(REPO, "jobs", "configs", "train-tiny-cpu.yaml"), "--out", str(tmp_path / "run")]
+    base = [
+        "--config",
+        os.path.join(REPO, "jobs", "configs", "train-tiny-cpu.yaml"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     was_up = ray.is_initialized()
     assert main(["train", *base, *argv]) == 2
     err = capsys.readouterr().err.strip()
@@ -83,7 +94,13 @@ def test_help_config_lists_every_field(capsys):
 
     assert main(["train", "--help-config"]) == 0
     out = capsys.readouterr().out
-    for key in ("deepspeed.zero_stage", "optim.grad_accum", "lora.rank", "fault.kill_at_step", "checkpoint.keep_n"):
+    for key in (
+        "deepspeed.zero_stage",
+        "optim.grad_accum",
+        "lora.rank",
+        "fault.kill_at_step",
+        "checkpoint.keep_n",
+    ):
         assert key in out
 
 

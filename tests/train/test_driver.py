@@ -11,9 +11,23 @@ from vsd.train.driver import MetricsWriter, storage_args
 
 
 def _report(step: int, loss: float, rank: int, resumed_from: int = 0) -> dict:
-    return {"step": step, "epoch": step / 4, "rank": rank, "resumed_from": resumed_from, "total_steps": 4,
-            "final": step == 4, "loss": loss, "lr": 1e-3, "samples": 2, "tokens": 100, "samples_per_s": 4.0,
-            "tokens_per_s": 200.0, "samples_dropped": 0, "samples_truncated": 1, "step_time_s": 0.5 + rank}
+    return {
+        "step": step,
+        "epoch": step / 4,
+        "rank": rank,
+        "resumed_from": resumed_from,
+        "total_steps": 4,
+        "final": step == 4,
+        "loss": loss,
+        "lr": 1e-3,
+        "samples": 2,
+        "tokens": 100,
+        "samples_per_s": 4.0,
+        "tokens_per_s": 200.0,
+        "samples_dropped": 0,
+        "samples_truncated": 1,
+        "step_time_s": 0.5 + rank,
+    }
 
 
 def test_metrics_combine_workers_and_a_redone_step_replaces_its_line(tmp_path):
@@ -66,11 +80,15 @@ def test_a_worker_group_failure_is_one_line_naming_the_rank_and_why():
 
     from vsd.train.driver import _one_line
 
-    died = RuntimeError("The actor died unexpectedly before finishing this task.\n\tclass_name: RayTrainWorker\n"
-                        "The actor died because its node has died. Node Id: 329c54")
+    died = RuntimeError(
+        "The actor died unexpectedly before finishing this task.\n\tclass_name: RayTrainWorker\n"
+        "The actor died because its node has died. Node Id: 329c54"
+    )
     collateral = RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer")
     error = WorkerGroupError("[Rank 1 Error Snippet]:\n...", {0: collateral, 1: died})
-    assert _one_line(error) == "rank 1: RuntimeError: The actor died because its node has died. Node Id: 329c54"
+    assert (
+        _one_line(error) == "rank 1: RuntimeError: The actor died because its node has died. Node Id: 329c54"
+    )
     assert _one_line(ValueError("x\nKeyError: 'loss'\n")) == "KeyError: 'loss'"
 
 
@@ -85,7 +103,9 @@ def test_a_lost_node_reported_as_a_failed_health_check_is_named_as_a_dead_node()
     collateral = RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer")
     error = WorkerGroupError("[Rank 0 Error Snippet]:\n...", {0: collateral, 1: health})
     line = _one_line(error, {1: "1f481888661116262b33ecead"})
-    assert line.startswith("rank 1: its node has died (1f4818886611): RuntimeError: WorkerHealthCheckFailedError")
+    assert line.startswith(
+        "rank 1: its node has died (1f4818886611): RuntimeError: WorkerHealthCheckFailedError"
+    )
     assert _one_line(error, {}).startswith("rank 0: RuntimeError: [../gloo")  # nothing known dead: first rank
 
 
@@ -99,7 +119,14 @@ def test_the_step_resumed_from_gets_its_line_from_the_checkpoint_when_its_report
     from vsd.model.checkpoints import checkpoint_uri
 
     run = str(tmp_path / "run")
-    meta = {"step": 2, "epoch": 0.5, "total_steps": 4, "loss": 1.5, "loss_per_worker": [1.0, 2.0], "world_size": 2}
+    meta = {
+        "step": 2,
+        "epoch": 0.5,
+        "total_steps": 4,
+        "loss": 1.5,
+        "loss_per_worker": [1.0, 2.0],
+        "world_size": 2,
+    }
     _checkpoint(checkpoint_uri(run, 2), meta)
     writer = MetricsWriter(run, flush_s=0.0)
     writer.after_report(None, [_report(1, 2.0, 0), _report(1, 2.0, 1)], None)
@@ -118,14 +145,20 @@ def test_every_step_up_to_the_resume_is_filled_from_the_checkpoints_reports(tmp_
 
     run = str(tmp_path / "run")
     reports = [[_report(1, 2.0, 0), _report(1, 4.0, 1)], [_report(2, 1.0, 0), _report(2, 3.0, 1)]]
-    _checkpoint(checkpoint_uri(run, 2), {"step": 2, "total_steps": 4, "loss": 2.0, "world_size": 2,
-                                         "reports": reports})
+    _checkpoint(
+        checkpoint_uri(run, 2),
+        {"step": 2, "total_steps": 4, "loss": 2.0, "world_size": 2, "reports": reports},
+    )
     writer = MetricsWriter(run, flush_s=0.0)
     writer.after_report(None, [_report(3, 1.0, 0, resumed_from=2), _report(3, 1.0, 1, resumed_from=2)], None)
     rows = [json.loads(x) for x in storage.read_text(storage.join(run, "metrics.jsonl")).splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert rows[0]["from_checkpoint"] and rows[0]["loss"] == 3.0 and rows[0]["loss_per_worker"] == [2.0, 4.0]
-    assert rows[1]["loss"] == 2.0 and rows[1]["checkpoint"] == "checkpoint_00000002" and rows[1]["resumed_from"] == 0
+    assert (
+        rows[1]["loss"] == 2.0
+        and rows[1]["checkpoint"] == "checkpoint_00000002"
+        and rows[1]["resumed_from"] == 0
+    )
     assert rows[2]["resumed_from"] == 2 and "from_checkpoint" not in rows[2]
 
 
@@ -149,9 +182,12 @@ def test_the_ranks_nodes_come_from_the_checkpoint_when_no_metrics_line_was_writt
     reports = [[{**_report(s, 1.0, r), "node_id": f"node-{r}"} for r in (0, 1)] for s in (1, 2)]
     _checkpoint(checkpoint_uri(run, 2), {"step": 2, "world_size": 2, "reports": reports})
     assert rank_nodes(run) == {0: "node-0", 1: "node-1"}
-    storage.write_text(storage.join(run, "metrics.jsonl"),
-                       json.dumps({"step": 1, "nodes": ["old-0", "old-1"]}) + "\n")  # older than the checkpoint
+    storage.write_text(
+        storage.join(run, "metrics.jsonl"), json.dumps({"step": 1, "nodes": ["old-0", "old-1"]}) + "\n"
+    )  # older than the checkpoint
     assert rank_nodes(run) == {0: "node-0", 1: "node-1"}
-    storage.write_text(storage.join(run, "metrics.jsonl"), json.dumps({"step": 3, "nodes": ["a", "b"]}) + "\n")
+    storage.write_text(
+        storage.join(run, "metrics.jsonl"), json.dumps({"step": 3, "nodes": ["a", "b"]}) + "\n"
+    )
     assert rank_nodes(run) == {0: "a", 1: "b"}
     assert rank_nodes(str(tmp_path / "nothing")) == {}

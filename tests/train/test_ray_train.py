@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def _metrics(run_uri: str) -> list[dict]:
-    return [json.loads(line) for line in storage.read_text(storage.join(run_uri, "metrics.jsonl")).splitlines()]
+    return [
+        json.loads(line) for line in storage.read_text(storage.join(run_uri, "metrics.jsonl")).splitlines()
+    ]
 
 
 def _checkpoints(run_uri: str) -> list[int]:
@@ -29,7 +31,9 @@ def _checkpoints(run_uri: str) -> list[int]:
     return [step for step, _ in list_checkpoints(run_uri)]
 
 
-def test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched(ray_local, tmp_path, train_config_dict):
+def test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched(
+    ray_local, tmp_path, train_config_dict
+):
     from vsd.model.checkpoints import read_meta
     from vsd.train.driver import train
 

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from tests.fixtures.train import run_tiny_training
-
 from vsd import storage
 from vsd.config import from_dict
 from vsd.model.checkpoints import checkpoint_uri, list_checkpoints, read_meta
@@ -27,10 +26,15 @@ TOTAL, K = 4, 2  # a run of TOTAL steps checkpointed at K
 
 
 def _cfg(train_config_dict, stage: int) -> TrainConfig:
-    return from_dict(TrainConfig, train_config_dict(
-        deepspeed={"zero_stage": stage}, lora={"rank": 8, "dropout": 0.1},
-        optim={"lr": 5e-3, "cosine": True, "warmup_ratio": 0.25, "max_steps": TOTAL},
-        scaling={"num_workers": 1}))
+    return from_dict(
+        TrainConfig,
+        train_config_dict(
+            deepspeed={"zero_stage": stage},
+            lora={"rank": 8, "dropout": 0.1},
+            optim={"lr": 5e-3, "cosine": True, "warmup_ratio": 0.25, "max_steps": TOTAL},
+            scaling={"num_workers": 1},
+        ),
+    )
 
 
 def _train(cfg: TrainConfig, run: str, stop_at: int, **kwargs):
@@ -44,8 +48,9 @@ def _assert_same(got: dict, want: dict) -> None:
 
 
 @pytest.mark.parametrize("stage, where", [(2, "local"), (3, "s3")])
-def test_resumed_run_ends_on_the_adapter_of_an_uninterrupted_one(stage, where, single_process_group, train_config_dict,
-                                                                 tmp_path, request):
+def test_resumed_run_ends_on_the_adapter_of_an_uninterrupted_one(
+    stage, where, single_process_group, train_config_dict, tmp_path, request
+):
     cfg = _cfg(train_config_dict, stage)
     run = str(tmp_path / "run") if where == "local" else f"{request.getfixturevalue('s3_bucket')}/runs/r"
     straight, _ = _train(cfg, str(tmp_path / "straight"), TOTAL, resume=False)
@@ -64,8 +69,9 @@ def test_resumed_run_ends_on_the_adapter_of_an_uninterrupted_one(stage, where, s
     assert any(not torch.equal(interrupted[k], straight[k]) for k in straight)  # the last steps did move it
 
 
-def test_adapter_only_resume_drifts_which_is_what_the_optimizer_state_prevents(single_process_group,
-                                                                               train_config_dict, tmp_path):
+def test_adapter_only_resume_drifts_which_is_what_the_optimizer_state_prevents(
+    single_process_group, train_config_dict, tmp_path
+):
     cfg = _cfg(train_config_dict, 2)
     run = str(tmp_path / "run")
     straight, _ = _train(cfg, str(tmp_path / "straight"), TOTAL, resume=False)

@@ -43,8 +43,13 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 def test_deepspeed_config_follows_the_train_config(train_config_dict):
     from vsd.train.loop import deepspeed_config
 
-    cfg = from_dict(TrainConfig, train_config_dict(deepspeed={"zero_stage": 3, "offload_optimizer": True},
-                                                   optim={"grad_accum": 4, "max_grad_norm": 0.5}))
+    cfg = from_dict(
+        TrainConfig,
+        train_config_dict(
+            deepspeed={"zero_stage": 3, "offload_optimizer": True},
+            optim={"grad_accum": 4, "max_grad_norm": 0.5},
+        ),
+    )
     ds = deepspeed_config(cfg, world_size=8)
     assert ds["zero_optimization"]["stage"] == 3
     assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
@@ -66,8 +71,9 @@ def test_deepspeed_step_trains_only_lora(train_config_dict, single_process_group
     lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
     optimizer = make_optimizer(model, cfg.optim.lr, 0.0)
     scheduler = make_scheduler(optimizer, 8, 0.0, False)
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                      config=deepspeed_config(cfg, world_size=1))
+    engine, *_ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, world_size=1)
+    )
     stepper = DeepSpeedStepper(engine)
     losses = [run_step(stepper, [batch]).loss for _ in range(8)]
     assert losses[-1] < losses[0] - 0.2, losses

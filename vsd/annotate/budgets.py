@@ -51,4 +51,7 @@ def token_budgets(engine: Any) -> dict[int, int]:
     if getattr(engine, "max_new_tokens", None):
         return {task: int(engine.max_new_tokens) for task in DEFAULTS}
     recorded = recorded_lengths(engine.model, getattr(engine, "adapter", None))
-    return {task: budget_from(recorded[task]) if task in recorded else default for task, default in DEFAULTS.items()}
+    return {
+        task: budget_from(recorded[task]) if task in recorded else default
+        for task, default in DEFAULTS.items()
+    }

@@ -67,17 +67,17 @@ pairs. Rows with `status = error` carry the reason in `error` (`<reason>: <detai
 
 - latest model: `{model}`
 - prompt version: `{PROMPT_VERSION}`
-- runs: {', '.join(runs) if runs else '(none)'}
+- runs: {", ".join(runs) if runs else "(none)"}
 
 ## Counts
 
 | | rows |
 |---|---:|
-| total | {counts.get('rows', 0)} |
-| ok | {counts.get('ok', 0)} |
+| total | {counts.get("rows", 0)} |
+| ok | {counts.get("ok", 0)} |
 | error | {sum(errors.values())} |
-| ok but inconsistent (see `flags`) | {counts.get('inconsistent', 0)} |
-| ok at scene level (no pair given: `description` is the first of the scene's sentences) | {counts.get('scene_level', 0)} |
+| ok but inconsistent (see `flags`) | {counts.get("inconsistent", 0)} |
+| ok at scene level (no pair given: `description` is the first of the scene's sentences) | {counts.get("scene_level", 0)} |
 
 | error reason | rows |
 |---|---:|
@@ -94,7 +94,7 @@ task 1's relation, `not_repaired` task 1 and the boxes disagree):
 
 ## Relation histogram (task 1, ok pair rows)
 
-{_histogram(counts.get('relations', {}))}
+{_histogram(counts.get("relations", {}))}
 
 ## Schema
 

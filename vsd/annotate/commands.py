@@ -11,27 +11,33 @@ FLAGS = {"input": "input.uri", "output": "output", "model": "engine.model", "ada
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "annotate", help="annotate an image corpus (folder, s3:// prefix, manifest, VSD JSON) on Ray Data",
+        "annotate",
+        help="annotate an image corpus (folder, s3:// prefix, manifest, VSD JSON) on Ray Data",
         description="Annotates what --input holds and --output lacks (exactly once across runs); "
-                    "ends by printing ok / error by reason / skipped. Config fields: --help-config.",
+        "ends by printing ok / error by reason / skipped. Config fields: --help-config.",
         epilog="A manifest (JSONL, Parquet or CSV) has one row per image: uri (s3://..., an absolute path or a path "
-               "relative to the manifest's folder; only under the allowed roots), optional image_id, size, etag/mtime, "
-               "and pairs: [{subject, object, subject_box, object_box}] with boxes normalised to 0..1 as "
-               "[x0, y0, x1, y1]. Example line: {\"uri\": \"images/a.jpg\", \"pairs\": [{\"subject\": \"cup\", "
-               "\"object\": \"table\", \"subject_box\": [0.42, 0.31, 0.55, 0.48], \"object_box\": [0.1, 0.45, 0.95, "
-               "0.98]}]}. See the README's 'Manifests' section.")
+        "relative to the manifest's folder; only under the allowed roots), optional image_id, size, etag/mtime, "
+        "and pairs: [{subject, object, subject_box, object_box}] with boxes normalised to 0..1 as "
+        '[x0, y0, x1, y1]. Example line: {"uri": "images/a.jpg", "pairs": [{"subject": "cup", '
+        '"object": "table", "subject_box": [0.42, 0.31, 0.55, 0.48], "object_box": [0.1, 0.45, 0.95, '
+        "0.98]}]}. See the README's 'Manifests' section.",
+    )
     p.add_argument("--input", help="corpus URI (overrides input.uri)")
     p.add_argument("--output", help="output root URI (overrides output)")
     p.add_argument("--model", help="model: dir, s3:// prefix, hub id or tiny:llava (overrides engine.model)")
     p.add_argument("--adapter", help="PEFT adapter dir (overrides engine.adapter)")
     p.add_argument("--ray-address", help="connect to this Ray cluster (default: RAY_ADDRESS or a local one)")
-    add_config_arguments(p, example_config="jobs/configs/annotate-*.yaml",
-                         example_overrides="engine.batch_size=16 stages.generate.resources.concurrency=8")
+    add_config_arguments(
+        p,
+        example_config="jobs/configs/annotate-*.yaml",
+        example_overrides="engine.batch_size=16 stages.generate.resources.concurrency=8",
+    )
     p.set_defaults(func=run)
 
 
 def load_config(args: argparse.Namespace):
-    from vsd.annotate.config import AnnotateConfig, load_config as load_annotate_config
+    from vsd.annotate.config import AnnotateConfig
+    from vsd.annotate.config import load_config as load_annotate_config
 
     return config_from_args(AnnotateConfig, args, FLAGS, loader=load_annotate_config)
 
@@ -43,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     cfg.check_paths()  # fail before any cluster starts
     from vsd.preflight import check_annotate
 
-    check_annotate(cfg)  # every URI once, in seconds; also switches off a metadata lookup Ray workers would inherit
+    check_annotate(
+        cfg
+    )  # every URI once, in seconds; also switches off a metadata lookup Ray workers would inherit
 
     import ray
 

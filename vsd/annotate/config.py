@@ -20,27 +20,48 @@ from vsd.config import ConfigError, describe
 from vsd.corpus.shards import DEFAULT_SHARD_ROWS
 from vsd.corpus.sources import FORMATS
 
+
 @dataclass
 class InputConfig:
-    uri: str = describe("uri", "", help="what to annotate (--input): a corpus made by `vsd corpus sync`, a folder "
-                                        "or s3:// prefix of images, a Parquet/JSONL/CSV manifest, or VSD JSON")
-    format: str = describe("format", "auto", choices=[*FORMATS, "corpus"],
-                           help="auto: a folder with _corpus.json = corpus, *.parquet/*.jsonl/*.csv = manifest, "
-                                "*.json = VSD JSON, else a folder/prefix of images")
-    image_dir: str = describe("image_dir", "",
-                              help="folder of the images: required for VSD JSON; base of relative manifest URIs "
-                                   "(default: the manifest's folder)")
+    uri: str = describe(
+        "uri",
+        "",
+        help="what to annotate (--input): a corpus made by `vsd corpus sync`, a folder "
+        "or s3:// prefix of images, a Parquet/JSONL/CSV manifest, or VSD JSON",
+    )
+    format: str = describe(
+        "format",
+        "auto",
+        choices=[*FORMATS, "corpus"],
+        help="auto: a folder with _corpus.json = corpus, *.parquet/*.jsonl/*.csv = manifest, "
+        "*.json = VSD JSON, else a folder/prefix of images",
+    )
+    image_dir: str = describe(
+        "image_dir",
+        "",
+        help="folder of the images: required for VSD JSON; base of relative manifest URIs "
+        "(default: the manifest's folder)",
+    )
     vsd2: str = describe("vsd2", "", help="VSD JSON only: the matching VSDv2 file (optional)")
-    extensions: list[str] = describe("extensions", factory=list,
-                                     help="folder only: file extensions to take (e.g. [jpg, png]); empty = every "
-                                          "non-hidden file, so a broken or mis-named file still gets its error row")
-    allowed_roots: list[str] = describe("allowed_roots", factory=list,
-                                        help="folders/prefixes input rows may read besides the input's own (a manifest's "
-                                             "folder or image_dir, the folder itself); a row elsewhere is an "
-                                             "outside_root error row and is never read")
-    shard_rows: int = describe("shard_rows", DEFAULT_SHARD_ROWS,
-                               help="rows per input shard made from a folder/manifest/VSD input (the unit of "
-                                    "incrementality: a night re-reads only unfinished shards)")
+    extensions: list[str] = describe(
+        "extensions",
+        factory=list,
+        help="folder only: file extensions to take (e.g. [jpg, png]); empty = every "
+        "non-hidden file, so a broken or mis-named file still gets its error row",
+    )
+    allowed_roots: list[str] = describe(
+        "allowed_roots",
+        factory=list,
+        help="folders/prefixes input rows may read besides the input's own (a manifest's "
+        "folder or image_dir, the folder itself); a row elsewhere is an "
+        "outside_root error row and is never read",
+    )
+    shard_rows: int = describe(
+        "shard_rows",
+        DEFAULT_SHARD_ROWS,
+        help="rows per input shard made from a folder/manifest/VSD input (the unit of "
+        "incrementality: a night re-reads only unfinished shards)",
+    )
 
     def validate(self) -> None:
         if self.shard_rows < 1:
@@ -51,8 +72,11 @@ class InputConfig:
 _OLD_RESOURCES = {
     "read_batch_size": ("stages.read.resources.batch_size",),
     "preprocess_batch_size": ("stages.preprocess.resources.batch_size", "stages.verify.resources.batch_size"),
-    "cpu_task_num_cpus": ("stages.read.resources.num_cpus", "stages.verify.resources.num_cpus",
-                          "stages.write.resources.num_cpus"),
+    "cpu_task_num_cpus": (
+        "stages.read.resources.num_cpus",
+        "stages.verify.resources.num_cpus",
+        "stages.write.resources.num_cpus",
+    ),
     "preprocess_num_cpus": ("stages.preprocess.resources.num_cpus",),
     "generate_concurrency": ("stages.generate.resources.concurrency",),
     "generate_num_cpus": ("stages.generate.resources.num_cpus",),
@@ -76,16 +100,28 @@ class AnnotateConfig:
     }
 
     input: InputConfig = describe("input", factory=InputConfig, help="what to annotate and how to read it")
-    output: str = describe("output", "", help="output root (local or s3://); data lands in <output>/run_date=YYYY-MM-DD/")
-    engine: EngineConfig = describe("engine", factory=EngineConfig, help="the model that answers and its backend")
-    tasks: list[int] = describe("tasks", factory=lambda: [1, 2, 3],
-                                help="which of the 3 tasks to ask per pair (1 relation, 2 sentence, 3 three sentences); "
-                                     "fewer = faster; scene-level images always get the open-ended one")
-    stages: StagesConfig = describe("stages", factory=StagesConfig,
-                                    help="one section per pipeline stage: its settings and its resources")
+    output: str = describe(
+        "output", "", help="output root (local or s3://); data lands in <output>/run_date=YYYY-MM-DD/"
+    )
+    engine: EngineConfig = describe(
+        "engine", factory=EngineConfig, help="the model that answers and its backend"
+    )
+    tasks: list[int] = describe(
+        "tasks",
+        factory=lambda: [1, 2, 3],
+        help="which of the 3 tasks to ask per pair (1 relation, 2 sentence, 3 three sentences); "
+        "fewer = faster; scene-level images always get the open-ended one",
+    )
+    stages: StagesConfig = describe(
+        "stages", factory=StagesConfig, help="one section per pipeline stage: its settings and its resources"
+    )
     run_date: str = describe("run_date", "", help="partition date YYYY-MM-DD (default: today, UTC)")
-    run_id: str = describe("run_id", "", help="id recorded on every row (default: <run_date>T<time>-<random>)")
-    progress_bars: bool = describe("progress_bars", True, help="Ray Data progress bars on the driver's terminal")
+    run_id: str = describe(
+        "run_id", "", help="id recorded on every row (default: <run_date>T<time>-<random>)"
+    )
+    progress_bars: bool = describe(
+        "progress_bars", True, help="Ray Data progress bars on the driver's terminal"
+    )
 
     @classmethod
     def upgrade(cls, data: dict) -> dict:
@@ -116,8 +152,10 @@ class AnnotateConfig:
             raise ConfigError("output: required (--output URI)")
         inp, out = self.input.uri.rstrip("/"), self.output.rstrip("/")
         if out == inp or out.startswith(inp + "/"):
-            raise ConfigError(f"output: {self.output} is inside the input {self.input.uri}; the next run would "
-                              "annotate its own files")
+            raise ConfigError(
+                f"output: {self.output} is inside the input {self.input.uri}; the next run would "
+                "annotate its own files"
+            )
 
     def resolved_run_date(self) -> str:
         return self.run_date or dt.datetime.now(dt.timezone.utc).date().isoformat()

@@ -37,8 +37,16 @@ T = TypeVar("T")
 EXIT_ENGINE_LOST = 75  # EX_TEMPFAIL: try again (in a new actor)
 MAX_LOSSES_PER_BATCH = 2
 # Errors after which a CUDA/ROCm context (or its communicator) cannot be used again.
-DEVICE_ERRORS = ("CUDA error", "device-side assert", "CUBLAS_STATUS_", "CUDNN_STATUS_", "illegal memory access",
-                 "NCCL error", "HIP error", "unspecified launch failure")
+DEVICE_ERRORS = (
+    "CUDA error",
+    "device-side assert",
+    "CUBLAS_STATUS_",
+    "CUDNN_STATUS_",
+    "illegal memory access",
+    "NCCL error",
+    "HIP error",
+    "unspecified launch failure",
+)
 
 
 class EngineLost(VSDError):
@@ -80,7 +88,7 @@ def engine_processes(before: Sequence[int]) -> list[int]:
     return found
 
 
-def start_watched(what: str, start: Callable[[], T], run_id: str = "") -> tuple[T, "EngineWatch"]:
+def start_watched(what: str, start: Callable[[], T], run_id: str = "") -> tuple[T, EngineWatch]:
     """``start()`` (an engine, an LLM refiner) and the watch over the processes it started."""
     before = child_processes()
     engine = start()
@@ -123,8 +131,16 @@ class EngineWatch:
     this one); ``exit``: how the actor ends (tests pass their own); ``ledger``: the folder where
     batch losses are counted (default: the run's, under the node's temp dir)."""
 
-    def __init__(self, what: str, processes: Sequence[int] = (), *, run_id: str = "", interval_s: float = 1.0,
-                 exit: Callable[[int], None] = end_actor, ledger: str | None = None):
+    def __init__(
+        self,
+        what: str,
+        processes: Sequence[int] = (),
+        *,
+        run_id: str = "",
+        interval_s: float = 1.0,
+        exit: Callable[[int], None] = end_actor,
+        ledger: str | None = None,
+    ):
         self.what, self.processes, self.interval_s, self._exit = what, list(processes), interval_s, exit
         scope = "".join(c for c in run_id if c.isalnum() or c in "-_") or f"pid-{os.getpid()}"
         self.ledger = ledger or os.path.join(tempfile.gettempdir(), "vsd-engine-lost", scope)
@@ -142,8 +158,10 @@ class EngineWatch:
         losses = self._losses(self._batch)
         if losses >= MAX_LOSSES_PER_BATCH:
             shown = ", ".join(repr(k) for k in list(keys)[:3]) + (" ..." if len(keys) > 3 else "")
-            raise EngineLost(f"{self.what}: the batch of {shown} took the engine down {losses} times; "
-                             "failing it instead of restarting the engine again")
+            raise EngineLost(
+                f"{self.what}: the batch of {shown} took the engine down {losses} times; "
+                "failing it instead of restarting the engine again"
+            )
 
     def end_batch(self) -> None:
         self._batch = None
@@ -170,8 +188,16 @@ class EngineWatch:
     def lost(self, reason: str) -> None:
         if self._batch:
             self._count(self._batch)
-        log.error("%s lost (%s): exiting this actor so Ray starts a new engine and redoes its batch", self.what, reason)
-        print(f"vsd: {self.what} lost ({reason}); the actor exits and Ray replaces it", file=sys.stderr, flush=True)
+        log.error(
+            "%s lost (%s): exiting this actor so Ray starts a new engine and redoes its batch",
+            self.what,
+            reason,
+        )
+        print(
+            f"vsd: {self.what} lost ({reason}); the actor exits and Ray replaces it",
+            file=sys.stderr,
+            flush=True,
+        )
         self._stop.set()
         self._exit(EXIT_ENGINE_LOST)
 
@@ -199,4 +225,3 @@ class EngineWatch:
                 f.write("x")
         except OSError as exc:  # a full or read-only temp dir must not keep the actor alive
             log.warning("%s: could not count the engine loss: %s", self.what, exc)
-

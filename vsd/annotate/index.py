@@ -45,13 +45,15 @@ CARD_FILE = "_README.md"
 PART_PREFIX = "part-"
 LEGACY_INDEX = "_index"  # the previous release's layout (imported once by `migrate_legacy`)
 
-PROGRESS_SCHEMA = pa.schema([
-    pa.field("image_id", pa.string()),
-    pa.field("image_key", pa.binary(16)),    # c:/g: key of the image id
-    pa.field("source_key", pa.binary(16)),   # s: key of uri|size|version (null if unknown)
-    pa.field("shard", pa.string()),
-    pa.field("row", pa.int64()),
-])
+PROGRESS_SCHEMA = pa.schema(
+    [
+        pa.field("image_id", pa.string()),
+        pa.field("image_key", pa.binary(16)),  # c:/g: key of the image id
+        pa.field("source_key", pa.binary(16)),  # s: key of uri|size|version (null if unknown)
+        pa.field("shard", pa.string()),
+        pa.field("row", pa.int64()),
+    ]
+)
 
 
 def partition(run_date: str) -> str:
@@ -72,8 +74,11 @@ def _files(uri: str, recursive: bool = True) -> list[pafs.FileInfo]:
     fs, base = storage.resolve(uri)
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         return []
-    return [i for i in fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
-            if i.type == pafs.FileType.File]
+    return [
+        i
+        for i in fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
+        if i.type == pafs.FileType.File
+    ]
 
 
 class Output:
@@ -104,8 +109,12 @@ class Output:
         out = {}
         for info in _files(self.root):
             rel = posixpath.relpath(info.path, base).split("/")
-            if len(rel) == 2 and rel[0].startswith("run_date=") and rel[1].startswith(PART_PREFIX) \
-                    and rel[1].endswith(".parquet"):
+            if (
+                len(rel) == 2
+                and rel[0].startswith("run_date=")
+                and rel[1].startswith(PART_PREFIX)
+                and rel[1].endswith(".parquet")
+            ):
                 out["/".join(rel)] = self._prefix + info.path
         return out
 
@@ -119,19 +128,27 @@ class Output:
 
     # ------------------------------------------------------------------ completion markers
     def finished_shards(self) -> set[str]:
-        return {posixpath.basename(i.path)[: -len(".json")] for i in _files(self.path("shards"), recursive=False)
-                if i.path.endswith(".json")}
+        return {
+            posixpath.basename(i.path)[: -len(".json")]
+            for i in _files(self.path("shards"), recursive=False)
+            if i.path.endswith(".json")
+        }
 
     def write_marker(self, shard: str, record: dict) -> None:
-        storage.write_text(self.path("shards", f"{shard}.json"), json.dumps(record, indent=2, default=str) + "\n")
+        storage.write_text(
+            self.path("shards", f"{shard}.json"), json.dumps(record, indent=2, default=str) + "\n"
+        )
 
     # ------------------------------------------------------------------ progress entries
     def progress_uri(self, run_id: str, part: str) -> str:
         return self.path("progress", run_id, part)
 
     def write_progress(self, run_id: str, part: str, run_date: str, table: pa.Table, counts: dict) -> None:
-        meta = {b"vsd.part": part.encode(), b"vsd.run_date": run_date.encode(),
-                b"vsd.counts": json.dumps(counts, sort_keys=True).encode()}
+        meta = {
+            b"vsd.part": part.encode(),
+            b"vsd.run_date": run_date.encode(),
+            b"vsd.counts": json.dumps(counts, sort_keys=True).encode(),
+        }
         sink = pa.BufferOutputStream()
         pq.write_table(table.cast(PROGRESS_SCHEMA).replace_schema_metadata(meta), sink)
         storage.write_bytes(self.progress_uri(run_id, part), sink.getvalue().to_pybytes())
@@ -154,7 +171,11 @@ class Output:
         for uri in uris:
             fs, path = storage.resolve(uri)
             table = pq.read_table(path, filesystem=fs)
-            meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items() if k.startswith(b"vsd.")}
+            meta = {
+                k.decode(): v.decode()
+                for k, v in (table.schema.metadata or {}).items()
+                if k.startswith(b"vsd.")
+            }
             if not storage.exists(self.data_part(meta["vsd.run_date"], meta["vsd.part"])):
                 if drop_orphans:
                     storage.delete(uri)
@@ -198,8 +219,11 @@ class Output:
         return plain(total)
 
     def runs(self) -> list[str]:
-        return sorted(posixpath.basename(i.path)[:-5] for i in _files(self.path("runs"), recursive=False)
-                      if i.path.endswith(".json"))
+        return sorted(
+            posixpath.basename(i.path)[:-5]
+            for i in _files(self.path("runs"), recursive=False)
+            if i.path.endswith(".json")
+        )
 
     # ------------------------------------------------------------------ the previous layout
     def migrate_legacy(self) -> int:
@@ -214,7 +238,9 @@ class Output:
         for uri in files:
             fs, path = storage.resolve(uri)
             table = pq.read_table(path, filesystem=fs)
-            for image_id, skey in zip(table.column("image_id").to_pylist(), table.column("source_key").to_pylist()):
+            for image_id, skey in zip(
+                table.column("image_id").to_pylist(), table.column("source_key").to_pylist()
+            ):
                 # The old index did not say whether an id was given or hashed: a 64-hex id is a hash.
                 is_hash = len(image_id) == 64 and all(c in "0123456789abcdef" for c in image_id)
                 keys.append(image_key(image_id, given=not is_hash))
@@ -231,6 +257,7 @@ class Output:
 # ----------------------------------------------------------------------------------------------
 # Counting
 # ----------------------------------------------------------------------------------------------
+
 
 def merge_counts(total: dict, part: dict) -> dict:
     for key, value in part.items():
@@ -249,6 +276,7 @@ def plain(counts: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # The run's claim desk
 # ----------------------------------------------------------------------------------------------
+
 
 class IdLedger:
     """The run's claims (a Ray actor pinned to the driver's node, so losing a worker node never
@@ -275,8 +303,10 @@ class IdLedger:
                 ikeys = table.column("image_key").to_pylist()
                 skeys = [k for k in table.column("source_key").to_pylist() if k]
                 if rid == self.run_id:  # restarted mid-run: this run's writes are its commits
-                    claimants = [f"{s}#{r}" for s, r in zip(table.column("shard").to_pylist(),
-                                                             table.column("row").to_pylist())]
+                    claimants = [
+                        f"{s}#{r}"
+                        for s, r in zip(table.column("shard").to_pylist(), table.column("row").to_pylist())
+                    ]
                     self._claims.update(zip(ikeys, claimants))
                     self._commits.update((k, meta["vsd.part"]) for k in ikeys)
                     self._done_keys.update(skeys)
@@ -290,9 +320,14 @@ class IdLedger:
     def claim(self, entries: list[tuple[str, str, bytes | None, bytes | None, bool, str]]) -> list[str]:
         return [self._claim_one(*e) for e in entries]
 
-    def _claim_one(self, claimant: str, shard: str, ikey: bytes | None, skey: bytes | None, known_done: bool,
-                   uri: str) -> str:
-        if known_done or (skey is not None and skey in self._done_keys) or (ikey is not None and ikey in self._done_keys):
+    def _claim_one(
+        self, claimant: str, shard: str, ikey: bytes | None, skey: bytes | None, known_done: bool, uri: str
+    ) -> str:
+        if (
+            known_done
+            or (skey is not None and skey in self._done_keys)
+            or (ikey is not None and ikey in self._done_keys)
+        ):
             self._skipped[claimant] = (shard, "done")
             return "done"
         if ikey is None:
@@ -322,9 +357,13 @@ class IdLedger:
         for shard, why in self._skipped.values():
             by_shard.setdefault(shard, Counter())[why] += 1
         reasons = Counter(why for _, why in self._skipped.values())
-        return {"skipped_done": reasons["done"], "skipped_duplicate": reasons["duplicate"],
-                "deferred": reasons["deferred"], "duplicates": sorted(self._duplicates.values())[:1000],
-                "skipped_by_shard": {s: dict(c) for s, c in by_shard.items()}}
+        return {
+            "skipped_done": reasons["done"],
+            "skipped_duplicate": reasons["duplicate"],
+            "deferred": reasons["deferred"],
+            "duplicates": sorted(self._duplicates.values())[:1000],
+            "skipped_by_shard": {s: dict(c) for s, c in by_shard.items()},
+        }
 
 
 def ids_snapshot(output: str) -> Snapshot:

@@ -13,7 +13,7 @@ has to infer (and disagree about) the types of nested, sometimes-all-null column
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyarrow as pa
 
@@ -23,12 +23,26 @@ from vsd.schema import ITEM_SCHEMA, PAIR_STRUCT
 SCENE = -1  # pair_index of the scene-level task (an image without given pairs)
 
 
-def new_pair(pair_index: int, subject: str | None = None, object_: str | None = None,
-             subject_box=None, object_box=None, **known) -> dict:
+def new_pair(
+    pair_index: int,
+    subject: str | None = None,
+    object_: str | None = None,
+    subject_box=None,
+    object_box=None,
+    **known,
+) -> dict:
     """A pair with every ``PAIR_STRUCT`` field; ``known`` fills other pair columns by name."""
     pair = {name: None for name in PAIR_STRUCT.names}
-    pair.update(pair_index=pair_index, subject=subject, object=object_, subject_box=subject_box,
-                object_box=object_box, view=-1, flags=[], status="ok")
+    pair.update(
+        pair_index=pair_index,
+        subject=subject,
+        object=object_,
+        subject_box=subject_box,
+        object_box=object_box,
+        view=-1,
+        flags=[],
+        status="ok",
+    )
     unknown = set(known) - set(pair)
     if unknown:
         raise schema.SchemaMismatch(f"pair: keys not in the schema: {sorted(unknown)}")
@@ -36,11 +50,21 @@ def new_pair(pair_index: int, subject: str | None = None, object_: str | None = 
     return pair
 
 
-def new_item(source_uri: str, image_id: str | None = None, pairs: list[dict] | None = None,
-             source_key: str | None = None) -> dict:
+def new_item(
+    source_uri: str,
+    image_id: str | None = None,
+    pairs: list[dict] | None = None,
+    source_key: str | None = None,
+) -> dict:
     item = {name: None for name in ITEM_SCHEMA.names}
-    item.update(source_uri=source_uri, image_id=image_id, source_key=source_key, views=[], status="ok",
-                pairs=pairs if pairs else [new_pair(SCENE)])
+    item.update(
+        source_uri=source_uri,
+        image_id=image_id,
+        source_key=source_key,
+        views=[],
+        status="ok",
+        pairs=pairs if pairs else [new_pair(SCENE)],
+    )
     return item
 
 

@@ -41,9 +41,11 @@ log = logging.getLogger(__name__)
 
 # Ray's core worker logs an error-level line for every actor pool whose constructor arguments sit
 # in the object store; for this pipeline it is expected, so it is explained once instead.
-RAY_ACTOR_NOTE = ("note: Ray logs 'has constructor arguments in the object store and max_restarts > 0' for the "
-                  "engine actors: harmless here -- the arguments are this run's configs, which the driver holds "
-                  "until the run ends, so a restarted actor still finds them")
+RAY_ACTOR_NOTE = (
+    "note: Ray logs 'has constructor arguments in the object store and max_restarts > 0' for the "
+    "engine actors: harmless here -- the arguments are this run's configs, which the driver holds "
+    "until the run ends, so a restarted actor still finds them"
+)
 
 
 @dataclass
@@ -102,8 +104,15 @@ def plan_input(cfg: AnnotateConfig, out: Output) -> InputPlan:
         corpus, kind, new_rows, problems, repeated = Corpus.open(src.uri), "corpus", 0, [], []
     else:
         corpus = Corpus.open_or_create(out.path("corpus"))
-        report = sync(corpus, src.uri, src.format, src.image_dir, src.vsd2, src.extensions,
-                      shard_rows=cfg.input.shard_rows)
+        report = sync(
+            corpus,
+            src.uri,
+            src.format,
+            src.image_dir,
+            src.vsd2,
+            src.extensions,
+            shard_rows=cfg.input.shard_rows,
+        )
         kind, new_rows, problems, repeated = report.source.kind, report.new, report.problems, report.repeated
     shards = corpus.shards()
     finished = out.finished_shards()
@@ -118,13 +127,21 @@ def _ledger(output: str, run_id: str):
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
-    return ray.remote(IdLedger).options(
-        num_cpus=0, max_restarts=-1, max_task_retries=-1,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
-    ).remote(output, run_id)
+    return (
+        ray.remote(IdLedger)
+        .options(
+            num_cpus=0,
+            max_restarts=-1,
+            max_task_retries=-1,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+        )
+        .remote(output, run_id)
+    )
 
 
-def _stream(cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, engine_factory) -> tuple[dict, dict, dict]:
+def _stream(
+    cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, engine_factory
+) -> tuple[dict, dict, dict]:
     """Run the pipeline over the unfinished shards; returns (counts, parts {name: counts},
     images written per shard) and the ledger's report."""
     import ray
@@ -139,11 +156,17 @@ def _stream(cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, en
     written: Counter = Counter()
     try:  # a failed run (full disk, S3 outage) must not leave its ledger alive
         ds = shard_rows([s.uri for s in plan.todo], cfg.stages.read.resources.batch_size or 32)
-        ctx = RunContext(meta=meta, ledger=ledger, ids=out.ids().snapshot(),
-                         roots=sorted(set(plan.corpus.roots) | set(cfg.input.allowed_roots)),
-                         engine_factory=engine_factory)
+        ctx = RunContext(
+            meta=meta,
+            ledger=ledger,
+            ids=out.ids().snapshot(),
+            roots=sorted(set(plan.corpus.roots) | set(cfg.input.allowed_roots)),
+            engine_factory=engine_factory,
+        )
         for batch in build_dataset(ds, cfg, ctx).iter_batches(batch_size=None, batch_format="pyarrow"):
-            for part, blob, shards in zip(*(batch.column(c).to_pylist() for c in ("part", "counts", "shards"))):
+            for part, blob, shards in zip(
+                *(batch.column(c).to_pylist() for c in ("part", "counts", "shards"))
+            ):
                 if part in parts:  # a re-executed write after a node loss reports its part again
                     continue
                 parts[part] = json.loads(blob)
@@ -155,15 +178,22 @@ def _stream(cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, en
     return counts, {"parts": parts, "written": dict(written)}, report
 
 
-def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = None,
-                   echo: Callable[[str], None] = print) -> RunResult:
+def run_annotation(
+    cfg: AnnotateConfig, *, engine_factory: Callable | None = None, echo: Callable[[str], None] = print
+) -> RunResult:
     """Annotate what ``cfg.input`` holds and ``cfg.output`` lacks; returns this run's counts."""
     cfg.check_paths()
     started = time.time()
     run_date = cfg.resolved_run_date()
     run_id = cfg.run_id or new_run_id(run_date)
-    meta = RunMeta(output=cfg.output.rstrip("/"), run_date=run_date, run_id=run_id, model=cfg.engine.model,
-                   adapter_sha256=adapter_hash(cfg.engine.model, cfg.engine.adapter), prompt_version=PROMPT_VERSION)
+    meta = RunMeta(
+        output=cfg.output.rstrip("/"),
+        run_date=run_date,
+        run_id=run_id,
+        model=cfg.engine.model,
+        adapter_sha256=adapter_hash(cfg.engine.model, cfg.engine.adapter),
+        prompt_version=PROMPT_VERSION,
+    )
     out = Output(meta.output)
     if out.migrate_legacy():
         echo(f"{cfg.output}: imported the previous release's index (its images stay annotated)")
@@ -173,12 +203,20 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
     for line in plan.problems[:20]:
         echo(f"source problem (skipped): {line}")
     planned_s = time.time() - started
-    echo(f"{cfg.input.uri} ({plan.kind}): {plan.shards} shard(s), {plan.new_rows} new image(s) since the last "
-         f"sync; {len(plan.todo)} unfinished shard(s) with {plan.rows} row(s) to read")
+    echo(
+        f"{cfg.input.uri} ({plan.kind}): {plan.shards} shard(s), {plan.new_rows} new image(s) since the last "
+        f"sync; {len(plan.todo)} unfinished shard(s) with {plan.rows} row(s) to read"
+    )
 
     counts: dict = {}
     stream = {"parts": {}, "written": {}}
-    report = {"skipped_done": 0, "skipped_duplicate": 0, "deferred": 0, "duplicates": [], "skipped_by_shard": {}}
+    report = {
+        "skipped_done": 0,
+        "skipped_duplicate": 0,
+        "deferred": 0,
+        "duplicates": [],
+        "skipped_by_shard": {},
+    }
     if plan.todo:
         echo(RAY_ACTOR_NOTE)
         counts, stream, report = _stream(cfg, plan, meta, out, engine_factory)
@@ -190,19 +228,37 @@ def run_annotation(cfg: AnnotateConfig, *, engine_factory: Callable | None = Non
 
     counts = plain(counts)
     counts.setdefault("images", 0)
-    counts["skipped"] = {"already_annotated": report["skipped_done"], "duplicate_content": report["skipped_duplicate"],
-                         "duplicate_in_source": len(plan.repeated), "source_problems": len(plan.problems)}
+    counts["skipped"] = {
+        "already_annotated": report["skipped_done"],
+        "duplicate_content": report["skipped_duplicate"],
+        "duplicate_in_source": len(plan.repeated),
+        "source_problems": len(plan.problems),
+    }
     counts["deferred"] = report["deferred"]
-    counts["unaccounted"] = (plan.rows - counts["images"] - report["skipped_done"] - report["skipped_duplicate"]
-                             - report["deferred"])
+    counts["unaccounted"] = (
+        plan.rows
+        - counts["images"]
+        - report["skipped_done"]
+        - report["skipped_duplicate"]
+        - report["deferred"]
+    )
     if counts["unaccounted"]:
         log.error("%d planned images neither written nor skipped", counts["unaccounted"])
     finished = mark_finished(out, plan, stream["written"], report, run_id)
-    result = RunResult(output=cfg.output, run_date=run_date, run_id=run_id, counts=counts,
-                       parts=sorted(stream["parts"]))
-    result.manifest = finish(cfg, meta, plan, result, report, stream["parts"], finished,
-                             timings={"plan_s": round(planned_s, 3), "pipeline_s": round(pipeline_s, 3)},
-                             started=started)
+    result = RunResult(
+        output=cfg.output, run_date=run_date, run_id=run_id, counts=counts, parts=sorted(stream["parts"])
+    )
+    result.manifest = finish(
+        cfg,
+        meta,
+        plan,
+        result,
+        report,
+        stream["parts"],
+        finished,
+        timings={"plan_s": round(planned_s, 3), "pipeline_s": round(pipeline_s, 3)},
+        started=started,
+    )
     return result
 
 
@@ -214,14 +270,31 @@ def mark_finished(out: Output, plan: InputPlan, written: dict, report: dict, run
         skipped = report["skipped_by_shard"].get(shard.name, {})
         accounted = written.get(shard.name, 0) + skipped.get("done", 0) + skipped.get("duplicate", 0)
         if accounted == shard.rows:
-            out.write_marker(shard.name, {"shard": shard.uri, "rows": shard.rows, "run_id": run_id,
-                                          "written": written.get(shard.name, 0), "skipped": skipped})
+            out.write_marker(
+                shard.name,
+                {
+                    "shard": shard.uri,
+                    "rows": shard.rows,
+                    "run_id": run_id,
+                    "written": written.get(shard.name, 0),
+                    "skipped": skipped,
+                },
+            )
             done.append(shard.name)
     return done
 
 
-def finish(cfg: AnnotateConfig, meta: RunMeta, plan: InputPlan, result: RunResult, report: dict,
-           parts: dict[str, dict], finished: list[str], timings: dict, started: float) -> dict:
+def finish(
+    cfg: AnnotateConfig,
+    meta: RunMeta,
+    plan: InputPlan,
+    result: RunResult,
+    report: dict,
+    parts: dict[str, dict],
+    finished: list[str],
+    timings: dict,
+    started: float,
+) -> dict:
     """Compaction, dataset card, the partition's record, then the run's record -- in that order."""
     out = Output(meta.output)
     out.compact()
@@ -229,8 +302,11 @@ def finish(cfg: AnnotateConfig, meta: RunMeta, plan: InputPlan, result: RunResul
     storage.write_text(out.card, render_card(totals, out.runs() + [meta.run_id], meta.model))
     if parts:  # a run that wrote nothing leaves the partition's record as it was
         record_uri = out.path("partitions", f"{partition(meta.run_date)}.json")
-        record = json.loads(storage.read_text(record_uri)) if storage.exists(record_uri) else {
-            "run_date": meta.run_date, "runs": [], "totals": {}}
+        record = (
+            json.loads(storage.read_text(record_uri))
+            if storage.exists(record_uri)
+            else {"run_date": meta.run_date, "runs": [], "totals": {}}
+        )
         record["runs"].append({"run_id": meta.run_id, "parts": len(parts), "images": result.counts["images"]})
         for counts in parts.values():
             merge_counts(record["totals"], counts)
@@ -245,17 +321,27 @@ def finish(cfg: AnnotateConfig, meta: RunMeta, plan: InputPlan, result: RunResul
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "input": redact_text(cfg.input.uri),
         "output": redact_text(cfg.output),
-        "source": {"kind": plan.kind, "corpus": plan.corpus.root, "shards": plan.shards,
-                   "shards_read": [s.name for s in plan.todo], "shards_finished": finished,
-                   "planned_images": plan.rows, "new_since_last_sync": plan.new_rows,
-                   "duplicates": (plan.repeated + report["duplicates"])[:1000], "problems": plan.problems[:1000]},
+        "source": {
+            "kind": plan.kind,
+            "corpus": plan.corpus.root,
+            "shards": plan.shards,
+            "shards_read": [s.name for s in plan.todo],
+            "shards_finished": finished,
+            "planned_images": plan.rows,
+            "new_since_last_sync": plan.new_rows,
+            "duplicates": (plan.repeated + report["duplicates"])[:1000],
+            "problems": plan.problems[:1000],
+        },
         "model": meta.model,
         "adapter_sha256": meta.adapter_sha256,
         "prompt_version": meta.prompt_version,
         "counts": result.counts,
         "parts": result.parts,
-        "timings": {**timings, "total_s": round(total_s, 3),
-                    "images_per_s": round(images / timings["pipeline_s"], 3) if timings["pipeline_s"] > 0 else None},
+        "timings": {
+            **timings,
+            "total_s": round(total_s, 3),
+            "images_per_s": round(images / timings["pipeline_s"], 3) if timings["pipeline_s"] > 0 else None,
+        },
         "config": redact_config(cfg),
     }
     write_json(out.path("runs", f"{meta.run_id}.json"), manifest)
@@ -266,8 +352,10 @@ def format_counts(counts: dict) -> str:
     """The closing lines of `vsd annotate`: ok, error by reason, skipped."""
     errors = counts.get("error", {})
     skipped = counts.get("skipped", {})
-    lines = [f"images: {counts.get('images', 0)}  rows: {counts.get('rows', 0)}  ok: {counts.get('ok', 0)}  "
-             f"error: {sum(errors.values())}  skipped: {sum(skipped.values())}"]
+    lines = [
+        f"images: {counts.get('images', 0)}  rows: {counts.get('rows', 0)}  ok: {counts.get('ok', 0)}  "
+        f"error: {sum(errors.values())}  skipped: {sum(skipped.values())}"
+    ]
     lines += [f"  error {reason}: {n}" for reason, n in sorted(errors.items())]
     lines += [f"  skipped {why}: {n}" for why, n in skipped.items() if n]
     if counts.get("deferred"):

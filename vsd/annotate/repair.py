@@ -77,7 +77,9 @@ def plan(pair: dict, truncated: dict[int, bool], tasks: list[int]) -> tuple[list
             flags.append(f"too_few_sentences:task3 ({complete} of {SENTENCES})")
     if label not in RELATIONS or pair["pair_index"] < 0:
         return [], flags, kept  # nothing to say the relation from (scene level, or no task 1)
-    if pair["subject_box"] is not None and geometry_contradicts(label, pair["subject_box"], pair["object_box"]):
+    if pair["subject_box"] is not None and geometry_contradicts(
+        label, pair["subject_box"], pair["object_box"]
+    ):
         return [], flags + ["not_repaired (task 1 and geometry disagree)"], kept
     repairs: list[Repair] = []
     if 2 in tasks:
@@ -103,7 +105,9 @@ def plan(pair: dict, truncated: dict[int, bool], tasks: list[int]) -> tuple[list
 
 # What may follow a complete clause: punctuation, or a word that opens a modifier or a new clause.
 # Anything else ("ge square.", "table table.") is a broken word or a run-on and is dropped.
-JOINERS = frozenset("and while which with where as in on at near from against under beside that whose".split())
+JOINERS = frozenset(
+    "and while which with where as in on at near from against under beside that whose".split()
+)
 
 
 def truncated_slots(flags: list[str] | None, task: int) -> set[int]:
@@ -126,6 +130,10 @@ def finish(repair: Repair, continuation: str, truncated: bool, subject: str, obj
     first = ending.split(" ", 1)[0].lower() if ending else ""
     joins = ending[:1] in ",.;:!?" or first in JOINERS
     sentence = f"{repair.prefix}{'' if ending[:1] in ',.;:!?' or not ending else ' '}{ending}".strip()
-    clean = (not truncated and joins and sentence[-1:] in ".!?"
-             and parse_relation(sentence, subject, object_) == label)
+    clean = (
+        not truncated
+        and joins
+        and sentence[-1:] in ".!?"
+        and parse_relation(sentence, subject, object_) == label
+    )
     return sentence if clean else repair.prefix + "."

@@ -9,24 +9,42 @@ from vsd.corpus.shards import DEFAULT_SHARD_ROWS
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "corpus", help="make or grow a corpus of immutable input shards from a folder, s3:// prefix or manifest",
+        "corpus",
+        help="make or grow a corpus of immutable input shards from a folder, s3:// prefix or manifest",
         description="A corpus is a folder of Parquet shards (uri, size, version, image_id, pairs). `sync` adds "
-                    "shards only for rows not seen before, so a nightly `vsd annotate --input CORPUS` reads only "
-                    "what is new.")
+        "shards only for rows not seen before, so a nightly `vsd annotate --input CORPUS` reads only "
+        "what is new.",
+    )
     sub = p.add_subparsers(dest="corpus_command", required=True)
     s = sub.add_parser("sync", help="add what SRC holds and CORPUS lacks as new shards")
-    s.add_argument("--from", dest="source", required=True,
-                   help="folder or s3:// prefix of images, a Parquet/JSONL/CSV manifest or listing (e.g. an S3 "
-                        "Inventory), or VSD JSON")
-    s.add_argument("--to", dest="corpus", required=True, help="corpus root (local or s3://); created if missing")
+    s.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="folder or s3:// prefix of images, a Parquet/JSONL/CSV manifest or listing (e.g. an S3 "
+        "Inventory), or VSD JSON",
+    )
+    s.add_argument(
+        "--to", dest="corpus", required=True, help="corpus root (local or s3://); created if missing"
+    )
     s.add_argument("--format", default="auto", choices=["auto", "folder", "manifest", "vsd_json"])
-    s.add_argument("--image-dir", default="", help="VSD JSON: the images' folder; manifest: base of relative URIs")
+    s.add_argument(
+        "--image-dir", default="", help="VSD JSON: the images' folder; manifest: base of relative URIs"
+    )
     s.add_argument("--vsd2", default="", help="VSD JSON: the matching VSDv2 file")
-    s.add_argument("--extensions", default="", help="folder: comma-separated extensions to take (default: every file)")
+    s.add_argument(
+        "--extensions", default="", help="folder: comma-separated extensions to take (default: every file)"
+    )
     s.add_argument("--shard-rows", type=int, default=DEFAULT_SHARD_ROWS, help="rows per shard")
-    s.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=True,
-                   help="list an s3:// prefix in Ray tasks, one per top-level entry (default on)")
-    s.add_argument("--ray-address", help="Ray cluster for the parallel listing (default: RAY_ADDRESS or a local one)")
+    s.add_argument(
+        "--parallel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="list an s3:// prefix in Ray tasks, one per top-level entry (default on)",
+    )
+    s.add_argument(
+        "--ray-address", help="Ray cluster for the parallel listing (default: RAY_ADDRESS or a local one)"
+    )
     s.set_defaults(func=run_sync)
     i = sub.add_parser("info", help="shards, rows and sources of a corpus")
     i.add_argument("corpus", help="corpus root")
@@ -48,12 +66,22 @@ def run_sync(args: argparse.Namespace) -> int:
             ray.init(address=args.ray_address) if args.ray_address else ray.init()
     corpus = Corpus.open_or_create(args.corpus)
     extensions = [e.strip() for e in args.extensions.split(",") if e.strip()]
-    report = sync(corpus, args.source, args.format, args.image_dir, args.vsd2, extensions, args.shard_rows,
-                  parallel=parallel)
+    report = sync(
+        corpus,
+        args.source,
+        args.format,
+        args.image_dir,
+        args.vsd2,
+        extensions,
+        args.shard_rows,
+        parallel=parallel,
+    )
     for line in (report.repeated + report.problems)[:20]:
         print(f"skipped: {line}")
-    print(f"{args.source}: {report.listed} listed, {report.new} new in {len(report.shards)} shard(s); "
-          f"{corpus.root} now has {len(corpus.shards())} shard(s)")
+    print(
+        f"{args.source}: {report.listed} listed, {report.new} new in {len(report.shards)} shard(s); "
+        f"{corpus.root} now has {len(corpus.shards())} shard(s)"
+    )
     return 0
 
 

@@ -36,26 +36,52 @@ DEFAULT_SHARD_ROWS = 200_000
 _NAME = re.compile(r"^shard-(?P<stem>[A-Za-z0-9T_-]+)-r(?P<rows>\d+)\.parquet$")
 
 BOX32 = pa.list_(pa.float32())
-PAIR_ROW = pa.struct([
-    pa.field("index", pa.int32()),  # the pair's index (VSD: the triple's); null = its position in the list
-    pa.field("subject", pa.string()), pa.field("object", pa.string()),
-    pa.field("subject_box", BOX32), pa.field("object_box", BOX32),
-])
-SHARD_SCHEMA = pa.schema([
-    pa.field("row", pa.int64(), metadata={"doc": "row number inside the shard: with the shard's name, the row's identity"}),
-    pa.field("uri", pa.string(), metadata={"doc": "absolute URI of the image (s3://… or a local path)"}),
-    pa.field("size", pa.int64(), metadata={"doc": "bytes, from the listing (null if unknown)"}),
-    pa.field("version", pa.string(), metadata={"doc": "mtime (ns) or ETag from the listing: a changed file is a new row"}),
-    pa.field("image_id", pa.string(), metadata={"doc": "an id given by the manifest (else the content hash is used)"}),
-    pa.field("pairs", pa.list_(PAIR_ROW), metadata={"doc": "object pairs with normalised [x0, y0, x1, y1] boxes; null = none given"}),
-])
+PAIR_ROW = pa.struct(
+    [
+        pa.field(
+            "index", pa.int32()
+        ),  # the pair's index (VSD: the triple's); null = its position in the list
+        pa.field("subject", pa.string()),
+        pa.field("object", pa.string()),
+        pa.field("subject_box", BOX32),
+        pa.field("object_box", BOX32),
+    ]
+)
+SHARD_SCHEMA = pa.schema(
+    [
+        pa.field(
+            "row",
+            pa.int64(),
+            metadata={"doc": "row number inside the shard: with the shard's name, the row's identity"},
+        ),
+        pa.field("uri", pa.string(), metadata={"doc": "absolute URI of the image (s3://… or a local path)"}),
+        pa.field("size", pa.int64(), metadata={"doc": "bytes, from the listing (null if unknown)"}),
+        pa.field(
+            "version",
+            pa.string(),
+            metadata={"doc": "mtime (ns) or ETag from the listing: a changed file is a new row"},
+        ),
+        pa.field(
+            "image_id",
+            pa.string(),
+            metadata={"doc": "an id given by the manifest (else the content hash is used)"},
+        ),
+        pa.field(
+            "pairs",
+            pa.list_(PAIR_ROW),
+            metadata={"doc": "object pairs with normalised [x0, y0, x1, y1] boxes; null = none given"},
+        ),
+    ]
+)
 
 
 def source_key(uri: str, size: int | None, version: str | None, image_id: str | None = None) -> str:
     """What identifies one corpus entry: one version of one file, plus the id a manifest gave it --
     two manifest rows naming one file under two ids (say, with different pairs) are two entries,
     and annotating one of them must not make a rerun skip the other."""
-    return f"{uri}|{'' if size is None else size}|{version or ''}" + ("" if image_id is None else f"|id={image_id}")
+    return f"{uri}|{'' if size is None else size}|{version or ''}" + (
+        "" if image_id is None else f"|id={image_id}"
+    )
 
 
 @dataclass(frozen=True)
@@ -81,7 +107,9 @@ class Corpus:
         try:
             meta = json.loads(storage.read_text(storage.join(root, META_FILE)))
         except FileNotFoundError:
-            raise VSDError(f"input: {root}: not a corpus (no {META_FILE}; make one with `vsd corpus sync`)") from None
+            raise VSDError(
+                f"input: {root}: not a corpus (no {META_FILE}; make one with `vsd corpus sync`)"
+            ) from None
         return cls(root.rstrip("/"), meta)
 
     @classmethod

@@ -76,10 +76,10 @@ def _norm(uri: str) -> str:
     """A URI with ``.``/``..`` resolved lexically (so a root check sees where it really points)."""
     uri = str(uri)
     if storage.is_s3(uri):
-        path = posixpath.normpath("/" + uri[len("s3://"):]).lstrip("/")
+        path = posixpath.normpath("/" + uri[len("s3://") :]).lstrip("/")
         return "s3://" + path
     if uri.startswith("file://"):
-        uri = uri[len("file://"):]
+        uri = uri[len("file://") :]
     return posixpath.normpath(uri if uri.startswith("/") else posixpath.abspath(uri))
 
 
@@ -95,12 +95,16 @@ def resolve_uri(value: str, base: str) -> str:
 # Folders and prefixes
 # ----------------------------------------------------------------------------------------------
 
+
 def list_folder(uri: str, extensions: list[str] | tuple[str, ...] = ()) -> Iterator[pa.Table]:
     """The images below ``uri`` (recursively; hidden files skipped), in batches of shard rows."""
     fs, root = storage.resolve(uri)
     info = fs.get_file_info(root)
-    infos = [info] if info.type == pafs.FileType.File else fs.get_file_info(
-        pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    infos = (
+        [info]
+        if info.type == pafs.FileType.File
+        else fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    )
     prefix = "s3://" if storage.is_s3(uri) else ""
     wanted = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     rows: list[dict] = []
@@ -108,8 +112,15 @@ def list_folder(uri: str, extensions: list[str] | tuple[str, ...] = ()) -> Itera
         name = posixpath.basename(i.path)
         if name.startswith(".") or (wanted and not name.lower().endswith(wanted)):
             continue  # hidden files (.DS_Store, editor swap files) are not corpus images
-        rows.append({"uri": prefix + i.path, "size": i.size, "version": str(i.mtime_ns or 0),
-                     "image_id": None, "pairs": None})
+        rows.append(
+            {
+                "uri": prefix + i.path,
+                "size": i.size,
+                "version": str(i.mtime_ns or 0),
+                "image_id": None,
+                "pairs": None,
+            }
+        )
         if len(rows) >= BATCH:
             yield rows_table(rows)
             rows = []
@@ -127,6 +138,7 @@ def top_level(uri: str) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 # Manifests and listing files
 # ----------------------------------------------------------------------------------------------
+
 
 def _box(value: Any) -> list[float] | None:
     """A box as 4 floats; anything else keeps a NaN box so the row's pair becomes ``bad_box``."""
@@ -149,8 +161,15 @@ def _pairs(value: Any) -> list[dict] | None:
     out = []
     for p in value:
         p = p if isinstance(p, dict) else {}
-        out.append({"index": None, "subject": _text(p.get("subject")), "object": _text(p.get("object")),
-                    "subject_box": _box(p.get("subject_box")), "object_box": _box(p.get("object_box"))})
+        out.append(
+            {
+                "index": None,
+                "subject": _text(p.get("subject")),
+                "object": _text(p.get("object")),
+                "subject_box": _box(p.get("subject_box")),
+                "object_box": _box(p.get("object_box")),
+            }
+        )
     return out
 
 
@@ -173,8 +192,13 @@ def manifest_row(row: dict, base: str, where: str) -> dict:
         size = None if size is None else int(size)
     except (TypeError, ValueError):
         size = None
-    return {"uri": uri, "size": size, "version": _text(version), "image_id": _text(row.get("image_id")) or None,
-            "pairs": _pairs(row.get("pairs"))}
+    return {
+        "uri": uri,
+        "size": size,
+        "version": _text(version),
+        "image_id": _text(row.get("image_id")) or None,
+        "pairs": _pairs(row.get("pairs")),
+    }
 
 
 def _rows(rows: list[dict], base: str, where: str, first: int, problems: list[str]) -> pa.Table:
@@ -201,8 +225,9 @@ def read_manifest(uri: str, base: str, problems: list[str] | None = None) -> Ite
             if lower.endswith(".parquet"):
                 batches = pq.ParquetFile(fs.open_input_file(path)).iter_batches(batch_size=BATCH)
             else:
-                batches = pacsv.open_csv(fs.open_input_stream(path),
-                                         convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+                batches = pacsv.open_csv(
+                    fs.open_input_stream(path), convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+                )
             n = 1
             for batch in batches:
                 rows = batch.to_pylist()
@@ -250,6 +275,7 @@ def _lines(uri: str) -> Iterator[str]:
 # VSD JSON
 # ----------------------------------------------------------------------------------------------
 
+
 def read_vsd_source(uri: str, image_dir: str, vsd2: str, source: Source) -> Iterator[pa.Table]:
     """VSD records grouped by image (one row per image, its triples as pairs); reader problems
     and repeated triples are reported on ``source.problems``."""
@@ -261,14 +287,25 @@ def read_vsd_source(uri: str, image_dir: str, vsd2: str, source: Source) -> Iter
     for r in read.records:
         row = by_image.get(r.img_id)
         if row is None:
-            row = by_image[r.img_id] = {"uri": _norm(r.image) if r.image else resolve_uri(r.img_id, image_dir), "size": None,
-                                        "version": None, "image_id": r.img_id, "pairs": []}
+            row = by_image[r.img_id] = {
+                "uri": _norm(r.image) if r.image else resolve_uri(r.img_id, image_dir),
+                "size": None,
+                "version": None,
+                "image_id": r.img_id,
+                "pairs": [],
+            }
         if any(p["index"] == r.triple_index for p in row["pairs"]):
             source.problems.append(f"row_id {r.record_id}: repeated triple (kept the first)")
             continue
-        row["pairs"].append({"index": r.triple_index, "subject": r.subject, "object": r.object,
-                             "subject_box": list(r.subject_box) if r.subject_box else None,
-                             "object_box": list(r.object_box) if r.object_box else None})
+        row["pairs"].append(
+            {
+                "index": r.triple_index,
+                "subject": r.subject,
+                "object": r.object,
+                "subject_box": list(r.subject_box) if r.subject_box else None,
+                "object_box": list(r.object_box) if r.object_box else None,
+            }
+        )
     rows = list(by_image.values())
     for start in range(0, len(rows), BATCH):
-        yield rows_table(rows[start:start + BATCH])
+        yield rows_table(rows[start : start + BATCH])

@@ -44,13 +44,20 @@ class SyncReport:
 
 def _keys(table: pa.Table) -> list[bytes]:
     """One key per corpus entry (`source_key`)."""
-    return [key_of(source_key(u, s, v, i))
-            for u, s, v, i in zip(table.column("uri").to_pylist(), table.column("size").to_pylist(),
-                                  table.column("version").to_pylist(), table.column("image_id").to_pylist())]
+    return [
+        key_of(source_key(u, s, v, i))
+        for u, s, v, i in zip(
+            table.column("uri").to_pylist(),
+            table.column("size").to_pylist(),
+            table.column("version").to_pylist(),
+            table.column("image_id").to_pylist(),
+        )
+    ]
 
 
-def write_new(corpus: Corpus, batches: Iterable[pa.Table], snapshot: Snapshot, stem: str,
-              shard_rows: int) -> tuple[int, int, list[Shard], list[str]]:
+def write_new(
+    corpus: Corpus, batches: Iterable[pa.Table], snapshot: Snapshot, stem: str, shard_rows: int
+) -> tuple[int, int, list[Shard], list[str]]:
     """Filter ``batches`` down to rows not yet in the corpus, shard them, record their keys.
 
     Order matters for crash safety: shards first, keys last -- a crash in between leaves rows that
@@ -69,7 +76,9 @@ def write_new(corpus: Corpus, batches: Iterable[pa.Table], snapshot: Snapshot, s
         for i, (key, old) in enumerate(zip(keys, known)):
             id_key = key_of("id:" + ids[i]) if ids[i] is not None else None
             if id_key is not None and id_key in seen_ids:
-                repeated.append(f"image_id {ids[i]}: row {listed + i + 1} repeats an earlier row (kept the first)")
+                repeated.append(
+                    f"image_id {ids[i]}: row {listed + i + 1} repeats an earlier row (kept the first)"
+                )
             elif key in seen:
                 repeated.append(f"{uris[i]}: listed again as row {listed + i + 1} (kept the first)")
             elif not old:
@@ -92,8 +101,16 @@ def _batches(source: Source, image_dir: str, vsd2: str, extensions) -> Iterator[
     return read_vsd_source(source.uri, image_dir, vsd2, source)
 
 
-def sync(corpus: Corpus, uri: str, fmt: str = "auto", image_dir: str = "", vsd2: str = "",
-         extensions: Iterable[str] = (), shard_rows: int = DEFAULT_SHARD_ROWS, parallel: bool = False) -> SyncReport:
+def sync(
+    corpus: Corpus,
+    uri: str,
+    fmt: str = "auto",
+    image_dir: str = "",
+    vsd2: str = "",
+    extensions: Iterable[str] = (),
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    parallel: bool = False,
+) -> SyncReport:
     """Add to ``corpus`` the rows of ``uri`` it does not have yet; see the module docstring.
     ``parallel``: list an ``s3://`` prefix in Ray tasks (the caller has Ray initialised)."""
     source = open_source(uri, fmt, image_dir)
@@ -103,28 +120,41 @@ def sync(corpus: Corpus, uri: str, fmt: str = "auto", image_dir: str = "", vsd2:
     if parallel and source.kind == "folder" and storage.is_s3(uri) and storage.is_dir(uri):
         report.merge(*_parallel_listing(corpus, uri, list(extensions), snapshot, stem, shard_rows))
     else:
-        report.merge(*write_new(corpus, _batches(source, image_dir, vsd2, list(extensions)), snapshot, stem,
-                                shard_rows))
+        report.merge(
+            *write_new(
+                corpus, _batches(source, image_dir, vsd2, list(extensions)), snapshot, stem, shard_rows
+            )
+        )
     corpus.add_source(source.kind, uri, source.roots)
-    log.info("corpus %s: %d listed, %d new in %d shard(s)", corpus.root, report.listed, report.new, len(report.shards))
+    log.info(
+        "corpus %s: %d listed, %d new in %d shard(s)",
+        corpus.root,
+        report.listed,
+        report.new,
+        len(report.shards),
+    )
     return report
 
 
-def _list_part(root: str, entry: str, extensions: list[str], snapshot: Snapshot, stem: str,
-               shard_rows: int) -> tuple[int, int, list[Shard], list[str]]:
+def _list_part(
+    root: str, entry: str, extensions: list[str], snapshot: Snapshot, stem: str, shard_rows: int
+) -> tuple[int, int, list[Shard], list[str]]:
     return write_new(Corpus.open(root), list_folder(entry, extensions), snapshot, stem, shard_rows)
 
 
-def _parallel_listing(corpus: Corpus, uri: str, extensions: list[str], snapshot: Snapshot, stem: str,
-                      shard_rows: int) -> tuple[int, int, list[Shard], list[str]]:
+def _parallel_listing(
+    corpus: Corpus, uri: str, extensions: list[str], snapshot: Snapshot, stem: str, shard_rows: int
+) -> tuple[int, int, list[Shard], list[str]]:
     """One Ray task per top-level entry of the prefix; each lists, filters and shards its part."""
     import ray
 
     task = ray.remote(num_cpus=0.25, max_retries=3)(_list_part)
     snap = ray.put(snapshot)
     entries = top_level(uri)
-    refs = [task.remote(corpus.root, entry, extensions, snap, f"{stem}-t{i:04d}", shard_rows)
-            for i, entry in enumerate(entries)]
+    refs = [
+        task.remote(corpus.root, entry, extensions, snap, f"{stem}-t{i:04d}", shard_rows)
+        for i, entry in enumerate(entries)
+    ]
     listed = new = 0
     shards: list[Shard] = []
     for got_listed, got_new, got_shards, _ in ray.get(refs):  # disjoint prefixes: nothing repeats

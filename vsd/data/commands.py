@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     build.add_argument("--images", help="folder of the images named by img_id (local or s3://)")
     build.add_argument("--out", required=True, help="output folder (local or s3://)")
     build.add_argument("--seed", type=int, default=0, help="seed for picking task-3 captions")
-    build.add_argument("--strict", action="store_true", help="fail on the first bad record instead of skipping it")
+    build.add_argument(
+        "--strict", action="store_true", help="fail on the first bad record instead of skipping it"
+    )
     build.add_argument("--split", default="train", help="split name written into every row")
     build.add_argument("--dataset", help="dataset name for the rows (default from the files)")
     build.set_defaults(func=run_build)
@@ -55,7 +57,9 @@ def run_synth(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise VSDError(str(exc)) from None
     except OSError as exc:
-        raise VSDError(f"{args.out}: cannot write: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        raise VSDError(
+            f"{args.out}: cannot write: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from None
     per = ", ".join(f"{r}: {n}" for r, n in result.per_relation.items())
     print(f"wrote {result.scenes} scenes to {result.out_dir} ({per})")
     print(f"  {result.vsd1}\n  {result.vsd2}\n  {result.images}/")
@@ -72,16 +76,20 @@ def run_build(args: argparse.Namespace) -> int:
     stats = build(read.records, args.out, seed=args.seed, split=args.split, problems=read.problems)
     print(summary(stats, args.out))
     if args.images and read.missing_images:
-        print(f"  {len(read.missing_images)} records have no readable image in {args.images} "
-              f"(e.g. {read.missing_images[0]}): their rows are text-only")
+        print(
+            f"  {len(read.missing_images)} records have no readable image in {args.images} "
+            f"(e.g. {read.missing_images[0]}): their rows are text-only"
+        )
     return 0
 
 
 def summary(stats: dict, out: str) -> str:
     """A few lines: rows written, per task, and what was skipped and why."""
-    lines = [f"wrote {stats['rows']} rows ({stats['records']} triples x 3 tasks) to {out}",
-             f"  images: {stats['images']['written']} visual-prompt images, "
-             f"{stats['images']['rows_without_image']} rows without image"]
+    lines = [
+        f"wrote {stats['rows']} rows ({stats['records']} triples x 3 tasks) to {out}",
+        f"  images: {stats['images']['written']} visual-prompt images, "
+        f"{stats['images']['rows_without_image']} rows without image",
+    ]
     skipped = stats["skipped"]
     if skipped["total"]:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in skipped["by_reason"].items())

@@ -69,7 +69,9 @@ def _with_folder_image(record: VSDRecord, folder: ImageFolder | None) -> VSDReco
     return record.with_image(uri if size else None, size)
 
 
-def _rows_for(record: VSDRecord, image: str | None, seed: int, split: str) -> tuple[list[dict], list[dict], dict]:
+def _rows_for(
+    record: VSDRecord, image: str | None, seed: int, split: str
+) -> tuple[list[dict], list[dict], dict]:
     """The Parquet rows, LLaVA entries and answer sources of one record's three tasks."""
     rows, entries, sources = [], [], {}
     references = list(record.references)
@@ -78,15 +80,30 @@ def _rows_for(record: VSDRecord, image: str | None, seed: int, split: str) -> tu
         ans = answer(task, record, seed)
         sources[task] = ans.sources
         row_id = f"{record.record_id}-t{task}"
-        rows.append({
-            "id": row_id, "record_id": record.record_id, "dataset": record.dataset, "img_id": record.img_id,
-            "image": image, "source_image": record.image, "width": record.width, "height": record.height,
-            "task": task, "task_name": TASK_NAMES[task], "prompt": prompt, "answer": ans.text,
-            "subject": record.subject, "object": record.object, "relation": record.relation,
-            "subject_box": list(record.subject_box) if record.subject_box else None,
-            "object_box": list(record.object_box) if record.object_box else None,
-            "references": references, "split": split, "prompt_version": PROMPT_VERSION,
-        })
+        rows.append(
+            {
+                "id": row_id,
+                "record_id": record.record_id,
+                "dataset": record.dataset,
+                "img_id": record.img_id,
+                "image": image,
+                "source_image": record.image,
+                "width": record.width,
+                "height": record.height,
+                "task": task,
+                "task_name": TASK_NAMES[task],
+                "prompt": prompt,
+                "answer": ans.text,
+                "subject": record.subject,
+                "object": record.object,
+                "relation": record.relation,
+                "subject_box": list(record.subject_box) if record.subject_box else None,
+                "object_box": list(record.object_box) if record.object_box else None,
+                "references": references,
+                "split": split,
+                "prompt_version": PROMPT_VERSION,
+            }
+        )
         entry = {"id": row_id}
         if image is not None:
             entry["image"] = image
@@ -96,8 +113,15 @@ def _rows_for(record: VSDRecord, image: str | None, seed: int, split: str) -> tu
     return rows, entries, sources
 
 
-def build(records: Iterable[VSDRecord], out_dir: str, images_dir: str | None = None, seed: int = 0,
-          split: str = "train", *, problems: Iterable[Problem] = ()) -> dict:
+def build(
+    records: Iterable[VSDRecord],
+    out_dir: str,
+    images_dir: str | None = None,
+    seed: int = 0,
+    split: str = "train",
+    *,
+    problems: Iterable[Problem] = (),
+) -> dict:
     """Write the instruction dataset of ``records`` to ``out_dir``; returns the stats it wrote.
 
     ``images_dir`` finds images for records that do not carry one already (records read with an
@@ -115,7 +139,9 @@ def build(records: Iterable[VSDRecord], out_dir: str, images_dir: str | None = N
     seen: set[str] = set()
     for record in records:
         if record.record_id in seen:
-            skipped.append(Problem(record.dataset, record.record_index, "duplicate record_id", record.record_id))
+            skipped.append(
+                Problem(record.dataset, record.record_index, "duplicate record_id", record.record_id)
+            )
             continue
         seen.add(record.record_id)
         record = _with_folder_image(record, folder)
@@ -125,7 +151,11 @@ def build(records: Iterable[VSDRecord], out_dir: str, images_dir: str | None = N
                 drawn = _visual_prompt_image(sources_img, record)
             except (OSError, ValueError) as exc:
                 detail = " ".join(str(exc).split())[:200]
-                skipped.append(Problem(record.image, record.record_index, "unreadable image", detail, record.triple_index))
+                skipped.append(
+                    Problem(
+                        record.image, record.record_index, "unreadable image", detail, record.triple_index
+                    )
+                )
                 continue
             image = image_name(record.record_id)
             _put(storage.join(out_dir, image), _encode_jpeg(drawn))
@@ -144,7 +174,9 @@ def build(records: Iterable[VSDRecord], out_dir: str, images_dir: str | None = N
 def _visual_prompt_image(sources: _SourceImages, record: VSDRecord):
     source = sources.get(record.image)
     if source.size != (record.width, record.height):
-        raise ValueError(f"decoded size {source.size} differs from the header's {record.width}x{record.height}")
+        raise ValueError(
+            f"decoded size {source.size} differs from the header's {record.width}x{record.height}"
+        )
     return draw_visual_prompt(source, record.subject_box, record.object_box)
 
 
@@ -156,8 +188,15 @@ def _put(uri: str, data: bytes) -> None:
         raise VSDError(f"{uri}: cannot write: {first}") from None
 
 
-def _stats(rows: list[dict], skipped: list[Problem], task2: Counter, task3: Counter, images_written: int,
-           seed: int, split: str) -> dict:
+def _stats(
+    rows: list[dict],
+    skipped: list[Problem],
+    task2: Counter,
+    task3: Counter,
+    images_written: int,
+    seed: int,
+    split: str,
+) -> dict:
     per_task = Counter(str(r["task"]) for r in rows)
     per_relation = Counter(r["relation"] for r in rows)
     return {
@@ -169,8 +208,14 @@ def _stats(rows: list[dict], skipped: list[Problem], task2: Counter, task3: Coun
         "rows": len(rows),
         "rows_per_task": dict(sorted(per_task.items())),
         "rows_per_relation": dict(sorted(per_relation.items())),
-        "answer_sources": {"task2": dict(sorted(task2.items())), "task3_sentences": dict(sorted(task3.items()))},
-        "images": {"written": images_written, "rows_without_image": sum(1 for r in rows if r["image"] is None)},
+        "answer_sources": {
+            "task2": dict(sorted(task2.items())),
+            "task3_sentences": dict(sorted(task3.items())),
+        },
+        "images": {
+            "written": images_written,
+            "rows_without_image": sum(1 for r in rows if r["image"] is None),
+        },
         "skipped": {
             "total": len(skipped),
             "by_reason": dict(sorted(Counter(p.reason for p in skipped).items())),

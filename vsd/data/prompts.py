@@ -32,13 +32,19 @@ from vsd.schema import TASKS
 TASK_NAMES: dict[int, str] = dict(TASKS)
 
 _PROMPTS = {
-    1: ("Given the image, choose the most appropriate preposition to complete the sentence: "
+    1: (
+        "Given the image, choose the most appropriate preposition to complete the sentence: "
         "'The {subject} is [BLANK] the {object}'. Select from: on, in, next to, under, above, "
-        "behind, in front of, to the left of, to the right of."),
-    2: ("Based on the image, provide a concise textual description or phrase of the single spatial "
-        "relationship between the two objects {subject} and {object}."),
-    3: ("Using the image as a reference, generate three detailed and diverse textual descriptions "
-        "that describe the spatial relationship between the two objects {subject} and {object}."),
+        "behind, in front of, to the left of, to the right of."
+    ),
+    2: (
+        "Based on the image, provide a concise textual description or phrase of the single spatial "
+        "relationship between the two objects {subject} and {object}."
+    ),
+    3: (
+        "Using the image as a reference, generate three detailed and diverse textual descriptions "
+        "that describe the spatial relationship between the two objects {subject} and {object}."
+    ),
 }
 
 # Template sentences for padding; each states the relation with the names in subject-object order.
@@ -126,4 +132,6 @@ def answer(task: int, record: VSDRecord, seed: int = 0) -> Answer:
     raise ValueError(f"task must be 1, 2 or 3, got {task!r}")
 
 
-assert _PROMPTS[1].endswith("Select from: " + ", ".join(RELATIONS) + "."), "task 1 prompt out of sync with RELATIONS"
+assert _PROMPTS[1].endswith("Select from: " + ", ".join(RELATIONS) + "."), (
+    "task 1 prompt out of sync with RELATIONS"
+)

@@ -74,17 +74,24 @@ class VSDRecord:
     @property
     def references(self) -> tuple[str, ...]:
         """Every caption of the record (VSDv1 then VSDv2), deduplicated: the evaluation references."""
-        return dedupe(list(self.captions) + ([self.caption_v2] if self.caption_v2 else []) + list(self.captions_v2))
+        return dedupe(
+            list(self.captions) + ([self.caption_v2] if self.caption_v2 else []) + list(self.captions_v2)
+        )
 
-    def with_image(self, image: str | None, size: tuple[int, int] | None) -> "VSDRecord":
+    def with_image(self, image: str | None, size: tuple[int, int] | None) -> VSDRecord:
         """This record with its image URI and size; the normalised boxes follow from the size."""
         from vsd.relations import vsd_box_to_xyxy  # here, so records stay importable on their own
 
         if size is None:
-            return dataclasses.replace(self, image=image, width=None, height=None, subject_box=None, object_box=None)
+            return dataclasses.replace(
+                self, image=image, width=None, height=None, subject_box=None, object_box=None
+            )
         width, height = size
         return dataclasses.replace(
-            self, image=image, width=width, height=height,
+            self,
+            image=image,
+            width=width,
+            height=height,
             subject_box=tuple(vsd_box_to_xyxy(list(self.subject_box_px), width, height)),
             object_box=tuple(vsd_box_to_xyxy(list(self.object_box_px), width, height)),
         )

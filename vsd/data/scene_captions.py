@@ -37,7 +37,6 @@ _DEFAULT_VERBS = ("placed", "drawn", "located", "positioned")
 _INVERTIBLE = tuple(r for r in RELATIONS if INVERSE[r] and INVERSE[INVERSE[r]] == r)
 
 
-
 def _a(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
@@ -62,8 +61,15 @@ def captions(rng: random.Random, scene: Scene) -> list[str]:
     out = []
     for i in range(rng.randint(3, 6)):
         text = frames[i % len(frames)].format(
-            s=s, o=o, p=phrases[i % len(phrases)], a_s=_a(s), a_o=_a(o), size=size, a_size=_a(size),
-            verb=rng.choice(verbs))
+            s=s,
+            o=o,
+            p=phrases[i % len(phrases)],
+            a_s=_a(s),
+            a_o=_a(o),
+            size=size,
+            a_size=_a(size),
+            verb=rng.choice(verbs),
+        )
         out.append(text[0].upper() + text[1:] if i == 0 else text)
     if rel in _INVERTIBLE and rng.random() < 0.6:
         inv = rng.choice(PHRASES[INVERSE[rel]][:2])
@@ -75,12 +81,14 @@ def caption_v2(rng: random.Random, scene: Scene) -> str:
     """One longer scene-level sentence about the pair (VSDv2 style), sometimes naming a distractor."""
     s, o, rel = scene.subject.name, scene.object.name, scene.relation
     p = rng.choice(PHRASES[rel])
-    opening = rng.choice([
-        f"In this picture with a {scene.background} background, ",
-        "In this simple drawing, ",
-        f"Against a plain {scene.background} backdrop, ",
-        "",
-    ])
+    opening = rng.choice(
+        [
+            f"In this picture with a {scene.background} background, ",
+            "In this simple drawing, ",
+            f"Against a plain {scene.background} backdrop, ",
+            "",
+        ]
+    )
     adj = rng.choice(["small", "bright", "solid", "flat", "large"])
     core = f"the {adj} {s} is {p} the {o}"
     tail = ""

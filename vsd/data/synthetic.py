@@ -33,20 +33,35 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageChops, ImageDraw
 
 from vsd import storage
-from vsd.data.scene_captions import caption_v2 as _caption_v2, captions as _captions
+from vsd.data.scene_captions import caption_v2 as _caption_v2
+from vsd.data.scene_captions import captions as _captions
 from vsd.relations import RELATIONS
 
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (214, 39, 40), "green": (44, 160, 44), "blue": (31, 119, 220), "yellow": (240, 210, 30),
-    "orange": (255, 127, 14), "purple": (148, 73, 189), "pink": (240, 120, 190), "brown": (140, 86, 55),
-    "black": (25, 25, 25), "white": (250, 250, 250), "gray": (127, 127, 127), "cyan": (23, 200, 215),
+    "red": (214, 39, 40),
+    "green": (44, 160, 44),
+    "blue": (31, 119, 220),
+    "yellow": (240, 210, 30),
+    "orange": (255, 127, 14),
+    "purple": (148, 73, 189),
+    "pink": (240, 120, 190),
+    "brown": (140, 86, 55),
+    "black": (25, 25, 25),
+    "white": (250, 250, 250),
+    "gray": (127, 127, 127),
+    "cyan": (23, 200, 215),
 }
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
-    "light gray": (215, 215, 215), "beige": (235, 222, 190), "pale blue": (200, 222, 240),
-    "dark gray": (70, 70, 75), "mint": (200, 238, 210), "cream": (250, 245, 225), "navy": (25, 35, 80),
+    "light gray": (215, 215, 215),
+    "beige": (235, 222, 190),
+    "pale blue": (200, 222, 240),
+    "dark gray": (70, 70, 75),
+    "mint": (200, 238, 210),
+    "cream": (250, 245, 225),
+    "navy": (25, 35, 80),
 }
 SHAPES = ("square", "rectangle", "circle", "oval", "triangle", "diamond")
-FLAT_TOP = ("square", "rectangle")            # what something can rest on
+FLAT_TOP = ("square", "rectangle")  # what something can rest on
 CONTAINERS = ("square", "rectangle", "circle", "oval")
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 pixels, x1/y1 exclusive
@@ -106,7 +121,9 @@ def _dims(rng: random.Random, kind: str, lo: int, hi: int) -> tuple[int, int]:
 _M = 2  # keep shapes off the border
 
 
-def _apart(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str) -> tuple[Box, Box] | None:
+def _apart(
+    rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str
+) -> tuple[Box, Box] | None:
     """left/right/next to along a row, above/under along a column: a clear gap, or touching for next to."""
     u, m = min(W, H), _M
     horizontal = relation in ("to the left of", "to the right of", "next to")
@@ -144,7 +161,9 @@ def _apart(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kin
     return s_b, o_b
 
 
-def _resting(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str) -> tuple[Box, Box] | None:
+def _resting(
+    rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str
+) -> tuple[Box, Box] | None:
     """on: the subject's bottom edge is the object's top edge, horizontally within the object."""
     u, m = min(W, H), _M
     ow = rng.randint(round(0.35 * W), round(0.6 * W))
@@ -163,7 +182,9 @@ def _resting(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_k
     return (sx, oy - sh, sx + sw, oy), (ox, oy, ox + ow, oy + oh)
 
 
-def _contained(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str) -> tuple[Box, Box] | None:
+def _contained(
+    rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str
+) -> tuple[Box, Box] | None:
     """in: the subject inside the object's shape."""
     u, m = min(W, H), _M
     ow, oh = _dims(rng, o_kind, round(0.5 * u), round(0.85 * u))
@@ -183,7 +204,9 @@ def _contained(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o
     return (sx, sy, sx + sw, sy + sh), (ox, oy, ox + ow, oy + oh)
 
 
-def _overlapping(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str) -> tuple[Box, Box] | None:
+def _overlapping(
+    rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str
+) -> tuple[Box, Box] | None:
     """behind/in front of: side by side with a partial overlap (who is in front is the drawing order)."""
     u, m = min(W, H), _M
     sw, sh = _dims(rng, s_kind, round(0.25 * u), round(0.42 * u))
@@ -207,12 +230,21 @@ def _overlapping(rng: random.Random, relation: str, W: int, H: int, s_kind: str,
 
 
 _LAYOUTS = {
-    "to the left of": _apart, "to the right of": _apart, "next to": _apart, "above": _apart, "under": _apart,
-    "on": _resting, "in": _contained, "behind": _overlapping, "in front of": _overlapping,
+    "to the left of": _apart,
+    "to the right of": _apart,
+    "next to": _apart,
+    "above": _apart,
+    "under": _apart,
+    "on": _resting,
+    "in": _contained,
+    "behind": _overlapping,
+    "in front of": _overlapping,
 }
 
 
-def _layout(rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str) -> tuple[Box, Box] | None:
+def _layout(
+    rng: random.Random, relation: str, W: int, H: int, s_kind: str, o_kind: str
+) -> tuple[Box, Box] | None:
     """Subject and object boxes that make ``relation`` hold, or None when this draw does not fit."""
     return _LAYOUTS[relation](rng, relation, W, H, s_kind, o_kind)
 
@@ -226,7 +258,9 @@ def _overlaps(a: Box, b: Box, pad: int) -> bool:
     return not (a[2] + pad <= b[0] or b[2] + pad <= a[0] or a[3] + pad <= b[1] or b[3] + pad <= a[1])
 
 
-def _distractors(rng: random.Random, W: int, H: int, taken: list[Box], colors: list[str], used: set[str]) -> list[Shape]:
+def _distractors(
+    rng: random.Random, W: int, H: int, taken: list[Box], colors: list[str], used: set[str]
+) -> list[Shape]:
     """0-2 small shapes well away from the pair (so they never change the pair's geometry)."""
     out: list[Shape] = []
     for _ in range(rng.choice([0, 1, 1, 2])):
@@ -329,7 +363,7 @@ def make_scene(index: int, relation: str, seed: int, size=96, image_format: str 
         W, H = _pick_size(rng, size)
         background = rng.choice(list(BACKGROUNDS))
         bg = BACKGROUNDS[background]
-        colors = [c for c, rgb in COLORS.items() if sum((a - b) ** 2 for a, b in zip(rgb, bg)) > 90 ** 2]
+        colors = [c for c, rgb in COLORS.items() if sum((a - b) ** 2 for a, b in zip(rgb, bg)) > 90**2]
         s_color, o_color = rng.sample(colors, 2)
         s_kind, o_kind = _kinds(rng, relation)
         boxes = _layout(rng, relation, W, H, s_kind, o_kind)
@@ -355,8 +389,15 @@ def _vsd_box(box: Box) -> list[int]:
 def _record(scene: Scene, captions: list[str]) -> dict:
     return {
         "img_id": scene.img_id,
-        "triple_list": [{"s": scene.subject.name, "o": scene.object.name, "p": scene.relation,
-                         "s_bbox": _vsd_box(scene.subject.box), "o_bbox": _vsd_box(scene.object.box)}],
+        "triple_list": [
+            {
+                "s": scene.subject.name,
+                "o": scene.object.name,
+                "p": scene.relation,
+                "s_bbox": _vsd_box(scene.subject.box),
+                "o_bbox": _vsd_box(scene.object.box),
+            }
+        ],
         "captions": captions,
         "dataset": "synthetic",
     }
@@ -371,8 +412,14 @@ def _encode(image: Image.Image, image_format: str) -> bytes:
     return buf.getvalue()
 
 
-def generate(n: int, out_dir: str, seed: int = 0, size=96, relations: list[str] | tuple[str, ...] | None = None,
-             image_format: str = "png") -> SyntheticSet:
+def generate(
+    n: int,
+    out_dir: str,
+    seed: int = 0,
+    size=96,
+    relations: list[str] | tuple[str, ...] | None = None,
+    image_format: str = "png",
+) -> SyntheticSet:
     """Write ``n`` scenes to ``out_dir`` (local or ``s3://``): ``images/``, ``vsdv1.json``, ``vsdv2.json``.
 
     ``size``: an int (square), ``(width, height)``, or a ``range`` to draw each side from.

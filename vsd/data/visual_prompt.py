@@ -22,13 +22,21 @@ def line_width(width: int, height: int) -> int:
 def _to_pixels(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = (float(v) for v in box)
     clamp = lambda v, hi: min(max(v, 0.0), float(hi))  # noqa: E731
-    px = (round(clamp(x0, 1) * width), round(clamp(y0, 1) * height),
-          round(clamp(x1, 1) * width) - 1, round(clamp(y1, 1) * height) - 1)
+    px = (
+        round(clamp(x0, 1) * width),
+        round(clamp(y0, 1) * height),
+        round(clamp(x1, 1) * width) - 1,
+        round(clamp(y1, 1) * height) - 1,
+    )
     return px[0], px[1], max(px[0], px[2]), max(px[1], px[3])
 
 
-def draw_visual_prompt(image: Image.Image, subject_box: Sequence[float] | None,
-                       object_box: Sequence[float] | None, width: int | None = None) -> Image.Image:
+def draw_visual_prompt(
+    image: Image.Image,
+    subject_box: Sequence[float] | None,
+    object_box: Sequence[float] | None,
+    width: int | None = None,
+) -> Image.Image:
     """A copy of ``image`` (RGB) with the boxes drawn; boxes are normalised ``[x0, y0, x1, y1]``.
 
     The object is drawn first so the subject's red box stays visible when the boxes overlap

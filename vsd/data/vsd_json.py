@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from vsd import storage
 from vsd.data.images import ImageFolder
@@ -88,22 +89,33 @@ def iter_json_list(text: str, file: str, problems: _Problems) -> Iterator[tuple[
     while True:
         pos = _WS.match(text, pos).end()
         if pos >= len(text):
-            problems.add(Problem(file, index, "invalid JSON", "file ends before the closing ']' (truncated?)"))
+            problems.add(
+                Problem(file, index, "invalid JSON", "file ends before the closing ']' (truncated?)")
+            )
             return
         if text[pos] == "]":
-            rest = text[pos + 1:].strip()
+            rest = text[pos + 1 :].strip()
             if rest:
                 problems.add(Problem(file, index, "invalid JSON", "extra data after the closing ']'"))
             return
         if index > 0:
             if text[pos] != ",":
-                problems.add(Problem(file, index, "invalid JSON", f"expected ',' between records at char {pos}"))
+                problems.add(
+                    Problem(file, index, "invalid JSON", f"expected ',' between records at char {pos}")
+                )
                 return
             pos = _WS.match(text, pos + 1).end()
         try:
             element, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            problems.add(Problem(file, index, "invalid JSON", f"{exc.msg} (line {exc.lineno} column {exc.colno}; truncated?)"))
+            problems.add(
+                Problem(
+                    file,
+                    index,
+                    "invalid JSON",
+                    f"{exc.msg} (line {exc.lineno} column {exc.colno}; truncated?)",
+                )
+            )
             return
         yield index, element
         index += 1
@@ -165,7 +177,9 @@ def _check_box(value: Any, name: str, size: tuple[int, int] | None) -> tuple[flo
     if ymin < 0 or xmin < 0:
         raise _Invalid("box outside image", f"{name} = {list(value)} has a negative coordinate")
     if size is not None and (xmax > size[0] or ymax > size[1]):
-        raise _Invalid("box outside image", f"{name} = {list(value)} exceeds the image size {size[0]}x{size[1]}")
+        raise _Invalid(
+            "box outside image", f"{name} = {list(value)} exceeds the image size {size[0]}x{size[1]}"
+        )
     return ymin, ymax, xmin, xmax
 
 
@@ -182,8 +196,13 @@ def _check_triple(raw: Any, size: tuple[int, int] | None) -> _Triple:
     relation = " ".join(raw["p"].lower().split()) if isinstance(raw["p"], str) else None
     if relation not in RELATIONS:
         raise _Invalid("unknown relation", f"p = {raw['p']!r} (expected one of: {', '.join(RELATIONS)})")
-    return _Triple(" ".join(raw["s"].split()), " ".join(raw["o"].split()), relation,
-                   _check_box(raw["s_bbox"], "s_bbox", size), _check_box(raw["o_bbox"], "o_bbox", size))
+    return _Triple(
+        " ".join(raw["s"].split()),
+        " ".join(raw["o"].split()),
+        relation,
+        _check_box(raw["s_bbox"], "s_bbox", size),
+        _check_box(raw["o_bbox"], "o_bbox", size),
+    )
 
 
 def _parse_file(uri: str, problems: _Problems, sizes) -> list[_Record]:
@@ -252,8 +271,14 @@ def _pair(v1: list[_Record], v2: list[_Record]) -> list[tuple[_Record | None, _R
     return pairs
 
 
-def read_vsd(vsd1: str | None = None, vsd2: str | None = None, images: str | None = None, *,
-             strict: bool = False, dataset: str | None = None) -> VSDRead:
+def read_vsd(
+    vsd1: str | None = None,
+    vsd2: str | None = None,
+    images: str | None = None,
+    *,
+    strict: bool = False,
+    dataset: str | None = None,
+) -> VSDRead:
     """Read one or both VSD files into records (one per valid triple, in file order).
 
     ``images``: a folder (local or ``s3://``) holding the images named by ``img_id``; gives each
@@ -290,7 +315,7 @@ def read_vsd(vsd1: str | None = None, vsd2: str | None = None, images: str | Non
         captions_v2 = r2.captions if r2 else ()
         triples = dict(r1.triples) if r1 else {}
         v2_match: dict[int, bool] = {}
-        for j, t2 in (r2.triples.items() if r2 else ()):
+        for j, t2 in r2.triples.items() if r2 else ():
             if t2 is None:
                 continue
             if j not in triples:
@@ -300,28 +325,54 @@ def read_vsd(vsd1: str | None = None, vsd2: str | None = None, images: str | Non
                 if triples[j] == t2:
                     v2_match[j] = True
                 else:
-                    problems.add(Problem(str(vsd2), r2.index, "triple differs from VSDv1",
-                                         f"VSDv2 caption not attached to {base.img_id}-p{j}", triple=j))
+                    problems.add(
+                        Problem(
+                            str(vsd2),
+                            r2.index,
+                            "triple differs from VSDv1",
+                            f"VSDv2 caption not attached to {base.img_id}-p{j}",
+                            triple=j,
+                        )
+                    )
         for j in sorted(triples):
             t = triples[j]
             if t is None:
                 continue
             matched = v2_match.get(j, False)
-            out.records.append(_make_record(name, base, j, t, r1.captions if r1 else (),
-                                            captions_v2 if matched else (), uri, size))
+            out.records.append(
+                _make_record(
+                    name, base, j, t, r1.captions if r1 else (), captions_v2 if matched else (), uri, size
+                )
+            )
     return out
 
 
-def _make_record(dataset: str, base: _Record, j: int, t: _Triple, captions: tuple[str, ...],
-                 captions_v2: tuple[str, ...], image: str | None, size: tuple[int, int] | None) -> VSDRecord:
+def _make_record(
+    dataset: str,
+    base: _Record,
+    j: int,
+    t: _Triple,
+    captions: tuple[str, ...],
+    captions_v2: tuple[str, ...],
+    image: str | None,
+    size: tuple[int, int] | None,
+) -> VSDRecord:
     # Prefer a VSDv2 sentence that is not a copy of a VSDv1 caption (a few VSDv2 records repeat them).
     v1_keys = {c.lower() for c in captions}
     fresh = [c for c in captions_v2 if c.lower() not in v1_keys]
     caption_v2 = (fresh or list(captions_v2) or [None])[0]
     record = VSDRecord(
-        dataset=dataset, img_id=base.img_id, record_index=base.index, triple_index=j,
-        subject=t.subject, object=t.object, relation=t.relation,
-        subject_box_px=t.s_px, object_box_px=t.o_px,
-        captions=captions, caption_v2=caption_v2, captions_v2=captions_v2,
+        dataset=dataset,
+        img_id=base.img_id,
+        record_index=base.index,
+        triple_index=j,
+        subject=t.subject,
+        object=t.object,
+        relation=t.relation,
+        subject_box_px=t.s_px,
+        object_box_px=t.o_px,
+        captions=captions,
+        caption_v2=caption_v2,
+        captions_v2=captions_v2,
     )
     return record.with_image(image, size)

@@ -46,7 +46,9 @@ class CaptionMetricsError(RuntimeError):
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise CaptionMetricsError("caption metrics need Java ('java' is not on PATH); install a JRE or skip captions")
+        raise CaptionMetricsError(
+            "caption metrics need Java ('java' is not on PATH); install a JRE or skip captions"
+        )
     return java
 
 
@@ -69,9 +71,18 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
         path = os.path.join(tmp, "captions.txt")
         with open(path, "w", encoding="utf-8") as f:
             f.write(body)
-        cmd = [_java(), "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer",
-               "-encoding", "utf-8", "-preserveLines", "-lowerCase", path]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        cmd = [
+            _java(),
+            "-cp",
+            jar,
+            "edu.stanford.nlp.process.PTBTokenizer",
+            "-encoding",
+            "utf-8",
+            "-preserveLines",
+            "-lowerCase",
+            path,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
         raise CaptionMetricsError(f"PTB tokenizer (java) exited with {proc.returncode}: {' | '.join(tail)}")
@@ -101,11 +112,24 @@ def _meteor_class():
 
         def __init__(self) -> None:  # noqa: D401 - replaces the parent's spawn (stderr PIPE)
             self._stderr = tempfile.TemporaryFile()
-            self.meteor_cmd = [_java(), "-jar", "-Xmx2G", meteor_module.METEOR_JAR,
-                               "-", "-", "-stdio", "-l", "en", "-norm"]
+            self.meteor_cmd = [
+                _java(),
+                "-jar",
+                "-Xmx2G",
+                meteor_module.METEOR_JAR,
+                "-",
+                "-",
+                "-stdio",
+                "-l",
+                "en",
+                "-norm",
+            ]
             self.meteor_p = subprocess.Popen(
-                self.meteor_cmd, cwd=os.path.dirname(os.path.abspath(meteor_module.__file__)),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                self.meteor_cmd,
+                cwd=os.path.dirname(os.path.abspath(meteor_module.__file__)),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
             )
             self.lock = threading.Lock()
 
@@ -185,11 +209,16 @@ def spice_unavailable_reason() -> str | None:
     from pycocoevalcap.spice import get_stanford_models as gsm
 
     lib = os.path.join(os.path.dirname(os.path.abspath(gsm.__file__)), gsm.SPICELIB)
-    missing = [f"{gsm.JAR}{suffix}.jar" for suffix in ("", "-models")
-               if not os.path.exists(os.path.join(lib, f"{gsm.JAR}{suffix}.jar"))]
+    missing = [
+        f"{gsm.JAR}{suffix}.jar"
+        for suffix in ("", "-models")
+        if not os.path.exists(os.path.join(lib, f"{gsm.JAR}{suffix}.jar"))
+    ]
     if missing:
-        return (f"Stanford CoreNLP models not installed ({', '.join(missing)} missing in {lib}); "
-                "pycocoevalcap would download them and run-time downloads are off")
+        return (
+            f"Stanford CoreNLP models not installed ({', '.join(missing)} missing in {lib}); "
+            "pycocoevalcap would download them and run-time downloads are off"
+        )
     return None
 
 
@@ -297,8 +326,9 @@ class CaptionScorer:
         return {"SPICE": float(score)}
 
 
-def caption_metrics(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
-                    *, spice: bool | None = None) -> dict:
+def caption_metrics(
+    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], *, spice: bool | None = None
+) -> dict:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr (and SPICE when installed) of ``predictions`` against all
     ``references`` of each key, as the VSD authors compute them. Starts and closes its own Java;
     use `CaptionScorer` to score several sets with one JVM. When SPICE cannot run, the result's

@@ -14,12 +14,22 @@ def add_parser(sub) -> None:
         "(pycocoevalcap, each sentence against all references; SPICE when its models are installed) "
         "and the share of sentences stating the true relation.",
     )
-    p.add_argument("--pred", required=True, help="annotation Parquet, predictions JSONL {record_id, task, prediction}, "
-                   "or an instruction Parquet (self-evaluation); a file, directory or prefix, local or s3://")
-    p.add_argument("--ref", required=True, help="instruction Parquet (vsd data build): file, directory or prefix")
-    p.add_argument("--out", required=True, help="directory (local or s3://) for report.json, report.md, confusion.png")
+    p.add_argument(
+        "--pred",
+        required=True,
+        help="annotation Parquet, predictions JSONL {record_id, task, prediction}, "
+        "or an instruction Parquet (self-evaluation); a file, directory or prefix, local or s3://",
+    )
+    p.add_argument(
+        "--ref", required=True, help="instruction Parquet (vsd data build): file, directory or prefix"
+    )
+    p.add_argument(
+        "--out", required=True, help="directory (local or s3://) for report.json, report.md, confusion.png"
+    )
     p.add_argument("--no-captions", action="store_true", help="skip the caption metrics (no Java needed)")
-    p.add_argument("--no-spice", action="store_true", help="never run SPICE, even when its models are installed")
+    p.add_argument(
+        "--no-spice", action="store_true", help="never run SPICE, even when its models are installed"
+    )
     p.set_defaults(func=run)
 
 
@@ -33,18 +43,24 @@ def summary_lines(report: dict) -> list[str]:
     lines = []
     for task, c in report["coverage"]["tasks"].items():
         if c["references"]:
-            lines.append(f"task {task}: {c['predicted']}/{c['references']} predicted, {c['missing']} missing "
-                         f"({c['missing_error_rows']} error rows)")
+            lines.append(
+                f"task {task}: {c['predicted']}/{c['references']} predicted, {c['missing']} missing "
+                f"({c['missing_error_rows']} error rows)"
+            )
     t1 = report.get("task1")
     if t1:
-        lines.append(f"task 1: accuracy {f(t1['accuracy'])}  macro-F1 {f(t1['macro_f1'])}  other {t1['other']}")
+        lines.append(
+            f"task 1: accuracy {f(t1['accuracy'])}  macro-F1 {f(t1['macro_f1'])}  other {t1['other']}"
+        )
     rows = description_rows(report)
     if rows:
         lines.append("task variant   BLEU-1 BLEU-4 METEOR ROUGE-L CIDEr  relation")
         for task, variant, block in rows:
             cap = block.get("captions") or {}
-            lines.append(f"{task:>4} {variant:<8} {f(cap.get('Bleu_1'))} {f(cap.get('Bleu_4'))} {f(cap.get('METEOR'))} "
-                         f"{f(cap.get('ROUGE_L'))}  {f(cap.get('CIDEr'))} {f(block['relation_in_text']['agree_share'])}")
+            lines.append(
+                f"{task:>4} {variant:<8} {f(cap.get('Bleu_1'))} {f(cap.get('Bleu_4'))} {f(cap.get('METEOR'))} "
+                f"{f(cap.get('ROUGE_L'))}  {f(cap.get('CIDEr'))} {f(block['relation_in_text']['agree_share'])}"
+            )
     if report.get("spice"):
         lines.append(report["spice"])
     return lines
@@ -53,8 +69,9 @@ def summary_lines(report: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from vsd.evaluate.report import evaluate
 
-    report = evaluate(args.pred, args.ref, args.out, captions=not args.no_captions,
-                      spice=False if args.no_spice else None)
+    report = evaluate(
+        args.pred, args.ref, args.out, captions=not args.no_captions, spice=False if args.no_spice else None
+    )
     for line in summary_lines(report):
         print(line)
     print(f"report: {report['files']['markdown']} ({report['seconds']:.1f} s)")

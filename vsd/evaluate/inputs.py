@@ -75,7 +75,9 @@ def _files(uri: str, what: str) -> tuple[str, list[str]]:
     """(base, data files) behind ``uri``: the file itself, the files under a directory, or the
     files whose names start with a prefix, as a dataset reader finds them (`_visible`); ``base``
     is where hive partitions (``run_date=…/``) start."""
-    uri = str(uri).rstrip("/") if storage.is_s3(uri) else storage.resolve(uri)[1]  # listings give absolute paths
+    uri = (
+        str(uri).rstrip("/") if storage.is_s3(uri) else storage.resolve(uri)[1]
+    )  # listings give absolute paths
     try:
         if storage.exists(uri):
             base, files = uri, storage.list_files(uri)
@@ -86,7 +88,7 @@ def _files(uri: str, what: str) -> tuple[str, list[str]]:
             files = [f for f in storage.list_files(base, recursive=True) if f.startswith(uri)] if base else []
     except OSError as exc:  # S3 permissions, unreachable endpoint
         raise VSDError(f"{what} {uri}: cannot list ({str(exc).splitlines()[0]})") from exc
-    files = [f for f in files if _visible(f[len(base):])]
+    files = [f for f in files if _visible(f[len(base) :])]
     data = [f for f in files if f.endswith(".parquet")] or [f for f in files if f.endswith(_JSONL_SUFFIXES)]
     if not data:
         raise VSDError(f"{what} not found: {uri} (no .parquet or .jsonl file there)")
@@ -107,8 +109,9 @@ def _read_parquet(uri: str, what: str) -> pa.Table:
         return VSDError(f"{what} {bad}: not a readable Parquet file ({str(exc).splitlines()[0]})")
 
     try:
-        dataset = pads.dataset(list(paths), filesystem=fs, format="parquet", partitioning="hive",
-                               partition_base_dir=base_path)
+        dataset = pads.dataset(
+            list(paths), filesystem=fs, format="parquet", partitioning="hive", partition_base_dir=base_path
+        )
         tables = [fragment.to_table(schema=fragment.physical_schema) for fragment in dataset.get_fragments()]
     except (pa.ArrowInvalid, OSError) as exc:
         raise unreadable(exc) from exc
@@ -123,7 +126,9 @@ def _read_parquet(uri: str, what: str) -> pa.Table:
 def _require(table: pa.Table, columns: tuple[str, ...], uri: str, what: str) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
-        raise VSDError(f"{what} {uri}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)})")
+        raise VSDError(
+            f"{what} {uri}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)})"
+        )
 
 
 def _task(value, where: str) -> int:
@@ -179,8 +184,21 @@ def _as_task3(value) -> list[str] | None:
 def _from_annotation(table: pa.Table, uri: str) -> Predictions:
     _require(table, ("row_id", "status"), uri, "predictions")
     preds = Predictions(uri, "annotation", rows=table.num_rows)
-    columns = [c for c in ("row_id", "status", "error", "relation", "description", "descriptions",
-                           "refined_description", "refined_descriptions", "flags") if c in table.column_names]
+    columns = [
+        c
+        for c in (
+            "row_id",
+            "status",
+            "error",
+            "relation",
+            "description",
+            "descriptions",
+            "refined_description",
+            "refined_descriptions",
+            "flags",
+        )
+        if c in table.column_names
+    ]
     done: set[str] = set()
     for row in table.select(columns).to_pylist():
         rid = row["row_id"]
@@ -193,11 +211,17 @@ def _from_annotation(table: pa.Table, uri: str) -> Predictions:
         done.add(rid)
         preds.errors.pop(rid, None)  # a retried pair: its later ok row wins
         preds.flags[rid] = list(row.get("flags") or [])
-        for task, value in ((1, row.get("relation")), (2, row.get("description")),
-                            (3, _as_task3(row.get("descriptions")))):
+        for task, value in (
+            (1, row.get("relation")),
+            (2, row.get("description")),
+            (3, _as_task3(row.get("descriptions"))),
+        ):
             if value is not None:
                 preds.raw[(rid, task)] = value
-        for task, value in ((2, row.get("refined_description")), (3, _as_task3(row.get("refined_descriptions")))):
+        for task, value in (
+            (2, row.get("refined_description")),
+            (3, _as_task3(row.get("refined_descriptions"))),
+        ):
             if value is not None:
                 preds.refined[(rid, task)] = value
     return preds
@@ -220,8 +244,12 @@ def _from_jsonl(files: list[str], uri: str) -> Predictions:
         try:
             text = storage.read_text(f)
         except (OSError, UnicodeDecodeError) as exc:
-            raise VSDError(f"predictions {f}: cannot read as UTF-8 text ({str(exc).splitlines()[0]})") from exc
-        for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 may sit in a string
+            raise VSDError(
+                f"predictions {f}: cannot read as UTF-8 text ({str(exc).splitlines()[0]})"
+            ) from exc
+        for lineno, line in enumerate(
+            text.split("\n"), start=1
+        ):  # not splitlines: U+2028 may sit in a string
             if not line.strip():
                 continue
             where = f"predictions {f}:{lineno}"
@@ -273,6 +301,8 @@ def require_overlap(preds: Predictions, refs: dict[Key, Reference]) -> None:
         return
     if not preds.rows:
         raise VSDError(f"pred: {preds.uri}: no prediction rows")
-    raise VSDError(f"pred: none of the {preds.rows} prediction rows matches a reference record_id "
-                   f"(predictions: {', '.join(sorted(pred_ids)[:3]) or 'none'}; "
-                   f"references: {', '.join(sorted(ref_ids)[:3])})")
+    raise VSDError(
+        f"pred: none of the {preds.rows} prediction rows matches a reference record_id "
+        f"(predictions: {', '.join(sorted(pred_ids)[:3]) or 'none'}; "
+        f"references: {', '.join(sorted(ref_ids)[:3])})"
+    )

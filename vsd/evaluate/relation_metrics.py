@@ -61,7 +61,13 @@ def classification_metrics(truth: Sequence[str], predicted: Sequence[str | None]
         tp = pairs[(r, r)]
         precision, recall = _ratio(tp, n_pred), _ratio(tp, support)
         f1 = _ratio(2 * precision * recall, precision + recall)
-        per_relation[r] = {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": n_pred}
+        per_relation[r] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+            "predicted": n_pred,
+        }
     present = [r for r in RELATIONS if per_relation[r]["support"] or per_relation[r]["predicted"]]
     return {
         "n": n,
@@ -121,8 +127,15 @@ def confusion_png(confusion: dict, title: str = "Task 1: true relation vs predic
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
             if matrix[i, j]:
-                ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=8,
-                        color="white" if shares[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(matrix[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shares[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(len(cols)), labels=cols, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), labels=rows, fontsize=8)
     ax.set_xlabel("predicted")

@@ -22,7 +22,15 @@ from vsd import storage
 from vsd.annotate.repair import truncated_slots
 from vsd.errors import VSDError
 from vsd.evaluate.captions import METRICS, CaptionMetricsError, CaptionScorer
-from vsd.evaluate.inputs import Key, Prediction, Predictions, Reference, load_predictions, load_references, require_overlap
+from vsd.evaluate.inputs import (
+    Key,
+    Prediction,
+    Predictions,
+    Reference,
+    load_predictions,
+    load_references,
+    require_overlap,
+)
 from vsd.evaluate.relation_metrics import (
     classification_metrics,
     confusion_png,
@@ -62,12 +70,17 @@ def _coverage(refs: dict[Key, Reference], preds: Predictions, variant: dict[Key,
 
 def _sentences(task: int, prediction: Prediction) -> list[str]:
     if task == 3:
-        return list(prediction) if not isinstance(prediction, str) else [s for s in prediction.split("\n") if s.strip()]
+        return (
+            list(prediction)
+            if not isinstance(prediction, str)
+            else [s for s in prediction.split("\n") if s.strip()]
+        )
     return [prediction if isinstance(prediction, str) else " ".join(prediction)]
 
 
-def _score_descriptions(task: int, refs: dict[Key, Reference], variant: dict[Key, Prediction],
-                        scorer: CaptionScorer | None) -> dict:
+def _score_descriptions(
+    task: int, refs: dict[Key, Reference], variant: dict[Key, Prediction], scorer: CaptionScorer | None
+) -> dict:
     hyps: dict[str, str] = {}
     gts: dict[str, tuple[str, ...]] = {}
     items = []
@@ -87,8 +100,14 @@ def _score_descriptions(task: int, refs: dict[Key, Reference], variant: dict[Key
     return out
 
 
-FLAG_KINDS = ("truncated:task2", "truncated:task3", "too_few_sentences:task3", "repaired:task2", "repaired:task3",
-              "not_repaired")
+FLAG_KINDS = (
+    "truncated:task2",
+    "truncated:task3",
+    "too_few_sentences:task3",
+    "repaired:task2",
+    "repaired:task3",
+    "not_repaired",
+)
 
 
 def _bare(sentence: str) -> str:
@@ -117,8 +136,12 @@ def description_flags(preds: Predictions, records: set[str]) -> dict[str, int]:
         for kind in FLAG_KINDS:
             counts[kind] += any(f.startswith(kind) for f in row_flags)
         cut = {_bare(s) for s in _cut_sentences(preds, rid, row_flags)}
-        refined = [_bare(s) for task in (2, 3) if (rid, task) in preds.refined
-                   for s in _sentences(task, preds.refined[(rid, task)])]
+        refined = [
+            _bare(s)
+            for task in (2, 3)
+            if (rid, task) in preds.refined
+            for s in _sentences(task, preds.refined[(rid, task)])
+        ]
         counts["truncated_refined"] += bool(cut & set(refined))
     return counts
 
@@ -153,8 +176,15 @@ def score(preds: Predictions, refs: dict[Key, Reference], *, scorer: CaptionScor
     return report
 
 
-def evaluate(pred_uri: str, ref_uri: str, out_dir: str | None = None, *, captions: bool = True,
-             scorer: CaptionScorer | None = None, spice: bool | None = None) -> dict:
+def evaluate(
+    pred_uri: str,
+    ref_uri: str,
+    out_dir: str | None = None,
+    *,
+    captions: bool = True,
+    scorer: CaptionScorer | None = None,
+    spice: bool | None = None,
+) -> dict:
     """Evaluate predictions against references; write report.json, report.md and confusion.png
     under ``out_dir`` when given. Pass a `CaptionScorer` to reuse its Java across calls."""
     start = time.perf_counter()
@@ -204,47 +234,101 @@ def description_rows(report: dict) -> list[tuple[int, str, dict]]:
 
 def to_markdown(report: dict) -> str:
     cov = report["coverage"]
-    lines = ["# VSD evaluation", "",
-             f"- predictions: `{report['predictions']}` ({cov['prediction_format']}, {cov['prediction_rows']} rows)",
-             f"- references: `{report.get('references')}` ({cov['reference_records']} records)",
-             f"- unmatched predictions: {cov['unmatched_predictions']}, duplicates: {cov['duplicate_predictions']}, "
-             f"error rows: {cov['error_rows']}", "", "## Coverage", ""]
-    lines += _table(["task", "references", "predicted", "missing", "missing (error rows)"],
-                    [[f"{t} {TASK_NAMES[int(t)]}", c["references"], c["predicted"], c["missing"], c["missing_error_rows"]]
-                     for t, c in cov["tasks"].items()])
+    lines = [
+        "# VSD evaluation",
+        "",
+        f"- predictions: `{report['predictions']}` ({cov['prediction_format']}, {cov['prediction_rows']} rows)",
+        f"- references: `{report.get('references')}` ({cov['reference_records']} records)",
+        f"- unmatched predictions: {cov['unmatched_predictions']}, duplicates: {cov['duplicate_predictions']}, "
+        f"error rows: {cov['error_rows']}",
+        "",
+        "## Coverage",
+        "",
+    ]
+    lines += _table(
+        ["task", "references", "predicted", "missing", "missing (error rows)"],
+        [
+            [
+                f"{t} {TASK_NAMES[int(t)]}",
+                c["references"],
+                c["predicted"],
+                c["missing"],
+                c["missing_error_rows"],
+            ]
+            for t, c in cov["tasks"].items()
+        ],
+    )
     t1 = report.get("task1")
     if t1:
-        lines += ["## Task 1: classification", "",
-                  f"accuracy **{_fmt(t1['accuracy'])}** (missing answers count as wrong; over answered: "
-                  f"{_fmt(t1['accuracy_answered'])}), macro-F1 **{_fmt(t1['macro_f1'])}**, "
-                  f"answers outside the 9 relations: {t1['other']}", ""]
-        lines += _table(["relation", "precision", "recall", "F1", "support", "predicted"],
-                        [[r, m["precision"], m["recall"], m["f1"], m["support"], m["predicted"]]
-                         for r, m in t1["per_relation"].items()])
+        lines += [
+            "## Task 1: classification",
+            "",
+            f"accuracy **{_fmt(t1['accuracy'])}** (missing answers count as wrong; over answered: "
+            f"{_fmt(t1['accuracy_answered'])}), macro-F1 **{_fmt(t1['macro_f1'])}**, "
+            f"answers outside the 9 relations: {t1['other']}",
+            "",
+        ]
+        lines += _table(
+            ["relation", "precision", "recall", "F1", "support", "predicted"],
+            [
+                [r, m["precision"], m["recall"], m["f1"], m["support"], m["predicted"]]
+                for r, m in t1["per_relation"].items()
+            ],
+        )
         conf = t1["confusion"]
         lines += ["Confusion (rows: true, columns: predicted; `confusion.png`):", ""]
-        lines += _table(["true \\ pred", *conf["columns"]], [[r, *row] for r, row in zip(conf["rows"], conf["matrix"])])
+        lines += _table(
+            ["true \\ pred", *conf["columns"]], [[r, *row] for r, row in zip(conf["rows"], conf["matrix"])]
+        )
     rows = description_rows(report)
     if rows and any("captions" in b for _, _, b in rows):
         lines += ["## Tasks 2–3: caption metrics (pycocoevalcap, each sentence against all references)", ""]
-        lines += _table(["task", "variant", "sentences", "empty", *METRICS, "SPICE"],
-                        [[t, v, b["captions"]["n"], b["captions"]["empty_predictions"],
-                          *[b["captions"][m] for m in METRICS], b["captions"]["SPICE"]]
-                         for t, v, b in rows if "captions" in b])
+        lines += _table(
+            ["task", "variant", "sentences", "empty", *METRICS, "SPICE"],
+            [
+                [
+                    t,
+                    v,
+                    b["captions"]["n"],
+                    b["captions"]["empty_predictions"],
+                    *[b["captions"][m] for m in METRICS],
+                    b["captions"]["SPICE"],
+                ]
+                for t, v, b in rows
+                if "captions" in b
+            ],
+        )
     if report.get("spice"):
         lines += [report["spice"], ""]
     if rows:
         lines += ["## Tasks 2–3: relation stated in the text (`parse_relation` with subject and object)", ""]
-        lines += _table(["task", "variant", "sentences", "true relation", "none found", "true of found"],
-                        [[t, v, b["relation_in_text"]["sentences"], b["relation_in_text"]["agree_share"],
-                          b["relation_in_text"]["none_share"], b["relation_in_text"]["agree_share_of_found"]]
-                         for t, v, b in rows])
+        lines += _table(
+            ["task", "variant", "sentences", "true relation", "none found", "true of found"],
+            [
+                [
+                    t,
+                    v,
+                    b["relation_in_text"]["sentences"],
+                    b["relation_in_text"]["agree_share"],
+                    b["relation_in_text"]["none_share"],
+                    b["relation_in_text"]["agree_share_of_found"],
+                ]
+                for t, v, b in rows
+            ],
+        )
     shares = [(v, b["three_sentence_share"]) for t, v, b in rows if t == 3 and "three_sentence_share" in b]
     if shares or report.get("description_flags"):
         lines += ["## Descriptions as training data", ""]
-        lines += [f"- task-3 answers with exactly three sentences ({v}): {_fmt(share)}" for v, share in shares]
-        lines += [f"- rows flagged `{k}`: {n}" for k, n in (report.get("description_flags") or {}).items()] + [""]
-    lines += ["Task-3 answers are scored per sentence (`<record>#<i>`), each against all references of its record.", ""]
+        lines += [
+            f"- task-3 answers with exactly three sentences ({v}): {_fmt(share)}" for v, share in shares
+        ]
+        lines += [
+            f"- rows flagged `{k}`: {n}" for k, n in (report.get("description_flags") or {}).items()
+        ] + [""]
+    lines += [
+        "Task-3 answers are scored per sentence (`<record>#<i>`), each against all references of its record.",
+        "",
+    ]
     return "\n".join(lines)
 
 

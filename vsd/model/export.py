@@ -90,8 +90,16 @@ def _publish(local_dir: str, out_dir: str, overwrite: bool) -> None:
     shutil.move(local_dir, out)
 
 
-def merge_and_export(base: str, adapter_dir: str, out_dir: str, *, dtype: str = "checkpoint",
-                     trust_remote_code: bool = False, overwrite: bool = False, layout: str = "hf") -> str:
+def merge_and_export(
+    base: str,
+    adapter_dir: str,
+    out_dir: str,
+    *,
+    dtype: str = "checkpoint",
+    trust_remote_code: bool = False,
+    overwrite: bool = False,
+    layout: str = "hf",
+) -> str:
     """Load ``base`` + ``adapter_dir``, merge the LoRA weights, write a plain model to ``out_dir``
     (local dir or ``s3://`` prefix) in ``layout`` (``hf`` or ``sglang``) and return ``out_dir``.
     ``dtype="checkpoint"`` keeps the base's stored dtype (bf16 for the 13B models), so the merged

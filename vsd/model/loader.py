@@ -31,6 +31,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 # --------------------------------------------------------------------------- locating the files
 
+
 def _download_dir(uri: str) -> str:
     """Copy an ``s3://`` prefix into the local cache once; the cache key includes every object's
     size and mtime, so a re-upload under the same prefix is fetched again."""
@@ -45,9 +46,11 @@ def _download_dir(uri: str) -> str:
     root = base.rstrip("/") + "/"
     rels = {}
     for info in infos:
-        rel = info.path[len(root):] if info.path.startswith(root) else ""
+        rel = info.path[len(root) :] if info.path.startswith(root) else ""
         if not rel or any(part in ("", ".", "..") for part in rel.split("/")):  # m/../x would land outside
-            raise VSDError(f"model: {uri} holds an object key that leaves its prefix ({info.path!r}); refused")
+            raise VSDError(
+                f"model: {uri} holds an object key that leaves its prefix ({info.path!r}); refused"
+            )
         rels[info.path] = rel
         fingerprint.update(f"{info.path}|{info.size}|{info.mtime_ns}".encode())
     final = os.path.join(cache_root(), "s3", fingerprint.hexdigest()[:20])
@@ -82,7 +85,7 @@ def localize(name_or_path: str) -> str:
     if storage.is_s3(name):
         return _download_dir(name)
     if name.startswith("file://"):
-        name = name[len("file://"):]
+        name = name[len("file://") :]
     local = os.path.expanduser(name)
     if os.path.exists(local):
         return os.path.abspath(local)
@@ -104,8 +107,10 @@ def check_safetensors(path: str, what: str = "model") -> None:
         return
     pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
     if pickles:
-        raise VSDError(f"{what}: {path} has only pickle weights ({pickles[0]}); only safetensors are loaded "
-                       "— convert it with save_pretrained(..., safe_serialization=True)")
+        raise VSDError(
+            f"{what}: {path} has only pickle weights ({pickles[0]}); only safetensors are loaded "
+            "— convert it with save_pretrained(..., safe_serialization=True)"
+        )
     raise VSDError(f"{what}: {path} has no .safetensors weights")
 
 
@@ -116,16 +121,21 @@ def _check_index(path: str, index: str, what: str) -> None:
         with open(os.path.join(path, index), encoding="utf-8") as f:
             shards = set(json.load(f).get("weight_map", {}).values())
     except (OSError, ValueError, AttributeError) as exc:
-        raise VSDError(f"{what}: {index} in {path} is not a readable weight index ({type(exc).__name__})") from None
+        raise VSDError(
+            f"{what}: {index} in {path} is not a readable weight index ({type(exc).__name__})"
+        ) from None
     for shard in sorted(map(str, shards)):
         if not shard.endswith(".safetensors") or os.path.basename(shard) != shard:
-            raise VSDError(f"{what}: {index} in {path} names shard {shard!r}; only .safetensors files in the "
-                           "model's own directory are loaded")
+            raise VSDError(
+                f"{what}: {index} in {path} names shard {shard!r}; only .safetensors files in the "
+                "model's own directory are loaded"
+            )
         if not os.path.isfile(os.path.join(path, shard)):
             raise VSDError(f"{what}: {index} in {path} names shard {shard!r}, which is missing")
 
 
 # --------------------------------------------------------------------------- dtype / class choice
+
 
 def torch_dtype(dtype: str, device: str):
     """``auto``: bfloat16 on CUDA, float32 elsewhere; ``checkpoint``: as stored; else by name."""
@@ -150,8 +160,10 @@ def model_class(config):
     archs = getattr(config, "architectures", None) or []
     if any(a.endswith("ForCausalLM") for a in archs):
         return transformers.AutoModelForCausalLM
-    raise VSDError(f"model: unsupported model_type {model_type!r} (supported: {', '.join(VISION_CLASSES)} "
-                   "or a causal LM)")
+    raise VSDError(
+        f"model: unsupported model_type {model_type!r} (supported: {', '.join(VISION_CLASSES)} "
+        "or a causal LM)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -160,6 +172,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- public API
+
 
 def load_config(name_or_path: str, *, trust_remote_code: bool = False):
     from transformers import AutoConfig
@@ -206,8 +219,14 @@ def load_adapter(model, adapter: str, *, is_trainable: bool = False):
         raise VSDError(f"adapter: cannot load {adapter}: {_first_line(exc)}") from None
 
 
-def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "cpu", trust_remote_code: bool = False,
-               adapter: str | None = None):
+def load_model(
+    name_or_path: str,
+    *,
+    dtype: str = "auto",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    adapter: str | None = None,
+):
     """``(model, processor)`` in eval mode on ``device``.
 
     ``name_or_path``: hub id, local dir, ``s3://`` prefix (downloaded to ``VSD_CACHE_DIR`` once) or

@@ -30,11 +30,14 @@ class LoraSettings:
     rank: int = describe("rank", 16, help="LoRA rank r; higher adds capacity and memory (paper: 128 on 13B)")
     alpha: float = describe("alpha", 32.0, help="LoRA scaling: the update is multiplied by alpha / rank")
     dropout: float = describe("dropout", 0.05, help="dropout on the LoRA input during training, 0..1")
-    target_modules: str = describe("target_modules", DEFAULT_TARGETS,
-                                   help="regex (full match) of module names that get LoRA; must stay inside "
-                                   "the language model")
-    train_projector: bool = describe("train_projector", False,
-                                     help="also train the vision-language projector (frozen in the paper)")
+    target_modules: str = describe(
+        "target_modules",
+        DEFAULT_TARGETS,
+        help="regex (full match) of module names that get LoRA; must stay inside the language model",
+    )
+    train_projector: bool = describe(
+        "train_projector", False, help="also train the vision-language projector (frozen in the paper)"
+    )
 
     def validate(self) -> None:
         if self.rank < 1:
@@ -66,11 +69,15 @@ def attach_lora(model, settings: LoraSettings | None = None):
     settings.validate()
     targets = matching_modules(model, settings.target_modules)
     if not targets:
-        raise VSDError(f"lora.target_modules: {settings.target_modules!r} matches no Linear module of the model")
+        raise VSDError(
+            f"lora.target_modules: {settings.target_modules!r} matches no Linear module of the model"
+        )
     vision = [n for n in targets if any(v in n for v in VISION_MARKERS)]
     if vision:
-        raise VSDError(f"lora.target_modules: {settings.target_modules!r} reaches the vision tower ({vision[0]}); "
-                       "anchor it on language_model")
+        raise VSDError(
+            f"lora.target_modules: {settings.target_modules!r} reaches the vision tower ({vision[0]}); "
+            "anchor it on language_model"
+        )
     has_projector = any(n.endswith(PROJECTOR) for n, _ in model.named_modules())
     if settings.train_projector and not has_projector:
         raise VSDError(f"lora.train_projector: the model has no {PROJECTOR}")

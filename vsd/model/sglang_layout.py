@@ -52,28 +52,42 @@ def original_config(config) -> dict[str, Any]:
     _projector_act(config)
     strategy = {"default": "patch", "full": "full"}[config.vision_feature_select_strategy]
     text = config.text_config.to_dict()
-    for key in ("architectures", "model_type", "transformers_version", "_name_or_path", "dtype", "torch_dtype"):
+    for key in (
+        "architectures",
+        "model_type",
+        "transformers_version",
+        "_name_or_path",
+        "dtype",
+        "torch_dtype",
+    ):
         text.pop(key, None)
     out = dict(text)
-    out.update({
-        "architectures": [SGLANG_ARCH],
-        "model_type": "llava",
-        "image_token_index": config.image_token_id,
-        "mm_hidden_size": config.vision_config.hidden_size,
-        "mm_projector_type": "mlp2x_gelu",
-        "projector_hidden_act": "gelu",
-        "multimodal_projector_bias": bool(getattr(config, "multimodal_projector_bias", True)),
-        "mm_vision_select_layer": layer,
-        "mm_vision_select_feature": strategy,
-        "mm_vision_tower": TOWER_DIR,
-        "mm_use_im_start_end": False,
-        "mm_use_im_patch_token": False,
-        "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
-        "use_mm_proj": True,
-    })
+    out.update(
+        {
+            "architectures": [SGLANG_ARCH],
+            "model_type": "llava",
+            "image_token_index": config.image_token_id,
+            "mm_hidden_size": config.vision_config.hidden_size,
+            "mm_projector_type": "mlp2x_gelu",
+            "projector_hidden_act": "gelu",
+            "multimodal_projector_bias": bool(getattr(config, "multimodal_projector_bias", True)),
+            "mm_vision_select_layer": layer,
+            "mm_vision_select_feature": strategy,
+            "mm_vision_tower": TOWER_DIR,
+            "mm_use_im_start_end": False,
+            "mm_use_im_patch_token": False,
+            "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
+            "use_mm_proj": True,
+        }
+    )
     if config.model_type == "llava_next":
-        out.update({"mm_patch_merge_type": "spatial_unpad", "image_aspect_ratio": "anyres",
-                    "image_grid_pinpoints": [list(p) for p in config.image_grid_pinpoints]})
+        out.update(
+            {
+                "mm_patch_merge_type": "spatial_unpad",
+                "image_aspect_ratio": "anyres",
+                "image_grid_pinpoints": [list(p) for p in config.image_grid_pinpoints],
+            }
+        )
     else:
         out.update({"mm_patch_merge_type": "flat", "image_aspect_ratio": "square"})
     return out
@@ -110,7 +124,9 @@ def write_original_layout(model, processor, out_dir: str) -> None:
     if type(tower).__name__ != "CLIPVisionModel":
         raise VSDError(f"export: SGLang's LLaVA loads a CLIP tower; this model has {type(tower).__name__}")
     os.makedirs(out_dir, exist_ok=True)
-    save_file(original_state_dict(model), os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        original_state_dict(model), os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"}
+    )
     config["dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2, sort_keys=True)
@@ -134,13 +150,17 @@ def check_servable(model_dir: str, what: str = "engine.model") -> dict:
     config = read_config(model_dir)
     archs = config.get("architectures") or []
     if not SERVABLE & set(archs):
-        raise VSDError(f"{what}: {model_dir} is {'/'.join(archs) or 'no known architecture'}, which SGLang "
-                       f"0.5.23 cannot serve as LLaVA; write the original layout with "
-                       f"`vsd export --layout sglang` (or use engine.kind=hf)")
+        raise VSDError(
+            f"{what}: {model_dir} is {'/'.join(archs) or 'no known architecture'}, which SGLang "
+            f"0.5.23 cannot serve as LLaVA; write the original layout with "
+            f"`vsd export --layout sglang` (or use engine.kind=hf)"
+        )
     tower = config.get("mm_vision_tower", "")
     if os.path.isabs(tower) or ".." in tower.split("/") or not os.path.isdir(os.path.join(model_dir, tower)):
-        raise VSDError(f"{what}: {model_dir}: mm_vision_tower {tower!r} is not a directory inside the export; "
-                       f"write it with `vsd export --layout sglang`")
+        raise VSDError(
+            f"{what}: {model_dir}: mm_vision_tower {tower!r} is not a directory inside the export; "
+            f"write it with `vsd export --layout sglang`"
+        )
     return config
 
 

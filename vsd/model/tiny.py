@@ -62,8 +62,17 @@ TEXT_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ ' ASSISTANT:' }}{%- endif -%}"
 )
 
-RELATIONS_WORDS = ["on", "in", "next to", "under", "above", "behind", "in front of", "to the left of",
-                   "to the right of"]
+RELATIONS_WORDS = [
+    "on",
+    "in",
+    "next to",
+    "under",
+    "above",
+    "behind",
+    "in front of",
+    "to the left of",
+    "to the right of",
+]
 
 # What the BPE merges are learnt from: the three task prompts, the relations, caption words, colours,
 # shapes and common objects, so our texts tokenize into few tokens (short sequences = fast tests).
@@ -115,10 +124,14 @@ def _train_tokenizer(vocab_size: int):
     corpus = _CORPUS * 2 + [" " + w for line in _CORPUS for w in line.split()]
     tok.train_from_iterator(corpus, trainer=trainer)
     bos_id = tok.token_to_id(BOS)
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]),
-    ])
+    tok.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
+            ),
+        ]
+    )
     return tok
 
 
@@ -129,7 +142,10 @@ def build_tokenizer(vocab_size: int | None = None, chat_template: str = LLAVA_CH
 
     tok = PreTrainedTokenizerFast(
         tokenizer_object=_train_tokenizer(vocab_size or 1024),
-        bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
         extra_special_tokens={"image_token": IMAGE},
         model_max_length=4096,
         padding_side="right",
@@ -142,8 +158,12 @@ def build_tokenizer(vocab_size: int | None = None, chat_template: str = LLAVA_CH
 # arch -> (config, model, processor, PIL image processor) class names in transformers
 ARCHS = {
     "llava": ("LlavaConfig", "LlavaForConditionalGeneration", "LlavaProcessor", "CLIPImageProcessorPil"),
-    "llava_next": ("LlavaNextConfig", "LlavaNextForConditionalGeneration", "LlavaNextProcessor",
-                   "LlavaNextImageProcessorPil"),
+    "llava_next": (
+        "LlavaNextConfig",
+        "LlavaNextForConditionalGeneration",
+        "LlavaNextProcessor",
+        "LlavaNextImageProcessorPil",
+    ),
 }
 
 
@@ -155,7 +175,9 @@ def _grid_for(image_tokens: int | None, image_size: int, patch_size: int) -> int
     """Image side in pixels: ``image_tokens`` (a square number) patches if given."""
     if image_tokens is None:
         if image_size % patch_size:
-            raise VSDError(f"tiny model: image_size {image_size} is not a multiple of patch_size {patch_size}")
+            raise VSDError(
+                f"tiny model: image_size {image_size} is not a multiple of patch_size {patch_size}"
+            )
         return image_size
     side = math.isqrt(image_tokens)
     if side * side != image_tokens or side < 1:
@@ -188,10 +210,21 @@ def _save_model(model, tok, out_dir: str) -> None:
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
-def build_tiny_llava(out_dir: str, *, image_size: int = 32, patch_size: int = 8, vision_hidden: int = 32,
-                     vision_layers: int = 2, text_hidden: int = 64, text_layers: int = 2, heads: int = 4,
-                     vocab: int | None = None, seed: int = 0, image_tokens: int | None = None,
-                     arch: str = "llava") -> str:
+def build_tiny_llava(
+    out_dir: str,
+    *,
+    image_size: int = 32,
+    patch_size: int = 8,
+    vision_hidden: int = 32,
+    vision_layers: int = 2,
+    text_hidden: int = 64,
+    text_layers: int = 2,
+    heads: int = 4,
+    vocab: int | None = None,
+    seed: int = 0,
+    image_tokens: int | None = None,
+    arch: str = "llava",
+) -> str:
     """Write a complete offline LLaVA-1.5-style checkpoint to ``out_dir`` and return its path.
 
     ``image_tokens`` (a square number, e.g. 576 as in LLaVA-1.5-336px) overrides ``image_size`` as
@@ -205,7 +238,9 @@ def build_tiny_llava(out_dir: str, *, image_size: int = 32, patch_size: int = 8,
 
     if arch not in ARCHS:
         raise VSDError(f"tiny model: arch must be one of {sorted(ARCHS)}, got {arch!r}")
-    config_cls, model_cls, processor_cls, image_processor_cls = (getattr(transformers, n) for n in ARCHS[arch])
+    config_cls, model_cls, processor_cls, image_processor_cls = (
+        getattr(transformers, n) for n in ARCHS[arch]
+    )
 
     image_size = _grid_for(image_tokens, image_size, patch_size)
     n_image_tokens = (image_size // patch_size) ** 2
@@ -220,8 +255,9 @@ def build_tiny_llava(out_dir: str, *, image_size: int = 32, patch_size: int = 8,
         patch_size=patch_size,
         projection_dim=vision_hidden,
     )
-    text = _llama_config(tok, hidden=text_hidden, layers=text_layers, heads=heads,
-                         max_positions=max(2048, 4 * n_image_tokens))
+    text = _llama_config(
+        tok, hidden=text_hidden, layers=text_layers, heads=heads, max_positions=max(2048, 4 * n_image_tokens)
+    )
     extra = {"image_grid_pinpoints": _pinpoints(image_size)} if arch == "llava_next" else {}
     config = config_cls(
         vision_config=vision,
@@ -234,7 +270,11 @@ def build_tiny_llava(out_dir: str, *, image_size: int = 32, patch_size: int = 8,
         tie_word_embeddings=False,
         **extra,
     )
-    config.bos_token_id, config.eos_token_id, config.pad_token_id = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = (
+        tok.bos_token_id,
+        tok.eos_token_id,
+        tok.pad_token_id,
+    )
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     _save_model(model, tok, out_dir)
@@ -257,8 +297,15 @@ def build_tiny_llava(out_dir: str, *, image_size: int = 32, patch_size: int = 8,
     return out_dir
 
 
-def build_tiny_text_lm(out_dir: str, *, hidden: int = 64, layers: int = 2, heads: int = 4,
-                       vocab: int | None = None, seed: int = 0) -> str:
+def build_tiny_text_lm(
+    out_dir: str,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    vocab: int | None = None,
+    seed: int = 0,
+) -> str:
     """Write a tiny Llama causal LM (same tokenizer, plain-text chat template) for refinement."""
     import torch
     from transformers import LlamaForCausalLM
@@ -292,13 +339,19 @@ def ensure_tiny(kind: str = "llava", cache_dir: str | None = None, **kwargs) -> 
     import shutil
     import tempfile
 
-    builders = {"llava": build_tiny_llava, "llava_next": build_tiny_llava, "text-lm": build_tiny_text_lm,
-                "llava-sglang": _build_tiny_sglang}
+    builders = {
+        "llava": build_tiny_llava,
+        "llava_next": build_tiny_llava,
+        "text-lm": build_tiny_text_lm,
+        "llava-sglang": _build_tiny_sglang,
+    }
     if kind not in builders:
         raise VSDError(f"tiny model: unknown kind {kind!r} (known: {', '.join(builders)})")
     if kind == "llava_next":
         kwargs = {**kwargs, "arch": "llava_next"}
-    key = hashlib.sha256(json.dumps([BUILDER_VERSION, kind, kwargs], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([BUILDER_VERSION, kind, kwargs], sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
     root = os.path.join(cache_dir or cache_root(), "tiny")
     final = os.path.join(root, f"{kind}-{key}")
     if os.path.isfile(os.path.join(final, "config.json")):
@@ -327,7 +380,7 @@ def resolve_tiny_name(name: str) -> str | None:
     """``tiny:llava`` / ``tiny:llava?image_tokens=576`` -> cached path; None for other names."""
     if not str(name).startswith(TINY_SCHEME):
         return None
-    spec = name[len(TINY_SCHEME):]
+    spec = name[len(TINY_SCHEME) :]
     kind, _, query = spec.partition("?")
     kwargs: dict = {}
     for item in filter(None, query.split("&")):

@@ -23,5 +23,15 @@ from vsd.propose.metrics import DetectionMetrics, evaluate_detections
 from vsd.propose.pairs import BOX_SOURCE, ProposedPair, select_pairs
 from vsd.propose.proposer import ImageProposal, Proposer
 
-__all__ = ["BOX_SOURCE", "Detection", "DetectionMetrics", "ImageProposal", "PairConfig", "ProposeConfig",
-           "ProposedPair", "Proposer", "evaluate_detections", "select_pairs"]
+__all__ = [
+    "BOX_SOURCE",
+    "Detection",
+    "DetectionMetrics",
+    "ImageProposal",
+    "PairConfig",
+    "ProposeConfig",
+    "ProposedPair",
+    "Proposer",
+    "evaluate_detections",
+    "select_pairs",
+]

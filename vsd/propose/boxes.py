@@ -51,8 +51,12 @@ def xyxy_to_cxcywh(b: Sequence[float]) -> Box:
     return ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
 
 
-def nms(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou_threshold: float,
-        labels: Sequence[str] | None = None) -> list[int]:
+def nms(
+    boxes: Sequence[Sequence[float]],
+    scores: Sequence[float],
+    iou_threshold: float,
+    labels: Sequence[str] | None = None,
+) -> list[int]:
     """Indices kept by greedy non-maximum suppression, best first.
 
     Order is by score, then by box coordinates, then by index, so equal scores never depend on the
@@ -61,7 +65,9 @@ def nms(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou_threshold
     order = sorted(range(len(boxes)), key=lambda i: (-scores[i], tuple(boxes[i]), i))
     kept: list[int] = []
     for i in order:
-        if all((labels is not None and labels[i] != labels[k]) or iou(boxes[i], boxes[k]) <= iou_threshold
-               for k in kept):
+        if all(
+            (labels is not None and labels[i] != labels[k]) or iou(boxes[i], boxes[k]) <= iou_threshold
+            for k in kept
+        ):
             kept.append(i)
     return kept

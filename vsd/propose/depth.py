@@ -38,15 +38,17 @@ def box_median(depth_map, box: Sequence[float]) -> float:
     h, w = depth_map.shape[-2:]
     x0, x1 = min(w - 1, math.floor(box[0] * w)), max(math.ceil(box[2] * w), 1)
     y0, y1 = min(h - 1, math.floor(box[1] * h)), max(math.ceil(box[3] * h), 1)
-    region = depth_map[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    region = depth_map[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
     return round(float(region.float().median()), DIGITS)
 
 
 class DepthEstimator:
     def __init__(self, model, processor, batch_size: int = 8, device: str = "cpu"):
         if getattr(processor, "do_pad", False):
-            raise VSDError(f"propose.depth_model: {type(processor).__name__} pads images; only processors that "
-                           "resize the whole image (Depth Anything, DPT) are supported")
+            raise VSDError(
+                f"propose.depth_model: {type(processor).__name__} pads images; only processors that "
+                "resize the whole image (Depth Anything, DPT) are supported"
+            )
         self.model, self.processor, self.batch_size, self.device = model, processor, batch_size, device
         self.dtype = next(model.parameters()).dtype
         self.kind = depth_kind(model.config)
@@ -61,8 +63,9 @@ class DepthEstimator:
 
         device = runtime.resolve_device(cfg.device)
         dtype = runtime.resolve_dtype(cfg.dtype, device)
-        model, path = runtime.load_pretrained(AutoModelForDepthEstimation, cfg.depth_model, "propose.depth_model",
-                                              device, dtype)
+        model, path = runtime.load_pretrained(
+            AutoModelForDepthEstimation, cfg.depth_model, "propose.depth_model", device, dtype
+        )
         return cls(model, AutoImageProcessor.from_pretrained(path), cfg.batch_size, device)
 
     def depth_maps(self, images: Sequence) -> list:
@@ -84,5 +87,7 @@ class DepthEstimator:
         the depth model)."""
         todo = [i for i, dets in enumerate(detections) if dets]
         maps = dict(zip(todo, self.depth_maps([images[i] for i in todo]))) if todo else {}
-        return [[d.with_depth(box_median(maps[i], d.box)) for d in dets] if dets else []
-                for i, dets in enumerate(detections)]
+        return [
+            [d.with_depth(box_median(maps[i], d.box)) for d in dets] if dets else []
+            for i, dets in enumerate(detections)
+        ]

@@ -35,9 +35,17 @@ def sort_key(d: Detection) -> tuple:
     return (-d.score, d.box, d.label)
 
 
-def finalize(boxes: Sequence[Sequence[float]], scores: Sequence[float], labels: Sequence[str], *,
-             score_threshold: float, nms_iou: float, class_agnostic: bool, min_box_size: float,
-             max_detections: int) -> list[Detection]:
+def finalize(
+    boxes: Sequence[Sequence[float]],
+    scores: Sequence[float],
+    labels: Sequence[str],
+    *,
+    score_threshold: float,
+    nms_iou: float,
+    class_agnostic: bool,
+    min_box_size: float,
+    max_detections: int,
+) -> list[Detection]:
     """Clip, round, threshold, drop slivers, NMS, cap: the detections of one image, canonical order.
 
     ``min_box_size`` is the smallest side as a fraction of the image side; ``nms_iou`` >= 1 turns
@@ -53,7 +61,11 @@ def finalize(boxes: Sequence[Sequence[float]], scores: Sequence[float], labels: 
             continue
         cands.append(Detection(b, str(label), score))
     if nms_iou < 1.0:
-        keep = B.nms([d.box for d in cands], [d.score for d in cands], nms_iou,
-                     None if class_agnostic else [d.label for d in cands])
+        keep = B.nms(
+            [d.box for d in cands],
+            [d.score for d in cands],
+            nms_iou,
+            None if class_agnostic else [d.label for d in cands],
+        )
         cands = [cands[i] for i in keep]
     return sorted(cands, key=sort_key)[:max_detections]

@@ -39,9 +39,16 @@ class Detector:
 
     def _finalize(self, boxes, scores, labels) -> list[Detection]:
         c = self.cfg
-        return finalize(boxes, scores, labels, score_threshold=c.score_threshold, nms_iou=c.nms_iou,
-                        class_agnostic=c.class_agnostic_nms, min_box_size=c.min_box_size,
-                        max_detections=c.max_detections)
+        return finalize(
+            boxes,
+            scores,
+            labels,
+            score_threshold=c.score_threshold,
+            nms_iou=c.nms_iou,
+            class_agnostic=c.class_agnostic_nms,
+            min_box_size=c.min_box_size,
+            max_detections=c.max_detections,
+        )
 
     def _detect_batch(self, batch: list) -> list[tuple[list, list, list]]:
         raise NotImplementedError
@@ -57,8 +64,10 @@ class ClosedVocabularyDetector(Detector):
         wanted = set(cfg.vocabulary)
         unknown = sorted(wanted - set(self.id2label.values()))
         if cfg.vocabulary and len(unknown) == len(wanted):
-            raise VSDError(f"propose.vocabulary: none of {unknown[:5]} is a label of the detector "
-                             f"(labels: {sorted(self.id2label.values())[:8]} ...)")
+            raise VSDError(
+                f"propose.vocabulary: none of {unknown[:5]} is a label of the detector "
+                f"(labels: {sorted(self.id2label.values())[:8]} ...)"
+            )
         self.keep = wanted or None
 
     def _detect_batch(self, batch: list) -> list[tuple[list, list, list]]:
@@ -71,22 +80,34 @@ class ClosedVocabularyDetector(Detector):
         out = []
         for res in results:
             labels = [self.id2label[int(i)] for i in res["labels"].tolist()]
-            rows = [(b, s, lab) for b, s, lab in zip(res["boxes"].tolist(), res["scores"].tolist(), labels)
-                    if self.keep is None or lab in self.keep]
+            rows = [
+                (b, s, lab)
+                for b, s, lab in zip(res["boxes"].tolist(), res["scores"].tolist(), labels)
+                if self.keep is None or lab in self.keep
+            ]
             out.append(([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
         return out
 
 
 def load_detector(cfg: ProposeConfig) -> Detector:
     """The configured backend with its checkpoint loaded on the configured device and dtype."""
-    from transformers import AutoImageProcessor, AutoModelForObjectDetection, AutoModelForZeroShotObjectDetection, AutoProcessor
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForObjectDetection,
+        AutoModelForZeroShotObjectDetection,
+        AutoProcessor,
+    )
 
     device = runtime.resolve_device(cfg.device)
     dtype = runtime.resolve_dtype(cfg.dtype, device)
     if cfg.backend == "closed_vocabulary":
-        model, path = runtime.load_pretrained(AutoModelForObjectDetection, cfg.model, "propose.model", device, dtype)
+        model, path = runtime.load_pretrained(
+            AutoModelForObjectDetection, cfg.model, "propose.model", device, dtype
+        )
         return ClosedVocabularyDetector(model, AutoImageProcessor.from_pretrained(path), cfg, device)
     from vsd.propose.zero_shot import zero_shot_detector
 
-    model, path = runtime.load_pretrained(AutoModelForZeroShotObjectDetection, cfg.model, "propose.model", device, dtype)
+    model, path = runtime.load_pretrained(
+        AutoModelForZeroShotObjectDetection, cfg.model, "propose.model", device, dtype
+    )
     return zero_shot_detector(model, AutoProcessor.from_pretrained(path), cfg, device)

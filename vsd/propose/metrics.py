@@ -23,15 +23,16 @@ class DetectionMetrics:
     true_positives: int
     recall: float
     precision: float
-    box_recall: float      # label ignored: did a box land on every object?
-    box_precision: float   # label ignored: is every box on some object?
+    box_recall: float  # label ignored: did a box land on every object?
+    box_precision: float  # label ignored: is every box on some object?
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def match(detections: Sequence[Detection], truths: Sequence, iou_threshold: float = 0.5,
-          use_labels: bool = True) -> list[int | None]:
+def match(
+    detections: Sequence[Detection], truths: Sequence, iou_threshold: float = 0.5, use_labels: bool = True
+) -> list[int | None]:
     """For each detection (in the given order), the index of the true object it matches, or None.
 
     ``truths``: objects with ``.label`` and ``.box`` (normalised xyxy). Each true object matches at
@@ -57,8 +58,9 @@ def _ratio(num: int, den: int) -> float:
     return round(num / den, 4) if den else 0.0
 
 
-def evaluate_detections(per_image: Sequence[tuple[Sequence[Detection], Sequence]],
-                        iou_threshold: float = 0.5) -> DetectionMetrics:
+def evaluate_detections(
+    per_image: Sequence[tuple[Sequence[Detection], Sequence]], iou_threshold: float = 0.5
+) -> DetectionMetrics:
     """Recall and precision over images given as ``(detections, true objects)`` pairs.
 
     An image with no detections and no objects counts for nothing; precision of zero detections is
@@ -73,6 +75,13 @@ def evaluate_detections(per_image: Sequence[tuple[Sequence[Detection], Sequence]
         n_det += len(ordered)
         tp += sum(m is not None for m in matched)
         box_tp += sum(m is not None for m in boxed)  # one-to-one: matched boxes = found objects
-    return DetectionMetrics(images=len(per_image), truths=n_truth, detections=n_det, true_positives=tp,
-                            recall=_ratio(tp, n_truth), precision=_ratio(tp, n_det),
-                            box_recall=_ratio(box_tp, n_truth), box_precision=_ratio(box_tp, n_det))
+    return DetectionMetrics(
+        images=len(per_image),
+        truths=n_truth,
+        detections=n_det,
+        true_positives=tp,
+        recall=_ratio(tp, n_truth),
+        precision=_ratio(tp, n_det),
+        box_recall=_ratio(box_tp, n_truth),
+        box_precision=_ratio(box_tp, n_det),
+    )

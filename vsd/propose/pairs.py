@@ -37,9 +37,18 @@ class ProposedPair:
     def to_row(self) -> dict:
         """The pair's columns of an annotation row (names, normalised boxes, provenance)."""
         s, o = self.subject, self.object
-        return {"subject": s.label, "object": o.label, "subject_box": list(s.box), "object_box": list(o.box),
-                "box_source": self.box_source, "subject_score": s.score, "object_score": o.score,
-                "subject_depth": s.depth, "object_depth": o.depth, "pair_score": self.score}
+        return {
+            "subject": s.label,
+            "object": o.label,
+            "subject_box": list(s.box),
+            "object_box": list(o.box),
+            "box_source": self.box_source,
+            "subject_score": s.score,
+            "object_score": o.score,
+            "subject_depth": s.depth,
+            "object_depth": o.depth,
+            "pair_score": self.score,
+        }
 
 
 def pair_terms(a: Detection, b: Detection, cfg: PairConfig) -> tuple[float, float, float]:
@@ -73,8 +82,12 @@ def select_pairs(detections: Sequence[Detection], cfg: PairConfig) -> list[Propo
             score = pair_score(a, b, cfg)
             # smaller box first as subject; equal areas keep the canonical (better-scored) one first
             first, second = (j, i) if B.area(b.box) < B.area(a.box) else (i, j)
-            orders = [(first, second)] if cfg.orientation == "smaller_subject" else [(first, second), (second, first)]
+            orders = (
+                [(first, second)]
+                if cfg.orientation == "smaller_subject"
+                else [(first, second), (second, first)]
+            )
             for rank, (s, o) in enumerate(orders):
                 ranked.append(((-score, min(i, j), max(i, j), rank), ProposedPair(dets[s], dets[o], score)))
     ranked.sort(key=lambda item: item[0])
-    return [pair for _, pair in ranked[:cfg.max_pairs]]
+    return [pair for _, pair in ranked[: cfg.max_pairs]]

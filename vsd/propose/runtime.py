@@ -71,7 +71,7 @@ def size_groups(images: Sequence, batch_size: int) -> Iterator[list[int]]:
         by_size.setdefault(im.size, []).append(i)
     for idx in by_size.values():
         for start in range(0, len(idx), batch_size):
-            yield idx[start:start + batch_size]
+            yield idx[start : start + batch_size]
 
 
 def rgb(images: Sequence) -> list:

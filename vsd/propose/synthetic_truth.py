@@ -27,8 +27,10 @@ def scene_objects(scene: Scene) -> list[TrueObject]:
     """Subject, object, then distractors, with boxes normalised (the generator's pixel boxes are
     ``x1``/``y1``-exclusive, so ``x1 / width`` is the right edge)."""
     W, H = scene.width, scene.height
-    return [TrueObject(s.name, (s.box[0] / W, s.box[1] / H, s.box[2] / W, s.box[3] / H))
-            for s in (scene.subject, scene.object, *scene.distractors)]
+    return [
+        TrueObject(s.name, (s.box[0] / W, s.box[1] / H, s.box[2] / W, s.box[3] / H))
+        for s in (scene.subject, scene.object, *scene.distractors)
+    ]
 
 
 def scene_at(index: int, seed: int, size=64) -> Scene:

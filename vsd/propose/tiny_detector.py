@@ -23,8 +23,15 @@ from pathlib import Path
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "tiny-detector"
 META = "detector_meta.json"
-SIZES = {"image_size": 64, "patch_size": 4, "hidden": 64, "layers": 4, "heads": 4, "text_hidden": 64,
-         "text_layers": 1}
+SIZES = {
+    "image_size": 64,
+    "patch_size": 4,
+    "hidden": 64,
+    "layers": 4,
+    "heads": 4,
+    "text_hidden": 64,
+    "text_layers": 1,
+}
 
 
 PRIOR = 0.01  # initial probability of "this patch is that object" (focal-loss initialisation)
@@ -71,7 +78,14 @@ def demo_propose_config(path: str | Path = ASSET, **overrides):
     from vsd.propose.synthetic_truth import VOCABULARY
 
     meta = detector_meta(path)
-    settings = {"backend": "open_vocabulary", "model": str(path), "vocabulary": list(VOCABULARY),
-                "score_threshold": meta["score_threshold"], "nms_iou": meta["nms_iou"], "max_detections": 10,
-                "device": "cpu", "dtype": "float32"}
+    settings = {
+        "backend": "open_vocabulary",
+        "model": str(path),
+        "vocabulary": list(VOCABULARY),
+        "score_threshold": meta["score_threshold"],
+        "nms_iou": meta["nms_iou"],
+        "max_detections": 10,
+        "device": "cpu",
+        "dtype": "float32",
+    }
     return from_dict(ProposeConfig, {**settings, **overrides})

@@ -90,7 +90,9 @@ class GroundingDinoDetector(_ZeroShot):
             end = start + len(name)
             idx = [t for t, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
             if not idx:
-                raise VSDError(f"propose.vocabulary: {name!r} produces no tokens for the detector's tokenizer")
+                raise VSDError(
+                    f"propose.vocabulary: {name!r} produces no tokens for the detector's tokenizer"
+                )
             spans.append(idx)
         return text, spans, len(enc["input_ids"])
 
@@ -103,7 +105,9 @@ class GroundingDinoDetector(_ZeroShot):
                 current = trial
                 continue
             if not current:
-                raise VSDError(f"propose.vocabulary: {name!r} alone exceeds the detector's {max_len} text tokens")
+                raise VSDError(
+                    f"propose.vocabulary: {name!r} alone exceeds the detector's {max_len} text tokens"
+                )
             prompts.append(current)
             current = [name]
         prompts.append(current)
@@ -127,7 +131,9 @@ class GroundingDinoDetector(_ZeroShot):
             scores, labels = per_name.max(dim=-1)
             boxes = _xyxy(outputs.pred_boxes.float())
             for i in range(len(batch)):
-                bx, sc, lab = _candidates(scores[i], labels[i], boxes[i], self.cfg.score_threshold, self.limit)
+                bx, sc, lab = _candidates(
+                    scores[i], labels[i], boxes[i], self.cfg.score_threshold, self.limit
+                )
                 per_image[i][0].extend(bx)
                 per_image[i][1].extend(sc)
                 per_image[i][2].extend(names[j] for j in lab)
@@ -141,5 +147,7 @@ def zero_shot_detector(model, processor, cfg: ProposeConfig, device: str = "cpu"
         return OwlDetector(model, processor, cfg, device)
     if model_type in GROUNDING_TYPES:
         return GroundingDinoDetector(model, processor, cfg, device)
-    raise VSDError(f"propose.model: open_vocabulary supports {', '.join(OWL_TYPES + GROUNDING_TYPES)}, "
-                   f"got model_type {model_type!r} (a fixed-label detector: backend closed_vocabulary)")
+    raise VSDError(
+        f"propose.model: open_vocabulary supports {', '.join(OWL_TYPES + GROUNDING_TYPES)}, "
+        f"got model_type {model_type!r} (a fixed-label detector: backend closed_vocabulary)"
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 from vsd.refine.guardrail import check_rewrite
 
@@ -60,20 +60,19 @@ def dedupe_key(sentence: str) -> str:
 
 def batched(seq: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(seq), size):
-        yield seq[start:start + size]
+        yield seq[start : start + size]
 
 
 class Refiner(ABC):
     """``refine(items)`` -> one outcome per item, same order; ``close()`` frees models/engines."""
 
     @abstractmethod
-    def refine(self, items: list[RefineItem]) -> list[RefineOutcome]:
-        ...
+    def refine(self, items: list[RefineItem]) -> list[RefineOutcome]: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default, not an abstract method
         """Release the model or engine; the default holds nothing."""
 
-    def __enter__(self) -> "Refiner":
+    def __enter__(self) -> Refiner:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,8 +83,10 @@ class OffRefiner(Refiner):
     """``mode: off``: descriptions pass through untouched, marked skipped."""
 
     def refine(self, items: list[RefineItem]) -> list[RefineOutcome]:
-        return [RefineOutcome(list(item.sentences), "skipped", ["refinement is off (refine.mode=off)"])
-                for item in items]
+        return [
+            RefineOutcome(list(item.sentences), "skipped", ["refinement is off (refine.mode=off)"])
+            for item in items
+        ]
 
 
 class GuardedRefiner(Refiner):
@@ -101,9 +102,12 @@ class GuardedRefiner(Refiner):
         """Candidate rewrites for each request (same order, any number each, best first)."""
 
     def refine(self, items: list[RefineItem]) -> list[RefineOutcome]:
-        requests = [RewriteRequest(i, j, s, item.subject or "", item.object or "", item.relation)
-                    for i, item in enumerate(items) for j, s in enumerate(item.sentences)
-                    if s and s.strip()]
+        requests = [
+            RewriteRequest(i, j, s, item.subject or "", item.object or "", item.relation)
+            for i, item in enumerate(items)
+            for j, s in enumerate(item.sentences)
+            if s and s.strip()
+        ]
         candidates: dict[tuple[int, int], list[str]] = {}
         for chunk in batched(requests, self.batch_size):
             answers = self._candidates(chunk)
@@ -113,7 +117,9 @@ class GuardedRefiner(Refiner):
                 candidates[(request.item, request.index)] = list(answer)
         return [self._choose(i, item, candidates) for i, item in enumerate(items)]
 
-    def _choose(self, i: int, item: RefineItem, candidates: dict[tuple[int, int], list[str]]) -> RefineOutcome:
+    def _choose(
+        self, i: int, item: RefineItem, candidates: dict[tuple[int, int], list[str]]
+    ) -> RefineOutcome:
         if not any(s and s.strip() for s in item.sentences):
             return RefineOutcome(list(item.sentences), "skipped", ["no sentences to refine"])
         out: list[str] = []

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from vsd.errors import VSDError
 from vsd.refine.base import GuardedRefiner, RewriteRequest
@@ -16,7 +17,9 @@ from vsd.refine.config import RefineConfig
 from vsd.refine.rules import tidy
 
 # Lead-ins a chat model puts before the sentence it was asked for.
-_LABEL = re.compile(r"^\s*(?:rewritten sentence|rewritten|rewrite|sentence|answer|output)\s*:\s*", re.IGNORECASE)
+_LABEL = re.compile(
+    r"^\s*(?:rewritten sentence|rewritten|rewrite|sentence|answer|output)\s*:\s*", re.IGNORECASE
+)
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
 
 
@@ -29,7 +32,9 @@ def load_tokenizer(model: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(localize(model))
     except (OSError, ValueError, VSDError) as exc:
-        raise VSDError(f"refine.model: cannot load a tokenizer from {model!r}: {str(exc).splitlines()[0]}") from None
+        raise VSDError(
+            f"refine.model: cannot load a tokenizer from {model!r}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def keep_phrase(request: RewriteRequest) -> str:
@@ -58,8 +63,12 @@ class PromptBuilder:
 
     def messages(self, request: RewriteRequest) -> list[dict[str, str]]:
         user = self.cfg.prompt.format(
-            sentence=request.sentence.strip(), subject=request.subject, object=request.object,
-            relation=request.relation or "as stated", keep=keep_phrase(request))
+            sentence=request.sentence.strip(),
+            subject=request.subject,
+            object=request.object,
+            relation=request.relation or "as stated",
+            keep=keep_phrase(request),
+        )
         system = [{"role": "system", "content": self.cfg.system_prompt}] if self.cfg.system_prompt else []
         return system + [{"role": "user", "content": user}]
 

@@ -28,32 +28,61 @@ PROMPT_FIELDS = ("sentence", "subject", "object", "relation", "keep")
 
 @dataclass
 class RefineConfig:
-    mode: str = describe("mode", "rules", choices=["rules", "hf", "sglang", "off"],
-                         help="rules: deterministic offline tidy-up; hf: transformers chat LLM; "
-                              "sglang: sglang.Engine on GPU; off: pass descriptions through")
-    model: str = describe("model", "Qwen/Qwen2-7B-Instruct",
-                          help="chat LLM for hf/sglang: hub id or local directory (paper: Qwen-2)")
-    dtype: str = describe("dtype", "auto", choices=["auto", "float32", "bfloat16", "float16"],
-                          help="hf weights dtype; auto = bfloat16 on GPU, float32 on CPU")
+    mode: str = describe(
+        "mode",
+        "rules",
+        choices=["rules", "hf", "sglang", "off"],
+        help="rules: deterministic offline tidy-up; hf: transformers chat LLM; "
+        "sglang: sglang.Engine on GPU; off: pass descriptions through",
+    )
+    model: str = describe(
+        "model",
+        "Qwen/Qwen2-7B-Instruct",
+        help="chat LLM for hf/sglang: hub id or local directory (paper: Qwen-2)",
+    )
+    dtype: str = describe(
+        "dtype",
+        "auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="hf weights dtype; auto = bfloat16 on GPU, float32 on CPU",
+    )
     device: str = describe("device", "auto", help="hf device: auto (cuda if available), cpu, cuda, cuda:N")
-    max_new_tokens: int = describe("max_new_tokens", 64,
-                                   help="cap per rewrite; a sentence needs ~30, more only wastes time on rambling")
-    temperature: float = describe("temperature", 0.7,
-                                  help="0 = greedy (one variant); higher = more diverse wording, more rejects")
+    max_new_tokens: int = describe(
+        "max_new_tokens", 64, help="cap per rewrite; a sentence needs ~30, more only wastes time on rambling"
+    )
+    temperature: float = describe(
+        "temperature", 0.7, help="0 = greedy (one variant); higher = more diverse wording, more rejects"
+    )
     top_p: float = describe("top_p", 0.9, help="nucleus sampling mass when temperature > 0")
-    n_variants: int = describe("n_variants", 3,
-                               help="rewrites sampled per sentence; the first that passes the guardrail is "
-                                    "kept (more = fewer originals kept, proportionally more compute)")
-    batch_size: int = describe("batch_size", 16, help="sentences per generate call (each with n_variants samples)")
+    n_variants: int = describe(
+        "n_variants",
+        3,
+        help="rewrites sampled per sentence; the first that passes the guardrail is "
+        "kept (more = fewer originals kept, proportionally more compute)",
+    )
+    batch_size: int = describe(
+        "batch_size", 16, help="sentences per generate call (each with n_variants samples)"
+    )
     seed: int = describe("seed", 0, help="sampling seed, reset per batch so a rerun writes the same text")
-    engine_args: dict[str, Any] = describe("engine_args", factory=dict,
-                                           help="sglang only: passed to sglang.Engine (tp_size, mem_fraction_static, ...)")
-    allow_engine_args: list[str] = describe("allow_engine_args", factory=list,
-                                            help="sglang only: engine_args keys that change what is loaded or run "
-                                                 "(load_format, revision, ...), refused unless listed here")
-    system_prompt: str = describe("system_prompt", DEFAULT_SYSTEM_PROMPT, help="system turn of the chat prompt")
-    prompt: str = describe("prompt", DEFAULT_PROMPT,
-                           help="user turn; placeholders {sentence} (required), {subject}, {object}, {relation}, {keep}")
+    engine_args: dict[str, Any] = describe(
+        "engine_args",
+        factory=dict,
+        help="sglang only: passed to sglang.Engine (tp_size, mem_fraction_static, ...)",
+    )
+    allow_engine_args: list[str] = describe(
+        "allow_engine_args",
+        factory=list,
+        help="sglang only: engine_args keys that change what is loaded or run "
+        "(load_format, revision, ...), refused unless listed here",
+    )
+    system_prompt: str = describe(
+        "system_prompt", DEFAULT_SYSTEM_PROMPT, help="system turn of the chat prompt"
+    )
+    prompt: str = describe(
+        "prompt",
+        DEFAULT_PROMPT,
+        help="user turn; placeholders {sentence} (required), {subject}, {object}, {relation}, {keep}",
+    )
 
     def validate(self) -> None:
         for name in ("max_new_tokens", "n_variants", "batch_size"):
@@ -74,7 +103,9 @@ class RefineConfig:
             raise ConfigError(f"prompt: not a valid template ({exc})") from None
         unknown = sorted(fields - set(PROMPT_FIELDS))
         if unknown:
-            raise ConfigError(f"prompt: unknown placeholder {{{unknown[0]}}} (known: {', '.join(PROMPT_FIELDS)})")
+            raise ConfigError(
+                f"prompt: unknown placeholder {{{unknown[0]}}} (known: {', '.join(PROMPT_FIELDS)})"
+            )
         if "sentence" not in fields:
             raise ConfigError("prompt: must contain the {sentence} placeholder")
 

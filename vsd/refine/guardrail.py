@@ -28,15 +28,42 @@ _MARKUP = re.compile(
 # Phrases of an answer about the task rather than a description: instruction echoes, refusals,
 # prompt injection. Flagged only when the original does not contain them itself.
 _ECHOES = (
-    "rewrite", "rewritten", "paraphrase", "sentence:", "instruction", "ignore previous", "ignore all",
-    "as an ai", "language model", "i'm sorry", "i am sorry", "i cannot", "i can't", "here is",
-    "here's", "sure,", "certainly", "answer:", "prompt", "do not add", "keep the",
+    "rewrite",
+    "rewritten",
+    "paraphrase",
+    "sentence:",
+    "instruction",
+    "ignore previous",
+    "ignore all",
+    "as an ai",
+    "language model",
+    "i'm sorry",
+    "i am sorry",
+    "i cannot",
+    "i can't",
+    "here is",
+    "here's",
+    "sure,",
+    "certainly",
+    "answer:",
+    "prompt",
+    "do not add",
+    "keep the",
 )
 _NEGATIONS = {"not", "no", "never", "neither", "nor", "without", "nowhere", "none", "nothing"}
 
 _IRREGULAR_PLURALS = {
-    "man": "men", "woman": "women", "person": "people", "child": "children", "foot": "feet",
-    "tooth": "teeth", "mouse": "mice", "goose": "geese", "ox": "oxen", "sheep": "sheep", "fish": "fish",
+    "man": "men",
+    "woman": "women",
+    "person": "people",
+    "child": "children",
+    "foot": "feet",
+    "tooth": "teeth",
+    "mouse": "mice",
+    "goose": "geese",
+    "ox": "oxen",
+    "sheep": "sheep",
+    "fish": "fish",
     "deer": "deer",
 }
 _IRREGULAR_SINGULARS = {plural: single for single, plural in _IRREGULAR_PLURALS.items()}
@@ -89,8 +116,9 @@ def _relation(sentence: str, subject: str | None, object: str | None) -> str | N
     return parse_relation(sentence)
 
 
-def check_rewrite(original: str, rewrite: str, subject: str | None, object: str | None,
-                  relation: str | None) -> str | None:
+def check_rewrite(
+    original: str, rewrite: str, subject: str | None, object: str | None, relation: str | None
+) -> str | None:
     """Why ``rewrite`` may not replace ``original``, or None when it may.
 
     ``relation`` is the item's label, used only when the original's own relation cannot be parsed.
@@ -121,8 +149,10 @@ def check_rewrite(original: str, rewrite: str, subject: str | None, object: str 
     for role, name in (("subject", subject), ("object", object)):
         if names(old_words, name) and not names(new_words, name):
             return f"rewrite drops the {role} {name!r}"
-    added = sorted({w for w in new_words if w in _NEGATIONS or w.endswith("n't")}
-                   - {w for w in old_words if w in _NEGATIONS or w.endswith("n't")})
+    added = sorted(
+        {w for w in new_words if w in _NEGATIONS or w.endswith("n't")}
+        - {w for w in old_words if w in _NEGATIONS or w.endswith("n't")}
+    )
     if added:
         return f"rewrite adds a negation ({added[0]!r})"
     stated = _relation(original, subject, object)

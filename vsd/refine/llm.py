@@ -7,7 +7,8 @@ same text. The model's answers are untrusted: every one goes through the guardra
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vsd.errors import VSDError
 from vsd.refine.chat import ChatRefiner, load_tokenizer
@@ -53,11 +54,16 @@ class HFRefiner(ChatRefiner):
     def _model_generate(self, prompts: list[str], n: int) -> list[list[str]]:
         import torch
 
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True,
-                             add_special_tokens=self.prompts.adds_bos(prompts[0])).to(self.device)
+        enc = self.tokenizer(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=self.prompts.adds_bos(prompts[0])
+        ).to(self.device)
         sampling = self.cfg.temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "do_sample": sampling,
-                                  "num_return_sequences": n, "pad_token_id": self.tokenizer.pad_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "do_sample": sampling,
+            "num_return_sequences": n,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
         if sampling:
             kwargs.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p)
         else:
@@ -66,8 +72,8 @@ class HFRefiner(ChatRefiner):
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
         # Rows come back grouped per prompt (prompt i owns rows i*n .. i*n+n-1); drop the prompt part.
-        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+        texts = self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def close(self) -> None:
         if self.model is not None:

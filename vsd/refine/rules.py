@@ -8,7 +8,7 @@ them needs no model, is reproducible byte for byte, and still goes through the g
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from vsd.refine.base import GuardedRefiner, RewriteRequest
 
@@ -53,7 +53,7 @@ def tidy(sentence: str) -> str:
         text += "."
     for k, ch in enumerate(text):
         if ch.isalpha():
-            text = text[:k] + ch.upper() + text[k + 1:]
+            text = text[:k] + ch.upper() + text[k + 1 :]
             break
     return text
 

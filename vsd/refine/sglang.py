@@ -11,7 +11,8 @@ prefills the shared prompt once.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vsd.config import ConfigError
 from vsd.refine.chat import ChatRefiner, load_tokenizer
@@ -30,17 +31,23 @@ class SGLangRefiner(ChatRefiner):
             check_engine_args(cfg.engine_args, cfg.allow_engine_args)
         except ConfigError as exc:
             raise ConfigError(f"refine.{exc}") from None
-        model = local_model(cfg.model, "refine.model", remote_code=bool(cfg.engine_args.get("trust_remote_code")))
+        model = local_model(
+            cfg.model, "refine.model", remote_code=bool(cfg.engine_args.get("trust_remote_code"))
+        )
         super().__init__(cfg, load_tokenizer(model))
         args: dict[str, Any] = {"model_path": model, "dtype": cfg.dtype, "load_format": "safetensors"}
         if cfg.device == "cpu":
             args.update(device="cpu", **CPU_ENGINE_ARGS)
         args.update(cfg.engine_args)
-        self.engine = start_sglang("refine.mode=sglang", args, factory=engine_factory,
-                                   hint="use refine.mode=hf or rules on CPU")
+        self.engine = start_sglang(
+            "refine.mode=sglang", args, factory=engine_factory, hint="use refine.mode=hf or rules on CPU"
+        )
 
     def sampling_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "temperature": self.cfg.temperature}
+        params: dict[str, Any] = {
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "temperature": self.cfg.temperature,
+        }
         if self.cfg.temperature > 0:
             params["top_p"] = self.cfg.top_p
         return params
@@ -51,7 +58,7 @@ class SGLangRefiner(ChatRefiner):
         if len(outputs) != len(flat):
             raise RuntimeError(f"sglang returned {len(outputs)} answers for {len(flat)} prompts")
         texts = [o["text"] for o in outputs]
-        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def close(self) -> None:
         engine, self.engine = getattr(self, "engine", None), None

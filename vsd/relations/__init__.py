@@ -19,7 +19,6 @@ The modules import downwards only (vocabulary, depth <- geometry; vocabulary, le
 mentions, phrases <- parser), so this file can re-export them all without an import cycle.
 """
 
-from vsd.relations.vocabulary import INVERSE, RELATIONS, SYNONYMS, normalize_relation
 from vsd.relations.depth import DEPTH_KINDS, BoxDepths
 from vsd.relations.geometry import (
     CONTAINMENT,
@@ -34,6 +33,7 @@ from vsd.relations.geometry import (
 )
 from vsd.relations.mentions import find_mentions, names_mentioned, tokenize
 from vsd.relations.parser import parse_relation
+from vsd.relations.vocabulary import INVERSE, RELATIONS, SYNONYMS, normalize_relation
 
 __all__ = [
     "CONTAINMENT",

@@ -92,8 +92,9 @@ def _gaps(s: Sequence[float], o: Sequence[float]) -> tuple[float, float, float, 
     return o[0] - s[2], s[0] - o[2], o[1] - s[3], s[1] - o[3]
 
 
-def geometric_relation(subject_box: Sequence[float], object_box: Sequence[float],
-                       depths: BoxDepths | None = None) -> str | None:
+def geometric_relation(
+    subject_box: Sequence[float], object_box: Sequence[float], depths: BoxDepths | None = None
+) -> str | None:
     """The relation the geometry decides, from subject to object, or ``None``.
 
     Decides ``to the left of`` / ``to the right of`` / ``above`` / ``under`` only when the boxes
@@ -164,8 +165,9 @@ def _with_depth(flat: str | None, s: list[float], o: list[float], depths: BoxDep
     return None
 
 
-def geometry_contradicts(relation: str, subject_box: Sequence[float], object_box: Sequence[float],
-                         depths: BoxDepths | None = None) -> bool:
+def geometry_contradicts(
+    relation: str, subject_box: Sequence[float], object_box: Sequence[float], depths: BoxDepths | None = None
+) -> bool:
     """True when the boxes clearly rule out `relation` (from subject to object).
 
     Lenient on purpose: the verify stage flags a description only when the picture is

@@ -35,12 +35,34 @@ def tokenize(text: str) -> list[str]:
 
 
 _IRREGULAR = {
-    "men": "man", "women": "woman", "people": "person", "children": "child", "feet": "foot",
-    "teeth": "tooth", "mice": "mouse", "geese": "goose", "leaves": "leaf", "knives": "knife",
-    "shelves": "shelf", "wolves": "wolf", "halves": "half", "loaves": "loaf", "calves": "calf",
-    "scarves": "scarf", "buses": "bus", "glasses": "glasses", "pants": "pants", "jeans": "jeans",
-    "shorts": "shorts", "clothes": "clothes", "bleachers": "bleachers", "ladies": "lady",
-    "skis": "ski", "species": "species", "series": "series", "dice": "die",
+    "men": "man",
+    "women": "woman",
+    "people": "person",
+    "children": "child",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+    "leaves": "leaf",
+    "knives": "knife",
+    "shelves": "shelf",
+    "wolves": "wolf",
+    "halves": "half",
+    "loaves": "loaf",
+    "calves": "calf",
+    "scarves": "scarf",
+    "buses": "bus",
+    "glasses": "glasses",
+    "pants": "pants",
+    "jeans": "jeans",
+    "shorts": "shorts",
+    "clothes": "clothes",
+    "bleachers": "bleachers",
+    "ladies": "lady",
+    "skis": "ski",
+    "species": "species",
+    "series": "series",
+    "dice": "die",
 }
 
 
@@ -67,7 +89,7 @@ def _one_indel(a: str, b: str) -> bool:
     i = 0
     while i < len(a) and a[i] == b[i]:
         i += 1
-    return a[i:] == b[i + 1:]
+    return a[i:] == b[i + 1 :]
 
 
 def _one_swap(a: str, b: str) -> bool:
@@ -87,27 +109,109 @@ def _near_spelling(a: str, b: str) -> bool:
 
 #: Different words for the same thing in VSD names vs captions ('tv' / 'television').
 _SAME_THING = [
-    {"tv", "television"}, {"airplane", "plane", "aircraft", "jet", "airliner"}, {"doughnut", "donut"},
-    {"bike", "bicycle"}, {"motorcycle", "motorbike"}, {"skateboarder", "skater"}, {"sofa", "couch"},
-    {"rug", "carpet"}, {"phone", "cellphone", "telephone"}, {"car", "automobile"}, {"kid", "child"},
-    {"picture", "photo", "photograph"}, {"tree", "bush"}, {"building", "house"}, {"road", "street"},
-    {"sidewalk", "pavement"}, {"hill", "mountain"}, {"rock", "stone"}, {"cup", "mug"},
-    {"fence", "railing", "guardrail"}, {"lamp", "light"}, {"grass", "lawn"}, {"sea", "ocean", "water"},
-    {"stair", "step", "staircase"}, {"background", "distance"}, {"bag", "purse", "handbag"},
-    {"hat", "cap"}, {"jacket", "coat"}, {"cat", "kitty", "kitten"}, {"dog", "puppy"},
+    {"tv", "television"},
+    {"airplane", "plane", "aircraft", "jet", "airliner"},
+    {"doughnut", "donut"},
+    {"bike", "bicycle"},
+    {"motorcycle", "motorbike"},
+    {"skateboarder", "skater"},
+    {"sofa", "couch"},
+    {"rug", "carpet"},
+    {"phone", "cellphone", "telephone"},
+    {"car", "automobile"},
+    {"kid", "child"},
+    {"picture", "photo", "photograph"},
+    {"tree", "bush"},
+    {"building", "house"},
+    {"road", "street"},
+    {"sidewalk", "pavement"},
+    {"hill", "mountain"},
+    {"rock", "stone"},
+    {"cup", "mug"},
+    {"fence", "railing", "guardrail"},
+    {"lamp", "light"},
+    {"grass", "lawn"},
+    {"sea", "ocean", "water"},
+    {"stair", "step", "staircase"},
+    {"background", "distance"},
+    {"bag", "purse", "handbag"},
+    {"hat", "cap"},
+    {"jacket", "coat"},
+    {"cat", "kitty", "kitten"},
+    {"dog", "puppy"},
 ]
-_PEOPLE = {"person", "man", "woman", "boy", "girl", "guy", "lady", "child", "kid", "player",
-           "skier", "surfer", "skateboarder", "rider", "people", "photographer", "worker", "umpire",
-           "catcher", "batter", "pitcher", "adult", "gentleman", "male", "female", "cook", "chef"}
+_PEOPLE = {
+    "person",
+    "man",
+    "woman",
+    "boy",
+    "girl",
+    "guy",
+    "lady",
+    "child",
+    "kid",
+    "player",
+    "skier",
+    "surfer",
+    "skateboarder",
+    "rider",
+    "people",
+    "photographer",
+    "worker",
+    "umpire",
+    "catcher",
+    "batter",
+    "pitcher",
+    "adult",
+    "gentleman",
+    "male",
+    "female",
+    "cook",
+    "chef",
+}
 _ALIASES: dict[str, set[str]] = {}
 for _group in _SAME_THING:
     for _w in _group:
         _ALIASES.setdefault(_w, set()).update(_group - {_w})
 
-COLOURS = {"black", "white", "red", "blue", "green", "yellow", "orange", "purple", "pink", "brown",
-           "gray", "grey", "silver", "gold", "tan", "dark", "light", "beige", "golden"}
-_NAME_STOPWORDS = {"the", "a", "an", "of", "and", "one", "two", "three", "left", "right", "other",
-                   "big", "small", "large", "little"} | COLOURS
+COLOURS = {
+    "black",
+    "white",
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "gray",
+    "grey",
+    "silver",
+    "gold",
+    "tan",
+    "dark",
+    "light",
+    "beige",
+    "golden",
+}
+_NAME_STOPWORDS = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "and",
+    "one",
+    "two",
+    "three",
+    "left",
+    "right",
+    "other",
+    "big",
+    "small",
+    "large",
+    "little",
+} | COLOURS
 
 Span = tuple[int, int]
 
@@ -129,7 +233,7 @@ def _heads(words: tuple[str, ...]) -> list[str]:
     """The words that name the thing: the head noun ('sign' of 'street sign', 'stack' of 'stack of
     brochures'), then -ing words that may be the noun after all ('person walking' -> 'person')."""
     if "of" in words[1:]:
-        words = words[:words.index("of", 1)]
+        words = words[: words.index("of", 1)]
     content = [w for w in words if w not in _NAME_STOPWORDS and not w.isdigit()] or list(words)
     nouns = [w for w in content if not w.endswith("ing")]
     return nouns[-1:] + [w for w in reversed(content) if w.endswith("ing")] if nouns else content[::-1]
@@ -142,11 +246,13 @@ def _mentions(sentence_tokens: tuple[str, ...], name: str) -> tuple[Span, ...]:
         return ()
     sing = [singular(t) for t in sentence_tokens]
     k, n = len(words), len(sing)
-    full = [(i, i + k) for i in range(n - k + 1) if tuple(sing[i:i + k]) == words]
+    full = [(i, i + k) for i in range(n - k + 1) if tuple(sing[i : i + k]) == words]
     if full:
         return tuple(full)
     joined = "".join(words)
-    glued = [(i, i + 2) for i in range(n - 1) if singular(sentence_tokens[i] + sentence_tokens[i + 1]) == joined]
+    glued = [
+        (i, i + 2) for i in range(n - 1) if singular(sentence_tokens[i] + sentence_tokens[i + 1]) == joined
+    ]
     if glued:
         return tuple(glued)
     heads = _heads(words)

@@ -84,13 +84,13 @@ class _Sentence:
     def _np_reaches(self, end: int, target: Span, limit: int = 8) -> bool:
         """Only noun-phrase filler up to the target: articles, adjectives, 'of', and 'and' when it
         joins nouns ('under the plate and bowl'), not clauses ('on the mat and the dog is...')."""
-        gap = self.toks[end:target[0]]
+        gap = self.toks[end : target[0]]
         if len(gap) > limit:
             return False
         if any(t in NP_BREAK and t != "and" for t in gap):
             return False
         if "and" in gap:
-            after = self.toks[target[1]:target[1] + 1]
+            after = self.toks[target[1] : target[1] + 1]
             return not (after and is_verb(after[0]))
         return True
 
@@ -123,10 +123,10 @@ class _Sentence:
             return None
         if self._negated(left, right):
             return _NEG
-        mid = _drop_asides(self.toks[left[1]:occ.start])
+        mid = _drop_asides(self.toks[left[1] : occ.start])
         if self._coordinated(occ) or "either" in mid:
             return _AMBIG
-        side = self.toks[right[1]:right[1] + 2]
+        side = self.toks[right[1] : right[1] + 2]
         if occ.end - occ.start == 1 and occ.forward == "on" and side in (["'s", "left"], ["'s", "right"]):
             rel = f"to the {side[1]} of"  # "on the girl's right"
             occ = Occurrence(occ.start, occ.end, rel, INVERSE[rel], False, occ.end)
@@ -147,10 +147,10 @@ class _Sentence:
         if not before:
             return None
         occ = before[-1]
-        lead = self.toks[self._clause_start(occ.start):occ.start]
+        lead = self.toks[self._clause_start(occ.start) : occ.start]
         if any(t not in CLAUSE_LEAD for t in lead) or not self._np_reaches(occ.end, first):
             return None
-        mid = self.toks[first[1]:second[0]]
+        mid = self.toks[first[1] : second[0]]
         verb = next((i for i, t in enumerate(mid) if t in STRONG_VERBS), None)
         if verb is None or any(t in BOUNDARY for t in mid[:verb]):
             return None
@@ -166,30 +166,32 @@ class _Sentence:
     def stranded(self, first: Span, second: Span) -> Occurrence | None:
         """'A table with a cup on it', 'a bench with snow underneath', 'the water the bird is
         standing on': first ... second REL (it|end) -> second REL first."""
-        mid = self.toks[first[1]:second[0]]
+        mid = self.toks[first[1] : second[0]]
         if any(is_verb(t) for t in mid) and not any(t in ("with", "has", "have", "had") for t in mid):
             return None
         for o in self.occs:
             if o.start < second[1]:
                 continue
-            if o.start - second[1] > 4 or any(t in BOUNDARY for t in self.toks[second[1]:o.start]):
+            if o.start - second[1] > 4 or any(t in BOUNDARY for t in self.toks[second[1] : o.start]):
                 return None
             nxt = self.toks[o.end] if o.end < len(self.toks) else "."
             if nxt in PRONOUNS:
                 return o
             # Stranded at the end: after 'with'/'has', or in a relative clause ('the water the bird...').
-            joined = any(t in ("with", "has", "have", "had") for t in mid) or not mid or mid[-1] in DETERMINERS
+            joined = (
+                any(t in ("with", "has", "have", "had") for t in mid) or not mid or mid[-1] in DETERMINERS
+            )
             return o if (nxt in BOUNDARY or o.dangling) and joined else None
         return None
 
     def each_other(self, first: Span, second: Span) -> Occurrence | None:
         """'a toilet and a sink next to each other': symmetric relations only."""
-        if "and" not in self.toks[first[1]:second[0]]:
+        if "and" not in self.toks[first[1] : second[0]]:
             return None
         for o in self.occs:
             if o.start >= second[1] and o.forward is not None and o.forward == o.backward:
-                tail = tuple(self.toks[o.end:o.end + 2])
-                if any(tail[:len(e)] == e for e in EACH_OTHER):
+                tail = tuple(self.toks[o.end : o.end + 2])
+                if any(tail[: len(e)] == e for e in EACH_OTHER):
                     return o
         return None
 
@@ -224,7 +226,7 @@ class _Sentence:
                 continue
             for o in self.occs:
                 if o.start > v and not o.dangling:
-                    gap = t[v + 1:o.start]
+                    gap = t[v + 1 : o.start]
                     if all(is_verb(g) or g in CLAUSE_LEAD or g.endswith("ly") for g in gap):
                         return o
                     break
@@ -265,13 +267,15 @@ class _Sentence:
         pred = self.predicate()
         if pred is not None and pred.forward is not None:
             return None if self._coordinated(pred) else pred.forward
-        if solid and all(t in CLAUSE_LEAD - {"there", "is", "are"} for t in self.toks[:solid[0].start]):
+        if solid and all(t in CLAUSE_LEAD - {"there", "is", "are"} for t in self.toks[: solid[0].start]):
             return solid[0].forward  # fronted: "behind the catcher is an umpire"
         rels = {o.forward for o in solid}
         return rels.pop() if len(rels) == 1 else None
 
 
-def _usable(occs: list[Occurrence], s_spans: list[Span], o_spans: list[Span]) -> tuple[list[Occurrence], list[Span], list[Span]]:
+def _usable(
+    occs: list[Occurrence], s_spans: list[Span], o_spans: list[Span]
+) -> tuple[list[Occurrence], list[Span], list[Span]]:
     """A name containing a relation word ('above ground pool') is a name, not a relation; a
     one-word mention inside a relation phrase ('front' in 'in front of') is not a mention."""
     multi = [sp for sp in s_spans + o_spans if sp[1] - sp[0] > 1]

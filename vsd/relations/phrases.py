@@ -14,8 +14,8 @@ from vsd.relations.lexicon import (
     DETERMINERS,
     NP_BREAK,
     PASSIVE_BY,
-    POSITIONS,
     POSITION_MODIFIERS,
+    POSITIONS,
     STRONG_VERBS,
     VERB_PHRASES,
     is_verb,
@@ -98,6 +98,8 @@ def _dangling(toks: list[str], end: int, phrase: str) -> tuple[bool, int]:
         k += 1
     if last is None or toks[last] not in POSITIONS:
         return False, end
-    if k < len(toks) and (toks[k] == "of" or not (toks[k] in NP_BREAK or toks[k] in _TRIE or is_verb(toks[k]))):
+    if k < len(toks) and (
+        toks[k] == "of" or not (toks[k] in NP_BREAK or toks[k] in _TRIE or is_verb(toks[k]))
+    ):
         return False, end  # "in the middle of the road", "on the top floor": a real object follows
     return True, last + 1

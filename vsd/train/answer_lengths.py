@@ -23,8 +23,14 @@ def percentile(sorted_values: list[int], q: float) -> int:
 
 def length_stats(lengths: list[int]) -> dict:
     values = sorted(lengths)
-    return {"n": len(values), "mean": round(sum(values) / len(values), 2), "p50": percentile(values, 50),
-            "p90": percentile(values, 90), "p99": percentile(values, 99), "max": values[-1]}
+    return {
+        "n": len(values),
+        "mean": round(sum(values) / len(values), 2),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": values[-1],
+    }
 
 
 def answer_tokens(tasks: list[int], answers: list[str], tokenizer, seed: int = 0) -> dict[str, dict]:
@@ -52,4 +58,6 @@ def dataset_answer_tokens(data_uri: str, tokenizer, seed: int = 0) -> dict[str, 
     _, table_uri = dataset_root(data_uri)
     fs, path = storage.resolve(table_uri)
     table = pq.read_table(path, filesystem=fs, columns=["task", "answer"])
-    return answer_tokens(table.column("task").to_pylist(), table.column("answer").to_pylist(), tokenizer, seed)
+    return answer_tokens(
+        table.column("task").to_pylist(), table.column("answer").to_pylist(), tokenizer, seed
+    )

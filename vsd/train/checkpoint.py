@@ -26,8 +26,14 @@ from typing import Any
 
 from vsd import storage
 from vsd.errors import VSDError
-from vsd.model.checkpoints import (ADAPTER_DIR, CHECKPOINT_PREFIX, META_FILE, OPTIMIZER_DIR,  # noqa: F401
-                                   list_checkpoints, read_meta)
+from vsd.model.checkpoints import (  # noqa: F401
+    ADAPTER_DIR,
+    CHECKPOINT_PREFIX,
+    META_FILE,
+    OPTIMIZER_DIR,
+    list_checkpoints,
+    read_meta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +70,9 @@ def load_adapter_state(checkpoint: str) -> dict:
     """The adapter tensors of a checkpoint (local or s3://), keyed as PEFT saved them."""
     from safetensors.torch import load as load_safetensors
 
-    return load_safetensors(storage.read_bytes(storage.join(checkpoint, ADAPTER_DIR, "adapter_model.safetensors")))
+    return load_safetensors(
+        storage.read_bytes(storage.join(checkpoint, ADAPTER_DIR, "adapter_model.safetensors"))
+    )
 
 
 def loads(checkpoint: str) -> bool:
@@ -80,11 +88,16 @@ def loads(checkpoint: str) -> bool:
 
 
 def warn_unusable(checkpoint: str, exc: BaseException) -> None:
-    log.warning("checkpoint %s is unreadable (%s: %s); falling back to the one before",
-                checkpoint, type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+    log.warning(
+        "checkpoint %s is unreadable (%s: %s); falling back to the one before",
+        checkpoint,
+        type(exc).__name__,
+        str(exc).splitlines()[0][:200] if str(exc) else "",
+    )
 
 
 # ------------------------------------------------------------------------ optimizer state (per rank)
+
 
 def shard_name(rank: int, world: int) -> str:
     return f"rank_{rank:05d}-of-{world:05d}.pt"
@@ -130,8 +143,11 @@ def write_shard(checkpoint: str, rank: int, world: int, state: dict) -> dict:
 
 def shards_meta(entries: list[dict], world: int, zero_stage: int) -> dict:
     """meta.json's ``optimizer`` section, from every rank's ``write_shard`` listing."""
-    return {"world_size": world, "zero_stage": zero_stage,
-            "shards": {e["name"]: {"bytes": e["bytes"], "sha256": e["sha256"]} for e in entries}}
+    return {
+        "world_size": world,
+        "zero_stage": zero_stage,
+        "shards": {e["name"]: {"bytes": e["bytes"], "sha256": e["sha256"]} for e in entries},
+    }
 
 
 def check_shards_present(checkpoint: str, meta: dict) -> None:
@@ -157,8 +173,13 @@ def read_shard(checkpoint: str, meta: dict, rank: int, world: int) -> dict | Non
     if not section:
         return None
     if int(section["world_size"]) != world:
-        log.warning("checkpoint %s holds optimizer state for %s ranks, this run has %d: resuming the adapter "
-                    "only (AdamW moments restart)", checkpoint, section["world_size"], world)
+        log.warning(
+            "checkpoint %s holds optimizer state for %s ranks, this run has %d: resuming the adapter "
+            "only (AdamW moments restart)",
+            checkpoint,
+            section["world_size"],
+            world,
+        )
         return None
     name = shard_name(rank, world)
     data = storage.read_bytes(storage.join(checkpoint, OPTIMIZER_DIR, name))

@@ -44,8 +44,9 @@ class LlavaCollator:
     # -- per sample -----------------------------------------------------------------------------
     def _texts(self, prompt: str, answer: str) -> tuple[str, str]:
         full = self.processor.apply_chat_template(conversation(prompt, answer), tokenize=False)
-        head = self.processor.apply_chat_template(conversation(prompt, None), tokenize=False,
-                                                  add_generation_prompt=True)
+        head = self.processor.apply_chat_template(
+            conversation(prompt, None), tokenize=False, add_generation_prompt=True
+        )
         return full, head
 
     def _prompt_length(self, ids: list[int], head: str) -> int:
@@ -54,7 +55,9 @@ class LlavaCollator:
         not a token-exact prefix still masks at the first difference)."""
         n_image = sum(1 for t in ids if t == self.image_token_id)
         n_tags = head.count(self.image_token)
-        expanded = head.replace(self.image_token, self.image_token * (n_image // max(n_tags, 1))) if n_tags else head
+        expanded = (
+            head.replace(self.image_token, self.image_token * (n_image // max(n_tags, 1))) if n_tags else head
+        )
         head_ids = self.processor.tokenizer(expanded, add_special_tokens=True)["input_ids"]
         n = 0
         for a, b in zip(head_ids, ids):
@@ -87,8 +90,9 @@ class LlavaCollator:
         import torch
 
         texts, heads = zip(*(self._texts(s["prompt"], s["answer"]) for s in samples))
-        enc = self.processor(text=list(texts), images=[s["image"] for s in samples], padding=True,
-                             return_tensors="pt")
+        enc = self.processor(
+            text=list(texts), images=[s["image"] for s in samples], padding=True, return_tensors="pt"
+        )
         rows, outcomes = [], []
         for i, head in enumerate(heads):
             mask = enc["attention_mask"][i].bool()
@@ -105,8 +109,13 @@ class LlavaCollator:
             labels[i, : len(lab)] = torch.tensor(lab)
             attention[i, : len(ids)] = 1
         batch = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
-        batch.update(input_ids=input_ids, attention_mask=attention, labels=labels,
-                     num_dropped=outcomes.count("dropped"), num_truncated=outcomes.count("truncated"))
+        batch.update(
+            input_ids=input_ids,
+            attention_mask=attention,
+            labels=labels,
+            num_dropped=outcomes.count("dropped"),
+            num_truncated=outcomes.count("truncated"),
+        )
         return batch
 
 

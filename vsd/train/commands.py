@@ -9,14 +9,19 @@ from vsd.config import add_config_arguments, config_from_args
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "train", help="LoRA fine-tune a LLaVA on an instruction set (Ray Train + DeepSpeed)",
+        "train",
+        help="LoRA fine-tune a LLaVA on an instruction set (Ray Train + DeepSpeed)",
         description="Runs (or resumes: the same --out continues from its latest checkpoint) a LoRA "
-                    "fine-tune. Writes <out>/config.yaml, <out>/metrics.jsonl and "
-                    "<out>/checkpoints/checkpoint_<step>/{adapter/,optimizer/,meta.json} (optimizer/: "
-                    "every rank's optimizer state, so a resume continues the same trajectory).")
+        "fine-tune. Writes <out>/config.yaml, <out>/metrics.jsonl and "
+        "<out>/checkpoints/checkpoint_<step>/{adapter/,optimizer/,meta.json} (optimizer/: "
+        "every rank's optimizer state, so a resume continues the same trajectory).",
+    )
     p.add_argument("--out", help="run folder: local path or s3:// prefix")
-    add_config_arguments(p, example_config="jobs/configs/train-*.yaml",
-                         example_overrides="optim.lr=1e-4 deepspeed.zero_stage=3")
+    add_config_arguments(
+        p,
+        example_config="jobs/configs/train-*.yaml",
+        example_overrides="optim.lr=1e-4 deepspeed.zero_stage=3",
+    )
     p.set_defaults(func=run)
 
 

@@ -15,11 +15,18 @@ from vsd.model.lora import LoraSettings
 
 @dataclasses.dataclass
 class ModelConfig:
-    base: str = describe("base", "tiny:llava", help="base LLaVA: a hub id (llava-hf/llava-1.5-13b-hf), a local path, an s3:// "
-                                           "prefix, or tiny:llava[?knob=value&...] to build a tiny offline LLaVA "
-                                           "on the fly (CI, demo)")
-    trust_remote_code: bool = describe("trust_remote_code", False, help="allow model code from the checkpoint (off: only "
-                                                   "transformers' own LLaVA classes run)")
+    base: str = describe(
+        "base",
+        "tiny:llava",
+        help="base LLaVA: a hub id (llava-hf/llava-1.5-13b-hf), a local path, an s3:// "
+        "prefix, or tiny:llava[?knob=value&...] to build a tiny offline LLaVA "
+        "on the fly (CI, demo)",
+    )
+    trust_remote_code: bool = describe(
+        "trust_remote_code",
+        False,
+        help="allow model code from the checkpoint (off: only transformers' own LLaVA classes run)",
+    )
 
     def validate(self) -> None:
         if not self.base:
@@ -28,22 +35,43 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class SyntheticDataConfig:
-    scenes: int = describe("scenes", 0, help="number of synthetic scenes to generate and build into an instruction set "
-                                   "(0: use data.uri instead)")
+    scenes: int = describe(
+        "scenes",
+        0,
+        help="number of synthetic scenes to generate and build into an instruction set "
+        "(0: use data.uri instead)",
+    )
     seed: int = describe("seed", 0, help="seed of the synthetic scenes (same seed, same data)")
 
 
 @dataclasses.dataclass
 class DataConfig:
-    uri: str = describe("uri", "", help="instruction dataset: a `vsd data build` output folder (local or s3://) holding "
-                                 "instructions.parquet and images/, or the parquet file itself")
-    synthetic: SyntheticDataConfig = describe("synthetic", help="generate a small synthetic set instead of reading `uri`",
-                                              factory=SyntheticDataConfig)
-    max_length: int = describe("max_length", 1024, help="tokens per sample incl. image tokens; longer answers are cut at the tail "
-                                          "(more = fewer truncated answers, more memory)")
-    shuffle: bool = describe("shuffle", True, help="shuffle the samples each epoch (seeded by `seed` and the epoch)")
-    loader_workers: int = describe("loader_workers", 0, help="DataLoader processes per worker decoding images (0: in the "
-                                           "training process; more keeps a GPU fed, costs CPU and memory)")
+    uri: str = describe(
+        "uri",
+        "",
+        help="instruction dataset: a `vsd data build` output folder (local or s3://) holding "
+        "instructions.parquet and images/, or the parquet file itself",
+    )
+    synthetic: SyntheticDataConfig = describe(
+        "synthetic",
+        help="generate a small synthetic set instead of reading `uri`",
+        factory=SyntheticDataConfig,
+    )
+    max_length: int = describe(
+        "max_length",
+        1024,
+        help="tokens per sample incl. image tokens; longer answers are cut at the tail "
+        "(more = fewer truncated answers, more memory)",
+    )
+    shuffle: bool = describe(
+        "shuffle", True, help="shuffle the samples each epoch (seeded by `seed` and the epoch)"
+    )
+    loader_workers: int = describe(
+        "loader_workers",
+        0,
+        help="DataLoader processes per worker decoding images (0: in the "
+        "training process; more keeps a GPU fed, costs CPU and memory)",
+    )
 
     def validate(self) -> None:
         if self.synthetic.scenes < 0:
@@ -58,25 +86,39 @@ class DataConfig:
 
 @dataclasses.dataclass
 class DeepSpeedConfig:
-    zero_stage: int = describe("zero_stage", 2, help="ZeRO stage: 2 shards optimizer state + gradients, 3 also shards the "
-                                       "weights (needed for 13B on 8x80GB with large batches; more communication)",
-                               choices=[2, 3])
-    offload_optimizer: bool = describe("offload_optimizer", False, help="keep optimizer state in CPU memory (frees GPU memory, "
-                                                   "slower steps)")
+    zero_stage: int = describe(
+        "zero_stage",
+        2,
+        help="ZeRO stage: 2 shards optimizer state + gradients, 3 also shards the "
+        "weights (needed for 13B on 8x80GB with large batches; more communication)",
+        choices=[2, 3],
+    )
+    offload_optimizer: bool = describe(
+        "offload_optimizer", False, help="keep optimizer state in CPU memory (frees GPU memory, slower steps)"
+    )
 
 
 @dataclasses.dataclass
 class OptimConfig:
     lr: float = describe("lr", 2e-4, help="peak learning rate (AdamW)")
     weight_decay: float = describe("weight_decay", 0.0, help="AdamW weight decay")
-    warmup_ratio: float = describe("warmup_ratio", 0.03, help="fraction of the optimizer steps with a linear warm-up")
+    warmup_ratio: float = describe(
+        "warmup_ratio", 0.03, help="fraction of the optimizer steps with a linear warm-up"
+    )
     cosine: bool = describe("cosine", True, help="cosine decay to 0 after the warm-up (false: constant)")
     max_grad_norm: float = describe("max_grad_norm", 1.0, help="gradient clipping norm (0: off)")
-    batch_size: int = describe("batch_size", 4, help="samples per worker per micro-step (more: faster, more memory)")
-    grad_accum: int = describe("grad_accum", 1, help="micro-steps per optimizer step; the global batch is "
-                                       "batch_size x grad_accum x num_workers")
+    batch_size: int = describe(
+        "batch_size", 4, help="samples per worker per micro-step (more: faster, more memory)"
+    )
+    grad_accum: int = describe(
+        "grad_accum",
+        1,
+        help="micro-steps per optimizer step; the global batch is batch_size x grad_accum x num_workers",
+    )
     epochs: int = describe("epochs", 1, help="passes over the data (ignored when max_steps > 0)")
-    max_steps: int = describe("max_steps", 0, help="optimizer steps to run in total (0: as many as `epochs` give)")
+    max_steps: int = describe(
+        "max_steps", 0, help="optimizer steps to run in total (0: as many as `epochs` give)"
+    )
 
     def validate(self) -> None:
         if self.lr <= 0:
@@ -95,9 +137,14 @@ class OptimConfig:
 @dataclasses.dataclass
 class ScalingConfig:
     num_workers: int = describe("num_workers", 2, help="Ray Train workers (one per GPU on GPU nodes)")
-    use_gpu: bool = describe("use_gpu", False, help="one GPU per worker, NCCL, bf16; false: CPU workers, gloo, fp32")
-    resources_per_worker: dict[str, float] = describe("resources_per_worker", help="Ray resources per worker, e.g. {CPU: 8, GPU: 1}",
-                                                      factory=lambda: {"CPU": 1})
+    use_gpu: bool = describe(
+        "use_gpu", False, help="one GPU per worker, NCCL, bf16; false: CPU workers, gloo, fp32"
+    )
+    resources_per_worker: dict[str, float] = describe(
+        "resources_per_worker",
+        help="Ray resources per worker, e.g. {CPU: 8, GPU: 1}",
+        factory=lambda: {"CPU": 1},
+    )
 
     def validate(self) -> None:
         if self.num_workers < 1:
@@ -106,8 +153,12 @@ class ScalingConfig:
 
 @dataclasses.dataclass
 class CheckpointConfig:
-    every_n_steps: int = describe("every_n_steps", 50, help="save the adapter every N optimizer steps (and at the end); "
-                                           "fewer: less work lost on a failure, more I/O")
+    every_n_steps: int = describe(
+        "every_n_steps",
+        50,
+        help="save the adapter every N optimizer steps (and at the end); "
+        "fewer: less work lost on a failure, more I/O",
+    )
     keep_n: int = describe("keep_n", 3, help="checkpoints kept in <run>/checkpoints (older ones are deleted)")
 
     def validate(self) -> None:
@@ -118,14 +169,20 @@ class CheckpointConfig:
 
 @dataclasses.dataclass
 class FailureConfig:
-    max_failures: int = describe("max_failures", 3, help="worker-group restarts (from the last checkpoint) before the run fails")
+    max_failures: int = describe(
+        "max_failures", 3, help="worker-group restarts (from the last checkpoint) before the run fails"
+    )
 
 
 @dataclasses.dataclass
 class FaultConfig:
-    kill_at_step: int = describe("kill_at_step", 0, help="TEST ONLY: the last worker os._exit()s right after this optimizer step "
-                                         "of a run that started from scratch (0: never); proves FailureConfig "
-                                         "restores from the last checkpoint")
+    kill_at_step: int = describe(
+        "kill_at_step",
+        0,
+        help="TEST ONLY: the last worker os._exit()s right after this optimizer step "
+        "of a run that started from scratch (0: never); proves FailureConfig "
+        "restores from the last checkpoint",
+    )
 
 
 @dataclasses.dataclass
@@ -135,15 +192,25 @@ class TrainConfig:
     lora: LoraSettings = describe("lora", help="LoRA adapter on the language model", factory=LoraSettings)
     deepspeed: DeepSpeedConfig = describe("deepspeed", help="DeepSpeed ZeRO", factory=DeepSpeedConfig)
     optim: OptimConfig = describe("optim", help="optimizer and schedule", factory=OptimConfig)
-    precision: str = describe("precision", "auto", help="auto: bf16 on GPU, fp32 on CPU", choices=["auto", "bf16", "fp32"])
-    gradient_checkpointing: bool = describe("gradient_checkpointing", False, help="recompute LM activations in the backward pass "
-                                                        "(~1/3 more compute, much less activation memory)")
+    precision: str = describe(
+        "precision", "auto", help="auto: bf16 on GPU, fp32 on CPU", choices=["auto", "bf16", "fp32"]
+    )
+    gradient_checkpointing: bool = describe(
+        "gradient_checkpointing",
+        False,
+        help="recompute LM activations in the backward pass (~1/3 more compute, much less activation memory)",
+    )
     scaling: ScalingConfig = describe("scaling", help="Ray Train workers", factory=ScalingConfig)
-    checkpoint: CheckpointConfig = describe("checkpoint", help="adapter checkpoints", factory=CheckpointConfig)
+    checkpoint: CheckpointConfig = describe(
+        "checkpoint", help="adapter checkpoints", factory=CheckpointConfig
+    )
     failure: FailureConfig = describe("failure", help="fault tolerance", factory=FailureConfig)
     fault: FaultConfig = describe("fault", help="fault injection for tests", factory=FaultConfig)
-    metrics_every_n_steps: int = describe("metrics_every_n_steps", 1, help="report metrics every N optimizer steps (each report is a "
-                                                  "barrier across workers)")
+    metrics_every_n_steps: int = describe(
+        "metrics_every_n_steps",
+        1,
+        help="report metrics every N optimizer steps (each report is a barrier across workers)",
+    )
     seed: int = describe("seed", 0, help="seed of LoRA init, shuffling and dropout")
 
     def validate(self) -> None:

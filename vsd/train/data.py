@@ -59,12 +59,17 @@ class InstructionDataset:
         from PIL import Image
 
         row = self.rows[index]
-        image_uri = row["image"] if "://" in row["image"] or os.path.isabs(row["image"]) else storage.join(self.root, row["image"])
+        image_uri = (
+            row["image"]
+            if "://" in row["image"] or os.path.isabs(row["image"])
+            else storage.join(self.root, row["image"])
+        )
         image = Image.open(io.BytesIO(storage.read_bytes(image_uri))).convert("RGB")
         return {"id": row["id"], "image": image, "prompt": row["prompt"], "answer": row["answer"]}
 
 
 # -- on-the-fly inputs (tiny model, synthetic data) so the CPU config runs on a fresh checkout ----
+
 
 def _build_once(key: str, build) -> str:
     """``build(tmp_dir)`` into the cache unless already there; atomic, so workers on one node that

@@ -72,7 +72,14 @@ class MetricsWriter:
             row["loss"] = sum(m["loss"] for m in metrics) / len(metrics)
             row["loss_per_worker"] = [m["loss"] for m in metrics]
             row["lr"] = first["lr"]
-            for key in ("samples", "tokens", "samples_per_s", "tokens_per_s", "samples_dropped", "samples_truncated"):
+            for key in (
+                "samples",
+                "tokens",
+                "samples_per_s",
+                "tokens_per_s",
+                "samples_dropped",
+                "samples_truncated",
+            ):
                 row[key] = sum(m[key] for m in metrics)
             row["step_time_s"] = max(m["step_time_s"] for m in metrics)
         row["time"] = time.time()
@@ -116,9 +123,18 @@ class MetricsWriter:
                     row["checkpoint"] = name
                 self.rows.setdefault(int(row["step"]), row)
             if step not in self.rows:  # a checkpoint written before meta.json kept the reports
-                row = {k: meta[k] for k in ("step", "epoch", "total_steps", "loss", "loss_per_worker") if k in meta}
-                self.rows[step] = {**row, "workers": meta.get("world_size"), "checkpoint": name,
-                                   "from_checkpoint": True, "time": time.time()}
+                row = {
+                    k: meta[k]
+                    for k in ("step", "epoch", "total_steps", "loss", "loss_per_worker")
+                    if k in meta
+                }
+                self.rows[step] = {
+                    **row,
+                    "workers": meta.get("world_size"),
+                    "checkpoint": name,
+                    "from_checkpoint": True,
+                    "time": time.time(),
+                }
 
     def after_exception(self, run_context, worker_exceptions) -> None:
         self.flush()
@@ -233,7 +249,9 @@ def rank_nodes(run_uri: str) -> dict[int, str]:
 
     lines = []  # the last metrics line, and the newest checkpoint's last step combined the same way
     try:
-        rows = [json.loads(x) for x in storage.read_text(storage.join(run_uri, METRICS)).splitlines() if x.strip()]
+        rows = [
+            json.loads(x) for x in storage.read_text(storage.join(run_uri, METRICS)).splitlines() if x.strip()
+        ]
         lines += [row for row in rows[-1:] if row.get("nodes")]
     except (OSError, ValueError):
         pass
@@ -254,12 +272,15 @@ def _one_line(exc: BaseException, dead_nodes: dict[int, str] | None = None) -> s
     if failures:
         dead_nodes = dead_nodes or {}
         # A dead worker (its node lost) is the cause; the others' broken collectives are collateral.
-        rank, error = min(failures.items(), key=lambda kv: (kv[0] not in dead_nodes, " because " not in str(kv[1]),
-                                                            kv[0]))
+        rank, error = min(
+            failures.items(), key=lambda kv: (kv[0] not in dead_nodes, " because " not in str(kv[1]), kv[0])
+        )
         lines = [x.strip() for x in str(error).splitlines() if x.strip()]
         why = next((x for x in lines if " because " in x), lines[0] if lines else "")
         if rank in dead_nodes and "node has died" not in why:
-            return f"rank {rank}: its node has died ({dead_nodes[rank][:12]}): {type(error).__name__}: {why}"[:300]
+            return f"rank {rank}: its node has died ({dead_nodes[rank][:12]}): {type(error).__name__}: {why}"[
+                :300
+            ]
         return f"rank {rank}: {type(error).__name__}: {why}"[:300]
     lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
     causes = [x for x in lines if x.split(":", 1)[0].endswith(("Error", "Exception"))]
@@ -276,8 +297,9 @@ def _own_state_api() -> str:
     from ray._private import ray_constants
     from ray.experimental import internal_kv
 
-    address = internal_kv._internal_kv_get(ray_constants.DASHBOARD_ADDRESS,
-                                           namespace=ray_constants.KV_NAMESPACE_DASHBOARD)
+    address = internal_kv._internal_kv_get(
+        ray_constants.DASHBOARD_ADDRESS, namespace=ray_constants.KV_NAMESPACE_DASHBOARD
+    )
     session = ray._private.worker.global_worker.node.session_name
     if address:
         url = f"http://{address.decode()}"
@@ -311,7 +333,9 @@ def _fit_pinned_to_this_cluster(trainer, run_uri: str):
     # On the driver's node (the head, for a job), never on a worker node: Ray Train attaches its
     # controller to the node fit runs on, and losing a worker node must not take the controller along.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(runtime_env={"env_vars": env}, scheduling_strategy=here)
+    task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(
+        runtime_env={"env_vars": env}, scheduling_strategy=here
+    )
     return ray.get(task.remote(trainer, run_uri))
 
 
@@ -340,8 +364,9 @@ def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
         train_loop_per_worker,
         train_loop_config={"config": to_dict(cfg), "run_uri": workers_uri},
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
-                                               resources_per_worker=resources),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker=resources
+        ),
         run_config=ray.train.RunConfig(
             name=CHECKPOINTS_DIR,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep_n),

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from vsd.train.collator import IGNORE_INDEX, model_inputs
 
@@ -47,7 +48,8 @@ def make_scheduler(optimizer, total_steps: int, warmup_ratio: float, cosine: boo
 
     warmup = int(round(warmup_ratio * total_steps))
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: lr_factor(i + start_step, total_steps, warmup, cosine))
+        optimizer, lambda i: lr_factor(i + start_step, total_steps, warmup, cosine)
+    )
 
 
 def answer_loss(model, batch: dict):
@@ -69,8 +71,9 @@ def answer_loss(model, batch: dict):
     logits = out.logits.float()
     targets = targets_next[:, keep]
     n = int((targets != IGNORE_INDEX).sum())
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                             ignore_index=IGNORE_INDEX, reduction="sum")
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
     return loss / max(n, 1), n
 
 
@@ -148,17 +151,26 @@ class StepStats:
     seconds: float
 
     def metrics(self) -> dict:
-        return {"loss": self.loss, "lr": self.lr, "samples": self.samples, "tokens": self.tokens,
-                "samples_per_s": self.samples / self.seconds,
-                "tokens_per_s": self.tokens / self.seconds, "samples_dropped": self.dropped,
-                "samples_truncated": self.truncated, "step_time_s": self.seconds}
+        return {
+            "loss": self.loss,
+            "lr": self.lr,
+            "samples": self.samples,
+            "tokens": self.tokens,
+            "samples_per_s": self.samples / self.seconds,
+            "tokens_per_s": self.tokens / self.seconds,
+            "samples_dropped": self.dropped,
+            "samples_truncated": self.truncated,
+            "step_time_s": self.seconds,
+        }
 
 
 def to_device(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
-def run_step(stepper: Stepper, micro_batches: Iterable[dict], device=None, sync: Callable | None = None) -> StepStats:
+def run_step(
+    stepper: Stepper, micro_batches: Iterable[dict], device=None, sync: Callable | None = None
+) -> StepStats:
     """One optimizer step over ``grad_accum`` micro-batches; throughput counts every non-pad token
     (image tokens included: they go through the whole language model)."""
     start = time.perf_counter()
@@ -175,8 +187,15 @@ def run_step(stepper: Stepper, micro_batches: Iterable[dict], device=None, sync:
     stepper.step()
     if sync is not None:
         sync()
-    return StepStats(loss=sum(losses) / max(1, len(losses)), lr=lr, samples=samples, tokens=tokens,
-                     dropped=dropped, truncated=truncated, seconds=max(time.perf_counter() - start, 1e-9))
+    return StepStats(
+        loss=sum(losses) / max(1, len(losses)),
+        lr=lr,
+        samples=samples,
+        tokens=tokens,
+        dropped=dropped,
+        truncated=truncated,
+        seconds=max(time.perf_counter() - start, 1e-9),
+    )
 
 
 # ================================ DeepSpeed ================================
@@ -184,8 +203,11 @@ def run_step(stepper: Stepper, micro_batches: Iterable[dict], device=None, sync:
 
 def deepspeed_config(cfg, world_size: int) -> dict:
     """DeepSpeed's JSON config from a TrainConfig (the one place the two vocabularies meet)."""
-    zero: dict[str, Any] = {"stage": cfg.deepspeed.zero_stage, "overlap_comm": cfg.scaling.use_gpu,
-                            "contiguous_gradients": True}
+    zero: dict[str, Any] = {
+        "stage": cfg.deepspeed.zero_stage,
+        "overlap_comm": cfg.scaling.use_gpu,
+        "contiguous_gradients": True,
+    }
     if cfg.deepspeed.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cfg.scaling.use_gpu}
     if cfg.deepspeed.zero_stage == 3:

@@ -64,8 +64,12 @@ def all_ranks_agree(ok: bool) -> bool:
 def _read(checkpoint: str, rank: int, world: int) -> Resume:
     meta = read_meta(checkpoint)
     ck.check_shards_present(checkpoint, meta)
-    return Resume(checkpoint=checkpoint, meta=meta, adapter=ck.load_adapter_state(checkpoint),
-                  shard=ck.read_shard(checkpoint, meta, rank, world))
+    return Resume(
+        checkpoint=checkpoint,
+        meta=meta,
+        adapter=ck.load_adapter_state(checkpoint),
+        shard=ck.read_shard(checkpoint, meta, rank, world),
+    )
 
 
 def choose(options: list[str], rank: int, world: int) -> Resume:
@@ -82,5 +86,7 @@ def choose(options: list[str], rank: int, world: int) -> Resume:
                 ck.log.warning("resuming %s without optimizer state: AdamW moments restart", checkpoint)
             return resume
         if ok and rank == 0:
-            ck.log.warning("checkpoint %s is unreadable on another rank; falling back to the one before", checkpoint)
+            ck.log.warning(
+                "checkpoint %s is unreadable on another rank; falling back to the one before", checkpoint
+            )
     return Resume()

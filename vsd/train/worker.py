@@ -13,7 +13,14 @@ import os
 import shutil
 import time
 
-from vsd.train.loop import DeepSpeedStepper, StepStats, deepspeed_config, make_optimizer, make_scheduler, run_step
+from vsd.train.loop import (
+    DeepSpeedStepper,
+    StepStats,
+    deepspeed_config,
+    make_optimizer,
+    make_scheduler,
+    run_step,
+)
 
 
 def load_for_training(cfg, base: str, device, world: int):
@@ -43,8 +50,12 @@ def load_for_training(cfg, base: str, device, world: int):
         # zero.Init partitions over DeepSpeed's view of the process group (Ray Train's, joined here).
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
         handle = HfDeepSpeedConfig(deepspeed_config(cfg, world))
-    model, processor = load_model(base, dtype="bfloat16" if cfg.use_bf16 else "float32", device=str(device),
-                                  trust_remote_code=cfg.model.trust_remote_code)
+    model, processor = load_model(
+        base,
+        dtype="bfloat16" if cfg.use_bf16 else "float32",
+        device=str(device),
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
     torch.manual_seed(cfg.seed)  # the LoRA init must not depend on how the base was loaded
     return attach_lora(model, cfg.lora), processor, handle
 
@@ -55,8 +66,9 @@ def build_engine(cfg, model, world: int, total_steps: int, start_step: int):
 
     optimizer = make_optimizer(model, cfg.optim.lr, cfg.optim.weight_decay)
     scheduler = make_scheduler(optimizer, total_steps, cfg.optim.warmup_ratio, cfg.optim.cosine, start_step)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
-                                           config=deepspeed_config(cfg, world))
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, world)
+    )
     engine.train()
     return engine
 
@@ -71,8 +83,9 @@ def _gather(obj) -> list:
     return out
 
 
-def save_checkpoint(engine, checkpoint_uri: str, meta: dict, rank: int, world: int,
-                    reports: list[dict] | None = None) -> str | None:
+def save_checkpoint(
+    engine, checkpoint_uri: str, meta: dict, rank: int, world: int, reports: list[dict] | None = None
+) -> str | None:
     """Every rank: join the adapter gather, store its optimizer shard under ``checkpoint_uri``.
     Rank 0 then returns a local dir with ``adapter/`` + ``meta.json`` (listing every stored
     shard) for Ray Train to persist into that same folder; the others return None.
@@ -85,7 +98,9 @@ def save_checkpoint(engine, checkpoint_uri: str, meta: dict, rank: int, world: i
     stage = int(meta["zero_stage"])
     adapter = ck.trainable_state(engine.module, stage)  # collective under ZeRO-3
     entry = ck.write_shard(checkpoint_uri, rank, world, ck.optimizer_shard(engine))
-    gathered = _gather({"shard": entry, "loss": meta.get("loss"), "reports": reports or []})  # every shard is stored
+    gathered = _gather(
+        {"shard": entry, "loss": meta.get("loss"), "reports": reports or []}
+    )  # every shard is stored
     if rank != 0:
         return None
     losses = [g["loss"] for g in gathered]
@@ -96,8 +111,11 @@ def save_checkpoint(engine, checkpoint_uri: str, meta: dict, rank: int, world: i
         for r in g["reports"]:
             by_step.setdefault(int(r["step"]), []).append(r)
     shards = ck.shards_meta([g["shard"] for g in gathered], world, stage)
-    return ck.write_checkpoint(engine.module, adapter, {**meta, "optimizer": shards,
-                                                        "reports": [by_step[s] for s in sorted(by_step)]})
+    return ck.write_checkpoint(
+        engine.module,
+        adapter,
+        {**meta, "optimizer": shards, "reports": [by_step[s] for s in sorted(by_step)]},
+    )
 
 
 def _batches(dataset, indices: list[int], batch_size: int, collate, loader_workers: int, seed: int):
@@ -106,16 +124,24 @@ def _batches(dataset, indices: list[int], batch_size: int, collate, loader_worke
     subset = torch.utils.data.Subset(dataset, indices)
     # Its own generator: creating a loader mid-epoch (a resume) must not draw from the global RNG
     # that dropout uses, or a resumed run would drift from an uninterrupted one.
-    return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate,
-                                       num_workers=loader_workers, drop_last=True,
-                                       generator=torch.Generator().manual_seed(seed))
+    return torch.utils.data.DataLoader(
+        subset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=loader_workers,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def epoch_indices(n: int, world: int, rank: int, epoch: int, seed: int, shuffle: bool) -> list[int]:
     """This rank's sample indices for ``epoch`` (DistributedSampler: same on every relaunch)."""
     from torch.utils.data import DistributedSampler
 
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+    sampler = DistributedSampler(
+        range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     return list(sampler)
 
@@ -123,8 +149,10 @@ def epoch_indices(n: int, world: int, rank: int, epoch: int, seed: int, shuffle:
 def steps_per_epoch(cfg, n_samples: int, world: int) -> int:
     per_epoch = (n_samples // world) // (cfg.optim.batch_size * cfg.optim.grad_accum)
     if per_epoch < 1:
-        raise ValueError(f"{n_samples} samples cannot fill one step of {world} workers x "
-                         f"{cfg.optim.batch_size} x {cfg.optim.grad_accum}")
+        raise ValueError(
+            f"{n_samples} samples cannot fill one step of {world} workers x "
+            f"{cfg.optim.batch_size} x {cfg.optim.grad_accum}"
+        )
     return per_epoch
 
 
@@ -137,7 +165,9 @@ def step_batches(cfg, dataset, collate, rank: int, world: int, start_step: int, 
     step = start_step
     while step < total:
         epoch, offset = divmod(step, per_epoch)
-        indices = epoch_indices(len(dataset), world, rank, epoch, cfg.seed, cfg.data.shuffle)[offset * micro * size:]
+        indices = epoch_indices(len(dataset), world, rank, epoch, cfg.seed, cfg.data.shuffle)[
+            offset * micro * size :
+        ]
         loader = iter(_batches(dataset, indices, size, collate, cfg.data.loader_workers, cfg.seed))
         for _ in range(min(per_epoch - offset, total - step)):
             step += 1
@@ -174,10 +204,10 @@ def train_loop_per_worker(config: dict) -> None:
     from vsd.model.checkpoints import checkpoint_uri
     from vsd.model.loader import localize
     from vsd.train import resume as rs
+    from vsd.train.answer_lengths import dataset_answer_tokens
     from vsd.train.checkpoint import checkpoint_name
     from vsd.train.collator import LlavaCollator
     from vsd.train.config import TrainConfig
-    from vsd.train.answer_lengths import dataset_answer_tokens
     from vsd.train.data import InstructionDataset, synthetic_dataset
 
     cfg: TrainConfig = vconfig.from_dict(TrainConfig, config["config"])
@@ -210,19 +240,40 @@ def train_loop_per_worker(config: dict) -> None:
     since_checkpoint: list[dict] = []  # this rank's reports since the last checkpoint (see save_checkpoint)
 
     def report(step: int, stats: StepStats | None, save: bool, final: bool) -> None:
-        metrics = {"step": step, "epoch": step / per_epoch, "rank": rank, "resumed_from": start_step,
-                   "total_steps": total, "final": final, "node_id": node_id, **(stats.metrics() if stats else {})}
+        metrics = {
+            "step": step,
+            "epoch": step / per_epoch,
+            "rank": rank,
+            "resumed_from": start_step,
+            "total_steps": total,
+            "final": final,
+            "node_id": node_id,
+            **(stats.metrics() if stats else {}),
+        }
         since_checkpoint.append(metrics)
         local = None
         if save:
-            meta = {"base_model": cfg.model.base, "base_model_path": base, "step": step, "epoch": step / per_epoch,
-                    "total_steps": total, "loss": metrics.get("loss"), "zero_stage": cfg.deepspeed.zero_stage,
-                    "world_size": world, "lora": vconfig.to_dict(cfg.lora),
-                    "answer_tokens": lengths}  # the trained answer lengths: annotation's token budgets
-            local = save_checkpoint(engine, checkpoint_uri(run_uri, step), meta, rank, world, since_checkpoint)
+            meta = {
+                "base_model": cfg.model.base,
+                "base_model_path": base,
+                "step": step,
+                "epoch": step / per_epoch,
+                "total_steps": total,
+                "loss": metrics.get("loss"),
+                "zero_stage": cfg.deepspeed.zero_stage,
+                "world_size": world,
+                "lora": vconfig.to_dict(cfg.lora),
+                "answer_tokens": lengths,
+            }  # the trained answer lengths: annotation's token budgets
+            local = save_checkpoint(
+                engine, checkpoint_uri(run_uri, step), meta, rank, world, since_checkpoint
+            )
             since_checkpoint.clear()
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local) if local else None,
-                         checkpoint_dir_name=checkpoint_name(step) if save else None)
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(local) if local else None,
+            checkpoint_dir_name=checkpoint_name(step) if save else None,
+        )
         if local:  # persisted to the run folder by now (synchronous upload)
             shutil.rmtree(local, ignore_errors=True)
 

@@ -19,10 +19,16 @@ from vsd.annotate.engines.config import Backend, engine_config_class, load_objec
 from vsd.config import ConfigError
 
 ENGINES: dict[str, Backend] = {
-    "hf": Backend("vsd.annotate.engines.hf.engine:HFEngine", "vsd.annotate.engines.hf.options:HFOptions",
-                  "transformers LLaVA in-process, CPU or GPU, LoRA adapters served as they are"),
-    "sglang": Backend("vsd.annotate.engines.sglang:SGLangEngine", "vsd.annotate.engines.sglang:SGLangOptions",
-                      "sglang.Engine (GPU nodes, AMX CPUs in tests) serving a merged `vsd export --layout sglang`"),
+    "hf": Backend(
+        "vsd.annotate.engines.hf.engine:HFEngine",
+        "vsd.annotate.engines.hf.options:HFOptions",
+        "transformers LLaVA in-process, CPU or GPU, LoRA adapters served as they are",
+    ),
+    "sglang": Backend(
+        "vsd.annotate.engines.sglang:SGLangEngine",
+        "vsd.annotate.engines.sglang:SGLangOptions",
+        "sglang.Engine (GPU nodes, AMX CPUs in tests) serving a merged `vsd export --layout sglang`",
+    ),
 }
 
 EngineConfig = engine_config_class(ENGINES)

@@ -77,6 +77,7 @@ class Engine(Protocol):
 
 # --------------------------------------------------------------------------- helpers for engines
 
+
 def check_requests(batch: Sequence[ImageRequest]) -> None:
     """Refuse a batch whose keys repeat: results are matched to requests by key."""
     seen: set[str] = set()
@@ -108,7 +109,9 @@ def account(batch: Sequence[ImageRequest], results: Sequence[ImageResult]) -> li
     for req in batch:
         res = by_key[req.key]
         if len(res.answers) != len(req.prompts):
-            raise EngineError(f"request {req.key!r}: {len(req.prompts)} prompts but {len(res.answers)} answers")
+            raise EngineError(
+                f"request {req.key!r}: {len(req.prompts)} prompts but {len(res.answers)} answers"
+            )
         ordered.append(res)
     return ordered
 
@@ -122,7 +125,7 @@ def image_bytes(image: ImageInput) -> bytes:
     return buf.getvalue()
 
 
-def pil_image(image: ImageInput, key: str = "?") -> "Image":
+def pil_image(image: ImageInput, key: str = "?") -> Image:
     """An RGB PIL image from bytes or PIL; a clear error naming the request if it cannot decode."""
     from PIL import Image, UnidentifiedImageError
 

@@ -57,18 +57,32 @@ class EngineSettings:
     """The fields every engine reads; ``EngineConfig`` adds one section per registered kind."""
 
     kind: str = describe("kind", "hf", help="which engine answers (see the sections below)")
-    model: str = describe("model", "tiny:llava", help="checkpoint: local dir, s3:// prefix, hub id or tiny:llava")
-    adapter: str | None = describe("adapter", None, help="PEFT LoRA adapter applied on top (hf only; "
-                                   "sglang needs a merged export from `vsd export`)")
-    dtype: str = describe("dtype", "auto", choices=DTYPES,
-                          help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16")
+    model: str = describe(
+        "model", "tiny:llava", help="checkpoint: local dir, s3:// prefix, hub id or tiny:llava"
+    )
+    adapter: str | None = describe(
+        "adapter",
+        None,
+        help="PEFT LoRA adapter applied on top (hf only; sglang needs a merged export from `vsd export`)",
+    )
+    dtype: str = describe(
+        "dtype", "auto", choices=DTYPES, help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16"
+    )
     device: str = describe("device", "auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    max_new_tokens: int | None = describe("max_new_tokens", None, help="token budget of every free-text answer "
-                                          "(tasks 2/3); null = per task from the answer lengths the model was "
-                                          "trained on (p99 + margin, see vsd/annotate/budgets.py), else 64 / 160")
+    max_new_tokens: int | None = describe(
+        "max_new_tokens",
+        None,
+        help="token budget of every free-text answer "
+        "(tasks 2/3); null = per task from the answer lengths the model was "
+        "trained on (p99 + margin, see vsd/annotate/budgets.py), else 64 / 160",
+    )
     temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
-    batch_size: int = describe("batch_size", 8, help="images per engine step; all their prompts decode "
-                               "together, so larger = better GPU use and more memory")
+    batch_size: int = describe(
+        "batch_size",
+        8,
+        help="images per engine step; all their prompts decode "
+        "together, so larger = better GPU use and more memory",
+    )
 
     KINDS: ClassVar[tuple[str, ...]] = ()  # filled by engine_config_class
 
@@ -106,7 +120,8 @@ def engine_config_class(registry: Mapping[str, Backend]) -> type:
     kinds = tuple(registry)
     kind_help = "; ".join(f"{k}: {b.help}" for k, b in registry.items())
     fields: list[tuple[str, Any, Any]] = [
-        ("kind", str, describe("kind", kinds[0], choices=list(kinds), help=kind_help))]
+        ("kind", str, describe("kind", kinds[0], choices=list(kinds), help=kind_help))
+    ]
     renamed: dict[str, str] = {}
     for kind, backend in registry.items():
         options = load_object(backend.options)
@@ -115,8 +130,14 @@ def engine_config_class(registry: Mapping[str, Backend]) -> type:
         fields.append((kind, options, describe(kind, factory=options, help=f"read only when kind is {kind}")))
         renamed.update({name: f"{kind}.{name}" for name in options.FLAT_KEYS})
     cls = dataclasses.make_dataclass(
-        "EngineConfig", fields, bases=(EngineSettings,),
-        namespace={"KINDS": kinds, "RENAMED": renamed,
-                   "__doc__": "Which engine answers the prompts, and how (``engine.*``)."})
+        "EngineConfig",
+        fields,
+        bases=(EngineSettings,),
+        namespace={
+            "KINDS": kinds,
+            "RENAMED": renamed,
+            "__doc__": "Which engine answers the prompts, and how (``engine.*``).",
+        },
+    )
     cls.__module__ = "vsd.annotate.engines"  # pickled by reference (Ray ships configs to actors)
     return cls

@@ -22,8 +22,10 @@ IMAGE_TOKEN = "<image>"
 LLAVA_TEMPLATE = "USER: {image}\n{prompt} ASSISTANT:"
 
 # Scene level (no pairs given): the open-ended task about the image's main objects.
-SCENE_PROMPT = ("Using the image as a reference, generate three detailed and diverse textual descriptions "
-                "that describe the spatial relationships between the main objects in the image.")
+SCENE_PROMPT = (
+    "Using the image as a reference, generate three detailed and diverse textual descriptions "
+    "that describe the spatial relationships between the main objects in the image."
+)
 
 
 def clean_name(name: str) -> str:
@@ -34,8 +36,10 @@ def clean_name(name: str) -> str:
 def task_prompts(subject: str, object_: str, tasks: Sequence[int] = (1, 2, 3)) -> list[Prompt]:
     """The paper's task prompts for one pair (names cleaned), task 1 as a choice over the 9 relations."""
     subject, object_ = clean_name(subject), clean_name(object_)
-    return [Prompt(task=t, text=task_prompt(t, subject, object_), choices=tuple(RELATIONS) if t == 1 else None)
-            for t in tasks]
+    return [
+        Prompt(task=t, text=task_prompt(t, subject, object_), choices=tuple(RELATIONS) if t == 1 else None)
+        for t in tasks
+    ]
 
 
 def scene_prompts() -> list[Prompt]:

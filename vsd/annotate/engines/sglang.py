@@ -39,8 +39,16 @@ import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from vsd.annotate.engines.base import (DEFAULT_NEW_TOKENS, Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
-                                       image_bytes)
+from vsd.annotate.engines.base import (
+    DEFAULT_NEW_TOKENS,
+    Answer,
+    EngineError,
+    ImageRequest,
+    ImageResult,
+    account,
+    check_requests,
+    image_bytes,
+)
 from vsd.annotate.engines.config import EngineOptions
 from vsd.annotate.engines.prompting import chat_prompt, choice_regex
 from vsd.config import ConfigError, describe
@@ -58,13 +66,20 @@ class SGLangOptions(EngineOptions):
 
     FLAT_KEYS: ClassVar[tuple[str, ...]] = ("cpu_workers", "engine_args")
 
-    cpu_workers: int | None = describe("cpu_workers", None, help="SGLANG_CPU_WORKERS (default: the CPUs Ray "
-                                       "gave the actor)")
-    engine_args: dict[str, Any] = describe("engine_args", factory=dict, help="passed through to "
-                                           "sglang.Engine(...) (tp_size, mem_fraction_static, ...)")
-    allow_engine_args: list[str] = describe("allow_engine_args", factory=list,
-                                            help="engine_args keys that change what is loaded or run "
-                                                 "(load_format, revision, ...), refused unless listed here")
+    cpu_workers: int | None = describe(
+        "cpu_workers", None, help="SGLANG_CPU_WORKERS (default: the CPUs Ray gave the actor)"
+    )
+    engine_args: dict[str, Any] = describe(
+        "engine_args",
+        factory=dict,
+        help="passed through to sglang.Engine(...) (tp_size, mem_fraction_static, ...)",
+    )
+    allow_engine_args: list[str] = describe(
+        "allow_engine_args",
+        factory=list,
+        help="engine_args keys that change what is loaded or run "
+        "(load_format, revision, ...), refused unless listed here",
+    )
 
     def validate(self) -> None:
         if self.cpu_workers is not None and self.cpu_workers < 1:
@@ -73,8 +88,10 @@ class SGLangOptions(EngineOptions):
 
     def check(self, cfg: Any) -> None:
         if cfg.adapter:
-            raise ConfigError("adapter: sglang does not serve LoRA on LLaVA; merge it with "
-                              "`vsd export --layout sglang` and set model to the export")
+            raise ConfigError(
+                "adapter: sglang does not serve LoRA on LLaVA; merge it with "
+                "`vsd export --layout sglang` and set model to the export"
+            )
 
 
 def engine_args(cfg: Any) -> dict[str, Any]:
@@ -90,8 +107,10 @@ def engine_args(cfg: Any) -> dict[str, Any]:
         local_model(os.path.join(model, config["mm_vision_tower"]), "engine.model (CLIP tower)")
     except VSDError as exc:
         raise EngineError(str(exc)) from None
-    overrides = {**json.loads(opts.engine_args.get("json_model_override_args") or "{}"),
-                 **tower_override(model, config)}
+    overrides = {
+        **json.loads(opts.engine_args.get("json_model_override_args") or "{}"),
+        **tower_override(model, config),
+    }
     args: dict[str, Any] = {"model_path": model, "dtype": cfg.dtype, "load_format": "safetensors"}
     if cfg.device == "cpu":
         args.update(device="cpu", **CPU_ENGINE_ARGS)
@@ -116,11 +135,21 @@ class SGLangEngine:
         self.cfg = cfg
         args = engine_args(cfg)
         if os.environ.setdefault("SGLANG_EXTERNAL_MODEL_PACKAGE", MODELS_PACKAGE) != MODELS_PACKAGE:
-            log.warning("sglang engine: SGLANG_EXTERNAL_MODEL_PACKAGE is set elsewhere; bfloat16 LLaVA may fail")
-        self.engine = start_sglang("sglang engine", args, cpu_workers=cfg.sglang.cpu_workers,
-                                   factory=engine_factory, hint="use engine.kind=hf on CPU", error=EngineError)
+            log.warning(
+                "sglang engine: SGLANG_EXTERNAL_MODEL_PACKAGE is set elsewhere; bfloat16 LLaVA may fail"
+            )
+        self.engine = start_sglang(
+            "sglang engine",
+            args,
+            cpu_workers=cfg.sglang.cpu_workers,
+            factory=engine_factory,
+            hint="use engine.kind=hf on CPU",
+            error=EngineError,
+        )
 
-    def sampling_params(self, choices: tuple[str, ...] | None, max_new_tokens: int | None = None) -> dict[str, Any]:
+    def sampling_params(
+        self, choices: tuple[str, ...] | None, max_new_tokens: int | None = None
+    ) -> dict[str, Any]:
         if choices is not None:
             longest = max(len(c.split()) for c in choices)
             return {"temperature": 0.0, "max_new_tokens": 4 * longest + 4, "regex": choice_regex(choices)}

@@ -19,21 +19,21 @@ if TYPE_CHECKING:
     from vsd.annotate.config import AnnotateConfig
 
 STAGES = (
-    read,        # claim, read, hash (CPU tasks)
-    propose,     # detect objects, pick pairs for images without pairs (detector actors; off by default)
+    read,  # claim, read, hash (CPU tasks)
+    propose,  # detect objects, pick pairs for images without pairs (detector actors; off by default)
     preprocess,  # decode, guard, visual prompt, resize (CPU tasks)
-    generate,    # the engine (GPU/CPU actors)
-    verify,      # answers vs answers vs geometry (CPU tasks)
-    refine,      # rewrite under a guardrail (tasks, or actors with an LLM)
-    write,       # Parquet parts, exactly once (CPU tasks)
+    generate,  # the engine (GPU/CPU actors)
+    verify,  # answers vs answers vs geometry (CPU tasks)
+    refine,  # rewrite under a guardrail (tasks, or actors with an LLM)
+    write,  # Parquet parts, exactly once (CPU tasks)
 )
-
 
 
 def stages_config(stages=STAGES) -> type:
     """The ``stages`` config section: one field per stage module, in pipeline order."""
     cls = dataclasses.make_dataclass(
-        "StagesConfig", [(s.NAME, s.Config, describe(s.NAME, factory=s.Config, help=s.HELP)) for s in stages])
+        "StagesConfig", [(s.NAME, s.Config, describe(s.NAME, factory=s.Config, help=s.HELP)) for s in stages]
+    )
     cls.__doc__ = "One section per stage, in pipeline order: its settings and its resources."
     cls.__module__ = __name__
     return cls

@@ -25,13 +25,21 @@ if TYPE_CHECKING:
 class Resources:
     """How much of the cluster one stage takes, and how it batches."""
 
-    num_cpus: float = describe("num_cpus", 0.25, help="CPUs per task or actor of this stage (fractions let "
-                                                      "light stages overlap on few cores)")
+    num_cpus: float = describe(
+        "num_cpus",
+        0.25,
+        help="CPUs per task or actor of this stage (fractions let light stages overlap on few cores)",
+    )
     num_gpus: float = describe("num_gpus", 0.0, help="GPUs per actor (model stages only; 0 = CPU)")
-    concurrency: int | None = describe("concurrency", None, help="model stages: actors in the pool (one model "
-                                       "copy each); other stages: at most this many tasks at once (null = Ray decides)")
-    batch_size: int | None = describe("batch_size", None, help="images per call of this stage (null = the "
-                                      "stage's default, see its help)")
+    concurrency: int | None = describe(
+        "concurrency",
+        None,
+        help="model stages: actors in the pool (one model "
+        "copy each); other stages: at most this many tasks at once (null = Ray decides)",
+    )
+    batch_size: int | None = describe(
+        "batch_size", None, help="images per call of this stage (null = the stage's default, see its help)"
+    )
 
     def validate(self) -> None:
         if self.num_cpus < 0:
@@ -67,20 +75,36 @@ class RunContext:
         return self.meta.run_id if self.meta else ""
 
 
-def map_stage(ds, fn: Callable | type, res: Resources, *, default_batch: int, kwargs: dict | None = None,
-              actor: bool = False, keeps_rows: bool = True):
+def map_stage(
+    ds,
+    fn: Callable | type,
+    res: Resources,
+    *,
+    default_batch: int,
+    kwargs: dict | None = None,
+    actor: bool = False,
+    keeps_rows: bool = True,
+):
     """``ds.map_batches`` with the stage conventions; ``actor`` = a callable class built once per
     actor (``kwargs`` go to its constructor), else a function (``kwargs`` to each call).
     ``keeps_rows``: one item out per item in (lets Ray Data fuse and size blocks better)."""
     import ray.data
 
-    options: dict[str, Any] = dict(batch_size=res.batch_size or default_batch, batch_format="pyarrow",
-                                   num_cpus=res.num_cpus, udf_modifying_row_count=not keeps_rows)
+    options: dict[str, Any] = dict(
+        batch_size=res.batch_size or default_batch,
+        batch_format="pyarrow",
+        num_cpus=res.num_cpus,
+        udf_modifying_row_count=not keeps_rows,
+    )
     if res.num_gpus:
         options["num_gpus"] = res.num_gpus
     if actor:
-        return ds.map_batches(fn, fn_constructor_kwargs=kwargs or {},
-                              compute=ray.data.ActorPoolStrategy(size=res.concurrency or 1), **options)
+        return ds.map_batches(
+            fn,
+            fn_constructor_kwargs=kwargs or {},
+            compute=ray.data.ActorPoolStrategy(size=res.concurrency or 1),
+            **options,
+        )
     if res.concurrency:
         options["compute"] = ray.data.TaskPoolStrategy(size=res.concurrency)
     return ds.map_batches(fn, fn_kwargs=kwargs or {}, **options)

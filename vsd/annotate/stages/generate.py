@@ -22,14 +22,21 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from vsd.annotate.budgets import token_budgets
+from vsd.annotate.engine_watch import start_watched
 from vsd.annotate.engines import make_engine
 from vsd.annotate.engines.base import Engine, ImageRequest, ImageResult, Prompt, account
 from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
 from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan
-from vsd.annotate.budgets import token_budgets
-from vsd.annotate.engine_watch import start_watched
-from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
+from vsd.annotate.stages.base import (
+    Resources,
+    RunContext,
+    close_quietly,
+    enabled_always,
+    map_stage,
+    resources,
+)
 from vsd.config import describe
 
 if TYPE_CHECKING:
@@ -45,23 +52,40 @@ enabled = enabled_always
 
 @dataclass
 class GenerateStageConfig:
-    repair: bool = describe("repair", True, help="re-decode a description that is cut off, states no relation or "
-                            "contradicts task 1, with its start forced to state task 1's relation (the original stays "
-                            "in description(s), the repair goes to refined_*; never when task 1 and geometry disagree)")
-    resources: Resources = resources("engine actors: concurrency = model copies (one per GPU); num_cpus = its "
-                                     "torch threads (hf on CPU) or SGLANG_CPU_WORKERS; batch_size default "
-                                     "engine.batch_size", num_cpus=1.0, concurrency=1)
+    repair: bool = describe(
+        "repair",
+        True,
+        help="re-decode a description that is cut off, states no relation or "
+        "contradicts task 1, with its start forced to state task 1's relation (the original stays "
+        "in description(s), the repair goes to refined_*; never when task 1 and geometry disagree)",
+    )
+    resources: Resources = resources(
+        "engine actors: concurrency = model copies (one per GPU); num_cpus = its "
+        "torch threads (hf on CPU) or SGLANG_CPU_WORKERS; batch_size default "
+        "engine.batch_size",
+        num_cpus=1.0,
+        concurrency=1,
+    )
 
 
 Config = GenerateStageConfig
 
 
 def add(ds, cfg: AnnotateConfig, ctx: RunContext):
-    return map_stage(ds, GenerateStageUDF, cfg.stages.generate.resources, default_batch=cfg.engine.batch_size,
-                     actor=True, kwargs={"engine": cfg.engine, "tasks": list(cfg.tasks),
-                                         "engine_factory": ctx.engine_factory,
-                                         "repair": cfg.stages.generate.repair,
-                                         "run_id": ctx.run_id})
+    return map_stage(
+        ds,
+        GenerateStageUDF,
+        cfg.stages.generate.resources,
+        default_batch=cfg.engine.batch_size,
+        actor=True,
+        kwargs={
+            "engine": cfg.engine,
+            "tasks": list(cfg.tasks),
+            "engine_factory": ctx.engine_factory,
+            "repair": cfg.stages.generate.repair,
+            "run_id": ctx.run_id,
+        },
+    )
 
 
 def prompts_for(pair: dict, tasks: list[int]) -> list[Prompt]:
@@ -95,8 +119,14 @@ def fill(pair: dict, prompts: list[Prompt], answers) -> dict[int, bool]:
 class GenerateStageUDF:
     """``map_batches`` callable class: built once per actor (loads the model), called per batch."""
 
-    def __init__(self, engine: EngineConfig, tasks: list[int], engine_factory: Callable[[EngineConfig], Engine] | None = None,
-                 repair: bool = True, run_id: str = ""):
+    def __init__(
+        self,
+        engine: EngineConfig,
+        tasks: list[int],
+        engine_factory: Callable[[EngineConfig], Engine] | None = None,
+        repair: bool = True,
+        run_id: str = "",
+    ):
         self.tasks = sorted(set(tasks))
         self.repair = repair
         self.budgets = token_budgets(engine)
@@ -105,8 +135,10 @@ class GenerateStageUDF:
         self.engine, self.watch = start_watched(f"{engine.kind} engine", lambda: start(engine), run_id)
 
     def prompts(self, pair: dict) -> list[Prompt]:
-        return [dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p
-                for p in prompts_for(pair, self.tasks)]
+        return [
+            dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p
+            for p in prompts_for(pair, self.tasks)
+        ]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)
@@ -116,8 +148,11 @@ class GenerateStageUDF:
             for pair in ok_pairs(item):
                 by_view.setdefault(pair["view"], []).append((pair, self.prompts(pair)))
             for view, members in sorted(by_view.items()):
-                request = ImageRequest(key=f"{item['image_id']}#{view}", image=item["views"][view],
-                                       prompts=[p for _, ps in members for p in ps])
+                request = ImageRequest(
+                    key=f"{item['image_id']}#{view}",
+                    image=item["views"][view],
+                    prompts=[p for _, ps in members for p in ps],
+                )
                 groups.append((request, members))
         with self.watch.batch([g[0].key for g in groups]):
             self._answer(groups)
@@ -140,9 +175,21 @@ class GenerateStageUDF:
                     truncated = fill(pair, prompts, [next(answers) for _ in prompts])
                     todo += self._plan(pair, truncated)
                 if todo:
-                    prompts = [Prompt(task=r.task, text=task_prompts(pair["subject"], pair["object"], [r.task])[0].text,
-                                      answer_prefix=r.prefix, max_new_tokens=REPAIR_TOKENS) for pair, r in todo]
-                    repairs.append((ImageRequest(key=request.key + "#repair", image=request.image, prompts=prompts), todo))
+                    prompts = [
+                        Prompt(
+                            task=r.task,
+                            text=task_prompts(pair["subject"], pair["object"], [r.task])[0].text,
+                            answer_prefix=r.prefix,
+                            max_new_tokens=REPAIR_TOKENS,
+                        )
+                        for pair, r in todo
+                    ]
+                    repairs.append(
+                        (
+                            ImageRequest(key=request.key + "#repair", image=request.image, prompts=prompts),
+                            todo,
+                        )
+                    )
         if repairs:
             self._repair(repairs)
 
@@ -161,11 +208,17 @@ class GenerateStageUDF:
         """Second pass over the same images (their prefill is cached or redone once): each forced
         clause finished by the model; a request that fails leaves the clause alone."""
         results = self._generate([r for r, _ in repairs])
-        for (request, todo), result in zip(repairs, results):
+        for (_request, todo), result in zip(repairs, results):
             answers = result.answers if not isinstance(result, str) else [None] * len(todo)
             for (pair, repair), answer in zip(todo, answers):
-                text = finish(repair, answer.text if answer else "", bool(answer and answer.truncated) or answer is None,
-                              pair["subject"], pair["object"], pair["relation"])
+                text = finish(
+                    repair,
+                    answer.text if answer else "",
+                    bool(answer and answer.truncated) or answer is None,
+                    pair["subject"],
+                    pair["object"],
+                    pair["relation"],
+                )
                 if repair.task == 2:
                     pair["refined_description"] = text
                     pair["flags"].append(f"repaired:task2 ({repair.why})")

@@ -24,7 +24,7 @@ import pyarrow as pa
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from vsd.annotate.items import SCENE, error_text, fail_item, fail_pair, from_table, ok_pairs, to_table
-from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
+from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.config import ConfigError, describe
 from vsd.data.images import FORMATS
 from vsd.data.visual_prompt import draw_visual_prompt
@@ -46,22 +46,35 @@ MAX_NAME_CHARS = 200
 
 @dataclass
 class PreprocessStageConfig:
-    max_pixels: int = describe("max_pixels", 64_000_000,
-                               help="images declaring more pixels (width*height, from the header) are error rows "
-                                    "(too_many_pixels): a decompression-bomb guard; raise it for huge scans")
-    image_size: int = describe("image_size", 336,
-                               help="side of the square JPEG sent to the engine; match the model's vision input "
-                                    "(336 for LLaVA-1.5; larger only costs bytes, the processor resizes anyway)")
+    max_pixels: int = describe(
+        "max_pixels",
+        64_000_000,
+        help="images declaring more pixels (width*height, from the header) are error rows "
+        "(too_many_pixels): a decompression-bomb guard; raise it for huge scans",
+    )
+    image_size: int = describe(
+        "image_size",
+        336,
+        help="side of the square JPEG sent to the engine; match the model's vision input "
+        "(336 for LLaVA-1.5; larger only costs bytes, the processor resizes anyway)",
+    )
     jpeg_quality: int = describe("jpeg_quality", 90, help="JPEG quality of the re-encoded image (1-95)")
-    max_pairs_per_image: int = describe("max_pairs_per_image", 64,
-                                        help="an image with more pairs is an error row (too_many_pairs): each pair is "
-                                             "its own drawn JPEG, so 1,000 pairs would carry ~55 MB in one row")
-    visual_prompt: bool = describe("visual_prompt", True,
-                                   help="draw subject (red) and object (green) boxes, one image per pair as the "
-                                        "model was trained; false: one plain image per image with all pairs "
-                                        "asked in text (one prefill for all pairs, but not how LLaVA-VSD was trained)")
-    resources: Resources = resources("CPU tasks (decode/resize is the CPU cost); batch_size default 16",
-                                     num_cpus=0.5)
+    max_pairs_per_image: int = describe(
+        "max_pairs_per_image",
+        64,
+        help="an image with more pairs is an error row (too_many_pairs): each pair is "
+        "its own drawn JPEG, so 1,000 pairs would carry ~55 MB in one row",
+    )
+    visual_prompt: bool = describe(
+        "visual_prompt",
+        True,
+        help="draw subject (red) and object (green) boxes, one image per pair as the "
+        "model was trained; false: one plain image per image with all pairs "
+        "asked in text (one prefill for all pairs, but not how LLaVA-VSD was trained)",
+    )
+    resources: Resources = resources(
+        "CPU tasks (decode/resize is the CPU cost); batch_size default 16", num_cpus=0.5
+    )
 
     def validate(self) -> None:
         if self.max_pixels < 1:
@@ -84,6 +97,7 @@ class BadImage(Exception):
 # Decoding
 # ----------------------------------------------------------------------------------------------
 
+
 def decode(data: bytes | None, max_pixels: int, target: int) -> Image.Image:
     """Bytes -> upright 8-bit RGB image (reduced towards ``target`` while decoding where possible)."""
     if not data:
@@ -104,7 +118,10 @@ def decode(data: bytes | None, max_pixels: int, target: int) -> Image.Image:
         if width < 1 or height < 1:
             raise BadImage("decode_error", f"declared size {width}x{height}")
         if width * height > max_pixels:
-            raise BadImage("too_many_pixels", f"{width}x{height} = {width * height} > stages.preprocess.max_pixels {max_pixels}")
+            raise BadImage(
+                "too_many_pixels",
+                f"{width}x{height} = {width * height} > stages.preprocess.max_pixels {max_pixels}",
+            )
         try:
             im.verify()  # structure/CRC checks; the object is unusable afterwards, so reopen
             im = Image.open(io.BytesIO(data), formats=FORMATS)
@@ -139,16 +156,16 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     out = np.empty(arr.shape, dtype=np.uint8)
     if im.mode.startswith("I;16"):
         for y in range(0, arr.shape[0], 1024):
-            out[y:y + 1024] = (arr[y:y + 1024].astype(np.uint16) >> 8).astype(np.uint8)
+            out[y : y + 1024] = (arr[y : y + 1024].astype(np.uint16) >> 8).astype(np.uint8)
         return Image.fromarray(out, "L")
     top = float(arr.max()) if arr.size else 1.0
     top = 255.0 if top <= 255 else top
     for y in range(0, arr.shape[0], 1024):
-        band = arr[y:y + 1024]
+        band = arr[y : y + 1024]
         if im.mode == "F":
-            out[y:y + 1024] = np.clip(band * np.float32(255.0 / top), 0, 255).astype(np.uint8)
+            out[y : y + 1024] = np.clip(band * np.float32(255.0 / top), 0, 255).astype(np.uint8)
         else:
-            out[y:y + 1024] = np.clip(band.astype(np.int64) * 255 // int(top), 0, 255).astype(np.uint8)
+            out[y : y + 1024] = np.clip(band.astype(np.int64) * 255 // int(top), 0, 255).astype(np.uint8)
     return Image.fromarray(out, "L")
 
 
@@ -167,6 +184,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
 # Views
 # ----------------------------------------------------------------------------------------------
 
+
 def check_pair(pair: dict) -> str | None:
     """Why a pair cannot be asked about (``bad_box: ...``/``bad_pair: ...``), or None."""
     if pair["pair_index"] == SCENE:
@@ -179,8 +197,11 @@ def check_pair(pair: dict) -> str | None:
             return error_text("bad_pair", f"{side} name longer than {MAX_NAME_CHARS} characters")
         box = pair[f"{side}_box"]
         if not box_is_valid(box):
-            return error_text("bad_box", f"{side}_box {_show(box)} is not a box inside the image: boxes are "
-                                         "[x0, y0, x1, y1] normalised to 0..1 (x0 < x1, y0 < y1)")
+            return error_text(
+                "bad_box",
+                f"{side}_box {_show(box)} is not a box inside the image: boxes are "
+                "[x0, y0, x1, y1] normalised to 0..1 (x0 < x1, y0 < y1)",
+            )
     return None
 
 
@@ -217,8 +238,11 @@ def prepare(item: dict, cfg: PreprocessStageConfig) -> dict:
     if item["status"] != "ok":
         return item
     if len(item["pairs"]) > cfg.max_pairs_per_image:
-        return fail_item(item, "too_many_pairs", f"{len(item['pairs'])} pairs > stages.preprocess.max_pairs_per_image "
-                                                 f"{cfg.max_pairs_per_image}")
+        return fail_item(
+            item,
+            "too_many_pairs",
+            f"{len(item['pairs'])} pairs > stages.preprocess.max_pairs_per_image {cfg.max_pairs_per_image}",
+        )
     try:
         image = decode(item["data"], cfg.max_pixels, cfg.image_size)
     except BadImage as exc:
@@ -238,7 +262,11 @@ def prepare(item: dict, cfg: PreprocessStageConfig) -> dict:
     try:
         if cfg.visual_prompt:
             for pair in pairs:
-                drawn = base if pair["pair_index"] == SCENE else draw_visual_prompt(base, pair["subject_box"], pair["object_box"])
+                drawn = (
+                    base
+                    if pair["pair_index"] == SCENE
+                    else draw_visual_prompt(base, pair["subject_box"], pair["object_box"])
+                )
                 pair["view"] = len(item["views"])
                 item["views"].append(jpeg(square(drawn, cfg.image_size), cfg.jpeg_quality))
         else:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from vsd.annotate.items import SCENE, from_table, new_pair, to_table
-from vsd.annotate.stages.base import RunContext, Resources, map_stage, resources
+from vsd.annotate.stages.base import Resources, RunContext, map_stage, resources
 from vsd.annotate.stages.preprocess import decode
 from vsd.config import ConfigError, describe
 from vsd.propose.config import ProposeConfig
@@ -31,22 +31,34 @@ if TYPE_CHECKING:
     from vsd.propose import ImageProposal
 
 NAME = "propose"
-HELP = ("find objects in images given without pairs and choose the pairs to describe (detector actors; "
-        "off unless enabled)")
+HELP = (
+    "find objects in images given without pairs and choose the pairs to describe (detector actors; "
+    "off unless enabled)"
+)
 NO_PAIR = "no_pair_found:propose"
 
 
 @dataclass
 class ProposeStageConfig(ProposeConfig):
-    enabled: bool = describe("enabled", False,
-                             help="run the stage: images without given pairs get detected pairs instead of the "
-                                  "scene-level task (needs a detector checkpoint, see model)")
-    decode_size: int = describe("decode_size", 1024,
-                                help="JPEGs are decoded reduced towards this side (DCT scaling, never below it); "
-                                     "detectors resize to their own input anyway (Grounding DINO: 800 px)")
-    resources: Resources = resources("detector actors: concurrency = model copies, num_gpus per actor (0 = CPU, "
-                                     "num_cpus = its torch threads); batch_size = images per call (default: "
-                                     "batch_size above)", num_cpus=1.0, concurrency=1)
+    enabled: bool = describe(
+        "enabled",
+        False,
+        help="run the stage: images without given pairs get detected pairs instead of the "
+        "scene-level task (needs a detector checkpoint, see model)",
+    )
+    decode_size: int = describe(
+        "decode_size",
+        1024,
+        help="JPEGs are decoded reduced towards this side (DCT scaling, never below it); "
+        "detectors resize to their own input anyway (Grounding DINO: 800 px)",
+    )
+    resources: Resources = resources(
+        "detector actors: concurrency = model copies, num_gpus per actor (0 = CPU, "
+        "num_cpus = its torch threads); batch_size = images per call (default: "
+        "batch_size above)",
+        num_cpus=1.0,
+        concurrency=1,
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -63,15 +75,26 @@ def enabled(cfg: AnnotateConfig) -> bool:
 
 def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     stage = cfg.stages.propose
-    return map_stage(ds, ProposeStageUDF, stage.resources, default_batch=stage.batch_size, actor=True,
-                     kwargs={"propose": stage, "max_pixels": cfg.stages.preprocess.max_pixels})
+    return map_stage(
+        ds,
+        ProposeStageUDF,
+        stage.resources,
+        default_batch=stage.batch_size,
+        actor=True,
+        kwargs={"propose": stage, "max_pixels": cfg.stages.preprocess.max_pixels},
+    )
 
 
 def wants_proposal(item: dict) -> bool:
     """An image read fine whose only pair is the scene-level one (the input gave no pairs)."""
     pairs = item["pairs"] or []
-    return (item["status"] == "ok" and item["data"] is not None and len(pairs) == 1
-            and pairs[0]["pair_index"] == SCENE and pairs[0]["status"] == "ok")
+    return (
+        item["status"] == "ok"
+        and item["data"] is not None
+        and len(pairs) == 1
+        and pairs[0]["pair_index"] == SCENE
+        and pairs[0]["status"] == "ok"
+    )
 
 
 def apply_proposal(item: dict, proposal: ImageProposal) -> dict:
@@ -80,8 +103,9 @@ def apply_proposal(item: dict, proposal: ImageProposal) -> dict:
         scene = item["pairs"][0]
         scene["flags"] = list(scene["flags"] or []) + [NO_PAIR]
         return item
-    item["pairs"] = [new_pair(k, **pair.to_row(), depth_kind=proposal.depth_kind)
-                     for k, pair in enumerate(proposal.pairs)]
+    item["pairs"] = [
+        new_pair(k, **pair.to_row(), depth_kind=proposal.depth_kind) for k, pair in enumerate(proposal.pairs)
+    ]
     return item
 
 
@@ -104,7 +128,7 @@ class ProposeStageUDF:
             try:
                 image = decode(item["data"], self.max_pixels, self.cfg.decode_size)
             except Exception:  # noqa: BLE001 - BadImage or a decoder bug: preprocess decodes it
-                continue       # again and writes the error row with its reason
+                continue  # again and writes the error row with its reason
             todo.append(item)
             images.append(image)
         if images:

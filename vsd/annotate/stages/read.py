@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 from vsd import storage
 from vsd.annotate.index import image_key, listing_key
 from vsd.annotate.items import SCENE, fail_item, new_item, new_pair, to_table
-from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
+from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.config import ConfigError, describe
 from vsd.corpus.shards import source_key
 from vsd.corpus.sources import resolve_uri
@@ -48,12 +48,21 @@ enabled = enabled_always
 
 @dataclass
 class ReadStageConfig:
-    max_file_bytes: int = describe("max_file_bytes", 100 * 1024 * 1024,
-                                   help="files larger than this are error rows (file_too_large); never more than "
-                                        "this plus one byte is read, whatever the storage reports")
-    attempts: int = describe("attempts", 4, help="tries per file before a read failure is deferred to the next run "
-                                                 "(backoff 0.5 s, 1 s, 2 s, ...; on top of the S3 client's retries)")
-    resources: Resources = resources("CPU tasks; batch_size = images per task call (default 32)", num_cpus=0.25)
+    max_file_bytes: int = describe(
+        "max_file_bytes",
+        100 * 1024 * 1024,
+        help="files larger than this are error rows (file_too_large); never more than "
+        "this plus one byte is read, whatever the storage reports",
+    )
+    attempts: int = describe(
+        "attempts",
+        4,
+        help="tries per file before a read failure is deferred to the next run "
+        "(backoff 0.5 s, 1 s, 2 s, ...; on top of the S3 client's retries)",
+    )
+    resources: Resources = resources(
+        "CPU tasks; batch_size = images per task call (default 32)", num_cpus=0.25
+    )
 
     def validate(self) -> None:
         if self.max_file_bytes < 1:
@@ -93,14 +102,26 @@ def _read_shards(batch: pa.Table) -> pa.Table:
 
 def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     stage = cfg.stages.read
-    return map_stage(ds, read_rows, stage.resources, default_batch=32, keeps_rows=False,
-                     kwargs={"ledger": ctx.ledger, "ids": ctx.ids, "roots": ctx.roots,
-                             "max_file_bytes": stage.max_file_bytes, "attempts": stage.attempts})
+    return map_stage(
+        ds,
+        read_rows,
+        stage.resources,
+        default_batch=32,
+        keeps_rows=False,
+        kwargs={
+            "ledger": ctx.ledger,
+            "ids": ctx.ids,
+            "roots": ctx.roots,
+            "max_file_bytes": stage.max_file_bytes,
+            "attempts": stage.attempts,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Rows -> items
 # ----------------------------------------------------------------------------------------------
+
 
 def shard_name(path: str) -> str:
     name = posixpath.basename(str(path))
@@ -110,10 +131,22 @@ def shard_name(path: str) -> str:
 def item_from_row(row: dict, shard: str) -> dict:
     pairs = []
     for j, p in enumerate(row.get("pairs") or []):
-        pairs.append(new_pair(p["index"] if p.get("index") is not None else j, p.get("subject"), p.get("object"),
-                              p.get("subject_box"), p.get("object_box"), box_source="given"))
-    item = new_item(row["uri"], image_id=row.get("image_id") or None, pairs=pairs or None,
-                    source_key=source_key(row["uri"], row.get("size"), row.get("version"), row.get("image_id") or None))
+        pairs.append(
+            new_pair(
+                p["index"] if p.get("index") is not None else j,
+                p.get("subject"),
+                p.get("object"),
+                p.get("subject_box"),
+                p.get("object_box"),
+                box_source="given",
+            )
+        )
+    item = new_item(
+        row["uri"],
+        image_id=row.get("image_id") or None,
+        pairs=pairs or None,
+        source_key=source_key(row["uri"], row.get("size"), row.get("version"), row.get("image_id") or None),
+    )
     item.update(shard=shard, shard_row=int(row["row"]), given_id=row.get("image_id") is not None)
     if not item["pairs"]:
         item["pairs"] = [new_pair(SCENE)]
@@ -131,23 +164,33 @@ def _ikey(item: dict) -> bytes | None:
 def _claim(ledger, items: list[dict], known: list[bool]) -> list[str]:
     import ray
 
-    entries = [(_claimant(it), it["shard"], _ikey(it), listing_key(it["source_key"]), k, it["source_uri"])
-               for it, k in zip(items, known)]
+    entries = [
+        (_claimant(it), it["shard"], _ikey(it), listing_key(it["source_key"]), k, it["source_uri"])
+        for it, k in zip(items, known)
+    ]
     return ray.get(ledger.claim.remote(entries))
 
 
-def read_rows(batch: pa.Table, *, ledger, ids: Snapshot | None, roots: list[str], max_file_bytes: int,
-              attempts: int = 4) -> pa.Table:
+def read_rows(
+    batch: pa.Table, *, ledger, ids: Snapshot | None, roots: list[str], max_file_bytes: int, attempts: int = 4
+) -> pa.Table:
     """Claim, read and hash one batch of shard rows; returns the items to annotate."""
     import ray
 
     paths = batch.column("path").to_pylist() if "path" in batch.column_names else [""] * batch.num_rows
-    items = [item_from_row(r, shard_name(p)) for r, p in zip(batch.drop_columns(
-        [c for c in ("path",) if c in batch.column_names]).to_pylist(), paths)]
+    items = [
+        item_from_row(r, shard_name(p))
+        for r, p in zip(
+            batch.drop_columns([c for c in ("path",) if c in batch.column_names]).to_pylist(), paths
+        )
+    ]
     if ids is not None:
         probe = [listing_key(it["source_key"]) for it in items] + [_ikey(it) or b"\0" * 16 for it in items]
         hits = ids.contains(probe)
-        known = [a or (b and it["image_id"] is not None) for it, a, b in zip(items, hits[:len(items)], hits[len(items):])]
+        known = [
+            a or (b and it["image_id"] is not None)
+            for it, a, b in zip(items, hits[: len(items)], hits[len(items) :])
+        ]
     else:
         known = [False] * len(items)
     verdicts = _claim(ledger, items, known)
@@ -182,6 +225,7 @@ def read_rows(batch: pa.Table, *, ledger, ids: Snapshot | None, roots: list[str]
 # ----------------------------------------------------------------------------------------------
 # Reading one object
 # ----------------------------------------------------------------------------------------------
+
 
 class ReadError(Exception):
     def __init__(self, reason: str, detail: str, transient: bool = False):
@@ -219,7 +263,7 @@ def read_bytes(uri: str, roots: list[str], max_file_bytes: int, attempts: int = 
         except ReadError as exc:
             if not exc.transient or attempt == attempts - 1:
                 raise
-            time.sleep(0.5 * 2 ** attempt)
+            time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
 
 
@@ -234,7 +278,9 @@ def _read_once(uri: str, max_file_bytes: int) -> bytes:
         if info.type != pafs.FileType.File:
             raise ReadError("not_a_file", "a prefix, not an object")
         if info.size is not None and info.size > max_file_bytes:
-            raise ReadError("file_too_large", f"{info.size} bytes > stages.read.max_file_bytes {max_file_bytes}")
+            raise ReadError(
+                "file_too_large", f"{info.size} bytes > stages.read.max_file_bytes {max_file_bytes}"
+            )
         with fs.open_input_stream(path) as f:
             data = f.read(max_file_bytes + 1)
     except ReadError:
@@ -263,7 +309,9 @@ def _read_local(path: str, max_file_bytes: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise ReadError("not_a_file", "not a regular file")
         if st.st_size > max_file_bytes:
-            raise ReadError("file_too_large", f"{st.st_size} bytes > stages.read.max_file_bytes {max_file_bytes}")
+            raise ReadError(
+                "file_too_large", f"{st.st_size} bytes > stages.read.max_file_bytes {max_file_bytes}"
+            )
         chunks, total = [], 0
         while total <= max_file_bytes:
             chunk = os.read(fd, min(1 << 20, max_file_bytes + 1 - total))

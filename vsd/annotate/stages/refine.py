@@ -17,7 +17,14 @@ import pyarrow as pa
 from vsd.annotate.engine_watch import start_watched
 from vsd.annotate.items import from_table, ok_pairs, to_table
 from vsd.annotate.repair import truncated_slots
-from vsd.annotate.stages.base import RunContext, Resources, close_quietly, enabled_always, map_stage, resources
+from vsd.annotate.stages.base import (
+    Resources,
+    RunContext,
+    close_quietly,
+    enabled_always,
+    map_stage,
+    resources,
+)
 from vsd.refine.base import RefineItem, RefineOutcome
 from vsd.refine.config import RefineConfig
 from vsd.refine.factory import make_refiner
@@ -33,9 +40,12 @@ MODEL_FREE = ("rules", "off")  # no model to keep loaded: plain tasks instead of
 
 @dataclass
 class RefineStageConfig(RefineConfig):
-    resources: Resources = resources("rules/off: light CPU tasks; hf/sglang: refiner actors (concurrency = model "
-                                     "copies, num_gpus per actor); batch_size = images per call (default 16)",
-                                     num_cpus=0.25, concurrency=1)
+    resources: Resources = resources(
+        "rules/off: light CPU tasks; hf/sglang: refiner actors (concurrency = model "
+        "copies, num_gpus per actor); batch_size = images per call (default 16)",
+        num_cpus=0.25,
+        concurrency=1,
+    )
 
 
 Config = RefineStageConfig
@@ -46,8 +56,14 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
     if stage.mode in MODEL_FREE:
         plain = Resources(num_cpus=stage.resources.num_cpus, batch_size=stage.resources.batch_size)
         return map_stage(ds, refine_batch, plain, default_batch=16, kwargs={"refine": stage})
-    return map_stage(ds, WatchedRefineStageUDF, stage.resources, default_batch=16, actor=True,
-                     kwargs={"refine": stage, "run_id": ctx.run_id})
+    return map_stage(
+        ds,
+        WatchedRefineStageUDF,
+        stage.resources,
+        default_batch=16,
+        actor=True,
+        kwargs={"refine": stage, "run_id": ctx.run_id},
+    )
 
 
 def refinable(pair: dict) -> tuple[dict[str, list[str]], bool]:
@@ -94,7 +110,9 @@ class RefineStageUDF:
                 texts, left_out = refinable(pair)
                 if left_out:
                     partial.add(id(pair))
-                    pair["flags"] = list(pair["flags"] or []) + ["refine: a truncated sentence is not refined"]
+                    pair["flags"] = list(pair["flags"] or []) + [
+                        "refine: a truncated sentence is not refined"
+                    ]
                 if not texts and (pair["description"] is not None or pair["descriptions"]):
                     pair["refine_status"] = "skipped"
                 for task, sentences in texts.items():
@@ -108,7 +126,9 @@ class RefineStageUDF:
                 pair["refined_description"] = outcome.sentences[0] if outcome.sentences else None
             else:
                 pair["refined_descriptions"] = list(outcome.sentences)
-            pair["flags"] = list(pair["flags"] or []) + [f"refine:{task}: {' '.join(r.split())}" for r in outcome.reasons]
+            pair["flags"] = list(pair["flags"] or []) + [
+                f"refine:{task}: {' '.join(r.split())}" for r in outcome.reasons
+            ]
             per_pair.setdefault(id(pair), []).append(outcome)
             pair["refine_status"] = combined_status(per_pair[id(pair)])
             if id(pair) in partial and pair["refine_status"] == "refined":

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from vsd.annotate.items import SCENE, from_table, ok_pairs, to_table
-from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
+from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.relations import RELATIONS, BoxDepths, geometric_relation, geometry_contradicts, parse_relation
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from vsd import storage
 from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plain
 from vsd.annotate.items import from_table
-from vsd.annotate.stages.base import RunContext, Resources, enabled_always, map_stage, resources
+from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.schema import ANNOTATION_SCHEMA, IMAGE, PAIR, annotation_columns, to_table
 
 if TYPE_CHECKING:
@@ -35,23 +35,33 @@ NAME = "write"
 HELP = "Parquet parts of whole images, each committed once after its progress entry (CPU tasks)"
 enabled = enabled_always
 
-SUMMARY_SCHEMA = pa.schema([pa.field("part", pa.string()), pa.field("counts", pa.string()),
-                            pa.field("shards", pa.string())])
+SUMMARY_SCHEMA = pa.schema(
+    [pa.field("part", pa.string()), pa.field("counts", pa.string()), pa.field("shards", pa.string())]
+)
 COUNT_COLUMNS = ["status", "error", "relation", "refine_status", "consistent", "pair_index", "flags"]
 
 
 @dataclass
 class WriteStageConfig:
-    resources: Resources = resources("CPU tasks; batch_size = images per Parquet part (default 256): larger = "
-                                     "fewer, bigger files; a crash loses at most the parts in flight", num_cpus=0.25)
+    resources: Resources = resources(
+        "CPU tasks; batch_size = images per Parquet part (default 256): larger = "
+        "fewer, bigger files; a crash loses at most the parts in flight",
+        num_cpus=0.25,
+    )
 
 
 Config = WriteStageConfig
 
 
 def add(ds, cfg: AnnotateConfig, ctx: RunContext):
-    return map_stage(ds, write_parts, cfg.stages.write.resources, default_batch=256, keeps_rows=False,
-                     kwargs={"meta": ctx.meta, "ledger": ctx.ledger})
+    return map_stage(
+        ds,
+        write_parts,
+        cfg.stages.write.resources,
+        default_batch=256,
+        keeps_rows=False,
+        kwargs={"meta": ctx.meta, "ledger": ctx.ledger},
+    )
 
 
 @dataclass(frozen=True)
@@ -85,8 +95,11 @@ def annotation_rows(item: dict, meta: RunMeta, now: dt.datetime) -> list[dict]:
         row.update({k: item[k] for k in _IMAGE_OUT})
         row.update(
             row_id=row_id(item["image_id"], pair["pair_index"]),
-            model=meta.model, adapter_sha256=meta.adapter_sha256, prompt_version=meta.prompt_version,
-            run_id=meta.run_id, annotated_at=now,
+            model=meta.model,
+            adapter_sha256=meta.adapter_sha256,
+            prompt_version=meta.prompt_version,
+            run_id=meta.run_id,
+            annotated_at=now,
         )
         if row["status"] == "error":  # an error row carries its reason, not half an annotation
             row.update(consistent=None)
@@ -117,9 +130,19 @@ def count_rows(table: pa.Table) -> dict:
     """Counts over annotation rows: ok, error by reason, relation histogram, refine status, and
     rows per flag kind (truncated, repaired, disagreeing ... -- what the card shows)."""
     cols = {c: table.column(c).to_pylist() for c in COUNT_COLUMNS}
-    out = {"rows": table.num_rows, "ok": 0, "error": Counter(), "relations": Counter(),
-           "refine_status": Counter(), "inconsistent": 0, "scene_level": 0, "flags": Counter()}
-    for status, error, relation, refine_status, consistent, pair_index, flags in zip(*(cols[c] for c in COUNT_COLUMNS)):
+    out = {
+        "rows": table.num_rows,
+        "ok": 0,
+        "error": Counter(),
+        "relations": Counter(),
+        "refine_status": Counter(),
+        "inconsistent": 0,
+        "scene_level": 0,
+        "flags": Counter(),
+    }
+    for status, error, relation, refine_status, consistent, pair_index, flags in zip(
+        *(cols[c] for c in COUNT_COLUMNS)
+    ):
         out["flags"].update({flag_kind(f) for f in flags or ()})
         if status == "ok":
             out["ok"] += 1
@@ -156,18 +179,24 @@ def write_parts(batch: pa.Table, *, meta: RunMeta, ledger=None) -> pa.Table:
     counts = count_rows(table)
     counts["images"] = len(items)
     out = Output(meta.output)
-    entries = pa.table({
-        "image_id": [i["image_id"] for i in items], "image_key": keys,
-        "source_key": [listing_key(i["source_key"]) if i["source_key"] else None for i in items],
-        "shard": [i["shard"] for i in items], "row": [i["shard_row"] for i in items],
-    })
+    entries = pa.table(
+        {
+            "image_id": [i["image_id"] for i in items],
+            "image_key": keys,
+            "source_key": [listing_key(i["source_key"]) if i["source_key"] else None for i in items],
+            "shard": [i["shard"] for i in items],
+            "row": [i["shard_row"] for i in items],
+        }
+    )
     out.write_progress(meta.run_id, name, meta.run_date, entries, counts)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     storage.write_bytes(out.data_part(meta.run_date, name), sink.getvalue().to_pybytes())
     shards = Counter(i["shard"] for i in items if i["shard"])
-    return pa.table({"part": [name], "counts": [json.dumps(counts)], "shards": [json.dumps(dict(shards))]},
-                    schema=SUMMARY_SCHEMA)
+    return pa.table(
+        {"part": [name], "counts": [json.dumps(counts)], "shards": [json.dumps(dict(shards))]},
+        schema=SUMMARY_SCHEMA,
+    )
 
 
 def write_json(uri: str, data: dict) -> None:

@@ -18,8 +18,10 @@ def __getattr__(name: str):
         raise AttributeError(name)
 
     def missing(*args, **kwargs):
-        raise NotImplementedError(f"sgl_kernel.{name} called: this is the import-only shim (no AMX CPU "
-                                  "kernels here); the path that called it needs the real kernel package")
+        raise NotImplementedError(
+            f"sgl_kernel.{name} called: this is the import-only shim (no AMX CPU "
+            "kernels here); the path that called it needs the real kernel package"
+        )
 
     missing.__name__ = name
     return missing

@@ -1,10 +1,10 @@
 """The ``hf`` engine: transformers LLaVA in-process (CPU or GPU), one prefill per image.
 
-    attention.py  shared-prefix attention (two-part softmax) and its registration with transformers
-    plan.py       token planning: the image's shared prefix, one row per prompt, tree rows for choices
-    decode.py     one static-shape decode step, replayed as a CUDA graph on GPUs
-    engine.py     ``HFEngine``: chunks of images through prefill, choice scoring and decode
-    options.py    ``HFOptions``: the ``engine.hf.*`` settings
+attention.py  shared-prefix attention (two-part softmax) and its registration with transformers
+plan.py       token planning: the image's shared prefix, one row per prompt, tree rows for choices
+decode.py     one static-shape decode step, replayed as a CUDA graph on GPUs
+engine.py     ``HFEngine``: chunks of images through prefill, choice scoring and decode
+options.py    ``HFOptions``: the ``engine.hf.*`` settings
 """
 
 from typing import Any

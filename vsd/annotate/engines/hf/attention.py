@@ -62,9 +62,15 @@ class SharedPrefixAttention:
         if self.mode == "prefix":
             # contiguous once, so every later matmul reads the prefix in place (no per-step copy)
             self.pre_k[layer], self.pre_v[layer] = k.contiguous(), v.contiguous()
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.prefix_mask,
-                                                 is_causal=self.prefix_mask is None, scale=scaling,
-                                                 enable_gqa=k.shape[1] != q.shape[1])
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=self.prefix_mask,
+                is_causal=self.prefix_mask is None,
+                scale=scaling,
+                enable_gqa=k.shape[1] != q.shape[1],
+            )
             return out.transpose(1, 2)
 
         R, H, L, D = q.shape
@@ -94,8 +100,9 @@ class SharedPrefixAttention:
         G = self.group
         N = R // G
         q_pre = q.reshape(N, G, Hkv, rep * L, D).transpose(1, 2).reshape(N, Hkv, G * rep * L, D)
-        o_pre, lse_pre = prefix_attention(q_pre, self.pre_k[layer], self.pre_v[layer], scaling, self.pre_bias,
-                                          flash=self.flash)
+        o_pre, lse_pre = prefix_attention(
+            q_pre, self.pre_k[layer], self.pre_v[layer], scaling, self.pre_bias, flash=self.flash
+        )
         o_pre = o_pre.reshape(N, Hkv, G, rep * L, D).transpose(1, 2).reshape(R, Hkv, rep * L, D)
         lse_pre = lse_pre.reshape(N, Hkv, G, rep * L, 1).transpose(1, 2).reshape(R, Hkv, rep * L, 1)
 
@@ -113,7 +120,9 @@ def prefix_attention(q, k, v, scaling: float, bias, *, flash: bool):
     import torch
 
     if flash and bias is None:
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, False, False, scale=scaling)[:2]
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(
+            q, k, v, 0.0, False, False, scale=scaling
+        )[:2]
         return out.float(), lse.unsqueeze(-1)
     s = torch.matmul(q, k.transpose(-1, -2)).float() * scaling
     if bias is not None:
@@ -137,7 +146,9 @@ def flash_prefix_ok(device, dtype, mode: str = "auto") -> bool:
         q, k, v = (torch.randn(2, 4, n, 64, device=device, generator=g).to(dtype) for n in (3, 50, 50))
         o1, l1 = prefix_attention(q, k, v, 0.125, None, flash=True)
         o2, l2 = prefix_attention(q, k, v, 0.125, None, flash=False)
-        return bool(torch.allclose(o1, o2, atol=2e-2, rtol=2e-2) and torch.allclose(l1, l2, atol=2e-2, rtol=2e-2))
+        return bool(
+            torch.allclose(o1, o2, atol=2e-2, rtol=2e-2) and torch.allclose(l1, l2, atol=2e-2, rtol=2e-2)
+        )
     except Exception as exc:  # noqa: BLE001 - no such kernel on this build/GPU: use the matmul path
         log.info("hf engine: flash prefix attention unavailable (%s)", exc)
         return False
@@ -148,8 +159,9 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     if ctx is None:  # anyone else's forward while ours is switched on: behave like sdpa
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling,
-                                      dropout=dropout, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
     return ctx.attend(module.layer_idx, query, key, value, scaling or query.shape[-1] ** -0.5), None
 
 

@@ -20,8 +20,9 @@ class DecodeStep:
     key/value goes to a device-side column and attention reads the whole (masked) buffer; on CUDA
     (``graph``) the step is captured once and replayed."""
 
-    def __init__(self, lm: Any, lm_head: Any, ctx: SharedPrefixAttention, valid_bias, first_col: int, *,
-                 graph: bool):
+    def __init__(
+        self, lm: Any, lm_head: Any, ctx: SharedPrefixAttention, valid_bias, first_col: int, *, graph: bool
+    ):
         import torch
 
         R = valid_bias.shape[0]
@@ -38,8 +39,9 @@ class DecodeStep:
 
     def _forward(self):
         self.ctx.own_bias, self.ctx.col_t = self.bias, self.col
-        hidden = self.lm(input_ids=self.ids, position_ids=self.pos, use_cache=False,
-                                vsd_ctx=self.ctx).last_hidden_state
+        hidden = self.lm(
+            input_ids=self.ids, position_ids=self.pos, use_cache=False, vsd_ctx=self.ctx
+        ).last_hidden_state
         return self.lm_head(hidden[:, -1])
 
     def _capture(self):

@@ -18,10 +18,23 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from vsd.annotate.engines.base import (DEFAULT_NEW_TOKENS, Answer, EngineError, ImageRequest, ImageResult, account, check_requests,
-                                       pil_image)
-from vsd.annotate.engines.hf.attention import (NEG, SharedPrefixAttention, flash_prefix_ok, register,
-                                               shared_attention)
+from vsd.annotate.engines.base import (
+    DEFAULT_NEW_TOKENS,
+    Answer,
+    EngineError,
+    ImageRequest,
+    ImageResult,
+    account,
+    check_requests,
+    pil_image,
+)
+from vsd.annotate.engines.hf.attention import (
+    NEG,
+    SharedPrefixAttention,
+    flash_prefix_ok,
+    register,
+    shared_attention,
+)
 from vsd.annotate.engines.hf.decode import DecodeStep
 from vsd.annotate.engines.hf.options import HFOptions
 from vsd.annotate.engines.hf.plan import ChoiceRow, ImagePlan, plan_image
@@ -86,16 +99,20 @@ class HFEngine:
         check_requests(batch)
         work = batch
         if not self.opts.share_prefix:  # the baseline: every prompt its own request, its own prefill
-            work = [ImageRequest(f"{r.key}\x00{i}", r.image, [p]) for r in batch for i, p in enumerate(r.prompts)]
+            work = [
+                ImageRequest(f"{r.key}\x00{i}", r.image, [p]) for r in batch for i, p in enumerate(r.prompts)
+            ]
         answers: dict[str, list[Answer]] = {}
         # images with alike prompt counts share a step: a step pads every image to its largest group
-        todo = sorted((r for r in work if r.prompts),
-                      key=lambda r: (sum(p.choices is not None for p in r.prompts), len(r.prompts)))
+        todo = sorted(
+            (r for r in work if r.prompts),
+            key=lambda r: (sum(p.choices is not None for p in r.prompts), len(r.prompts)),
+        )
         for r in work:
             if not r.prompts:
                 answers[r.key] = []
         for start in range(0, len(todo), self.cfg.batch_size):
-            chunk = todo[start:start + self.cfg.batch_size]
+            chunk = todo[start : start + self.cfg.batch_size]
             answers.update(self._run_chunk(chunk))
         if not self.opts.share_prefix:
             merged = {r.key: [answers[f"{r.key}\x00{i}"][0] for i in range(len(r.prompts))] for r in batch}
@@ -150,8 +167,13 @@ class HFEngine:
                         for idx, ans in scored:
                             out[reqs[n].key][idx] = ans
             if any(p.gen for p in plans):
-                limits = [[r.prompts[idx].max_new_tokens or self.cfg.max_new_tokens or DEFAULT_NEW_TOKENS
-                           for idx, _ in p.gen] for r, p in zip(reqs, plans)]
+                limits = [
+                    [
+                        r.prompts[idx].max_new_tokens or self.cfg.max_new_tokens or DEFAULT_NEW_TOKENS
+                        for idx, _ in p.gen
+                    ]
+                    for r, p in zip(reqs, plans)
+                ]
                 with self._phase("decode"):
                     for n, texts in enumerate(self._decode(ctx, plans, starts, limits)):
                         for idx, ans in texts:
@@ -177,22 +199,33 @@ class HFEngine:
         """Vision tower + the shared prefix of every image, once; keeps its keys/values in ``ctx``."""
         import torch
 
-        enc = self.processor(images=images, text=[IMAGE_TOKEN] * len(images), return_tensors="pt", padding=True)
+        enc = self.processor(
+            images=images, text=[IMAGE_TOKEN] * len(images), return_tensors="pt", padding=True
+        )
         n_img = (enc["input_ids"] == self.image_token_id).sum(dim=1).tolist()
         seqs = []
         for plan, n in zip(plans, n_img):
             at = plan.prefix.index(self.image_token_id)
-            seqs.append(plan.prefix[:at] + [self.image_token_id] * n + plan.prefix[at + 1:])
+            seqs.append(plan.prefix[:at] + [self.image_token_id] * n + plan.prefix[at + 1 :])
         P = max(len(s) for s in seqs)
         pads = [P - len(s) for s in seqs]
         ids = torch.tensor([[self.pad_id] * p + s for p, s in zip(pads, seqs)], device=self.device)
-        pos = (torch.arange(P, device=self.device)[None, :] - torch.tensor(pads, device=self.device)[:, None]).clamp(min=0)
+        pos = (
+            torch.arange(P, device=self.device)[None, :] - torch.tensor(pads, device=self.device)[:, None]
+        ).clamp(min=0)
         if any(pads):
-            valid = torch.arange(P, device=self.device)[None, :] >= torch.tensor(pads, device=self.device)[:, None]
+            valid = (
+                torch.arange(P, device=self.device)[None, :]
+                >= torch.tensor(pads, device=self.device)[:, None]
+            )
             causal = torch.ones(P, P, dtype=torch.bool, device=self.device).tril()
-            mask = (causal[None] & valid[:, None, :]) | torch.eye(P, dtype=torch.bool, device=self.device)[None]
+            mask = (causal[None] & valid[:, None, :]) | torch.eye(P, dtype=torch.bool, device=self.device)[
+                None
+            ]
             ctx.prefix_mask = mask[:, None]
-            ctx.pre_bias = torch.zeros(len(seqs), 1, 1, P, device=self.device).masked_fill(~valid[:, None, None], NEG)
+            ctx.pre_bias = torch.zeros(len(seqs), 1, 1, P, device=self.device).masked_fill(
+                ~valid[:, None, None], NEG
+            )
         extra = {k: v.to(self.device) for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
         if "pixel_values" in extra:
             extra["pixel_values"] = extra["pixel_values"].to(self.lm.dtype)
@@ -228,15 +261,16 @@ class HFEngine:
             cut = c.common - len(c.trunk)  # full-sequence coordinate of the row's first token
             offsets = [len(c.trunk) + sum(map(len, c.segments[:j])) for j in range(len(c.segments))]
 
-            def column(x: int, j: int) -> int:  # row column of full-sequence coordinate x of choice j
+            def column(x: int, j: int, pad=pad, cut=cut, c=c, offsets=offsets) -> int:
+                """The row column of full-sequence coordinate ``x`` of choice ``j``."""
                 return pad + (x - cut if x < c.common else offsets[j] + x - c.common)
 
             for j, tokens in enumerate([c.trunk] + c.segments):
                 at = pad + (0 if j == 0 else offsets[j - 1])
                 first = cut if j == 0 else c.common
-                ids[r, at:at + len(tokens)] = torch.tensor(tokens)
-                pos[r, at:at + len(tokens)] = torch.arange(len(tokens)) + starts[r // G] + first - cut
-                seg[r, at:at + len(tokens)] = j - 1
+                ids[r, at : at + len(tokens)] = torch.tensor(tokens)
+                pos[r, at : at + len(tokens)] = torch.arange(len(tokens)) + starts[r // G] + first - cut
+                seg[r, at : at + len(tokens)] = j - 1
             for j, s in enumerate(c.segments):
                 for x in range(c.starts[j], c.common + len(s)):
                     target = s[x - c.common] if x >= c.common else c.trunk[x - cut]
@@ -259,7 +293,7 @@ class HFEngine:
         for n, p in enumerate(plans):
             scored = []
             for g, c in enumerate(p.choice):
-                scores = totals[n * G + g][:len(c.choices)]
+                scores = totals[n * G + g][: len(c.choices)]
                 best = max(range(len(scores)), key=scores.__getitem__)
                 scored.append((c.index, Answer(c.choices[best], [float(s) for s in scores])))
             result.append(scored)
@@ -284,7 +318,7 @@ class HFEngine:
         ids = torch.full((R, S0), self.pad_id, dtype=torch.long)
         for r, s in enumerate(rows):
             if s:
-                ids[r, pads[r]:] = torch.tensor(s)
+                ids[r, pads[r] :] = torch.tensor(s)
         pad_t = torch.tensor(pads)
         base = torch.tensor([starts[r // G] for r in range(R)])
         cols = torch.arange(cap)
@@ -300,8 +334,14 @@ class HFEngine:
         ctx.start_rows(G, cap)
         hidden = self._rows(ctx, ids.to(self.device), pos_all[:, :S0], bias)
         logits = self.lm_head(hidden[:, -1])
-        step = DecodeStep(self.lm, self.lm_head, ctx, valid_bias, S0,
-                          graph=self.opts.cuda_graph and self.device.type == "cuda")
+        step = DecodeStep(
+            self.lm,
+            self.lm_head,
+            ctx,
+            valid_bias,
+            S0,
+            graph=self.opts.cuda_graph and self.device.type == "cuda",
+        )
         out = torch.full((R, T), self.pad_id, dtype=torch.long, device=self.device)
         done = ~live
         last = torch.tensor(budget, device=self.device) - 1  # the step at which each row's budget ends
@@ -313,17 +353,17 @@ class HFEngine:
             if t == T - 1 or (t % 8 == 7 and bool(done.all())):  # a sync every 8 steps, not every step
                 break
             c = S0 + t
-            logits = step(nxt, pos_all[:, c:c + 1], c)
+            logits = step(nxt, pos_all[:, c : c + 1], c)
         self.graph_used = step.graph is not None
         out = out.tolist()
         result = []
         for n, p in enumerate(plans):
             texts = []
             for g, (idx, _) in enumerate(p.gen):
-                toks = out[n * G + g][:budget[n * G + g]]
+                toks = out[n * G + g][: budget[n * G + g]]
                 ended = self.eos_id in toks
                 if ended:
-                    toks = toks[:toks.index(self.eos_id)]
+                    toks = toks[: toks.index(self.eos_id)]
                 text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
                 texts.append((idx, Answer(text, truncated=not ended)))
             result.append(texts)

@@ -15,17 +15,35 @@ PREFIX_ATTENTION = ["auto", "matmul"]
 class HFOptions(EngineOptions):
     FLAT_KEYS: ClassVar[tuple[str, ...]] = ("share_prefix", "cuda_graph")
 
-    share_prefix: bool = describe("share_prefix", True, help="prefill each image once for all its prompts "
-                                  "(false = every prompt its own prefill; for benchmarks)")
-    cuda_graph: bool = describe("cuda_graph", True, help="on CUDA: replay each decode step as a CUDA graph "
-                                "(eager decode is bound by Python/launch overhead, not the GPU)")
-    prefix_attention: str = describe("prefix_attention", "auto", choices=PREFIX_ATTENTION,
-                                     help="auto: the fused flash kernel for the shared prefix where it runs and "
-                                          "agrees (CUDA, half precision), else two matmuls; matmul: always the "
-                                          "matmuls (to measure what the kernel buys)")
-    timings: bool = describe("timings", False, help="record wall time per phase (tokenize, prefill, score, "
-                             "decode) in the engine's ``timings``; adds a device sync per phase")
+    share_prefix: bool = describe(
+        "share_prefix",
+        True,
+        help="prefill each image once for all its prompts "
+        "(false = every prompt its own prefill; for benchmarks)",
+    )
+    cuda_graph: bool = describe(
+        "cuda_graph",
+        True,
+        help="on CUDA: replay each decode step as a CUDA graph "
+        "(eager decode is bound by Python/launch overhead, not the GPU)",
+    )
+    prefix_attention: str = describe(
+        "prefix_attention",
+        "auto",
+        choices=PREFIX_ATTENTION,
+        help="auto: the fused flash kernel for the shared prefix where it runs and "
+        "agrees (CUDA, half precision), else two matmuls; matmul: always the "
+        "matmuls (to measure what the kernel buys)",
+    )
+    timings: bool = describe(
+        "timings",
+        False,
+        help="record wall time per phase (tokenize, prefill, score, "
+        "decode) in the engine's ``timings``; adds a device sync per phase",
+    )
 
     def validate(self) -> None:
         if self.prefix_attention not in PREFIX_ATTENTION:
-            raise ConfigError(f"prefix_attention: must be one of {PREFIX_ATTENTION}, got {self.prefix_attention!r}")
+            raise ConfigError(
+                f"prefix_attention: must be one of {PREFIX_ATTENTION}, got {self.prefix_attention!r}"
+            )

@@ -43,8 +43,12 @@ class ImagePlan:
     choice: list[ChoiceRow]
 
 
-def plan_image(prompt_ids: list[list[int]], option_ids: dict[int, list[list[int]]], image_token_id: int,
-               choices: dict[int, tuple[str, ...]]) -> ImagePlan:
+def plan_image(
+    prompt_ids: list[list[int]],
+    option_ids: dict[int, list[list[int]]],
+    image_token_id: int,
+    choices: dict[int, tuple[str, ...]],
+) -> ImagePlan:
     """Split one image's token sequences into the shared prefix and per-prompt suffixes.
 
     ``prompt_ids[i]``: prompt i's ids (BOS + template, one image token); ``option_ids[i][j]``: the
@@ -59,7 +63,9 @@ def plan_image(prompt_ids: list[list[int]], option_ids: dict[int, list[list[int]
     for s in seqs[1:]:
         cut = min(cut, _lcp(first, s))
     if image_token_id in first[cut:] or image_token_id not in first[:cut]:
-        raise EngineError("prompts must contain exactly one <image>, before any text that differs between them")
+        raise EngineError(
+            "prompts must contain exactly one <image>, before any text that differs between them"
+        )
     gen, choice = [], []
     for i, ids in enumerate(prompt_ids):
         if i not in option_ids:
@@ -68,6 +74,14 @@ def plan_image(prompt_ids: list[list[int]], option_ids: dict[int, list[list[int]
         opts = option_ids[i]
         common = min(_lcp(opts[0], o) for o in opts[1:]) if len(opts) > 1 else len(opts[0]) - 1
         common = min(common, min(_lcp(o, ids) for o in opts))
-        choice.append(ChoiceRow(index=i, trunk=opts[0][cut:common], segments=[o[common:] for o in opts],
-                                starts=[_lcp(o, ids) for o in opts], common=common, choices=choices[i]))
+        choice.append(
+            ChoiceRow(
+                index=i,
+                trunk=opts[0][cut:common],
+                segments=[o[common:] for o in opts],
+                starts=[_lcp(o, ids) for o in opts],
+                common=common,
+                choices=choices[i],
+            )
+        )
     return ImagePlan(prefix=first[:cut], gen=gen, choice=choice)

@@ -16,7 +16,9 @@ from sglang.srt.models.llava import LlavaLlamaForCausalLM as _SGLangLlava
 def _cast_inputs_to(dtype_of):
     def hook(module, args, kwargs):
         dtype = dtype_of(module)
-        args = tuple(a.to(dtype) if hasattr(a, "is_floating_point") and a.is_floating_point() else a for a in args)
+        args = tuple(
+            a.to(dtype) if hasattr(a, "is_floating_point") and a.is_floating_point() else a for a in args
+        )
         return args, kwargs
 
     return hook
@@ -26,12 +28,14 @@ class LlavaLlamaForCausalLM(_SGLangLlava):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.multi_modal_projector.register_forward_pre_hook(
-            _cast_inputs_to(lambda m: m.linear_1.weight.dtype), with_kwargs=True)
+            _cast_inputs_to(lambda m: m.linear_1.weight.dtype), with_kwargs=True
+        )
 
     def load_weights(self, weights):
         super().load_weights(weights)  # builds the (float16) vision tower
         self.vision_tower.register_forward_pre_hook(
-            _cast_inputs_to(lambda m: next(m.parameters()).dtype), with_kwargs=True)
+            _cast_inputs_to(lambda m: next(m.parameters()).dtype), with_kwargs=True
+        )
 
 
 EntryClass = [LlavaLlamaForCausalLM]
