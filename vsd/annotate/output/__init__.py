@@ -1,0 +1,1 @@
+"""The output as a table: commits, the current rows, earlier nights (`vsd.read`)."""
