@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except VSDError as exc:
         print(f"vsd: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("vsd: interrupted", file=sys.stderr)
         return 130
