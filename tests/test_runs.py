@@ -1,0 +1,91 @@
+"""`vsd runs`: one line per run of a real two-night output; --fail-if gates on the latest run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures.history import NIGHTS
+from vsd import storage
+from vsd.cli import main
+from vsd.runs import EXIT_THRESHOLD, crossed, night_of, parse_threshold, repaired_rows
+
+
+def test_each_night_is_a_line_and_a_jump_in_errors_fails_the_gate(two_nights, capsys):
+    out = two_nights.output
+    assert main(["runs", out]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["run_date", "run_id", "images", "ok"]
+    assert [line.split()[0] for line in lines[1:]] == list(NIGHTS)
+    assert lines[1].split()[2:4] == ["4", "4"] and lines[2].split()[2] == str(3 + 4 + 1)
+
+    assert main(["runs", out, "--json"]) == 0
+    first, second = json.loads(capsys.readouterr().out)
+    assert (first["errors"], first["error_share"]) == (0, 0.0)
+    assert second["errors"] == two_nights.errors_night2 and second["errors_by_reason"] == {
+        "decode_error": 1,
+        "empty_file": 1,
+        "not_an_image": 2,
+    }
+    assert second["error_share"] == round(4 / 8, 4) and second["model"] == "tiny:llava"
+    assert second["images_per_s"] > 0 and second["deferred"] == 0
+
+    # The nightly gate: the latest night crossed one threshold of three -> one line, exit 3.
+    code = main(
+        ["runs", out, "--fail-if", "error_share>0.05", "--fail-if", "deferred>0", "--fail-if", "ok<1"]
+    )
+    captured = capsys.readouterr()
+    assert code == EXIT_THRESHOLD == 3
+    assert captured.err.splitlines() == [
+        f"vsd runs: threshold crossed: error_share=0.5 > 0.05 (run {second['run_id']}, run_date {NIGHTS[1]})"
+    ]
+    assert main(["runs", out, "--fail-if", "error_share >= 0.6", "--fail-if", "unaccounted>0"]) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fail-if", "eror_share>0.05"], "unknown metric 'eror_share'"),
+        (["--fail-if", "error_share=>0.05"], "expected METRIC OP NUMBER"),
+        (["--fail-if", "error_share>"], "expected METRIC OP NUMBER"),
+    ],
+)
+def test_a_bad_threshold_is_a_usage_error_before_any_read(tmp_path, capsys, args, message):
+    assert main(["runs", str(tmp_path / "missing"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_output_without_run_records_is_one_error_line(tmp_path, capsys):
+    assert main(["runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vsd: error: no run records under") and len(err.splitlines()) == 1
+
+
+def test_thresholds_and_repaired_rows_from_a_record():
+    assert parse_threshold(" repaired_share >= 1e-1 ") == ("repaired_share", ">=", 0.1)
+    # A row repaired in task 2 and task 3 is counted under both kinds: never summed.
+    assert repaired_rows({"repaired:task2": 15, "repaired:task3": 12, "not_repaired": 3}) == 15
+    assert repaired_rows({"repaired": 20, "repaired:task2": 15}) == 20
+    night = night_of({"run_id": "r", "run_date": "d", "counts": {"rows": 0, "flags": {}}})  # a no-op rerun
+    assert night.error_share == 0.0 and night.images_per_s is None
+    assert crossed(night, [parse_threshold("images_per_s<1"), parse_threshold("rows==0")]) == [
+        "vsd runs: threshold crossed: images_per_s=0 < 1 (run r, run_date d)",
+        "vsd runs: threshold crossed: rows=0 == 0 (run r, run_date d)",
+    ]
+
+
+def test_runs_and_show_read_an_output_on_s3(two_nights, s3_bucket, capsys):
+    """The same output copied byte for byte into S3 (moto): both commands read it there, and the
+    page is written to a bucket (a static site)."""
+    local = two_nights.output
+    remote = f"{s3_bucket}/annotations"
+    for uri in storage.list_files(local):
+        storage.write_bytes(remote + uri[len(local) :], storage.read_bytes(uri))
+    assert main(["runs", remote, "--fail-if", "error_share>0.05"]) == EXIT_THRESHOLD
+    assert capsys.readouterr().out.count("tiny:llava") == 2
+
+    assert main(["show", remote, "--out", f"{s3_bucket}/site", "--where", "status=error"]) == 0
+    page = storage.read_text(f"{s3_bucket}/site/index.html")
+    assert page.count('<figure class="row') == two_nights.errors_night2
+    assert "0.500" in page and f"{two_nights.errors_night2} of {two_nights.errors_night2} rows" in page
