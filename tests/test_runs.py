@@ -18,7 +18,7 @@ def test_each_night_is_a_line_and_a_jump_in_errors_fails_the_gate(two_nights, ca
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["run_date", "run_id", "images", "ok"]
     assert [line.split()[0] for line in lines[1:]] == list(NIGHTS)
-    assert lines[1].split()[2:4] == ["4", "4"] and lines[2].split()[2] == str(3 + 4 + 1)
+    assert lines[1].split()[2:4] == ["4", "4"] and lines[2].split()[2:4] == [str(3 + 4 + 2), str(3 + 2)]
 
     assert main(["runs", out, "--json"]) == 0
     first, second = json.loads(capsys.readouterr().out)
@@ -28,7 +28,7 @@ def test_each_night_is_a_line_and_a_jump_in_errors_fails_the_gate(two_nights, ca
         "empty_file": 1,
         "not_an_image": 2,
     }
-    assert second["error_share"] == round(4 / 8, 4) and second["model"] == "tiny:llava"
+    assert second["error_share"] == round(4 / 9, 4) and second["model"] == "tiny:llava"
     assert second["images_per_s"] > 0 and second["deferred"] == 0
 
     # The nightly gate: the latest night crossed one threshold of three -> one line, exit 3.
@@ -38,7 +38,7 @@ def test_each_night_is_a_line_and_a_jump_in_errors_fails_the_gate(two_nights, ca
     captured = capsys.readouterr()
     assert code == EXIT_THRESHOLD == 3
     assert captured.err.splitlines() == [
-        f"vsd runs: threshold crossed: error_share=0.5 > 0.05 (run {second['run_id']}, run_date {NIGHTS[1]})"
+        f"vsd runs: threshold crossed: error_share=0.4444 > 0.05 (run {second['run_id']}, run_date {NIGHTS[1]})"
     ]
     assert main(["runs", out, "--fail-if", "error_share >= 0.6", "--fail-if", "unaccounted>0"]) == 0
 
@@ -67,11 +67,21 @@ def test_thresholds_and_repaired_rows_from_a_record():
     # A row repaired in task 2 and task 3 is counted under both kinds: never summed.
     assert repaired_rows({"repaired:task2": 15, "repaired:task3": 12, "not_repaired": 3}) == 15
     assert repaired_rows({"repaired": 20, "repaired:task2": 15}) == 20
-    night = night_of({"run_id": "r", "run_date": "d", "counts": {"rows": 0, "flags": {}}})  # a no-op rerun
+    # A rerun that found nothing new: no speed to judge (a speed gate must not fire), shares are 0.
+    idle = {
+        "run_id": "r",
+        "run_date": "d",
+        "counts": {"images": 0, "rows": 0},
+        "timings": {"images_per_s": 0.0},
+    }
+    night = night_of(idle)
     assert night.error_share == 0.0 and night.images_per_s is None
     assert crossed(night, [parse_threshold("images_per_s<1"), parse_threshold("rows==0")]) == [
-        "vsd runs: threshold crossed: images_per_s=0 < 1 (run r, run_date d)",
-        "vsd runs: threshold crossed: rows=0 == 0 (run r, run_date d)",
+        "vsd runs: threshold crossed: rows=0 == 0 (run r, run_date d)"
+    ]
+    busy = night_of({**idle, "counts": {"images": 5, "rows": 5}, "timings": {"images_per_s": 0.5}})
+    assert crossed(busy, [parse_threshold("images_per_s<1")]) == [
+        "vsd runs: threshold crossed: images_per_s=0.5 < 1 (run r, run_date d)"
     ]
 
 
@@ -88,4 +98,4 @@ def test_runs_and_show_read_an_output_on_s3(two_nights, s3_bucket, capsys):
     assert main(["show", remote, "--out", f"{s3_bucket}/site", "--where", "status=error"]) == 0
     page = storage.read_text(f"{s3_bucket}/site/index.html")
     assert page.count('<figure class="row') == two_nights.errors_night2
-    assert "0.500" in page and f"{two_nights.errors_night2} of {two_nights.errors_night2} rows" in page
+    assert "0.444" in page and f"{two_nights.errors_night2} of {two_nights.errors_night2} rows" in page

@@ -32,7 +32,7 @@ METRICS = {
     "inconsistent_share": "ok rows whose relation, descriptions and geometry disagree / ok rows",
     "deferred": "images whose read failed after retries (tried again next run)",
     "unaccounted": "planned images neither written nor skipped (should be 0)",
-    "images_per_s": "images / pipeline seconds",
+    "images_per_s": "images / pipeline seconds (undefined, never crossing, when the run wrote nothing)",
 }
 OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt, "<": operator.lt}
 _EXPR = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
@@ -76,9 +76,10 @@ class Night:
     errors_by_reason: dict
     flags: dict
 
-    def metric(self, name: str) -> float:
+    def metric(self, name: str) -> float | None:
+        """The metric's value; None where it is undefined (the speed of a run that wrote nothing)."""
         value = getattr(self, name)
-        return 0.0 if value is None else float(value)
+        return None if value is None else float(value)
 
 
 def repaired_rows(flags: dict) -> int:
@@ -116,7 +117,7 @@ def night_of(record: dict) -> Night:
         inconsistent_share=_share(int(counts.get("inconsistent", 0)), ok),
         deferred=int(counts.get("deferred", 0)),
         unaccounted=int(counts.get("unaccounted", 0)),
-        images_per_s=(record.get("timings") or {}).get("images_per_s"),
+        images_per_s=(record.get("timings") or {}).get("images_per_s") if counts.get("images") else None,
         model=str(record.get("model") or ""),
         errors_by_reason=errors_by_reason,
         flags=flags,
@@ -147,7 +148,7 @@ def crossed(night: Night, thresholds: list[tuple[str, str, float]]) -> list[str]
     out = []
     for name, op, limit in thresholds:
         value = night.metric(name)
-        if OPERATORS[op](value, limit):
+        if value is not None and OPERATORS[op](value, limit):
             out.append(
                 f"vsd runs: threshold crossed: {name}={value:g} {op} {limit:g} "
                 f"(run {night.run_id}, run_date {night.run_date})"
@@ -182,7 +183,7 @@ def add_parser(subparsers) -> None:
         "alone (no data is read). --fail-if checks the latest run.",
         epilog=f"Metrics for --fail-if: {metrics}. Exit status: 0 fine; {EXIT_THRESHOLD} a --fail-if "
         "threshold crossed (one line per crossed threshold on stderr); 2 a usage error, an unknown "
-        "metric or an output without run records.",
+        "metric or an output without run records; 1 storage unreachable.",
     )
     p.add_argument("output", metavar="OUTPUT", help="output root of `vsd annotate` (path or s3://)")
     p.add_argument("--json", action="store_true", help="print the runs as a JSON list (one object per run)")

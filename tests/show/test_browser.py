@@ -6,7 +6,7 @@ from tests.fixtures.history import BROKEN, HOSTILE_PAIR
 from vsd.cli import main
 
 
-def test_the_page_loads_clean_renders_images_and_filters(two_nights, chromium, tmp_path):
+def test_the_page_loads_clean_renders_images_and_filters(chromium, two_nights, tmp_path):
     assert main(["show", two_nights.output, "--out", str(tmp_path / "site")]) == 0
     problems: list[str] = []
     page = chromium.new_page(viewport={"width": 1280, "height": 1000})
@@ -27,8 +27,12 @@ def test_the_page_loads_clean_renders_images_and_filters(two_nights, chromium, t
         assert page.locator("figure.row").count() == rows
         sizes = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
         assert len(sizes) == readable and all(done and width > 0 for done, width in sizes)
-        # Boxes sit on the images: two per readable pair (subject red, object green).
-        assert page.locator(".thumb .box.subj").count() == readable == page.locator(".thumb .box.obj").count()
+        # Boxes sit on the images: two per readable pair (subject red, object green; none at scene level).
+        assert (
+            page.locator(".thumb .box.subj").count()
+            == readable - 1
+            == page.locator(".thumb .box.obj").count()
+        )
         red = page.locator(".thumb .box.subj").first.evaluate("e => getComputedStyle(e).borderTopColor")
         assert red == "rgb(238, 0, 0)"
         assert page.locator("#f-count").inner_text() == f"{rows} of {rows} shown"

@@ -47,6 +47,12 @@ def test_the_page_has_every_row_escaped_with_placeholders_and_the_trend(two_nigh
     assert "image not shown: empty file" in page and "image not shown: cannot decode:" in page
     for reason in ("decode_error", "empty_file", "not_an_image"):
         assert f'<span class="label">error:</span> {reason}:' in page
+    # The image without pairs: one scene-level row, described, without boxes or a geometry line.
+    [scene] = [f for f in page.split(FIGURE)[1:] if two_nights.scene_uri in f]
+    assert (
+        '<span class="rel">scene</span>' in scene and 'class="box' not in scene and "geometry:" not in scene
+    )
+    assert '<span class="label">raw:</span>' in scene
     # The header: one trend line per run record, the latest run's totals.
     assert page.count("<tr><td>") == 2 and all(f"<tr><td>{d}</td>" in page for d in NIGHTS)
     assert (
@@ -109,3 +115,19 @@ def test_thumbnails_of_hard_files_rotate_downscale_or_say_why(tmp_path, s3_bucke
     storage.write_bytes(f"{s3_bucket}/img/cmyk.jpg", files["cmyk.jpg"][0])
     assert thumbnail(f"{s3_bucket}/img/cmyk.jpg") == made[local["cmyk.jpg"]]
     assert thumbnail(f"{s3_bucket}/img/missing.jpg").problem.startswith("not found")
+
+
+def test_header_values_are_escaped_once():
+    """Header text (reasons, flags, model) from a record: escaped exactly once, never twice."""
+    from vsd.runs import night_of
+    from vsd.show.page import render
+
+    record = {
+        "run_id": "r<1>",
+        "run_date": "2026-11-27",
+        "model": "s3://b/m&<x>",
+        "counts": {"images": 1, "rows": 1, "error": {"a&b": 1}, "flags": {"repaired:task2": 1}},
+    }
+    page = render([], {}, [night_of(record)], source="o", summary="s", generated_at="now")
+    assert "errors 1 (a&amp;b 1)" in page and "model s3://b/m&amp;&lt;x&gt;" in page
+    assert "repaired:task2 1" in page and "r&lt;1&gt;" in page and "&amp;amp;" not in page

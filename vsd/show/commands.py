@@ -65,7 +65,7 @@ def add_parser(subparsers) -> None:
         epilog="Examples: vsd show s3://bucket/annotations --where status=error; vsd show out/ann "
         "--where flag=repaired --where relation=behind --limit 50. Repeating a key means any of the "
         "values; different keys must all hold. Exit status: 0 page written, 2 a usage error or an "
-        "output without rows or run records.",
+        "output without rows or run records, 1 storage unreachable.",
     )
     p.add_argument("output", metavar="OUTPUT", help="output root of `vsd annotate` (path or s3://)")
     p.add_argument(

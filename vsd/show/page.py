@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from vsd.runs import Night
 from vsd.show.thumbs import Thumb
 
+SCENE = -1  # pair_index of a scene-level row (no pair given, none detected)
+
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222;background:#f6f6f4}
 header,nav,main{padding:8px 16px}
@@ -46,6 +48,7 @@ figcaption p{margin:2px 0}
 .status{font-weight:bold;padding:0 4px;border-radius:3px}
 .status.ok{background:#dfd}.status.error{background:#fdd}
 .rel{font-weight:bold}
+.no{color:#b00;font-weight:bold}
 .label{color:#777;font-size:12px}
 ol,ul{margin:0;padding-left:18px}
 .flags li{font-size:12px;color:#835}
@@ -127,7 +130,17 @@ def _sentences(label: str, one: str | None, many: list[str] | None) -> str:
 
 
 def _consistent(value: bool | None) -> str:
-    return {True: "yes", False: "no"}.get(value, "-")  # type: ignore[arg-type]
+    return {True: "yes", False: '<span class="no">no</span>'}.get(value, "-")  # type: ignore[arg-type]
+
+
+def _pair(row: dict) -> str:
+    if row.get("pair_index") == SCENE:  # an image without pairs: described as a whole
+        return '<span class="rel">scene</span>'
+    return (
+        f'<span class="subj-name">{_e(row.get("subject"))}</span> '
+        f'<span class="rel">{_e(row.get("relation") or "?")}</span> '
+        f'<span class="obj-name">{_e(row.get("object"))}</span>'
+    )
 
 
 def figure(row: dict, thumb: Thumb | None) -> str:
@@ -140,12 +153,9 @@ def figure(row: dict, thumb: Thumb | None) -> str:
         f'data-relation="{_e(row.get("relation") or "")}">',
         _thumb(row, thumb),
         "<figcaption>",
-        f'<p><span class="status {_e(status)}">{_e(status)}</span> '
-        f'<span class="subj-name">{_e(row.get("subject"))}</span> '
-        f'<span class="rel">{_e(row.get("relation") or "?")}</span> '
-        f'<span class="obj-name">{_e(row.get("object"))}</span></p>',
+        f'<p><span class="status {_e(status)}">{_e(status)}</span> {_pair(row)}</p>',
     ]
-    if status == "ok":
+    if status == "ok" and row.get("pair_index") != SCENE:
         parts.append(
             f'<p class="geo"><span class="label">geometry:</span> {_e(row.get("geometry_relation") or "undecided")}'
             f' <span class="label">consistent:</span> {_consistent(row.get("consistent"))}</p>'
@@ -174,13 +184,15 @@ def _options(element_id: str, label: str, values: Iterable[str]) -> str:
 def _totals(night: Night | None) -> str:
     if night is None:
         return '<p class="totals">no run records in this output</p>'
-    reasons = ", ".join(f"{_e(k)} {v}" for k, v in sorted(night.errors_by_reason.items())) or "none"
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(night.errors_by_reason.items())) or "none"
+    flags = ", ".join(f"{k} {v}" for k, v in sorted(night.flags.items(), key=lambda kv: -kv[1])) or "none"
     return (
         f'<p class="totals"><b>latest run {_e(night.run_date)}</b> ({_e(night.run_id)}): '
         f"<span>images {night.images}</span><span>rows {night.rows}</span><span>ok {night.ok}</span>"
         f"<span>errors {night.errors} ({_e(reasons)})</span><span>repaired {night.repaired}</span>"
         f"<span>deferred {night.deferred}</span><span>images/s {_fmt(night.images_per_s, 2)}</span>"
         f"<span>model {_e(night.model)}</span></p>"
+        f'<p class="totals">flags (rows per kind): {_e(flags)}</p>'
     )
 
 
