@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.fixtures.history import NIGHTS
+from tests.fixtures.annotate import GOOD_PAIR, build_corpus
+from tests.fixtures.history import NIGHTS, annotate
 from vsd import storage
 from vsd.cli import main
 from vsd.runs import EXIT_THRESHOLD, crossed, night_of, parse_threshold, repaired_rows
@@ -85,17 +86,28 @@ def test_thresholds_and_repaired_rows_from_a_record():
     ]
 
 
-def test_runs_and_show_read_an_output_on_s3(two_nights, s3_bucket, capsys):
-    """The same output copied byte for byte into S3 (moto): both commands read it there, and the
-    page is written to a bucket (a static site)."""
-    local = two_nights.output
+def test_runs_and_show_on_a_real_s3_output(ray_local, tmp_path, s3_bucket, capsys):
+    """`vsd annotate` from S3 to S3 (moto): `vsd runs` gates on the records there, `vsd show`
+    reads the rows and the images there and writes the page to a bucket (a static site)."""
+    local = str(tmp_path / "corpus")
+    build_corpus(local, 3, seed=3)
+    storage.write_bytes(storage.join(local, "images", "notes.png"), b"just some text, not pixels\n")
+    lines = storage.read_text(storage.join(local, "manifest.jsonl"))
+    lines += json.dumps({"image": storage.join(local, "images", "notes.png"), "pairs": [GOOD_PAIR]}) + "\n"
+    for uri in storage.list_files(storage.join(local, "images")):
+        storage.write_bytes(f"{s3_bucket}/corpus" + uri[len(local) :], storage.read_bytes(uri))
+    storage.write_text(
+        f"{s3_bucket}/corpus/manifest.jsonl", lines.replace(local + "/", f"{s3_bucket}/corpus/")
+    )
     remote = f"{s3_bucket}/annotations"
-    for uri in storage.list_files(local):
-        storage.write_bytes(remote + uri[len(local) :], storage.read_bytes(uri))
-    assert main(["runs", remote, "--fail-if", "error_share>0.05"]) == EXIT_THRESHOLD
-    assert capsys.readouterr().out.count("tiny:llava") == 2
+    annotate(f"{s3_bucket}/corpus", remote, NIGHTS[0])
+    capsys.readouterr()
 
-    assert main(["show", remote, "--out", f"{s3_bucket}/site", "--where", "status=error"]) == 0
+    assert main(["runs", remote, "--fail-if", "error_share>0.05"]) == EXIT_THRESHOLD
+    captured = capsys.readouterr()
+    assert captured.out.count("tiny:llava") == 1 and "error_share=0.25 > 0.05" in captured.err
+
+    assert main(["show", remote, "--out", f"{s3_bucket}/site"]) == 0
     page = storage.read_text(f"{s3_bucket}/site/index.html")
-    assert page.count('<figure class="row') == two_nights.errors_night2
-    assert "0.444" in page and f"{two_nights.errors_night2} of {two_nights.errors_night2} rows" in page
+    assert page.count('<figure class="row') == 4 and page.count('<img src="data:image/jpeg;base64,') == 3
+    assert f"{s3_bucket}/corpus/images/scene-3-00000.png" in page and "image not shown: cannot decode" in page
