@@ -175,15 +175,18 @@ def format_table(items: list[Night]) -> str:
 
 
 def add_parser(subparsers) -> None:
-    metrics = "; ".join(f"{k}: {v}" for k, v in METRICS.items())
+    width = max(map(len, METRICS))
+    metrics = "\n".join(f"  {k:<{width}}  {v}" for k, v in METRICS.items())
     p = subparsers.add_parser(
         "runs",
         help="one line per run of an output (images, ok, error and repaired share, speed); --fail-if gates",
-        description="Lists the run records of OUTPUT (local or s3://), oldest first, from the records "
-        "alone (no data is read). --fail-if checks the latest run.",
-        epilog=f"Metrics for --fail-if: {metrics}. Exit status: 0 fine; {EXIT_THRESHOLD} a --fail-if "
-        "threshold crossed (one line per crossed threshold on stderr); 2 a usage error, an unknown "
-        "metric or an output without run records; 1 storage unreachable.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Lists the run records of OUTPUT (local or s3://), oldest first, from the records\n"
+        "alone (no data is read). --fail-if checks the latest run (the one a nightly job just made).",
+        epilog=f"metrics for --fail-if:\n{metrics}\n\nexit status:\n  0  fine\n"
+        f"  {EXIT_THRESHOLD}  a --fail-if threshold crossed (one line per crossed threshold on stderr)\n"
+        "  2  a usage error: a bad expression, an unknown metric, an output without run records\n"
+        "  1  storage unreachable",
     )
     p.add_argument("output", metavar="OUTPUT", help="output root of `vsd annotate` (path or s3://)")
     p.add_argument("--json", action="store_true", help="print the runs as a JSON list (one object per run)")

@@ -80,7 +80,9 @@ def test_where_and_limit_select_rows(two_nights, tmp_path, capsys):
     assert main(["show", out, "--out", str(tmp_path / "x"), "--where", "status"]) == 2
     assert main(["show", out, "--out", str(tmp_path / "x"), "--limit", "0"]) == 2
     assert main(["show", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
-    assert capsys.readouterr().err.count("vsd: error:") == 4
+    assert main(["show", out, "--out", f"{out}/site"]) == 2  # a page in the output: a bogus data file
+    err = capsys.readouterr().err
+    assert err.count("vsd: error:") == 5 and "is inside the output" in err
 
 
 def _decoded(thumb) -> Image.Image:

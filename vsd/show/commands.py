@@ -151,6 +151,13 @@ def run(args: argparse.Namespace) -> int:
     from vsd.show.thumbs import thumbnails
 
     root = args.output.rstrip("/")
+    out = args.out if storage.is_s3(args.out) else os.path.abspath(args.out)
+    inside = root if storage.is_s3(root) else os.path.abspath(root)
+    if (out.rstrip("/") + "/").startswith(inside + "/"):
+        raise VSDError(
+            f"--out {args.out} is inside the output {root}: readers of the output would take the page "
+            "for a data file; choose a folder outside it"
+        )
     records = read_run_records(root)
     table = vsd.read(root, columns=COLUMNS)
     if table.num_rows == 0 and not records:
@@ -170,12 +177,11 @@ def run(args: argparse.Namespace) -> int:
         summary=summary,
         generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    out = args.out if storage.is_s3(args.out) else os.path.abspath(args.out)
     target = storage.join(out, PAGE)
     storage.write_text(target, page)
     unreadable = sum(1 for t in thumbs.values() if t.data_url is None)
     print(summary)
     if unreadable:
         print(f"{unreadable} image(s) could not be shown (placeholders say why)")
-    print(f"wrote {target}")
+    print(f"wrote {target}" if storage.is_s3(target) else f"wrote {target} (open file://{target})")
     return 0
