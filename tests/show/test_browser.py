@@ -40,18 +40,28 @@ def test_the_page_loads_clean_renders_images_and_filters(chromium, two_nights, t
         page.select_option("#f-status", "error")
         assert page.locator("figure.row:visible").count() == len(BROKEN)
         assert page.locator("#f-count").inner_text() == f"{len(BROKEN)} of {rows} shown"
+        assert page.evaluate("location.hash") == "#status=error"  # the view can be linked to
         page.select_option("#f-status", "")
         page.fill("#f-text", "onerror")  # free text finds the hostile names, shown as text
         visible = page.locator("figure.row:visible")
         assert visible.count() == 1 and HOSTILE_PAIR["subject"] in visible.inner_text()
         page.fill("#f-text", "")
         page.select_option("#f-flag", "truncated")
-        assert 0 < page.locator("figure.row:visible").count() < rows
+        truncated = page.locator("figure.row:visible").count()
+        assert 0 < truncated < rows and page.evaluate("location.hash") == "#flag=truncated"
         # Nothing the rows carried ran or became markup.
         assert page.evaluate("window.__pwned") is None
         assert page.locator('img[src="x"]').count() == 0 and page.locator("script").count() == 1
         page.select_option("#f-flag", "")
         page.screenshot(path=str(tmp_path / "page.png"), full_page=False)
-        assert problems == []
+        assert problems == [] and page.evaluate("location.hash") == ""
     finally:
         page.close()
+    linked = chromium.new_page()
+    try:  # a link with filters opens filtered; a mangled one is ignored, not an error
+        linked.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        linked.goto((tmp_path / "site" / "index.html").as_uri() + "#flag=truncated&status=ok&text=%E0%A4%A")
+        assert linked.locator("figure.row:visible").count() == truncated
+        assert linked.locator("#f-status").input_value() == "ok" and problems == []
+    finally:
+        linked.close()

@@ -45,6 +45,7 @@ def test_the_page_has_every_row_escaped_with_placeholders_and_the_trend(two_nigh
     # Each broken file: a placeholder that says why, and the row's error reason.
     assert page.count('class="thumb missing"') == len(BROKEN)
     assert "image not shown: empty file" in page and "image not shown: cannot decode:" in page
+    assert page.count("image not shown: not an image format Pillow reads") == 2  # notes.png, page.jpg
     for reason in ("decode_error", "empty_file", "not_an_image"):
         assert f'<span class="label">error:</span> {reason}:' in page
     # The image without pairs: one scene-level row, described, without boxes or a geometry line.

@@ -27,6 +27,8 @@ header h1{font-size:18px;margin:4px 0}
 table.trend{border-collapse:collapse;margin:6px 0;font-variant-numeric:tabular-nums}
 table.trend th,table.trend td{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right}
 table.trend th:first-child,table.trend td:first-child,table.trend td.l{text-align:left}
+div.trend{display:flex;gap:16px;align-items:flex-start}
+div.trend table{display:block;max-height:190px;overflow:auto}
 .bar{display:inline-block;height:8px;background:#c33;vertical-align:middle;margin-left:4px}
 .totals span{margin-right:14px}
 nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;z-index:2}
@@ -75,8 +77,19 @@ SCRIPT = """
     });
     count.textContent = shown + ' of ' + rows.length + ' shown';
   }
-  [status, flag, relation].forEach(function (el) { el.addEventListener('change', apply); });
-  text.addEventListener('input', apply);
+  // The filters live in the address (#status=error&flag=repaired), so a view can be linked to.
+  var controls = {status: status, flag: flag, relation: relation, text: text};
+  function save() {
+    var parts = Object.keys(controls).filter(function (k) { return controls[k].value; })
+      .map(function (k) { return k + '=' + encodeURIComponent(controls[k].value); });
+    try { history.replaceState(null, '', parts.length ? '#' + parts.join('&') : ' '); } catch (e) { /* no history */ }
+  }
+  location.hash.replace(/^#/, '').split('&').forEach(function (kv) {
+    var i = kv.indexOf('='), el = i > 0 ? controls[kv.slice(0, i)] : null;
+    if (el) { try { el.value = decodeURIComponent(kv.slice(i + 1)); } catch (e) { /* a mangled link */ } }
+  });
+  [status, flag, relation].forEach(function (el) { el.addEventListener('change', function () { apply(); save(); }); });
+  text.addEventListener('input', function () { apply(); save(); });
   apply();
 })();
 """
@@ -208,9 +221,36 @@ def _trend(nights: list[Night]) -> str:
         f'<td>{_fmt(n.error_share)}<span class="bar" style="width:{min(n.error_share, 1.0) * 60:.1f}px"></span></td>'
         f"<td>{_fmt(n.repaired_share)}</td><td>{n.deferred}</td><td>{_fmt(n.images_per_s, 2)}</td>"
         f'<td class="l">{_e(n.model)}</td></tr>'
-        for n in nights
+        for n in reversed(nights)  # newest first: last night is what one opens the page for
     )
-    return f'<table class="trend">{head}{body}</table>'
+    spark = f'<div>{_sparkline(nights)}<br><span class="label">error (red), repaired (amber) share per run</span></div>'
+    return f'<div class="trend">{spark}<table class="trend">{head}{body}</table></div>'
+
+
+def _sparkline(nights: list[Night], width: int = 240, height: int = 48) -> str:
+    """Error share (red) and repaired share (amber) per run, oldest to newest: numbers only."""
+    step = width / max(len(nights) - 1, 1)
+
+    def points(values: list[float]) -> str:
+        return " ".join(
+            f"{i * step:.1f},{height - 4 - min(v, 1.0) * (height - 8):.1f}" for i, v in enumerate(values)
+        )
+
+    lines = ""
+    for color, values in (
+        ("#c33", [n.error_share for n in nights]),
+        ("#d90", [n.repaired_share for n in nights]),
+    ):
+        if len(values) == 1:
+            x, y = points(values).split(",")
+            lines += f'<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>'
+        else:
+            lines += f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{points(values)}"/>'
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="-4 0 {width + 8} {height}" role="img" '
+        f'aria-label="error share (red) and repaired share (amber) per run, 0 to 1, oldest to newest">'
+        f'<rect x="-4" y="0" width="{width + 8}" height="{height}" fill="#fff" stroke="#ddd"/>{lines}</svg>'
+    )
 
 
 def render(

@@ -74,6 +74,8 @@ def encode(data: bytes, max_side: int = MAX_SIDE) -> Thumb:
             im.thumbnail((max_side, max_side))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)
+    except Image.UnidentifiedImageError:
+        return Thumb(problem="not an image format Pillow reads")
     except Image.DecompressionBombError as exc:  # Pillow's own guard, at open: the header's size
         return Thumb(problem=f"too many pixels to decode for a preview ({exc})")
     except Exception as exc:  # noqa: BLE001 - an untrusted file: whatever fails is the reason shown
