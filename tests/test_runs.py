@@ -61,6 +61,11 @@ def test_an_output_without_run_records_is_one_error_line(tmp_path, capsys):
     assert main(["runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vsd: error: no run records under") and len(err.splitlines()) == 1
+    storage.write_text(
+        str(tmp_path / "__vsd" / "runs" / "cut.json"), '{"run_id": "cut", "coun'
+    )  # half a file
+    assert main(["runs", str(tmp_path)]) == 2
+    assert "vsd: error: run record " in capsys.readouterr().err
 
 
 def test_thresholds_and_repaired_rows_from_a_record():
