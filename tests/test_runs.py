@@ -21,6 +21,8 @@ def test_each_night_is_a_line_and_a_jump_in_errors_fails_the_gate(two_nights, ca
     assert [line.split()[0] for line in lines[1:]] == list(NIGHTS)
     assert lines[1].split()[2:4] == ["4", "4"] and lines[2].split()[2:4] == [str(3 + 4 + 2), str(3 + 2)]
 
+    assert main(["runs", out, "--last", "1"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["run_date", NIGHTS[1]]
     assert main(["runs", out, "--json"]) == 0
     first, second = json.loads(capsys.readouterr().out)
     assert (first["errors"], first["error_share"]) == (0, 0.0)
@@ -50,6 +52,7 @@ def test_each_night_is_a_line_and_a_jump_in_errors_fails_the_gate(two_nights, ca
         (["--fail-if", "eror_share>0.05"], "unknown metric 'eror_share'"),
         (["--fail-if", "error_share=>0.05"], "expected METRIC OP NUMBER"),
         (["--fail-if", "error_share>"], "expected METRIC OP NUMBER"),
+        (["--last", "0"], "--last 0: must be at least 1"),
     ],
 )
 def test_a_bad_threshold_is_a_usage_error_before_any_read(tmp_path, capsys, args, message):

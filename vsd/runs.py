@@ -194,6 +194,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("output", metavar="OUTPUT", help="output root of `vsd annotate` (path or s3://)")
     p.add_argument("--json", action="store_true", help="print the runs as a JSON list (one object per run)")
+    p.add_argument("--last", type=int, metavar="N", help="print only the latest N runs (default: all)")
     p.add_argument(
         "--fail-if",
         action="append",
@@ -207,11 +208,14 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     thresholds = [parse_threshold(e) for e in args.fail_if]  # a typo fails before any read
+    if args.last is not None and args.last < 1:
+        raise VSDError(f"--last {args.last}: must be at least 1")
     items = nights(args.output)
+    listed = items[-args.last :] if args.last else items
     if args.json:
-        print(json.dumps([asdict(n) for n in items], indent=2))
+        print(json.dumps([asdict(n) for n in listed], indent=2))
     else:
-        print(format_table(items))
+        print(format_table(listed))
     lines = crossed(items[-1], thresholds)
     for line in lines:
         print(line, file=sys.stderr)
