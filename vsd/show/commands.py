@@ -108,20 +108,21 @@ def parse_where(items: list[str]) -> dict[str, list[str]]:
 def select(table, where: dict[str, list[str]], limit: int):
     """The matching rows, newest first (run date, then write time), at most ``limit``; and how
     many matched."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    mask = pa.array([True] * table.num_rows, pa.bool_())
+    mask = pa.array(np.ones(table.num_rows, dtype=bool))
     for key, values in where.items():
         if key == "flag":
             flags = table.column("flags").combine_chunks()
             flat, parents = pc.list_flatten(flags), pc.list_parent_indices(flags)
-            hit = pa.array([False] * len(flat), pa.bool_())
+            hit = pa.array(np.zeros(len(flat), dtype=bool))
             for v in values:
                 for test in (pc.equal(flat, v), *(pc.starts_with(flat, v + s) for s in (":", " ", "."))):
                     hit = pc.or_kleene(hit, pc.fill_null(test, False))
             rows_hit = pc.unique(pc.filter(parents, hit))
-            cond = pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=rows_hit.cast(pa.int64()))
+            cond = pc.is_in(pa.array(np.arange(table.num_rows)), value_set=rows_hit.cast(pa.int64()))
         elif key == "error":
             reasons = pc.utf8_trim_whitespace(
                 pc.list_element(pc.split_pattern(table.column("error"), ":", max_splits=1), 0)
@@ -132,11 +133,15 @@ def select(table, where: dict[str, list[str]], limit: int):
         else:
             cond = pc.is_in(table.column(key), value_set=pa.array(values))
         mask = pc.and_kleene(mask, pc.fill_null(cond, False))
-    matched = table.filter(mask)
-    ordered = matched.sort_by(
-        [("run_date", "descending"), ("annotated_at", "descending"), ("row_id", "ascending")]
-    )
-    return ordered.slice(0, limit), matched.num_rows
+    # Only the sort keys of the matching rows are copied, then the top k (not a full sort), then
+    # just the shown rows: a page shows a few hundred of possibly millions of rows.
+    keys = [("run_date", "descending"), ("annotated_at", "descending"), ("row_id", "ascending")]
+    matching = pc.indices_nonzero(mask)
+    if len(matching) == 0:
+        return table.slice(0, 0), 0
+    candidates = table.select([k for k, _ in keys]).take(matching)
+    top = pc.select_k_unstable(candidates, k=min(limit, len(matching)), sort_keys=keys)
+    return table.take(matching.take(top)), len(matching)
 
 
 def run(args: argparse.Namespace) -> int:
