@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "vsd.annotate.commands",  # vsd annotate
     "vsd.evaluate.commands",  # vsd evaluate
     "vsd.demo",  # vsd demo
+    "vsd.show.commands",  # vsd show
+    "vsd.runs",  # vsd runs
 ]
 
 
