@@ -147,10 +147,9 @@ class Lease:
 
     def _holder(self, generation: int) -> Holder | None:
         try:
-            data = json.loads(storage.read_text(self._uri(generation)))
-        except (OSError, ValueError):
-            return None  # deleted meanwhile, or a torn write: treat as free
-        return Holder(generation=generation, **data)
+            return Holder(generation=generation, **json.loads(storage.read_text(self._uri(generation))))
+        except (OSError, ValueError, TypeError):
+            return None  # deleted meanwhile, or not a lease record: treat as free
 
     def _record(self, released: bool = False) -> bytes:
         return json.dumps(

@@ -93,6 +93,8 @@ def exists(root: str) -> bool:
     server that runs in the same process (moto in the tests)."""
     from deltalake.exceptions import TableNotFoundError
 
+    if not storage.is_s3(root) and not os.path.isdir(table_uri(root)):
+        return False  # a file (say, predictions.parquet) or nothing at all
     try:
         open_table(root)
     except TableNotFoundError:
@@ -113,7 +115,7 @@ def ensure(root: str):
 
     for attempt in range(COMMIT_ATTEMPTS):
         if exists(root):
-            return open_table(root)
+            return evolve(open_table(root))
         try:
             DeltaTable.create(
                 table_uri(root),
@@ -129,6 +131,22 @@ def ensure(root: str):
         except CommitFailedError:  # another writer created it at the same moment
             time.sleep(0.2 * (attempt + 1))
     return open_table(root)
+
+
+def table_columns(table) -> list[str]:
+    return list(pa.schema(table.schema().to_arrow()).names)
+
+
+def evolve(table):
+    """Columns that `TABLE_SCHEMA` gained since the table was made are added to it (metadata
+    only: older files read them as null), so a release that adds a column continues the table."""
+    have = set(table_columns(table))
+    missing = [f.with_type(_file_type(f.type)) for f in TABLE_SCHEMA if f.name not in have]
+    if missing:
+        from deltalake import Schema
+
+        table.alter.add_columns(list(Schema.from_arrow(pa.schema(missing)).fields))
+    return table
 
 
 def active_paths(table) -> set[str]:
@@ -268,5 +286,10 @@ def read(
     version = None if as_of is None else resolve_version(root, as_of)
     if as_of is not None and version is None:
         return schema.empty_table()
-    table = open_table(root, version=version).to_pyarrow_table(columns=list(schema.names))
+    delta = open_table(root, version=version)
+    have = set(table_columns(delta))
+    table = delta.to_pyarrow_table(columns=[n for n in schema.names if n in have])
+    for field in schema:  # a column added after that version: null, as in `schema.conform`
+        if field.name not in have:
+            table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
     return table.select(schema.names).cast(schema)
