@@ -190,3 +190,44 @@ def test_a_column_added_to_the_schema_is_added_to_an_existing_table(tmp_path):
     table.ensure(root)
     assert "refine_status" in pa.schema(table.open_table(root).schema().to_arrow()).names
     assert table.read(root).schema == table.TABLE_SCHEMA
+
+
+def test_a_file_replaced_in_place_has_one_current_row_and_the_old_one_stays_readable(
+    ray_local, tmp_path, annotate_config
+):
+    """A source whose content changed (new bytes, new mtime): the next night annotates it again,
+    and the commit that adds its new row takes the old one out of the current table -- one
+    current row per file, the old version still there for `as_of` the night before."""
+    src = build_corpus(str(tmp_path / "src"), 6, seed=27)
+    folder, out = tmp_path / "photos", str(tmp_path / "out")
+    folder.mkdir()
+    names = []
+    for i, uri in enumerate(sorted(src)[:4]):
+        (folder / f"p{i}.png").write_bytes(storage.read_bytes(uri))
+        names.append(str(folder / f"p{i}.png"))
+    run_annotation(annotate_config(str(folder), out), engine_factory=make_color_engine)
+    night1 = {r["source_uri"]: r["image_id"] for r in vsd.read(out).to_pylist()}
+    assert sorted(night1) == names
+    changed = folder / "p1.png"
+    changed.write_bytes(storage.read_bytes(sorted(src)[5]))  # new content under the same name
+    os.utime(changed, (time.time() + 5, time.time() + 5))
+    again = run_annotation(
+        annotate_config(str(folder), out, "run_date=2026-11-27"), engine_factory=make_color_engine
+    )
+    assert again.counts["images"] == 1
+    current = vsd.read(out).to_pylist()
+    assert sorted(r["source_uri"] for r in current) == names  # one current row per file
+    by_uri = {r["source_uri"]: r for r in current}
+    assert by_uri[str(changed)]["image_id"] != night1[str(changed)]
+    assert by_uri[str(changed)]["run_date"] == "2026-11-27"
+    assert {u: by_uri[u]["image_id"] for u in names if u != str(changed)} == {
+        u: i for u, i in night1.items() if u != str(changed)
+    }
+    before = {r["source_uri"]: r["image_id"] for r in vsd.read(out, as_of="2026-11-26").to_pylist()}
+    assert before == night1  # the old version, as of the night before
+    [commit] = [c for c in table.history(out) if c.get("run_date") == "2026-11-27"]
+    assert commit["superseded_rows"] == "1"
+    rerun = run_annotation(
+        annotate_config(str(folder), out, "run_date=2026-11-28"), engine_factory=make_color_engine
+    )
+    assert rerun.counts["images"] == 0 and len(vsd.read(out)) == 4
