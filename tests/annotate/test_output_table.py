@@ -231,3 +231,27 @@ def test_a_file_replaced_in_place_has_one_current_row_and_the_old_one_stays_read
         annotate_config(str(folder), out, "run_date=2026-11-28"), engine_factory=make_color_engine
     )
     assert rerun.counts["images"] == 0 and len(vsd.read(out)) == 4
+
+
+def test_vsd_delete_takes_an_image_out_of_the_current_rows_in_one_commit(
+    ray_local, tmp_path, annotate_config
+):
+    from vsd.cli import main
+
+    corpus, out = str(tmp_path / "corpus"), str(tmp_path / "out")
+    expected = build_corpus(corpus, 5, seed=28)
+    run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out), engine_factory=make_color_engine)
+    gone = sorted(expected)[2]
+    assert main(["delete", out, "--uri", gone, "--reason", "takedown 42"]) == 0
+    current = vsd.read(out).to_pylist()
+    assert sorted(r["source_uri"] for r in current) == sorted(u for u in expected if u != gone)
+    last = table.history(out)[-1]
+    assert last["operation"] == "delete" and last["reason"] == "takedown 42" and last["rows"] == "1"
+    assert len(vsd.read(out, as_of=last["version"] - 1)) == 5  # the night before still shows it
+    assert main(["delete", out, "--uri", gone]) == 0  # nothing left to delete: says so, exit 0
+    again = run_annotation(
+        annotate_config(f"{corpus}/manifest.jsonl", out, "run_date=2026-11-27"),
+        engine_factory=make_color_engine,
+    )
+    assert again.counts["images"] == 0 and len(vsd.read(out)) == 4  # not annotated again
+    assert main(["delete", out]) == 2
