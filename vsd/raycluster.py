@@ -18,7 +18,7 @@ def connect(address: str | None = None) -> str:
     if ray.is_initialized():
         return f"ray: using the connected cluster at {ray.get_runtime_context().gcs_address}"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
+    if address and address != "local":
         ray.init(address=address)
         return f"ray: joined the cluster at {address}"
     ray.init(address="local")
