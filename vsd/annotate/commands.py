@@ -27,6 +27,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", help="model: dir, s3:// prefix, hub id or tiny:llava (overrides engine.model)")
     p.add_argument("--adapter", help="PEFT adapter dir (overrides engine.adapter)")
     p.add_argument("--ray-address", help="connect to this Ray cluster (default: RAY_ADDRESS or a local one)")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what the run would do (cluster, paths, new and refused rows, changes since the "
+        "output's last run) and exit without writing anything",
+    )
     add_config_arguments(
         p,
         example_config="jobs/configs/annotate-*.yaml",
@@ -47,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:  # --help-config
         return 0
     cfg.check_paths()  # fail before any cluster starts
+    if args.plan:
+        from vsd.annotate.plan import print_plan
+
+        print_plan(cfg, args.ray_address)
+        return 0
     from vsd.preflight import check_annotate
 
     check_annotate(
