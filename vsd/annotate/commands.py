@@ -31,15 +31,23 @@ def add_parser(subparsers) -> None:
         p,
         example_config="jobs/configs/annotate-*.yaml",
         example_overrides="engine.batch_size=16 stages.generate.resources.concurrency=8",
+        job="annotate",
     )
     p.set_defaults(func=run)
 
 
 def load_config(args: argparse.Namespace):
+    """The config from --config (a file or a shipped name), the flags and the overrides, resolved
+    against the model's own record (image size, visual prompt, token budgets: a contradiction is
+    refused here, before any cluster starts; `vsd.annotate.model_record`)."""
     from vsd.annotate.config import AnnotateConfig
     from vsd.annotate.config import load_config as load_annotate_config
+    from vsd.annotate.model_record import resolve_against_model
 
-    return config_from_args(AnnotateConfig, args, FLAGS, loader=load_annotate_config)
+    def load(path, overrides):
+        return resolve_against_model(load_annotate_config(path, overrides), path, overrides)
+
+    return config_from_args(AnnotateConfig, args, FLAGS, loader=load, job="annotate")
 
 
 def run(args: argparse.Namespace) -> int:

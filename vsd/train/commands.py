@@ -21,6 +21,7 @@ def add_parser(subparsers) -> None:
         p,
         example_config="jobs/configs/train-*.yaml",
         example_overrides="optim.lr=1e-4 deepspeed.zero_stage=3",
+        job="train",
     )
     p.set_defaults(func=run)
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from vsd.config import ConfigError
     from vsd.train.config import TrainConfig
 
-    cfg = config_from_args(TrainConfig, args)
+    cfg = config_from_args(TrainConfig, args, job="train")
     if cfg is None:  # --help-config
         return 0
     if not args.out:
