@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from vsd.config import add_config_arguments
+from vsd.named_configs import known_names
 
 TASK_NAMES = {1: "relation", 2: "description", 3: "descriptions"}
 
@@ -43,11 +43,20 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--device", default="cpu", help="engine device: cpu (default), cuda, cuda:N, auto")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    add_config_arguments(
-        p,
-        example_config="an annotate config; its engine and preprocess sections apply",
-        example_overrides="engine.dtype=float32 stages.generate.repair=false",
-        job="annotate",
+    p.add_argument(
+        "--config",
+        help="annotate config: a YAML file or a shipped name (" + ", ".join(known_names("annotate")) + "); "
+        "its engine and preprocess sections apply",
+    )
+    # Overrides are an option here, not trailing words as in `vsd annotate`: after the IMAGE
+    # positional, argparse would take no more positionals once an option came between them.
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a dotted config override, repeatable (e.g. --set engine.dtype=bfloat16; the fields: "
+        "vsd annotate --help-config)",
     )
     p.set_defaults(func=run)
 
@@ -72,12 +81,6 @@ def load_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from vsd.ask.core import Question, answer
 
-    if args.help_config:
-        from vsd.annotate.config import AnnotateConfig
-        from vsd.config import help_text
-
-        print(help_text(AnnotateConfig))
-        return 0
     question = Question(
         image=args.image,
         subject=args.subject,
