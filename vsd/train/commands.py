@@ -42,9 +42,11 @@ def run_training(cfg, out: str) -> int:
     """Shared by `vsd train` and jobs/train.py: train, print where the adapter is, exit status."""
     import sys
 
+    from vsd.train.console import StepTable, quiet_known_noise
     from vsd.train.driver import train
 
-    result = train(cfg, out)
+    quiet_known_noise()
+    result = train(cfg, out, progress=StepTable())
     last = result.metrics
     if result.error:
         print(f"vsd train: failed: {result.error} (last checkpoint: {result.checkpoint})", file=sys.stderr)

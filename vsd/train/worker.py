@@ -217,8 +217,12 @@ def train_loop_per_worker(config: dict) -> None:
     from vsd.train.checkpoint import checkpoint_name
     from vsd.train.collator import LlavaCollator
     from vsd.train.config import TrainConfig
+    from vsd.train.console import quiet_known_noise, quiet_ray_train_reports
     from vsd.train.data import InstructionDataset, synthetic_dataset
 
+    quiet_known_noise()  # the FutureWarnings every worker would repeat (vsd.train.console)
+    if config.get("quiet_reports"):  # the driver prints a step table instead
+        quiet_ray_train_reports()
     cfg: TrainConfig = vconfig.from_dict(TrainConfig, config["config"])
     run_uri: str = config["run_uri"]
     ctx = ray.train.get_context()
