@@ -153,3 +153,33 @@ def test_a_bad_box_through_the_script_fails_in_seconds(photo):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["vsd: error: subject-box: x0 40 must be less than x1 8"]
     assert seconds < 30, seconds  # no model was loaded
+
+
+def test_ask_takes_the_input_size_from_the_models_record(photo, tiny_export_64_dir, capsys):
+    base = [photo, "--model", tiny_export_64_dir, "--subject", "cup", "--subject-box", CUP_PX]
+    base += ["--object", "table", "--object-box", TABLE_PX, "--task", "1", "--json"]
+    assert main(_ask(*base)) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["input"] == {"image_size": 64, "visual_prompt": True}
+    assert main(_ask(*base, "--set", "stages.preprocess.image_size=32")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "vsd: error: stages.preprocess.image_size: 32 px contradicts the model's record (64 px in "
+    )
+
+
+@pytest.mark.parametrize(
+    ("relation", "geometry", "agrees", "expected"),
+    [
+        ("to the left of", "to the left of", True, "; task 1 agrees"),
+        ("next to", "to the left of", True, '; task 1 "next to" is compatible with it'),
+        ("on", None, True, '; task 1 "on" is not ruled out'),
+        ("above", "under", False, '; task 1 "above" CONTRADICTS it (flag geometry_contradicts:task1)'),
+        (None, "under", None, ""),
+    ],
+)
+def test_the_geometry_verdict_reads_like_the_verify_stage(relation, geometry, agrees, expected):
+    from vsd.ask.commands import verdict
+
+    found = {"relation": relation, "geometry_relation": geometry, "agrees_with_geometry": agrees}
+    assert verdict(found) == expected

@@ -103,6 +103,21 @@ def _box(box: list[float]) -> str:
     return "[" + ", ".join(f"{v:.3f}" for v in box) + "]"
 
 
+def verdict(found: dict) -> str:
+    """What the verify stage's geometry check says about task 1 (lenient: only a clear
+    contradiction is one; ``next to`` is compatible with a side, ``on`` with ``above``)."""
+    agrees, relation, geometry = found["agrees_with_geometry"], found["relation"], found["geometry_relation"]
+    if agrees is None:
+        return ""
+    if not agrees:
+        return f'; task 1 "{relation}" CONTRADICTS it (flag geometry_contradicts:task1)'
+    if relation == geometry:
+        return "; task 1 agrees"
+    if geometry is None:
+        return f'; task 1 "{relation}" is not ruled out'
+    return f'; task 1 "{relation}" is compatible with it'
+
+
 def format_answer(found: dict) -> str:
     """The human form: what was asked, each answer, then the geometry check and the flags."""
     units = found["box_units"]
@@ -135,9 +150,7 @@ def format_answer(found: dict) -> str:
         if refined and refined != found["descriptions"]:
             lines += [f"  repaired      {s}" for s in refined]
     geometry = found["geometry_relation"] or "undecided (the boxes allow several relations)"
-    agrees = found["agrees_with_geometry"]
-    verdict = "" if agrees is None else ("; task 1 agrees" if agrees else "; task 1 CONTRADICTS it")
-    lines += ["", f"geometry  {geometry}{verdict}"]
+    lines += ["", f"geometry  {geometry}{verdict(found)}"]
     lines.append(f"flags     {', '.join(found['flags']) if found['flags'] else 'none'}")
     secs = found["seconds"]
     lines.append(
