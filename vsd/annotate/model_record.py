@@ -152,7 +152,8 @@ def resolve(cfg: Any, given: set[str], record: ModelRecord | None) -> list[str]:
             )
             if not engine.override:
                 raise ConfigError(
-                    f"{what}; drop it to use the model's, or set engine.override=true to force it"
+                    f"{what}; drop it (or {MAX_NEW_TOKENS}=null) to use the model's, or set "
+                    "engine.override=true to force it"
                 )
             warnings.append(f"vsd: warning: {what}; applied because engine.override is true")
     if IMAGE_SIZE not in given and record.image_size is not None:
