@@ -183,3 +183,14 @@ def test_the_geometry_verdict_reads_like_the_verify_stage(relation, geometry, ag
 
     found = {"relation": relation, "geometry_relation": geometry, "agrees_with_geometry": agrees}
     assert verdict(found) == expected
+
+
+def test_an_adapter_is_served_on_top_of_the_model(photo, tiny_llava_dir, tiny_adapter_dir, capsys):
+    argv = [photo, "--model", tiny_llava_dir, "--subject", "cup", "--subject-box", CUP_PX]
+    argv += ["--object", "table", "--object-box", TABLE_PX, "--task", "1", "--json"]
+    assert main(_ask(*argv)) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(_ask(*argv, "--adapter", tiny_adapter_dir)) == 0
+    adapted = json.loads(capsys.readouterr().out)
+    assert adapted["adapter"] == tiny_adapter_dir and plain["adapter"] is None
+    assert adapted["relation_scores"] != plain["relation_scores"]  # the LoRA weights took part
