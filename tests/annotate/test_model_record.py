@@ -98,3 +98,28 @@ def test_given_keys_follow_the_old_layout_renames(tmp_path):
     keys = given_keys(str(path), ["engine.max_new_tokens=9"])
     assert {"stages.preprocess.image_size", "engine.max_new_tokens"} <= keys
     assert "preprocess.image_size" not in keys
+
+
+def test_training_records_what_its_processor_fed_the_model(tiny_llava_dir):
+    """What every checkpoint's meta.json carries as ``input`` (and `vsd export` copies)."""
+    from vsd.model.loader import load_processor
+    from vsd.train.worker import trained_input
+
+    assert trained_input(load_processor(tiny_llava_dir)) == {"image_size": 32, "visual_prompt": True}
+
+
+def test_a_checkpoints_own_record_serves_its_adapter(tiny_llava_dir, tiny_adapter_dir, tmp_path):
+    """``engine.adapter`` from a training checkpoint: its meta.json is the record (no export)."""
+    import shutil
+
+    checkpoint = tmp_path / "checkpoint_00000002"
+    shutil.copytree(tiny_adapter_dir, checkpoint / "adapter")
+    meta = {"step": 2, "input": {"image_size": 32, "visual_prompt": True}, "answer_tokens": {}}
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+    record = read_record(tiny_llava_dir, str(checkpoint))
+    assert (record.image_size, record.visual_prompt, record.budgets) == (32, True, {})
+    assert record.where == str(checkpoint / "meta.json")
+    with pytest.raises(
+        ConfigError, match=r"^stages\.preprocess\.image_size: 48 px contradicts .*meta\.json\)"
+    ):
+        _load("--model", tiny_llava_dir, "--adapter", str(checkpoint), "stages.preprocess.image_size=48")
