@@ -40,6 +40,7 @@ def _ask(*argv: str) -> list[str]:
 
 
 def test_ask_in_process_gives_every_task_and_the_geometry_check(photo, tiny_llava_dir, capsys):
+    ray_before = "ray" in sys.modules and sys.modules["ray"].is_initialized()
     code = main(
         _ask(photo, "--model", tiny_llava_dir, "--subject", "red cup", "--subject-box", CUP_PX)
         + ["--object", "table", "--object-box", ",".join(map(str, TABLE)), "--json", *FAST]
@@ -56,6 +57,8 @@ def test_ask_in_process_gives_every_task_and_the_geometry_check(photo, tiny_llav
     assert found["agrees_with_geometry"] is (not geometry_contradicts(found["relation"], CUP, TABLE))
     assert found["engine"] == {"kind": "hf", "device": "cpu"}
     assert found["input"] == {"image_size": 336, "visual_prompt": True}  # no record: the config's
+    if not ray_before:  # ask started no cluster (another test of the session may have one)
+        assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
 
 def test_ask_answers_what_the_engine_answers_for_annotations_view(photo, tiny_llava_dir, capsys):
