@@ -81,7 +81,8 @@ def test_what_the_config_does_not_say_comes_from_the_record(tiny_export_64_dir, 
 
 def test_visual_prompt_off_against_the_record_is_refused(tiny_export_64_dir):
     with pytest.raises(
-        ConfigError, match=r"^stages\.preprocess\.visual_prompt: visual_prompt false contradicts"
+        ConfigError,
+        match=r"^stages\.preprocess\.visual_prompt: no boxes drawn contradicts .*\(boxes drawn in ",
     ):
         _load("--model", tiny_export_64_dir, "stages.preprocess.visual_prompt=false")
 

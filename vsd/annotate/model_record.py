@@ -141,7 +141,7 @@ def resolve(cfg: Any, given: set[str], record: ModelRecord | None) -> list[str]:
         record.visual_prompt,
         pre.override,
         record,
-        lambda v: f"visual_prompt {str(v).lower()}",
+        lambda v: "boxes drawn" if v else "no boxes drawn",
     )
     if engine.max_new_tokens is not None and record.budgets:
         budgets = ", ".join(f"task {t}: {n}" for t, n in sorted(record.budgets.items()))
