@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "vsd.demo",  # vsd demo
     "vsd.show.commands",  # vsd show
     "vsd.runs",  # vsd runs
+    "vsd.annotate.output.delete",  # vsd delete
     "vsd.ask.commands",  # vsd ask
 ]
 

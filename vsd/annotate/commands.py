@@ -61,13 +61,9 @@ def run(args: argparse.Namespace) -> int:
         cfg
     )  # every URI once, in seconds; also switches off a metadata lookup Ray workers would inherit
 
-    import ray
-
     from vsd.annotate.pipeline import format_counts, run_annotation
 
-    if args.ray_address and not ray.is_initialized():
-        ray.init(address=args.ray_address)
-    result = run_annotation(cfg)
+    result = run_annotation(cfg, ray_address=args.ray_address)
     print(f"run {result.run_id}: {result.output}/run_date={result.run_date}/")
     print(format_counts(result.counts))
     return 0
