@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.fixtures.infra import REPO
 from vsd.annotate.commands import load_config
@@ -29,18 +30,20 @@ def test_the_export_records_what_the_model_was_trained_to_see(tiny_export_64_dir
     assert (record.image_size, record.visual_prompt, record.budgets) == (64, True, {2: 28, 3: 63})
 
 
-def test_a_config_asking_32_px_of_a_64_px_model_is_refused(tiny_export_64_dir, capsys):
+def test_a_config_asking_32_px_of_a_64_px_model_is_refused(tiny_export_64_dir, tmp_path, capsys):
     with pytest.raises(ConfigError) as err:
         _load("--config", TINY_CPU, "--model", tiny_export_64_dir)
     message = str(err.value)
     assert message.startswith("stages.preprocess.image_size: 32 px contradicts the model's record (64 px in ")
     assert "stages.preprocess.override=true" in message and "\n" not in message
-    # through the CLI: one `vsd: error:` line, exit 2, before any cluster or input is touched
-    code = main(
-        ["annotate", "--config", TINY_CPU, "--model", tiny_export_64_dir, "--input", "x", "--output", "y"]
-    )
+    # through the CLI: one `vsd: error:` line, exit 2, before any cluster starts or image is read
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (48, 32), (90, 120, 30)).save(tmp_path / "in" / "a.png")
+    argv = ["annotate", "--config", TINY_CPU, "--model", tiny_export_64_dir]
+    code = main([*argv, "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
     assert code == 2
     assert capsys.readouterr().err.splitlines() == [f"vsd: error: {message}"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_override_applies_the_config_and_says_so(tiny_export_64_dir, capsys):
