@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "vsd.show.commands",  # vsd show
     "vsd.runs",  # vsd runs
     "vsd.annotate.output.delete",  # vsd delete
+    "vsd.ask.commands",  # vsd ask
 ]
 
 

@@ -37,19 +37,36 @@ def add_parser(subparsers) -> None:
         p,
         example_config="jobs/configs/annotate-*.yaml",
         example_overrides="engine.batch_size=16 stages.generate.resources.concurrency=8",
+        job="annotate",
     )
     p.set_defaults(func=run)
 
 
-def load_config(args: argparse.Namespace):
+def load_config(args: argparse.Namespace, *, against_model: bool = True):
+    """The config from --config (a file or a shipped name), the flags and the overrides; with
+    ``against_model``, resolved against the model's own record too (`resolve_model_input`)."""
     from vsd.annotate.config import AnnotateConfig
     from vsd.annotate.config import load_config as load_annotate_config
 
-    return config_from_args(AnnotateConfig, args, FLAGS, loader=load_annotate_config)
+    cfg = config_from_args(AnnotateConfig, args, FLAGS, loader=load_annotate_config, job="annotate")
+    if cfg is not None and against_model:
+        resolve_model_input(cfg, args)
+    return cfg
+
+
+def resolve_model_input(cfg, args: argparse.Namespace) -> None:
+    """Image size, visual prompt and token budgets from the model's record where the config is
+    silent; a contradiction is one ConfigError line, before any cluster starts
+    (`vsd.annotate.model_record`). Only the file and the overrides can set those keys (the flags
+    set input, output, model and adapter)."""
+    from vsd.annotate.model_record import resolve_against_model
+    from vsd.named_configs import resolve_config
+
+    resolve_against_model(cfg, resolve_config(args.config, "annotate"), args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = load_config(args, against_model=False)
     if cfg is None:  # --help-config
         return 0
     cfg.check_paths()  # fail before any cluster starts
@@ -63,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     check_annotate(
         cfg
     )  # every URI once, in seconds; also switches off a metadata lookup Ray workers would inherit
+    resolve_model_input(cfg, args)  # after preflight: an unreachable model is its one line, fast
 
     from vsd.annotate.pipeline import format_counts, run_annotation
 
