@@ -159,8 +159,11 @@ def _stream(
     import ray
     from ray.data import DataContext
 
+    from vsd.annotate.progress import Progress
+
     DataContext.get_current().enable_progress_bars = cfg.progress_bars
     ledger = _ledger(meta.output, meta.run_id)
+    progress = Progress(plan.rows, in_place=False if cfg.progress_bars else None)
     counts: dict = {}
     parts: dict[str, dict] = {}
     written: Counter = Counter()
@@ -181,9 +184,11 @@ def _stream(
                     continue
                 parts[part] = json.loads(blob)
                 merge_counts(counts, parts[part])
+                progress.update(parts[part])
                 written.update(json.loads(shards))
                 committer.add(table.Part(meta.run_date, part, parts[part].get("rows")))
         committer.flush()
+        progress.close()
         report = ray.get(ledger.report.remote())
     finally:
         ray.kill(ledger)
