@@ -139,7 +139,7 @@ def test_a_run_that_dies_at_its_commit_is_committed_by_the_next_run(
     cfg = annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=4")
     real_commit = table.commit_parts
 
-    def dies(root, parts, provenance, operation="annotate"):
+    def dies(*args, **kwargs):
         raise RuntimeError("killed at the commit")
 
     monkeypatch.setattr(table, "commit_parts", dies)
