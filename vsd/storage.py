@@ -115,8 +115,9 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """Split a URI into the filesystem that serves it and the path inside that filesystem."""
     uri = str(uri)
     if is_s3(uri):
-        parsed = urlparse(uri)
-        path = (parsed.netloc + "/" + parsed.path.lstrip("/")).rstrip("/")
+        # Not urlparse: a key may hold "?" or "#", which a URL parser would cut off as a query or fragment.
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        path = (bucket + "/" + key.lstrip("/")).rstrip("/")
         return filesystem_for(uri), path
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
