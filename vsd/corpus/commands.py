@@ -69,6 +69,9 @@ def run_sync(args: argparse.Namespace) -> int:
     if parallel:
         import ray
 
+        from vsd.stop import install_after_ray_init
+
+        install_after_ray_init()
         if not ray.is_initialized():
             ray.init(address=args.ray_address) if args.ray_address else ray.init()
     corpus = Corpus.open_or_create(args.corpus)
