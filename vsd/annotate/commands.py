@@ -1,10 +1,19 @@
-"""`vsd annotate`: run the annotation pipeline on a corpus and print the run's counts."""
+"""`vsd annotate`: run the annotation pipeline on a corpus and print the run's counts.
+
+Exit codes: 0 the run finished (some reads may be deferred to the next run); 2 a user error (one
+``vsd: error:`` line, before any cluster starts); 75 (``EX_TEMPFAIL``) nothing was written because
+every read was deferred -- the storage failed past its retries, so a scheduler should alert or
+retry later, not call the night a success; 143 stopped by SIGTERM; 130 interrupted; 1 anything else.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vsd.config import add_config_arguments, config_from_args
+
+EXIT_ALL_DEFERRED = 75  # sysexits' EX_TEMPFAIL: "a temporary failure; try again later"
 
 FLAGS = {"input": "input.uri", "output": "output", "model": "engine.model", "adapter": "engine.adapter"}
 
@@ -14,7 +23,8 @@ def add_parser(subparsers) -> None:
         "annotate",
         help="annotate an image corpus (folder, s3:// prefix, manifest, VSD JSON) on Ray Data",
         description="Annotates what --input holds and --output lacks (exactly once across runs); "
-        "ends by printing ok / error by reason / skipped. Config fields: --help-config.",
+        "ends by printing ok / error by reason / skipped. Config fields: --help-config. Exit: 0 done, "
+        "2 user error, 75 nothing written because every read was deferred (storage failing), 143 SIGTERM.",
         epilog="A manifest (JSONL, Parquet or CSV) has one row per image: uri (s3://..., an absolute path or a path "
         "relative to the manifest's folder; only under the allowed roots), optional image_id, size, etag/mtime, "
         "and pairs: [{subject, object, subject_box, object_box}] with boxes normalised to 0..1 as "
@@ -56,10 +66,26 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     from vsd.annotate.pipeline import format_counts, run_annotation
+    from vsd.stop import install_after_ray_init
+
+    install_after_ray_init()  # ray.init replaces the SIGTERM handler: put ours back after it
 
     if args.ray_address and not ray.is_initialized():
         ray.init(address=args.ray_address)
     result = run_annotation(cfg)
     print(f"run {result.run_id}: {result.output}/run_date={result.run_date}/")
     print(format_counts(result.counts))
+    return exit_code(result.counts)
+
+
+def exit_code(counts: dict) -> int:
+    """0, or `EXIT_ALL_DEFERRED` with one line saying why when the run wrote nothing because every
+    read it tried was deferred (an outage: exit 0 would let a nightly job look green for weeks)."""
+    if counts.get("images", 0) == 0 and counts.get("deferred", 0) > 0:
+        print(
+            f"vsd: error: nothing written: all {counts['deferred']} image read(s) failed past their retries "
+            f"(storage unavailable?); they are tried again next run (exit {EXIT_ALL_DEFERRED})",
+            file=sys.stderr,
+        )
+        return EXIT_ALL_DEFERRED
     return 0
