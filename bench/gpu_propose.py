@@ -12,7 +12,7 @@ timed call is exactly what the stage calls per batch: `Proposer.propose` (detect
 pair selection), after one warm-up batch.
 
 Why the target: each proposed image becomes up to K pairs x 3 prompts for the generate stage,
-which reaches ~10 pairs/s for a 13B model on one GPU (README, gpu_annotate), so at the default
+which reaches ~10 pairs/s for a 13B model on one GPU (docs/benchmarks.md, gpu_annotate), so at the default
 K = 8 the generate stage consumes roughly 1-2 images/s per GPU; proposing at 40 ms per image
 (25 images/s) keeps the propose stage under a tenth of the GPU time. Prints a table and
 ``RATIO gpu_propose <ms per image> target 40`` (lower is better). Needs torch + transformers only.

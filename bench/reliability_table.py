@@ -5,7 +5,7 @@
 
 The cases record what the runs really wrote (``tests/fixtures/reliability.py: record_case``), in
 ``VSD_RELIABILITY_DIR`` (default ``.cache/reliability``); this script only renders them as the
-Markdown table the README carries. ``--run`` runs the suite first (slow cases included). Exits
+Markdown table docs/reliability.md carries. ``--run`` runs the suite first (slow cases included). Exits
 non-zero if any case lost or duplicated a row, or differs from the undisturbed run.
 """
 

@@ -262,5 +262,8 @@ def test_checker_ignores_deferred_and_type_checking_imports(tmp_path):
 
 
 def test_checker_reports_long_modules(tmp_path):
-    root = _package(tmp_path, {"__init__.py": "", "short.py": "x = 1\n" * 450, "long.py": "x = 1\n" * 451})
-    assert long_modules(root, "pkg") == [(str(Path("pkg") / "long.py"), 451)]
+    root = _package(
+        tmp_path,
+        {"__init__.py": "", "short.py": "x = 1\n" * MAX_LINES, "long.py": "x = 1\n" * (MAX_LINES + 1)},
+    )
+    assert long_modules(root, "pkg") == [(str(Path("pkg") / "long.py"), MAX_LINES + 1)]

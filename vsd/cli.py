@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop.EXIT_SIGTERM
     except VSDError as exc:
         print(f"vsd: error: {printable(exc)}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("vsd: interrupted", file=sys.stderr)
         return 130

@@ -87,15 +87,10 @@ def annotate_raw(images: Path, output: Path, cfg_path: str, model_dir: Path, eng
 
 
 def read_annotations(output: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    from vsd.annotate.index import Output
+    import vsd
     from vsd.schema import conform
 
-    rows: list[dict] = []
-    for uri in sorted(Output(str(output)).data_parts().values()):
-        rows += conform(pq.read_table(uri)).to_pylist()
-    return rows
+    return conform(vsd.read(str(output))).to_pylist()
 
 
 def detection_metrics(images: Path, n: int, seed: int, size: int) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,6 +13,7 @@ from vsd import storage
 from vsd.annotate.index import Output, image_key
 from vsd.annotate.pipeline import run_annotation
 from vsd.corpus import Corpus, sync
+from vsd.errors import VSDError
 
 
 @pytest.fixture(scope="module")
@@ -42,32 +44,67 @@ def annotated(ray_local, tmp_path_factory):
     return out, {r["row_id"] for r in read_rows(out)}
 
 
-def test_pandas_pyarrow_duckdb_and_datasets_read_exactly_the_data_rows(annotated):
+def test_vsd_read_and_every_readme_reader_return_exactly_the_current_rows(annotated):
+    import datasets
     import duckdb
-    import pandas as pd
-    import pyarrow.dataset as pads
+    import polars as pl
+    from deltalake import DeltaTable
+
+    import vsd
 
     out, row_ids = annotated
     assert len(row_ids) == 11
-    frame = pd.read_parquet(out)
+    current = vsd.read(out)
+    assert sorted(current.column("row_id").to_pylist()) == sorted(row_ids)
+    assert sorted(set(current.column("run_date").to_pylist())) == ["2026-11-26", "2026-11-27"]
+    assert current.schema.field("subject_box").type == pa.list_(pa.float32(), 4)  # the schema's own types
+    frame = DeltaTable(out).to_pandas()  # pandas
+    assert sorted(frame["row_id"]) == sorted(row_ids)
+    assert sorted(pl.read_delta(out)["row_id"].to_list()) == sorted(row_ids)  # polars
+    con = duckdb.connect()  # duckdb, over the table's own file list
+    con.register("annotations", DeltaTable(out).to_pyarrow_dataset())
+    got = con.sql("select row_id from annotations").fetchall()
+    assert sorted(r for (r,) in got) == sorted(row_ids)
+    ds = datasets.Dataset(vsd.read(out, columns=["row_id", "relation"]))  # Hugging Face datasets
+    assert sorted(ds["row_id"]) == sorted(row_ids)
+
+
+def test_a_plain_folder_glob_matches_the_table_while_nothing_is_superseded(annotated):
+    import pandas as pd
+
+    out, row_ids = annotated
+    frame = pd.read_parquet(out)  # skips _delta_log/, __vsd/ and _README.md
     assert set(frame["row_id"]) == row_ids and len(frame) == 11
-    assert sorted(set(frame["run_date"])) == ["2026-11-26", "2026-11-27"]  # the hive partition column
-    table = pads.dataset(out, partitioning="hive").to_table()
-    assert set(table.column("row_id").to_pylist()) == row_ids and table.num_rows == 11
-    got = duckdb.sql(f"select row_id from read_parquet('{out}/run_date=*/*.parquet')").fetchall()
-    assert {r for (r,) in got} == row_ids and len(got) == 11
-    import datasets
-
-    ds = datasets.load_dataset(out, split="train")
-    assert set(ds["row_id"]) == row_ids and len(ds) == 11
 
 
-def test_ray_data_reads_exactly_the_data_rows(annotated):
+def test_ray_data_reads_exactly_the_current_rows(annotated):
     import ray.data
 
     out, row_ids = annotated
-    rows = ray.data.read_parquet(out).select_columns(["row_id"]).take_all()
-    assert {r["row_id"] for r in rows} == row_ids and len(rows) == 11
+    rows = ray.data.read_delta(out).select_columns(["row_id"]).take_all()
+    assert sorted(r["row_id"] for r in rows) == sorted(row_ids)
+
+
+def test_any_earlier_night_reads_back_and_every_commit_names_its_run(annotated):
+    import vsd
+    from vsd.annotate.output import table
+
+    out, _ = annotated
+    first = vsd.read(out, as_of="2026-11-26")
+    assert first.num_rows == 6 and set(first.column("run_date").to_pylist()) == {"2026-11-26"}
+    assert vsd.read(out, as_of="2026-11-25").num_rows == 0  # before the first night
+    assert vsd.read(out, as_of="2026-11-27").num_rows == 11
+    commits = [c for c in table.history(out) if c.get("operation") == "annotate"]
+    assert {c["run_date"] for c in commits} == {"2026-11-26", "2026-11-27"}
+    for c in commits:  # provenance inside the commit: who wrote these rows, with what
+        assert c["model"] == "tiny:llava" and c["prompt_version"] and len(c["config_sha256"]) == 16
+    night1 = [c for c in commits if c["run_date"] == "2026-11-26"]
+    assert vsd.read(out, as_of=night1[-1]["run_id"]).num_rows == 6
+    assert vsd.read(out, as_of=night1[-1]["version"]).num_rows == 6
+    run_ids = set(vsd.read(out).column("run_id").to_pylist())
+    assert run_ids == {c["run_id"] for c in commits}
+    with pytest.raises(VSDError, match="as_of"):
+        vsd.read(out, as_of="last tuesday")
 
 
 def test_the_card_and_the_records_come_from_stored_totals(annotated):

@@ -22,7 +22,7 @@ RATIO = re.compile(
 
 
 def run_bench(name: str, *args: str, timeout: int = 600) -> tuple[str, re.Match]:
-    """``python bench/<name>.py ARGS`` as the README documents it; (stdout, the RATIO match)."""
+    """``python bench/<name>.py ARGS`` as docs/benchmarks.md documents it; (stdout, the RATIO match)."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / f"{name}.py"), *args],

@@ -30,6 +30,17 @@ from vsd import storage
 from vsd.annotate.card import render_card
 from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import IdLedger, Output, merge_counts, partition, plain
+from vsd.annotate.output import table
+from vsd.annotate.output.commits import (
+    Committer,
+    Provenance,
+    adopt_existing,
+    check_run_id,
+    config_digest,
+    sweep,
+    write_start_record,
+)
+from vsd.annotate.output.lease import Lease
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
 from vsd.annotate.stages.write import RunMeta, write_json
@@ -140,10 +151,10 @@ def _ledger(output: str, run_id: str):
 
 
 def _stream(
-    cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, engine_factory
+    cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, engine_factory, committer: Committer
 ) -> tuple[dict, dict, dict]:
-    """Run the pipeline over the unfinished shards; returns (counts, parts {name: counts},
-    images written per shard) and the ledger's report."""
+    """Run the pipeline over the unfinished shards, committing the parts to the table as they
+    come; returns (counts, parts {name: counts}, images written per shard) and the ledger's report."""
     import ray
     from ray.data import DataContext
 
@@ -172,6 +183,8 @@ def _stream(
                 parts[part] = json.loads(blob)
                 merge_counts(counts, parts[part])
                 written.update(json.loads(shards))
+                committer.add(table.Part(meta.run_date, part, parts[part].get("rows")))
+        committer.flush()
         report = ray.get(ledger.report.remote())
     finally:
         ray.kill(ledger)
@@ -195,8 +208,35 @@ def run_annotation(
         prompt_version=PROMPT_VERSION,
     )
     out = Output(meta.output)
+    if cfg.run_id:
+        check_run_id(out, cfg.run_id)
+    config = redact_config(cfg)
+    prov = Provenance(
+        run_id, run_date, meta.model, meta.adapter_sha256, PROMPT_VERSION, config_digest(config)
+    )
+    with Lease(out.vsd, run_id) as lease:  # one writer at a time: a second run stops here, one line
+        write_start_record(
+            out, prov, config, {"input": redact_text(cfg.input.uri), "output": redact_text(cfg.output)}
+        )
+        return _run_leased(cfg, meta, out, Committer(out, prov, lease), engine_factory, echo, started)
+
+
+def _run_leased(
+    cfg: AnnotateConfig,
+    meta: RunMeta,
+    out: Output,
+    committer: Committer,
+    engine_factory: Callable | None,
+    echo: Callable[[str], None],
+    started: float,
+) -> RunResult:
+    """The run itself, once it holds the output's lease."""
+    run_date, run_id = meta.run_date, meta.run_id
     if out.migrate_legacy():
         echo(f"{cfg.output}: imported the previous release's index (its images stay annotated)")
+    adopted = adopt_existing(out)
+    if adopted:
+        echo(f"{cfg.output}: {adopted} part(s) written before the output was a table are its first commit")
     plan = plan_input(cfg, out)
     for line in plan.repeated[:20]:
         echo(f"duplicate in source (skipped): {line}")
@@ -219,7 +259,7 @@ def run_annotation(
     }
     if plan.todo:
         echo(RAY_ACTOR_NOTE)
-        counts, stream, report = _stream(cfg, plan, meta, out, engine_factory)
+        counts, stream, report = _stream(cfg, plan, meta, out, engine_factory, committer)
     elif not plan.shards:
         echo(f"no images found under {cfg.input.uri}: nothing to annotate")
     else:  # the nightly run over an unchanged corpus: no Ray cluster, no model
@@ -258,6 +298,7 @@ def run_annotation(
         finished,
         timings={"plan_s": round(planned_s, 3), "pipeline_s": round(pipeline_s, 3)},
         started=started,
+        lease=committer.lease,
     )
     return result
 
@@ -294,9 +335,12 @@ def finish(
     finished: list[str],
     timings: dict,
     started: float,
+    lease: Lease | None = None,
 ) -> dict:
-    """Compaction, dataset card, the partition's record, then the run's record -- in that order."""
+    """The sweep (parts written but not committed, also by killed runs), compaction, dataset card,
+    the partition's record, then the run's record -- in that order."""
     out = Output(meta.output)
+    recovered = sweep(out, lease)
     out.compact()
     totals = out.totals()
     storage.write_text(out.card, render_card(totals, out.runs() + [meta.run_id], meta.model))
@@ -337,6 +381,7 @@ def finish(
         "prompt_version": meta.prompt_version,
         "counts": result.counts,
         "parts": result.parts,
+        "table": {"version": _version(out), "recovered_parts": recovered},
         "timings": {
             **timings,
             "total_s": round(total_s, 3),
@@ -346,6 +391,10 @@ def finish(
     }
     write_json(out.path("runs", f"{meta.run_id}.json"), manifest)
     return manifest
+
+
+def _version(out: Output) -> int | None:
+    return table.open_table(out.root).version() if table.exists(out.root) else None
 
 
 def format_counts(counts: dict) -> str:

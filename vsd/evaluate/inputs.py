@@ -277,6 +277,10 @@ def _from_jsonl(files: list[str], uri: str) -> Predictions:
 
 def load_predictions(uri: str) -> Predictions:
     """Predictions in any of the three shapes (see the module doc), detected from the files."""
+    from vsd.annotate.output import table as output_table
+
+    if output_table.exists(uri):  # an annotation output: its current rows, as `vsd.read` gives them
+        return _from_annotation(conform(output_table.read(uri)), uri)
     _, files = _files(uri, "predictions")
     if all(f.endswith(_JSONL_SUFFIXES) for f in files):
         return _from_jsonl(files, uri)

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from vsd import storage
 from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plain
 from vsd.annotate.items import from_table
+from vsd.annotate.output.table import FILE_SCHEMA
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.schema import ANNOTATION_SCHEMA, IMAGE, PAIR, annotation_columns, to_table
 
@@ -175,7 +176,7 @@ def write_parts(batch: pa.Table, *, meta: RunMeta, ledger=None) -> pa.Table:
     if not items:
         return SUMMARY_SCHEMA.empty_table()
     rows = sorted((r for item in items for r in annotation_rows(item, meta, now)), key=lambda r: r["row_id"])
-    table = to_table(rows, ANNOTATION_SCHEMA)
+    table = to_table(rows, ANNOTATION_SCHEMA).cast(FILE_SCHEMA)
     counts = count_rows(table)
     counts["images"] = len(items)
     out = Output(meta.output)

@@ -1,0 +1,142 @@
+"""How a run's parts reach the table: a few at a time while it runs, the rest by the next sweep.
+
+The write stage writes a part only after its progress entry (`vsd.annotate.index`), so every part
+on storage is named by an entry until the run's end compacts the entries away. That gives the
+sweep: before compaction, every part an entry names that the table does not hold is committed --
+the parts of a run killed between its write and its commit, whichever run comes next. Each run
+also leaves a start record (``__vsd/started/<run_id>.json``: model, adapter, prompt version,
+config) before it writes anything, so a row of a run that never finished is still explained.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+
+from vsd import storage
+from vsd.annotate.index import Output
+from vsd.annotate.output import table
+from vsd.annotate.output.lease import Lease
+from vsd.errors import VSDError
+
+COMMIT_EVERY_PARTS = 8
+COMMIT_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every commit of a run says about it (also the run's start record)."""
+
+    run_id: str
+    run_date: str
+    model: str
+    adapter_sha256: str | None
+    prompt_version: str
+    config_sha256: str
+
+    def metadata(self) -> dict:
+        return asdict(self)
+
+
+def config_digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def started_uri(out: Output, run_id: str) -> str:
+    return out.path("started", f"{run_id}.json")
+
+
+def check_run_id(out: Output, run_id: str) -> None:
+    """A given ``run_id`` names one run: a finished run's id is refused (its record and totals
+    would be overwritten); an unfinished one (killed, rerun with the same id) may go on."""
+    if out.run_record(run_id) is not None:
+        raise VSDError(
+            f"run_id: {run_id!r} already names a finished run of {out.root}; leave run_id empty (each "
+            "run gets a new id) or give one not used before"
+        )
+
+
+def write_start_record(out: Output, prov: Provenance, config: dict, extra: dict) -> None:
+    record = {
+        **prov.metadata(),
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        **extra,
+        "config": config,
+    }
+    storage.write_text(started_uri(out, prov.run_id), json.dumps(record, indent=2, default=str) + "\n")
+
+
+def start_record(out: Output, run_id: str) -> dict | None:
+    uri = started_uri(out, run_id)
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+
+
+class Committer:
+    """Commits the parts the write stage reports, every few parts or seconds, fenced by the lease."""
+
+    def __init__(self, out: Output, prov: Provenance, lease: Lease | None):
+        self.out, self.prov, self.lease = out, prov, lease
+        self.pending: list[table.Part] = []
+        self.last = time.monotonic()
+        self.committed = 0
+        self.versions: list[int] = []
+
+    def add(self, part: table.Part) -> None:
+        self.pending.append(part)
+        if len(self.pending) >= COMMIT_EVERY_PARTS or time.monotonic() - self.last >= COMMIT_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            if self.lease is not None:
+                self.lease.check()
+            version = table.commit_parts(self.out.root, self.pending, self.prov.metadata())
+            if version is not None:
+                self.versions.append(version)
+            self.committed += len(self.pending)
+            self.pending = []
+        self.last = time.monotonic()
+
+
+def sweep(out: Output, lease: Lease | None) -> dict[str, int]:
+    """Commit every part an uncompacted progress entry names that the table lacks (a run killed
+    between write and commit); returns {run_id: parts committed now}."""
+    done = {}
+    for run_id, uris in out.progress().items():
+        parts = [
+            table.Part(meta["vsd.run_date"], meta["vsd.part"], json.loads(meta["vsd.counts"]).get("rows"))
+            for _, meta, _ in out.read_progress(uris, drop_orphans=False)
+        ]
+        if not parts:
+            continue
+        record = start_record(out, run_id) or {"run_id": run_id}
+        prov = {k: record.get(k) for k in Provenance.__dataclass_fields__}
+        if lease is not None:
+            lease.check()
+        before = table.active_paths(table.ensure(out.root))
+        todo = [p for p in parts if p.path not in before]
+        if todo:
+            table.commit_parts(out.root, todo, prov, operation="recover")
+            done[run_id] = len(todo)
+    return done
+
+
+def adopt_existing(out: Output) -> int:
+    """An output written before the table existed (parts under ``run_date=*/``, no log): its parts
+    become the table's first commit, once; later runs read and continue it. Returns parts adopted."""
+    if table.exists(out.root):
+        return 0
+    parts = []
+    for rel in sorted(out.data_parts()):
+        run_date = rel.split("/", 1)[0].split("=", 1)[1]
+        part = table.Part(run_date, rel.split("/", 1)[1])
+        parts.append(table.Part(run_date, part.name, table.part_rows(out.root, part)))
+    table.ensure(out.root)
+    if parts:
+        table.commit_parts(
+            out.root, parts, {"note": "parts written before the output was a table"}, "migrate"
+        )
+    return len(parts)

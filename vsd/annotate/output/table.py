@@ -1,0 +1,272 @@
+"""The output is a Delta Lake table: Parquet parts written by Ray tasks, committed on the driver.
+
+Why Delta and not Iceberg (measured on these machines, `docs/table-format.md`): no catalog service
+(every writer would have to share one), the same protocol on a local disk and on S3 (commits are
+conditional PUTs), relative paths, compaction and vacuum built in, and commit metadata for the
+run's provenance. The write stage keeps writing whole-image parts under ``run_date=…/`` (the
+table's partition column); this module adds them to the table's log in commits of a few parts at
+a time (a killed run loses at most what was not committed yet, and its next run commits the parts
+it finds written but not committed). Every commit carries the run's provenance (run id, model,
+adapter, prompt version, config digest) in its metadata, so ``history`` explains every row.
+
+Readers see a commit whole or not at all; `read` gives the current rows or the table as of an
+earlier night, commit version or time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import posixpath
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from vsd import storage
+from vsd.errors import VSDError
+from vsd.schema import ANNOTATION_SCHEMA
+
+PARTITION = "run_date"
+TABLE_SCHEMA = ANNOTATION_SCHEMA.append(pa.field(PARTITION, pa.string()))
+
+
+def _file_type(t: pa.DataType) -> pa.DataType:
+    return pa.list_(pa.field("element", t.value_type)) if pa.types.is_fixed_size_list(t) else t
+
+
+# What a data file stores: Delta has no fixed-size list, so the boxes are stored as plain lists
+# (every reader -- polars included -- then agrees with the table's schema); `read` gives them
+# back as the 4-float lists of ``ANNOTATION_SCHEMA``.
+FILE_SCHEMA = pa.schema([f.with_type(_file_type(f.type)) for f in ANNOTATION_SCHEMA]).with_metadata(
+    ANNOTATION_SCHEMA.metadata
+)
+TABLE_NAME = "vsd_annotations"
+COMMIT_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Part:
+    """One data file of the output: ``run_date=<run_date>/<name>``, with its row count if known."""
+
+    run_date: str
+    name: str
+    rows: int | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{PARTITION}={self.run_date}/{self.name}"
+
+
+def storage_options(root: str) -> dict[str, str] | None:
+    """delta-rs's object-store options for ``root``: the same endpoint, region and credentials as
+    `vsd.storage` (all from the environment); commits on S3 rely on conditional PUTs."""
+    if not storage.is_s3(root):
+        return None
+    storage.skip_metadata_lookup()
+    opts = {"AWS_REGION": storage.s3_region(), "aws_conditional_put": "etag"}
+    endpoint = storage.s3_endpoint()
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        opts["AWS_ALLOW_HTTP"] = "true" if urlparse(endpoint).scheme == "http" else "false"
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(var):
+            opts[var] = os.environ[var]
+    return opts
+
+
+def table_uri(root: str) -> str:
+    root = str(root).rstrip("/")
+    if storage.is_s3(root):
+        return root
+    return storage.resolve(root)[1]
+
+
+def exists(root: str) -> bool:
+    """Whether ``root`` holds a table. By opening it: ``DeltaTable.is_deltatable`` (and
+    ``history``) keep Python's GIL while they wait on the network, which deadlocks against an S3
+    server that runs in the same process (moto in the tests)."""
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        open_table(root)
+    except TableNotFoundError:
+        return False
+    return True
+
+
+def open_table(root: str, version: int | None = None):
+    from deltalake import DeltaTable
+
+    return DeltaTable(table_uri(root), version=version, storage_options=storage_options(root))
+
+
+def ensure(root: str):
+    """The output's table, created empty (schema, partition column) the first time."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(COMMIT_ATTEMPTS):
+        if exists(root):
+            return open_table(root)
+        try:
+            DeltaTable.create(
+                table_uri(root),
+                schema=TABLE_SCHEMA,
+                partition_by=[PARTITION],
+                mode="ignore",
+                name=TABLE_NAME,
+                description="llava-vsd annotations: one row per image x object pair (see _README.md)",
+                # any earlier night stays readable (as_of) for ten years, not delta's default 30 days
+                configuration={"delta.logRetentionDuration": "interval 3650 days"},
+                storage_options=storage_options(root),
+            )
+        except CommitFailedError:  # another writer created it at the same moment
+            time.sleep(0.2 * (attempt + 1))
+    return open_table(root)
+
+
+def active_paths(table) -> set[str]:
+    """The data files of the table's current version, relative to its root."""
+    return {str(p) for p in pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()}
+
+
+def _sizes(root: str, parts: list[Part]) -> dict[str, pafs.FileInfo]:
+    fs, base = storage.resolve(root)
+    infos = fs.get_file_info([posixpath.join(base, p.path) for p in parts])
+    return {p.path: i for p, i in zip(parts, infos)}
+
+
+def commit_parts(
+    root: str, parts: Iterable[Part], provenance: dict, operation: str = "annotate"
+) -> int | None:
+    """Add the parts the table does not hold yet, in one commit carrying ``provenance``; returns
+    the new version (None when there was nothing to add). Idempotent: a part already in the table
+    (committed before a kill, or by a sweep) is not added twice."""
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import AddAction, CommitProperties
+
+    table = ensure(root)
+    held = active_paths(table)
+    todo = {p.path: p for p in parts if p.path not in held}
+    if not todo:
+        return None
+    infos = _sizes(root, list(todo.values()))
+    missing = [path for path, info in infos.items() if info.type != pafs.FileType.File]
+    if missing:
+        raise VSDError(f"output: {len(missing)} part(s) to commit are not there (first: {missing[0]})")
+    actions = [
+        AddAction(
+            part.path,
+            infos[path].size,
+            {PARTITION: part.run_date},
+            int((infos[path].mtime.timestamp() if infos[path].mtime else time.time()) * 1000),
+            True,
+            json.dumps({"numRecords": part.rows} if part.rows is not None else {}),
+        )
+        for path, part in sorted(todo.items())
+    ]
+    meta = {
+        "vsd.operation": operation,
+        "vsd.parts": len(actions),
+        "vsd.rows": sum(p.rows or 0 for p in todo.values()),
+        **{f"vsd.{k}": v for k, v in provenance.items() if v is not None},
+    }
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            table.create_write_transaction(
+                actions,
+                mode="append",
+                schema=table.schema(),
+                partition_by=[PARTITION],
+                commit_properties=CommitProperties(custom_metadata={k: str(v) for k, v in meta.items()}),
+            )
+            break
+        except CommitFailedError:
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+            table = open_table(root)
+    return open_table(root).version()
+
+
+def part_rows(root: str, part: Part) -> int:
+    fs, base = storage.resolve(root)
+    return pq.read_metadata(posixpath.join(base, part.path), filesystem=fs).num_rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------
+
+
+def history(root: str) -> list[dict]:
+    """The table's commits still in its log, oldest first: version, timestamp (ms), operation and
+    the vsd metadata (read from the log's commit files: see `exists` for why not ``history()``)."""
+    log_dir = storage.join(root, "_delta_log")
+    out = []
+    for uri in storage.list_files(log_dir, recursive=False):
+        name = posixpath.basename(uri)
+        if not (name.endswith(".json") and name[:-5].isdigit()):
+            continue
+        for line in storage.read_text(uri).splitlines():
+            info = json.loads(line).get("commitInfo") if line.strip() else None
+            if info is not None:
+                out.append(
+                    {
+                        "version": int(name[:-5]),
+                        "timestamp": info.get("timestamp"),
+                        "operation": info.get("operation"),
+                        **{k[len("vsd.") :]: v for k, v in info.items() if k.startswith("vsd.")},
+                    }
+                )
+    return sorted(out, key=lambda e: e["version"])
+
+
+def resolve_version(root: str, as_of: str | int | dt.datetime) -> int | None:
+    """The version that ``as_of`` names: a commit version (int), a night (``YYYY-MM-DD``: the
+    table after the last commit of that night's runs or any before), a run id (after its last
+    commit), or a time (datetime / ISO string: the last commit at or before it). None: the table
+    did not exist yet (an empty result)."""
+    if isinstance(as_of, int):
+        return as_of
+    commits = history(root)
+    if isinstance(as_of, str) and len(as_of) == 10 and as_of[4] == "-" and as_of[7] == "-":
+        night = [c["version"] for c in commits if c.get("run_date") and c["run_date"] <= as_of]
+        return max(night) if night else None
+    if isinstance(as_of, str):
+        runs = [c["version"] for c in commits if c.get("run_id") == as_of]
+        if runs:
+            return max(runs)
+        try:
+            as_of = dt.datetime.fromisoformat(as_of)
+        except ValueError:
+            raise VSDError(
+                f"as_of: {as_of!r} is not a version, a night (YYYY-MM-DD), a run id of this output or a time"
+            ) from None
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=dt.timezone.utc)
+    limit = as_of.timestamp() * 1000
+    at = [c["version"] for c in commits if c["timestamp"] is not None and c["timestamp"] <= limit]
+    return max(at) if at else None
+
+
+def read(
+    root: str, as_of: str | int | dt.datetime | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """The output's rows: the current ones, or as of an earlier night / version / run / time.
+
+    Columns as `TABLE_SCHEMA` (``ANNOTATION_SCHEMA`` + ``run_date``), boxes as 4-float lists."""
+    schema = TABLE_SCHEMA if columns is None else pa.schema([TABLE_SCHEMA.field(c) for c in columns])
+    if not exists(root):
+        return schema.empty_table()
+    version = None if as_of is None else resolve_version(root, as_of)
+    if as_of is not None and version is None:
+        return schema.empty_table()
+    table = open_table(root, version=version).to_pyarrow_table(columns=list(schema.names))
+    return table.select(schema.names).cast(schema)
