@@ -1,5 +1,5 @@
 """`vsd annotate`'s exit code tells a scheduler what happened: a run that wrote nothing because every
-read was deferred (the storage failing past its retries) is not a green night: exit 75."""
+read was deferred (the storage failing past its retries) is not a green night: exit 74."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _vsd_annotate(manifest: str, out: str, endpoint: str, ray_tmp: str) -> subpr
 
 
 @pytest.mark.slow
-def test_a_run_whose_every_read_is_deferred_exits_75_and_the_next_run_writes_them(s3_bucket, tmp_path):
+def test_a_run_whose_every_read_is_deferred_exits_74_and_the_next_run_writes_them(s3_bucket, tmp_path):
     import tempfile
 
     expected = build_corpus(str(tmp_path / "local"), 3, seed=5)
@@ -65,7 +65,7 @@ def test_a_run_whose_every_read_is_deferred_exits_75_and_the_next_run_writes_the
     ray_tmp = tempfile.mkdtemp(prefix="vsdexit-", dir="/tmp")
     with FaultProxy(os.environ["AWS_ENDPOINT_URL"], outage, budget=100_000) as proxy:
         first = _vsd_annotate(manifest, out, proxy.url, ray_tmp)
-    assert first.returncode == EXIT_ALL_DEFERRED == 75, first.stdout[-3000:] + first.stderr[-3000:]
+    assert first.returncode == EXIT_ALL_DEFERRED == 74, first.stdout[-3000:] + first.stderr[-3000:]
     assert "deferred (read failed after retries; tried again next run): 3" in first.stdout
     last = first.stderr.strip().splitlines()[-1]
     assert last.startswith("vsd: error: nothing written: all 3 image read(s) failed past their retries")

@@ -1,9 +1,10 @@
 """`vsd annotate`: run the annotation pipeline on a corpus and print the run's counts.
 
 Exit codes: 0 the run finished (some reads may be deferred to the next run); 2 a user error (one
-``vsd: error:`` line, before any cluster starts); 75 (``EX_TEMPFAIL``) nothing was written because
-every read was deferred -- the storage failed past its retries, so a scheduler should alert or
-retry later, not call the night a success; 143 stopped by SIGTERM; 130 interrupted; 1 anything else.
+``vsd: error:`` line, before any cluster starts); 74 (sysexits' ``EX_IOERR``) nothing was written
+because every read was deferred -- the storage failed past its retries, so a scheduler should alert
+or retry later, not call the night a success; 75 (``EX_TEMPFAIL``) another run holds the output;
+143 stopped by SIGTERM; 130 interrupted; 1 anything else.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 from vsd.config import add_config_arguments, config_from_args
 
-EXIT_ALL_DEFERRED = 75  # sysexits' EX_TEMPFAIL: "a temporary failure; try again later"
+EXIT_ALL_DEFERRED = 74  # sysexits' EX_IOERR: every read failed (75, EX_TEMPFAIL, is a busy output's)
 
 FLAGS = {"input": "input.uri", "output": "output", "model": "engine.model", "adapter": "engine.adapter"}
 
@@ -24,7 +25,8 @@ def add_parser(subparsers) -> None:
         help="annotate an image corpus (folder, s3:// prefix, manifest, VSD JSON) on Ray Data",
         description="Annotates what --input holds and --output lacks (exactly once across runs); "
         "ends by printing ok / error by reason / skipped. Config fields: --help-config. Exit: 0 done, "
-        "2 user error, 75 nothing written because every read was deferred (storage failing), 143 SIGTERM.",
+        "2 user error, 74 nothing written because every read was deferred (storage failing), 75 output busy, "
+        "143 SIGTERM.",
         epilog="A manifest (JSONL, Parquet or CSV) has one row per image: uri (s3://..., an absolute path or a path "
         "relative to the manifest's folder; only under the allowed roots), optional image_id, size, etag/mtime, "
         "and pairs: [{subject, object, subject_box, object_box}] with boxes normalised to 0..1 as "
