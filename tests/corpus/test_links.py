@@ -6,12 +6,10 @@ is entered only when asked and only under an allowed root, and a loop never mult
 from __future__ import annotations
 
 import os
-import socket
 import time
 
-import pytest
-
 from tests.corpus.test_sync import shard_rows
+from tests.fixtures.inputs import HOSTILE_DIR_LINKS, HOSTILE_ENTRIES
 from vsd.annotate.stages.read import ReadError, read_bytes
 from vsd.corpus import Corpus, sync
 
@@ -24,45 +22,11 @@ def _read_reason(uri: str, roots: list[str]) -> str:
     return "ok"
 
 
-@pytest.fixture
-def hostile(tmp_path):
-    """A folder with every kind of entry the issue found, and a secret folder beside it."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret-name-4242.png").write_bytes(b"s" * 4242)
-    images = tmp_path / "images"
-    (images / "sub").mkdir(parents=True)
-    (images / "a.png").write_bytes(b"a")
-    (images / "sub" / "b.png").write_bytes(b"bb")
-    os.symlink(outside, images / "out-dir")  # a directory link out of the input
-    os.symlink(".", images / "loop")  # loop -> . (was walked 40 levels deep)
-    os.symlink("..", images / "sub" / "up")  # and one from below
-    os.symlink(images / "sub", images / "alias")  # a second name for a folder inside
-    os.symlink(images / "nowhere.png", images / "dangling.png")
-    os.symlink("self.png", images / "self.png")  # a file link that loops
-    os.symlink(images / "a.png", images / "inside-link.png")  # a file link inside: read
-    os.symlink(outside / "secret-name-4242.png", images / "out-file.png")  # a file link out: refused
-    os.mkfifo(images / "fifo.png")
-    sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(images / "sock.png"))
-    yield {"images": images, "outside": outside, "tmp": tmp_path}
-    sock.close()
+EXPECTED = HOSTILE_ENTRIES
 
 
-EXPECTED = {  # every file-like entry once, with what its read says
-    "a.png": "ok",
-    "sub/b.png": "ok",
-    "inside-link.png": "ok",
-    "out-file.png": "outside_root",
-    "dangling.png": "missing_file",
-    "self.png": "link_loop",
-    "fifo.png": "not_a_file",
-    "sock.png": "not_a_file",
-}
-
-
-def test_directory_links_are_not_followed_and_every_entry_is_one_row(hostile, tmp_path):
-    images = hostile["images"]
+def test_directory_links_are_not_followed_and_every_entry_is_one_row(hostile_folder, tmp_path):
+    images = hostile_folder["images"]
     corpus = Corpus.open_or_create(str(tmp_path / "corpus"))
     started = time.monotonic()
     report = sync(corpus, str(images))
@@ -74,14 +38,16 @@ def test_directory_links_are_not_followed_and_every_entry_is_one_row(hostile, tm
     reasons = {name: _read_reason(r["uri"], corpus.roots) for name, r in got.items()}
     assert reasons == EXPECTED
     problems = "\n".join(report.problems)
-    for link in ("out-dir", "loop", "alias", "sub/up"):
+    for link in HOSTILE_DIR_LINKS:
         assert f"{images}/{link}: a link to a directory: not followed" in problems, problems
     assert len(report.problems) == 4
     assert sync(corpus, str(images)).new == 0  # the unreadable rows are stable entries: sharded once
 
 
-def test_followed_directory_links_stay_under_the_roots_and_each_folder_is_walked_once(hostile, tmp_path):
-    images, outside = hostile["images"], hostile["outside"]
+def test_followed_directory_links_stay_under_the_roots_and_each_folder_is_walked_once(
+    hostile_folder, tmp_path
+):
+    images, outside = hostile_folder["images"], hostile_folder["outside"]
     hidden = images / ".cache"
     hidden.mkdir()
     (hidden / "c.png").write_bytes(b"ccc")
