@@ -101,11 +101,6 @@ def s3_cause(exc: Exception) -> tuple[str, str, bool]:
     return "read_error", (code[1] if code else type(exc).__name__), True
 
 
-def needs_exact_key(key: str) -> bool:
-    """Whether a key has a segment that Arrow/curl would drop or refuse: empty, ``.`` or ``..``."""
-    return any(part in ("", ".", "..") for part in key.split("/"))
-
-
 @lru_cache(maxsize=4)
 def _client(endpoint: str | None, region: str):
     import boto3

@@ -140,7 +140,12 @@ def _entries(
     from vsd.corpus.walk import walk
 
     fs, root = storage.resolve(uri)
-    info = fs.get_file_info(root)
+    if storage.is_s3(uri) and storage.needs_exact_key(root.partition("/")[2]):
+        # A HEAD on "a/.." asks for another object (curl drops dot segments); a listing sends
+        # the prefix as a query parameter, exactly: list it.
+        info = pafs.FileInfo(root, pafs.FileType.Directory)
+    else:
+        info = fs.get_file_info(root)
     if not storage.is_s3(uri):
         if info.type == pafs.FileType.Directory:
             for e in walk(root, problems, follow_dir_links, allowed_roots):
@@ -158,10 +163,27 @@ def _entries(
 
 
 def top_level(uri: str) -> list[str]:
-    """The entries right below a prefix: the units a large listing is split into across tasks."""
+    """The entries right below a prefix: the units a large listing is split into across tasks
+    (each listed by `list_entry`)."""
     fs, root = storage.resolve(uri)
     prefix = "s3://" if storage.is_s3(uri) else ""
-    return sorted(prefix + i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=False)))
+    return sorted({prefix + i.path for i in fs.get_file_info(pafs.FileSelector(root, recursive=False))})
+
+
+def list_entry(uri: str, entry: str, extensions: list[str] | tuple[str, ...] = ()) -> Iterator[pa.Table]:
+    """The rows of one `top_level` entry of the prefix ``uri``: exactly the keys whose first segment
+    below ``uri`` is the entry's name. Why filter: on S3 a child may be named "" (``a//b``), "." or
+    "..", and Arrow reports the first as the prefix itself and lists the others through curl's
+    dot-segment removal -- listed as is, one task would list the whole prefix again (every row twice)."""
+    base = uri.rstrip("/") + "/"
+    own = base + (entry[len(base) :] if entry.startswith(base) else "")  # "" child: base itself
+    for table in list_folder(entry, extensions):
+        uris = table.column("uri").to_pylist()
+        keep = [i for i, u in enumerate(uris) if u == own or u.startswith(own + "/")]
+        if len(keep) == len(uris):
+            yield table
+        elif keep:
+            yield table.take(pa.array(keep, pa.int64()))
 
 
 # ----------------------------------------------------------------------------------------------

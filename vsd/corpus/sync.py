@@ -17,7 +17,15 @@ import pyarrow as pa
 
 from vsd import storage
 from vsd.corpus.shards import DEFAULT_SHARD_ROWS, Corpus, Shard, new_sync_id, source_key
-from vsd.corpus.sources import Source, list_folder, open_source, read_manifest, read_vsd_source, top_level
+from vsd.corpus.sources import (
+    Source,
+    list_entry,
+    list_folder,
+    open_source,
+    read_manifest,
+    read_vsd_source,
+    top_level,
+)
 from vsd.keyset import Snapshot, key_of
 from vsd.text import printable
 
@@ -152,9 +160,9 @@ def sync(
 
 
 def _list_part(
-    root: str, entry: str, extensions: list[str], snapshot: Snapshot, stem: str, shard_rows: int
+    root: str, uri: str, entry: str, extensions: list[str], snapshot: Snapshot, stem: str, shard_rows: int
 ) -> tuple[int, int, list[Shard], list[str]]:
-    return write_new(Corpus.open(root), list_folder(entry, extensions), snapshot, stem, shard_rows)
+    return write_new(Corpus.open(root), list_entry(uri, entry, extensions), snapshot, stem, shard_rows)
 
 
 def _parallel_listing(
@@ -167,7 +175,7 @@ def _parallel_listing(
     snap = ray.put(snapshot)
     entries = top_level(uri)
     refs = [
-        task.remote(corpus.root, entry, extensions, snap, f"{stem}-t{i:04d}", shard_rows)
+        task.remote(corpus.root, uri, entry, extensions, snap, f"{stem}-t{i:04d}", shard_rows)
         for i, entry in enumerate(entries)
     ]
     listed = new = 0

@@ -36,7 +36,7 @@ import pyarrow.fs as pafs
 from vsd import storage
 from vsd.annotate.index import image_key, listing_key
 from vsd.annotate.items import SCENE, fail_item, new_item, new_pair, to_table
-from vsd.annotate.read_causes import ExactKeyError, local_cause, needs_exact_key, read_exact_key, s3_cause
+from vsd.annotate.read_causes import ExactKeyError, local_cause, read_exact_key, s3_cause
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.config import ConfigError, describe
 from vsd.corpus.shards import source_key
@@ -285,7 +285,7 @@ def _read_once(uri: str, max_file_bytes: int) -> bytes:
         return _read_local(path, max_file_bytes)
     bucket, _, key = uri[len("s3://") :].partition("/")
     fs, path = storage.filesystem_for(uri), f"{bucket}/{key}"  # the key exactly: no "/" stripped
-    if needs_exact_key(key):  # a//b, a/./b, a/../b: keys of their own, which Arrow cannot address
+    if storage.needs_exact_key(key):  # a//b, a/./b, a/../b: keys of their own, which Arrow cannot address
         try:
             data = read_exact_key(bucket, key, max_file_bytes)
         except ExactKeyError as exc:
