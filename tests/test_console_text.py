@@ -20,6 +20,12 @@ def test_corpus_sync_prints_ids_and_paths_escaped(tmp_path, capsys):
     assert "\x1b" not in out and "\u202e" not in out and "\nvsd: error: forged" not in out
     assert "skipped: image_id \\x1b[2J\\x1b[31mred\\nvsd: error: forged\\u202e: row 2 repeats" in out
     assert "line 3: invalid JSON" in out and "1 problem(s) skipped" in out
+    folder = tmp_path / f"img{EVIL}"
+    folder.mkdir()
+    assert main(["corpus", "sync", "--from", str(folder), "--to", str(tmp_path / "corpus")]) == 0
+    assert main(["corpus", "info", str(tmp_path / "corpus")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "img\\x1b[2J" in out
 
 
 def test_error_lines_print_input_text_escaped(tmp_path, capsys):

@@ -101,10 +101,12 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from vsd.corpus import Corpus
+    from vsd.text import printable
 
     corpus = Corpus.open(args.corpus)
     shards = corpus.shards()
-    print(f"{corpus.root}: {len(shards)} shard(s), {sum(s.rows for s in shards)} row(s)")
+    print(f"{printable(corpus.root)}: {len(shards)} shard(s), {sum(s.rows for s in shards)} row(s)")
     for source in corpus.meta.get("sources", []):
-        print(f"  source {source['kind']}: {source['uri']} (reads under {', '.join(source['roots'])})")
+        roots = printable(", ".join(source["roots"]))
+        print(f"  source {source['kind']}: {printable(source['uri'])} (reads under {roots})")
     return 0
