@@ -37,3 +37,12 @@ def test_a_byte_order_mark_is_accepted_and_costs_no_row(tmp_path):
     problems: list[str] = []
     assert _uris(manifest, problems) == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     assert problems == []
+
+
+def test_a_csv_with_one_byte_that_is_not_utf8_loses_that_row_only(tmp_path):
+    """Arrow reads such a column as binary: every row's URI once became "b'a.png'"."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"\xef\xbb\xbfuri,size\na.png,1\nb\xe9.png,2\nc.png,3\n")
+    problems: list[str] = []
+    assert _uris(manifest, problems) == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
+    assert problems == [f"{manifest}: row 2: column uri: not UTF-8 (byte 0xe9)"]

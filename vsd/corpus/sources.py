@@ -230,6 +230,7 @@ class BadRow(ValueError):
 
 def manifest_row(row: dict, base: str, where: str) -> dict:
     """One manifest/listing row -> a shard row; a row without any URI is a `BadRow` naming it."""
+    row = _decoded(row, where)
     column = next((c for c in URI_COLUMNS if row.get(c)), None)
     if column is not None:
         uri = resolve_uri(row[column], base)
@@ -254,6 +255,23 @@ def manifest_row(row: dict, base: str, where: str) -> dict:
         json.dumps(out, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise BadRow(f"{where}: a lone surrogate (\\udXXX) in a text field") from None
+    return out
+
+
+def _decoded(row: dict, where: str) -> dict:
+    """Text columns as text. A CSV with one byte that is not UTF-8 has its column read as binary
+    by Arrow (every row's value bytes, "b'a.png'" once made a string): decode each row's own
+    values, and make the row whose value is not UTF-8 a `BadRow`."""
+    if not any(isinstance(v, bytes) for v in row.values()):
+        return row
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRow(f"{where}: column {key}: not UTF-8 (byte 0x{value[exc.start]:02x})") from None
+        out[key] = value
     return out
 
 
