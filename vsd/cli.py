@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         result = _call(args.func, args)
     except stop.Stopped:
         stop.clean_stop()
-        print("vsd: stopped by SIGTERM", file=sys.stderr)
+        print(stop.LINE, file=sys.stderr)
+        stop.said()
         return stop.EXIT_SIGTERM
     except VSDError as exc:
         print(f"vsd: error: {printable(exc)}", file=sys.stderr)

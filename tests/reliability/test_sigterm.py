@@ -87,10 +87,11 @@ def test_sigterm_mid_run_is_a_clean_stop_and_the_rerun_writes_every_image_once(t
         text = log_path.read_text(errors="replace")
         assert code == 143, text[-4000:]
         assert text.rstrip().endswith("vsd: stopped by SIGTERM"), text[-2000:]
-        assert "*** SIGTERM received" not in text and "Traceback" not in text and "internal error" not in text
+        assert "*** SIGTERM received" not in text and "internal error" not in text, text[-4000:]
+        assert "Traceback" not in text, text[-6000:]
         assert _gone(ray_tmp) == []  # ray.shutdown() stopped the cluster the driver started
         before = read_rows(out)
-        assert 0 < len(before) < len(expected)
+        assert 0 < len(before) < len(expected), (len(before), text[-3000:])
         with open(tmp_path / "rerun.log", "w") as log:
             rerun = _vsd_annotate(manifest, out, ray_tmp, log)
             assert rerun.wait(timeout=900) == 0, (tmp_path / "rerun.log").read_text()[-4000:]
