@@ -60,11 +60,20 @@ def _call(func, args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     from vsd import stop
-    from vsd.text import printable
 
     parser = build_parser()
     args = parser.parse_args(argv)
     stop.install()  # again after any ray.init: see vsd.stop
+    try:
+        return _run(args)
+    finally:
+        stop.finishing()  # a SIGTERM from here on (Ray's atexit shutdown) only hurries the exit
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vsd import stop
+    from vsd.text import printable
+
     try:
         result = _call(args.func, args)
     except stop.Stopped:

@@ -112,6 +112,19 @@ def stopped_by(exc: BaseException | None) -> Stopped | None:
     return None
 
 
+def finishing() -> None:
+    """The command has returned: a SIGTERM now must not raise into the interpreter's exit (Ray's
+    atexit shutdown printed "Exception ignored" and the exit code became 0). It is left to the
+    watcher, which ends the exit quietly if it still hangs after `GRACE_S`."""
+    _state["said"] = True
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _quiet)
+
+
+def _quiet(signum, frame) -> None:
+    """Nothing to unwind any more; the wakeup pipe has told the watcher."""
+
+
 def said() -> None:
     """The main thread printed `LINE`: the watcher, if it must still end the process, stays quiet."""
     _state["said"] = True
