@@ -2,6 +2,7 @@
 
     python bench/nightly_scale.py                          # N = 100,000 and 1,000,000, 1 % new
     python bench/nightly_scale.py --sizes 20000 200000     # a quicker look
+    python bench/nightly_scale.py --sizes 100000 --nights 60   # a year in small: night N vs night 1
 
 For each N the bench builds, with the project's own writers and no image bytes, an output that
 has already annotated (1 - f) N images: a corpus of input shards (`vsd.corpus`), a completion
@@ -17,6 +18,12 @@ the same key set in a child process: ``lookup_s`` and its peak RSS). Annotating 
 (``pipeline_s``) grows with f N by definition and is shown but not counted.
 Ends with ``RATIO nightly_scale <cost at the largest N / cost at the smallest> target 1.5`` and
 the driver's peak RSS at the largest N (goal <= 1 GiB).
+
+With ``--nights K`` (one N) the same output lives K nights, f N new images each: per night the
+cost, the bookkeeping objects (corpus key set, ``__vsd/``, the table's ``_delta_log/``) and the
+bookkeeping bytes written per byte of new data; ends with ``RATIO nightly_nights <cost of night K
+/ night 1> target 1.2`` and ``RATIO nightly_objects <objects after night K / after night 1>
+target 3``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 TARGET = 1.5
+NIGHTS_TARGET = 1.2
+OBJECTS_TARGET = 3.0
 DRIVER_GOAL = 1 << 30
 
 LOOKUP = """
@@ -136,62 +145,98 @@ def night(n: int, fraction: float, shard_rows: int, workdir: str | None) -> dict
         t0 = time.perf_counter()
         corpus, out = build_history(root, n - n_new, shard_rows)
         built_s = time.perf_counter() - t0
-        new = _common.write_corpus(os.path.join(root, "new"), n_new, (16, 16), seed=n)
-        sync_s, sync_out, _ = child(
-            [sys.executable, "-m", "vsd.cli", "corpus", "sync", "--from", new, "--to", corpus]
-        )
-        annotate = [
-            sys.executable,
-            "-m",
-            "vsd.cli",
-            "annotate",
-            "--config",
-            _common.TINY_CONFIG,
-            "--input",
-            corpus,
-            "--output",
-            out,
-            "progress_bars=false",
-            "tasks=[1]",
-            "stages.refine.mode=off",
-            "stages.preprocess.image_size=16",
-            "engine.batch_size=16",
-            "stages.write.resources.batch_size=512",
-        ]
-        wall_s, log, peak = child(annotate, sample=True)
-        record = _common.latest_run_record(out)
-        lookup = subprocess.run(
-            [sys.executable, "-c", LOOKUP, out, os.path.join(root, "lookup.npy")],
-            cwd=_common.REPO,
-            env=dict(os.environ, PYTHONPATH=_common.REPO),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lookup_s, lookup_rss, _ = lookup.stdout.split()
-        t = record["timings"]
-        finish_s = t["total_s"] - t["plan_s"] - t["pipeline_s"]
-        if record["counts"]["images"] != n_new or record["counts"]["unaccounted"]:
-            raise RuntimeError(
-                f"the night wrote {record['counts']['images']} of {n_new} new images: {record['counts']}"
+        return {"built_s": built_s, **one_night(root, corpus, out, n, n_new, seed=n, tag="new")}
+
+
+def bookkeeping(root: str, since: float) -> tuple[int, int]:
+    """(objects, bytes written since ``since``) of the bookkeeping: everything but the data parts
+    and the new images -- the corpus (shards and key set), ``__vsd/`` and ``_delta_log/``."""
+    objects = written = 0
+    for top in ("corpus", "out"):
+        for folder, _, files in os.walk(os.path.join(root, top)):
+            rel = os.path.relpath(folder, os.path.join(root, top))
+            if top == "out" and rel.startswith("run_date="):
+                continue  # the data itself
+            for name in files:
+                st = os.stat(os.path.join(folder, name))
+                objects += 1
+                written += st.st_size if st.st_mtime >= since else 0
+    return objects, written
+
+
+def data_bytes(out: str, since: float) -> int:
+    total = 0
+    for folder, _, files in os.walk(out):
+        if os.path.basename(folder).startswith("run_date="):
+            total += sum(
+                os.stat(p).st_size
+                for p in (os.path.join(folder, f) for f in files)
+                if os.stat(p).st_mtime >= since
             )
-        return {
-            "n": n,
-            "new": n_new,
-            "shards": record["source"]["shards"],
-            "built_s": built_s,
-            "sync_s": sync_s,
-            "plan_s": t["plan_s"],
-            "finish_s": finish_s,
-            "lookup_s": float(lookup_s),
-            "lookup_rss": int(lookup_rss),
-            "pipeline_s": t["pipeline_s"],
-            "wall_s": wall_s,
-            "driver_rss": peak.root_rss,
-            "helper_rss": peak.helper_rss,
-            "helper": peak.helper,
-            "cost_s": sync_s + t["plan_s"] + finish_s + float(lookup_s),
-        }
+    return total
+
+
+def one_night(root: str, corpus: str, out: str, n: int, n_new: int, seed: int, tag: str) -> dict:
+    """f N new images arrive, then ``vsd corpus sync`` + ``vsd annotate`` as a user runs them."""
+    new = _common.write_corpus(os.path.join(root, tag), n_new, (16, 16), seed=seed)
+    started = time.time()
+    sync_s, sync_out, _ = child(
+        [sys.executable, "-m", "vsd.cli", "corpus", "sync", "--from", new, "--to", corpus]
+    )
+    annotate = [
+        sys.executable,
+        "-m",
+        "vsd.cli",
+        "annotate",
+        "--config",
+        _common.TINY_CONFIG,
+        "--input",
+        corpus,
+        "--output",
+        out,
+        "progress_bars=false",
+        "tasks=[1]",
+        "stages.refine.mode=off",
+        "stages.preprocess.image_size=16",
+        "engine.batch_size=16",
+        "stages.write.resources.batch_size=512",
+    ]
+    wall_s, log, peak = child(annotate, sample=True)
+    record = _common.latest_run_record(out)
+    lookup = subprocess.run(
+        [sys.executable, "-c", LOOKUP, out, os.path.join(root, "lookup.npy")],
+        cwd=_common.REPO,
+        env=dict(os.environ, PYTHONPATH=_common.REPO),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lookup_s, lookup_rss, _ = lookup.stdout.split()
+    t = record["timings"]
+    finish_s = t["total_s"] - t["plan_s"] - t["pipeline_s"]
+    if record["counts"]["images"] != n_new or record["counts"]["unaccounted"]:
+        raise RuntimeError(
+            f"the night wrote {record['counts']['images']} of {n_new} new images: {record['counts']}"
+        )
+    objects, written = bookkeeping(root, started)
+    return {
+        "n": n,
+        "new": n_new,
+        "shards": record["source"]["shards"],
+        "objects": objects,
+        "bookkeeping_per_data_byte": written / max(1, data_bytes(out, started)),
+        "sync_s": sync_s,
+        "plan_s": t["plan_s"],
+        "finish_s": finish_s,
+        "lookup_s": float(lookup_s),
+        "lookup_rss": int(lookup_rss),
+        "pipeline_s": t["pipeline_s"],
+        "wall_s": wall_s,
+        "driver_rss": peak.root_rss,
+        "helper_rss": peak.helper_rss,
+        "helper": peak.helper,
+        "cost_s": sync_s + t["plan_s"] + finish_s + float(lookup_s),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-fraction", type=float, default=0.01)
     ap.add_argument("--shard-rows", type=int, default=200_000)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--nights", type=int, default=1, help="K > 1: one N lives K nights (see the doc)")
     args = ap.parse_args(argv)
+    if args.nights > 1:
+        return nights(args.sizes[0], args.nights, args.new_fraction, args.shard_rows, args.workdir)
     results = []
     for n in args.sizes:
         r = night(n, args.new_fraction, args.shard_rows, args.workdir)
@@ -254,6 +302,36 @@ def main(argv: list[str] | None = None) -> int:
     print(
         _common.ratio_line(
             "nightly_scale", big["cost_s"] / results[0]["cost_s"], TARGET, higher_is_better=False
+        )
+    )
+    return 0
+
+
+def nights(n: int, k: int, fraction: float, shard_rows: int, workdir: str | None) -> int:
+    """One output, ``k`` nights: the cost and the bookkeeping of night k against night 1."""
+    with tempfile.TemporaryDirectory(prefix="vsd-bench-nights-", dir=workdir) as root:
+        n_new = max(1, round(n * fraction))
+        corpus, out = build_history(root, n - n_new * k, shard_rows)
+        rows = []
+        for i in range(1, k + 1):
+            r = one_night(root, corpus, out, n, n_new, seed=n + i, tag=f"new-{i:04d}")
+            rows.append(r)
+            print(
+                f"night {i}: cost {r['cost_s']:.2f} s (sync {r['sync_s']:.2f}, plan {r['plan_s']:.2f}, "
+                f"finish {r['finish_s']:.2f}, lookup {r['lookup_s']:.2f}), {r['objects']} bookkeeping "
+                f"objects, {r['bookkeeping_per_data_byte']:.2f} bookkeeping bytes per new data byte",
+                flush=True,
+            )
+    first, last = rows[0], rows[-1]
+    print(f"N={n:,}, {n_new:,} new a night, {k} nights; {_common.machine_note()}")
+    print(
+        _common.ratio_line(
+            "nightly_nights", last["cost_s"] / first["cost_s"], NIGHTS_TARGET, higher_is_better=False
+        )
+    )
+    print(
+        _common.ratio_line(
+            "nightly_objects", last["objects"] / first["objects"], OBJECTS_TARGET, higher_is_better=False
         )
     )
     return 0

@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# The browser tests drive the distribution's Chromium (Playwright never downloads one): install it
+# when it is missing and we may (root with apt-get); otherwise say once what those tests need.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+      || echo "setup: apt-get install chromium failed; the browser tests (tests/show) will fail until it is installed" >&2
+  else
+    echo "setup: no /usr/bin/chromium (install the chromium package as root); the browser tests need it" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

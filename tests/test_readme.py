@@ -51,6 +51,7 @@ NOT_RUN = {
     r"vsd train --config .*": "training on Ray Train + DeepSpeed (minutes)",
     r"vsd annotate --config .*": "starts a Ray cluster and a model (and needs the demo's model)",
     r"vsd export .*": "needs a training run",
+    r"vsd ask .*": "loads a model (the demo's export, or tiny:llava) and asks about a photo of yours",
     r"ray job submit .*": "needs a Ray cluster (and S3)",
     r"kubectl .*": "needs a Kubernetes cluster",
     r"bash infra/release\.sh .*": "builds and pushes the image",

@@ -26,6 +26,10 @@ COMMAND_MODULES = [
     "vsd.annotate.commands",  # vsd annotate
     "vsd.evaluate.commands",  # vsd evaluate
     "vsd.demo",  # vsd demo
+    "vsd.show.commands",  # vsd show
+    "vsd.runs",  # vsd runs
+    "vsd.annotate.output.delete",  # vsd delete
+    "vsd.ask.commands",  # vsd ask
 ]
 
 

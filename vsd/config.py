@@ -339,9 +339,17 @@ def help_text(cls: type, prefix: str = "") -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def add_config_arguments(parser: Any, *, example_config: str, example_overrides: str) -> None:
-    """``--config FILE``, ``--help-config`` and trailing ``key=value`` overrides, the same for every job."""
-    parser.add_argument("--config", help=f"YAML config ({example_config})")
+def add_config_arguments(
+    parser: Any, *, example_config: str, example_overrides: str, job: str | None = None
+) -> None:
+    """``--config FILE|NAME``, ``--help-config`` and trailing ``key=value`` overrides, the same for
+    every job; with ``job``, ``--config NAME`` also takes a shipped config by name (`vsd.named_configs`)."""
+    named = ""
+    if job:
+        from vsd.named_configs import known_names
+
+        named = f"; or a shipped config by name: {', '.join(known_names(job))}"
+    parser.add_argument("--config", help=f"YAML config ({example_config}{named})")
     parser.add_argument(
         "--help-config", action="store_true", help="list every config field with its description and exit"
     )
@@ -349,11 +357,12 @@ def add_config_arguments(parser: Any, *, example_config: str, example_overrides:
 
 
 def config_from_args(
-    cls: type[T], args: Any, flags: dict[str, str] | None = None, loader: Any = None
+    cls: type[T], args: Any, flags: dict[str, str] | None = None, loader: Any = None, job: str | None = None
 ) -> T | None:
     """The job's config from ``--config``, then the named flags (``{"input": "input.uri"}``: a flag
     given on the command line overrides that key), then the dotted overrides. None when
-    ``--help-config`` asked for the field list instead (it has been printed)."""
+    ``--help-config`` asked for the field list instead (it has been printed). With ``job``,
+    ``--config`` may name a shipped config (``tiny-cpu``: `vsd.named_configs`)."""
     if getattr(args, "help_config", False):
         print(help_text(cls))
         return None
@@ -362,4 +371,9 @@ def config_from_args(
         value = getattr(args, flag, None)
         if value:
             overrides.append(f"{key}={value}")
-    return (loader or (lambda path, ov: load(cls, path, ov)))(args.config, overrides)
+    path = args.config
+    if job:
+        from vsd.named_configs import resolve_config
+
+        path = resolve_config(path, job)
+    return (loader or (lambda path, ov: load(cls, path, ov)))(path, overrides)

@@ -10,8 +10,16 @@ bytes of the SHA-256 of its text (collision odds ~n^2/2^129: none at 10^9 keys).
     b=<bucket>/<generation>.keys     sorted 16-byte keys, concatenated
     b=<bucket>/<generation>.bloom    Bloom filter of that file (~10 bits/key, 1 % false positives)
 
-`add` writes one generation per touched bucket (immutable files, so readers cache them freely);
-`compact` merges a bucket's generations once there are too many. `Snapshot` is the list of
+    l0/<generation>.keys, .bloom     a small addition: one sorted run of every bucket's keys
+
+Like an LSM tree: a night that adds few keys writes ONE level-0 run (two objects, not two per
+bucket: 256 buckets x 2 objects a night would grow the set and its listing by ~500 objects a
+night however little was new); a large addition (a backfill) is written per bucket. `compact`
+merges the level-0 runs once there are more than ``max_runs`` (into one run while it stays small,
+else spilled into the buckets) and a bucket's generations once there are more than
+``max_generations``; so a lookup reads at most ``max_runs`` runs and ``max_generations`` files of
+its bucket (bounded read amplification), and the object count stays bounded over years of nights.
+All files are immutable (readers cache them freely). `Snapshot` is the list of
 generation files, taken once by the driver and handed to tasks, so lookups inside tasks list
 nothing and load only the buckets their keys fall in: the Bloom filter first, the sorted keys only
 for its positives (binary search).
@@ -36,6 +44,8 @@ KEY_BYTES = 16
 BITS_PER_KEY = 10  # 1 % false positives with 7 hashes
 HASHES = 7
 DEFAULT_BUCKETS = 256
+L0_DIR = "l0"
+L0_MAX_KEYS = 1 << 18  # a run up to 4 MiB of keys; larger additions (and merged runs) go to buckets
 
 
 def key_of(text: str) -> bytes:
@@ -120,9 +130,10 @@ class Snapshot:
     root: str
     buckets: int
     files: dict[int, list[str]] = field(default_factory=dict)
+    runs: list[str] = field(default_factory=list)  # level-0 runs (every bucket's keys)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.files.values())
+        return sum(len(v) for v in self.files.values()) + len(self.runs)
 
     def contains(self, keys: Sequence[bytes]) -> list[bool]:
         """Membership of each key, exactly (a Bloom positive is confirmed in the sorted keys)."""
@@ -130,6 +141,9 @@ class Snapshot:
             return []
         arr = as_array(keys)
         found = np.zeros(len(arr), dtype=bool)
+        l0 = storage.join(self.root, L0_DIR)
+        for run in reversed(self.runs):  # newest first
+            _probe(f"{l0}/{run}", arr, np.nonzero(~found)[0], found)
         by_bucket = bucket_of(arr, self.buckets)
         for bucket in np.unique(by_bucket):
             gens = self.files.get(int(bucket))
@@ -140,19 +154,26 @@ class Snapshot:
                 todo = rows[~found[rows]]
                 if not len(todo):
                     break
-                base = _bucket_dir(self.root, int(bucket))
-                bloom = _cached(f"{base}/{gen}.bloom", storage.read_bytes)
-                maybe = todo[bloom_may_contain(bloom, arr[todo])]  # type: ignore[arg-type]
-                if not len(maybe):
-                    continue
-                sorted_keys = _cached(f"{base}/{gen}.keys", _load_keys)
-                probe = _void(arr[maybe])
-                at = np.searchsorted(sorted_keys, probe)  # type: ignore[arg-type]
-                at_ok = at < len(sorted_keys)  # type: ignore[arg-type]
-                hit = np.zeros(len(maybe), dtype=bool)
-                hit[at_ok] = sorted_keys[at[at_ok]] == probe[at_ok]  # type: ignore[index]
-                found[maybe[hit]] = True
+                _probe(f"{_bucket_dir(self.root, int(bucket))}/{gen}", arr, todo, found)
         return found.tolist()
+
+
+def _probe(stem: str, arr: np.ndarray, todo: np.ndarray, found: np.ndarray) -> None:
+    """Mark in ``found`` the rows ``todo`` of ``arr`` held by the file pair ``stem``.keys/.bloom:
+    the Bloom filter first, the sorted keys only for its positives (binary search)."""
+    if not len(todo):
+        return
+    bloom = _cached(f"{stem}.bloom", storage.read_bytes)
+    maybe = todo[bloom_may_contain(bloom, arr[todo])]  # type: ignore[arg-type]
+    if not len(maybe):
+        return
+    sorted_keys = _cached(f"{stem}.keys", _load_keys)
+    probe = _void(arr[maybe])
+    at = np.searchsorted(sorted_keys, probe)  # type: ignore[arg-type]
+    at_ok = at < len(sorted_keys)  # type: ignore[arg-type]
+    hit = np.zeros(len(maybe), dtype=bool)
+    hit[at_ok] = sorted_keys[at[at_ok]] == probe[at_ok]  # type: ignore[index]
+    found[maybe[hit]] = True
 
 
 def _bucket_dir(root: str, bucket: int) -> str:
@@ -186,10 +207,15 @@ class KeySet:
         for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
             name = posixpath.basename(info.path)
             parent = posixpath.basename(posixpath.dirname(info.path))
-            if info.type == pafs.FileType.File and name.endswith(".keys") and parent.startswith("b="):
+            if info.type != pafs.FileType.File or not name.endswith(".keys"):
+                continue
+            if parent.startswith("b="):
                 snap.files.setdefault(int(parent[2:]), []).append(name[: -len(".keys")])
+            elif parent == L0_DIR:
+                snap.runs.append(name[: -len(".keys")])
         for gens in snap.files.values():
             gens.sort()
+        snap.runs.sort()
         return snap
 
     def add(self, keys: Iterable[bytes], generation: str) -> int:
@@ -202,27 +228,58 @@ class KeySet:
             storage.write_text(
                 self._meta_uri, json.dumps({"buckets": self.buckets, "key_bytes": KEY_BYTES}) + "\n"
             )
+        if len(arr) <= L0_MAX_KEYS:
+            self._write_at(storage.join(self.root, L0_DIR), generation, arr)
+        else:
+            self._spill(arr, generation)
+        return len(arr)
+
+    def _spill(self, arr: np.ndarray, generation: str) -> None:
         by_bucket = bucket_of(arr, self.buckets)
         jobs = [(int(b), arr[by_bucket == b]) for b in np.unique(by_bucket)]
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda job: self._write(job[0], generation, job[1]), jobs))
-        return len(arr)
 
     def _write(self, bucket: int, generation: str, arr: np.ndarray) -> None:
+        self._write_at(_bucket_dir(self.root, bucket), generation, arr)
+
+    @staticmethod
+    def _write_at(base: str, generation: str, arr: np.ndarray) -> None:
         keys = np.unique(_void(arr))  # sorted, no repeats
         raw = keys.view(np.uint8).reshape(-1, KEY_BYTES)
-        base = _bucket_dir(self.root, bucket)
         # Bloom first: a reader that sees the .keys file (what snapshot lists) finds its filter.
         storage.write_bytes(f"{base}/{generation}.bloom", bloom_build(raw))
         storage.write_bytes(f"{base}/{generation}.keys", raw.tobytes())
 
     def compact(
-        self, snapshot: Snapshot | None = None, max_generations: int = 8, generation: str = "c"
+        self,
+        snapshot: Snapshot | None = None,
+        max_generations: int = 8,
+        generation: str = "c",
+        max_runs: int = 4,
     ) -> int:
-        """Merge the generations of every bucket that has more than ``max_generations`` into one
-        (write the merged file, then delete the old ones: a crash in between only leaves keys
-        twice). Returns how many buckets were merged."""
+        """Merge the level-0 runs once there are more than ``max_runs`` (one run while small, else
+        into the buckets), then the generations of every bucket that has more than
+        ``max_generations`` (write the merged file, then delete the old ones: a crash in between
+        only leaves keys twice). Returns how many runs and buckets were merged."""
         snap = snapshot or self.snapshot()
+        merged_runs = 0
+        if len(snap.runs) > max_runs:
+            l0 = storage.join(self.root, L0_DIR)
+            arr = np.concatenate(
+                [_load_keys(f"{l0}/{r}.keys").view(np.uint8).reshape(-1, KEY_BYTES) for r in snap.runs]
+            )
+            name = f"{generation}-{snap.runs[-1]}"
+            if len(arr) <= L0_MAX_KEYS:
+                self._write_at(l0, name, arr)
+            else:
+                self._spill(arr, name)
+            for run in snap.runs:
+                if run != name:
+                    storage.delete(f"{l0}/{run}.keys")
+                    storage.delete(f"{l0}/{run}.bloom")
+            merged_runs = len(snap.runs)
+            snap = self.snapshot()
         todo = [(b, gens) for b, gens in snap.files.items() if len(gens) > max_generations]
 
         def merge(job: tuple[int, list[str]]) -> None:
@@ -241,4 +298,4 @@ class KeySet:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(merge, todo))
-        return len(todo)
+        return merged_runs + len(todo)

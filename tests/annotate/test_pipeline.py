@@ -13,7 +13,14 @@ from collections import Counter
 
 import pytest
 
-from tests.fixtures.annotate import build_corpus, make_color_engine, outcome, read_rows, run_record
+from tests.fixtures.annotate import (
+    build_corpus,
+    check_table_matches_files,
+    make_color_engine,
+    outcome,
+    read_rows,
+    run_record,
+)
 from tests.fixtures.infra import REPO
 from vsd import storage
 from vsd.annotate.index import Output
@@ -39,8 +46,10 @@ COMPARED = (
 
 
 def check_exactly_once(output: str, expected: dict[str, str]) -> list[dict]:
-    """Every expected file has exactly one row (one pair each) with the expected outcome."""
+    """Every expected file has exactly one row (one pair each) with the expected outcome -- in the
+    folder's files and in the table's current rows alike, and every row's run has a record."""
     rows = read_rows(output)
+    check_table_matches_files(output, rows)
     ids = Counter(r["row_id"] for r in rows)
     assert not [i for i, n in ids.items() if n > 1], "duplicated rows"
     by_uri = {r["source_uri"]: r for r in rows}

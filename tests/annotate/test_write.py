@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 from vsd.annotate.card import render_card
 from vsd.annotate.index import IdLedger, Output, image_key, listing_key
 from vsd.annotate.items import fail_item, new_item, new_pair, to_table
+from vsd.annotate.output.table import FILE_SCHEMA
 from vsd.annotate.stages.write import RunMeta, write_parts
-from vsd.schema import ANNOTATION_SCHEMA
 
 
 def items():
@@ -61,7 +61,7 @@ def test_part_holds_whole_images_under_a_content_name_after_its_progress_entry(t
     assert counts["error"] == {"decode_error": 1} and counts["relations"] == {"on": 1, "under": 1}
     assert json.loads(summary.column("shards")[0].as_py()) == {"s1": 2}
     table = pq.read_table(tmp_path / "run_date=2026-11-26" / name)
-    assert table.schema.equals(ANNOTATION_SCHEMA, check_metadata=False)
+    assert table.schema.equals(FILE_SCHEMA, check_metadata=False)  # the stored form: boxes as plain lists
     assert table.column("row_id").to_pylist() == ["a-p0", "a-p1", "b-p-1"]
     assert table.column("error").to_pylist()[2] == "decode_error: truncated file"
     # A retried task writes the same name (no second copy); the progress entry names both images.

@@ -39,42 +39,67 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", help="model: dir, s3:// prefix, hub id or tiny:llava (overrides engine.model)")
     p.add_argument("--adapter", help="PEFT adapter dir (overrides engine.adapter)")
     p.add_argument("--ray-address", help="connect to this Ray cluster (default: RAY_ADDRESS or a local one)")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print what the run would do (cluster, paths, new and refused rows, changes since the "
+        "output's last run) and exit without writing anything",
+    )
     add_config_arguments(
         p,
         example_config="jobs/configs/annotate-*.yaml",
         example_overrides="engine.batch_size=16 stages.generate.resources.concurrency=8",
+        job="annotate",
     )
     p.set_defaults(func=run)
 
 
-def load_config(args: argparse.Namespace):
+def load_config(args: argparse.Namespace, *, against_model: bool = True):
+    """The config from --config (a file or a shipped name), the flags and the overrides; with
+    ``against_model``, resolved against the model's own record too (`resolve_model_input`)."""
     from vsd.annotate.config import AnnotateConfig
     from vsd.annotate.config import load_config as load_annotate_config
 
-    return config_from_args(AnnotateConfig, args, FLAGS, loader=load_annotate_config)
+    cfg = config_from_args(AnnotateConfig, args, FLAGS, loader=load_annotate_config, job="annotate")
+    if cfg is not None and against_model:
+        resolve_model_input(cfg, args)
+    return cfg
+
+
+def resolve_model_input(cfg, args: argparse.Namespace) -> None:
+    """Image size, visual prompt and token budgets from the model's record where the config is
+    silent; a contradiction is one ConfigError line, before any cluster starts
+    (`vsd.annotate.model_record`). Only the file and the overrides can set those keys (the flags
+    set input, output, model and adapter)."""
+    from vsd.annotate.model_record import resolve_against_model
+    from vsd.named_configs import resolve_config
+
+    resolve_against_model(cfg, resolve_config(args.config, "annotate"), args.overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(args)
+    cfg = load_config(args, against_model=False)
     if cfg is None:  # --help-config
         return 0
     cfg.check_paths()  # fail before any cluster starts
+    if args.plan:
+        from vsd.annotate.plan import print_plan
+
+        print_plan(cfg, args.ray_address)
+        return 0
     from vsd.preflight import check_annotate
 
     check_annotate(
         cfg
     )  # every URI once, in seconds; also switches off a metadata lookup Ray workers would inherit
-
-    import ray
+    resolve_model_input(cfg, args)  # after preflight: an unreachable model is its one line, fast
 
     from vsd.annotate.pipeline import format_counts, run_annotation
     from vsd.stop import install_after_ray_init
 
     install_after_ray_init()  # ray.init replaces the SIGTERM handler: put ours back after it
 
-    if args.ray_address and not ray.is_initialized():
-        ray.init(address=args.ray_address)
-    result = run_annotation(cfg)
+    result = run_annotation(cfg, ray_address=args.ray_address)
     print(f"run {result.run_id}: {result.output}/run_date={result.run_date}/")
     print(format_counts(result.counts))
     return exit_code(result.counts)

@@ -157,12 +157,10 @@ class AnnotateConfig:
             raise ConfigError("input.uri: required (--input URI)")
         if not self.output:
             raise ConfigError("output: required (--output URI)")
-        inp, out = self.input.uri.rstrip("/"), self.output.rstrip("/")
-        if out == inp or out.startswith(inp + "/"):
-            raise ConfigError(
-                f"output: {self.output} is inside the input {self.input.uri}; the next run would "
-                "annotate its own files"
-            )
+        from vsd.annotate.paths import check_apart, make_absolute
+
+        make_absolute(self)
+        check_apart(self.input.uri, self.output)
 
     def resolved_run_date(self) -> str:
         return self.run_date or dt.datetime.now(dt.timezone.utc).date().isoformat()

@@ -50,6 +50,7 @@ PROGRESS_SCHEMA = pa.schema(
         pa.field("image_id", pa.string()),
         pa.field("image_key", pa.binary(16)),  # c:/g: key of the image id
         pa.field("source_key", pa.binary(16)),  # s: key of uri|size|version (null if unknown)
+        pa.field("uri_key", pa.binary(16)),  # u: key of the source URI: a later version of it supersedes
         pa.field("shard", pa.string()),
         pa.field("row", pa.int64()),
     ]
@@ -68,6 +69,11 @@ def image_key(image_id: str, given: bool) -> bytes:
 
 def listing_key(source_key: str) -> bytes:
     return key_of("s:" + source_key)
+
+
+def uri_key(source_uri: str) -> bytes:
+    """Whether some version of this file was annotated: a new version of it supersedes that row."""
+    return key_of("u:" + source_uri)
 
 
 def _files(uri: str, recursive: bool = True) -> list[pafs.FileInfo]:
@@ -150,7 +156,11 @@ class Output:
             b"vsd.counts": json.dumps(counts, sort_keys=True).encode(),
         }
         sink = pa.BufferOutputStream()
-        pq.write_table(table.cast(PROGRESS_SCHEMA).replace_schema_metadata(meta), sink)
+        if "uri_key" not in table.column_names:
+            table = table.append_column("uri_key", pa.nulls(table.num_rows, pa.binary(16)))
+        pq.write_table(
+            table.select(PROGRESS_SCHEMA.names).cast(PROGRESS_SCHEMA).replace_schema_metadata(meta), sink
+        )
         storage.write_bytes(self.progress_uri(run_id, part), sink.getvalue().to_pybytes())
 
     def progress(self) -> dict[str, list[str]]:
@@ -199,6 +209,8 @@ class Output:
             for _, meta, table in entries:
                 keys += table.column("image_key").to_pylist()
                 keys += [k for k in table.column("source_key").to_pylist() if k]
+                if "uri_key" in table.column_names:  # entries of older runs have none
+                    keys += [k for k in table.column("uri_key").to_pylist() if k]
                 merge_counts(counts, json.loads(meta["vsd.counts"]))
             if not done_before:
                 ids.add(keys, generation=f"g-{run_id}")

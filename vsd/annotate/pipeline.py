@@ -45,6 +45,7 @@ from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
 from vsd.annotate.stages.write import RunMeta, write_json
 from vsd.corpus import Corpus, Shard, sync
+from vsd.raycluster import connect
 from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
 
@@ -158,10 +159,11 @@ def _stream(
     import ray
     from ray.data import DataContext
 
-    if not ray.is_initialized():
-        ray.init()
+    from vsd.annotate.progress import Progress
+
     DataContext.get_current().enable_progress_bars = cfg.progress_bars
     ledger = _ledger(meta.output, meta.run_id)
+    progress = Progress(plan.rows, in_place=False if cfg.progress_bars else None)
     counts: dict = {}
     parts: dict[str, dict] = {}
     written: Counter = Counter()
@@ -182,9 +184,11 @@ def _stream(
                     continue
                 parts[part] = json.loads(blob)
                 merge_counts(counts, parts[part])
+                progress.update(parts[part])
                 written.update(json.loads(shards))
                 committer.add(table.Part(meta.run_date, part, parts[part].get("rows")))
         committer.flush()
+        progress.close()
         report = ray.get(ledger.report.remote())
     finally:
         ray.kill(ledger)
@@ -192,7 +196,11 @@ def _stream(
 
 
 def run_annotation(
-    cfg: AnnotateConfig, *, engine_factory: Callable | None = None, echo: Callable[[str], None] = print
+    cfg: AnnotateConfig,
+    *,
+    engine_factory: Callable | None = None,
+    echo: Callable[[str], None] = print,
+    ray_address: str | None = None,
 ) -> RunResult:
     """Annotate what ``cfg.input`` holds and ``cfg.output`` lacks; returns this run's counts."""
     cfg.check_paths()
@@ -218,7 +226,8 @@ def run_annotation(
         write_start_record(
             out, prov, config, {"input": redact_text(cfg.input.uri), "output": redact_text(cfg.output)}
         )
-        return _run_leased(cfg, meta, out, Committer(out, prov, lease), engine_factory, echo, started)
+        committer = Committer(out, prov, lease)
+        return _run_leased(cfg, meta, out, committer, engine_factory, echo, started, ray_address)
 
 
 def _run_leased(
@@ -229,6 +238,7 @@ def _run_leased(
     engine_factory: Callable | None,
     echo: Callable[[str], None],
     started: float,
+    ray_address: str | None = None,
 ) -> RunResult:
     """The run itself, once it holds the output's lease."""
     run_date, run_id = meta.run_date, meta.run_id
@@ -259,6 +269,7 @@ def _run_leased(
     }
     if plan.todo:
         echo(RAY_ACTOR_NOTE)
+        echo(connect(ray_address))  # the named cluster, else a local one: never a leftover
         counts, stream, report = _stream(cfg, plan, meta, out, engine_factory, committer)
     elif not plan.shards:
         echo(f"no images found under {cfg.input.uri}: nothing to annotate")

@@ -67,13 +67,11 @@ def run_sync(args: argparse.Namespace) -> int:
         raise ConfigError(f"--shard-rows: must be >= 1, got {args.shard_rows}")
     parallel = args.parallel and storage.is_s3(args.source)
     if parallel:
-        import ray
-
+        from vsd.raycluster import connect
         from vsd.stop import install_after_ray_init
 
-        install_after_ray_init()
-        if not ray.is_initialized():
-            ray.init(address=args.ray_address) if args.ray_address else ray.init()
+        install_after_ray_init()  # ray.init replaces the SIGTERM handler: ours goes back after it
+        print(connect(args.ray_address))
     corpus = Corpus.open_or_create(args.corpus)
     extensions = [e.strip() for e in args.extensions.split(",") if e.strip()]
     report = sync(

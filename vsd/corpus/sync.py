@@ -100,7 +100,9 @@ def write_new(
         listed += table.num_rows
         writer.add(table.take(pa.array(keep, pa.int64())) if len(keep) < table.num_rows else table)
     shards = writer.close()
-    corpus.keys().add(seen, generation=stem)
+    keys = corpus.keys()
+    keys.add(seen, generation=stem)
+    keys.compact()  # a night's keys are one level-0 run; merged as runs accumulate (vsd.keyset)
     return listed, len(seen), shards, repeated
 
 

@@ -6,7 +6,8 @@ template, in one of two layouts: ``hf`` (transformers' ``LlavaForConditionalGene
 ``hf`` engine) or ``sglang`` (the original LLaVA layout with its CLIP tower inside the export, the
 only one SGLang 0.5.23 serves; ``vsd/model/sglang_layout.py``). ``vsd_export.json`` next to it
 records where it came from (base, adapter, adapter hash, layout), which is what the annotation rows
-cite as ``adapter_sha256``.
+cite as ``adapter_sha256``, and what the model expects as input (``input``: image size, visual
+prompt; ``answer_tokens``: the trained answer lengths), which annotation takes as its defaults.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def merge_and_export(
     if layout not in LAYOUTS:
         raise VSDError(f"export: layout must be one of {list(LAYOUTS)}, got {layout!r}")
     sha = adapter_sha256(adapter_dir)
+    checkpoint_meta = resolve_adapter(adapter_dir)[1]
     model, processor = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code)
     merged = load_adapter(model, adapter_dir).merge_and_unload()
     _strip_peft_traces(merged)
@@ -131,7 +133,9 @@ def merge_and_export(
             "model_type": merged.config.model_type,
             "layout": layout,
             # the trained answer lengths (from the adapter's checkpoint): annotation's token budgets
-            "answer_tokens": resolve_adapter(adapter_dir)[1].get("answer_tokens") or {},
+            "answer_tokens": checkpoint_meta.get("answer_tokens") or {},
+            # what the model was trained to see: annotation preprocesses to this by default
+            "input": model_input(merged.config, checkpoint_meta),
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         with open(os.path.join(tmp, EXPORT_META), "w", encoding="utf-8") as f:
@@ -140,6 +144,21 @@ def merge_and_export(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def model_input(config, checkpoint_meta: dict) -> dict:
+    """The ``input`` section of ``vsd_export.json``: the image side the vision tower takes and the
+    visual prompt the training images carried. Recorded so annotation preprocesses the way the
+    model was trained by default, instead of trusting a config written for another model
+    (`vsd.annotate.model_record`). A checkpoint that recorded its own ``input`` (training) wins."""
+    vision = getattr(config, "vision_config", None)
+    derived = {
+        "image_size": int(vision.image_size) if getattr(vision, "image_size", None) else None,
+        # `vsd data build` draws the subject red and the object green on every training image
+        "visual_prompt": True,
+    }
+    recorded = checkpoint_meta.get("input") or {}
+    return {**derived, **{k: v for k, v in recorded.items() if v is not None}}
 
 
 def export_info(model_dir: str) -> dict:

@@ -21,6 +21,7 @@ def add_parser(subparsers) -> None:
         p,
         example_config="jobs/configs/train-*.yaml",
         example_overrides="optim.lr=1e-4 deepspeed.zero_stage=3",
+        job="train",
     )
     p.set_defaults(func=run)
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from vsd.config import ConfigError
     from vsd.train.config import TrainConfig
 
-    cfg = config_from_args(TrainConfig, args)
+    cfg = config_from_args(TrainConfig, args, job="train")
     if cfg is None:  # --help-config
         return 0
     if not args.out:
@@ -41,9 +42,11 @@ def run_training(cfg, out: str) -> int:
     """Shared by `vsd train` and jobs/train.py: train, print where the adapter is, exit status."""
     import sys
 
+    from vsd.train.console import StepTable, quiet_known_noise
     from vsd.train.driver import train
 
-    result = train(cfg, out)
+    quiet_known_noise()
+    result = train(cfg, out, progress=StepTable())
     last = result.metrics
     if result.error:
         print(f"vsd train: failed: {result.error} (last checkpoint: {result.checkpoint})", file=sys.stderr)

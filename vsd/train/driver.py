@@ -49,8 +49,9 @@ class MetricsWriter:
     then filled from the checkpoints' meta.json (every rank's reports since the checkpoint before;
     for older checkpoints without them, the checkpoint step's losses), marked ``from_checkpoint``."""
 
-    def __init__(self, run_uri: str, flush_s: float = 10.0):
+    def __init__(self, run_uri: str, flush_s: float = 10.0, rows_to=None):
         self.run_uri = run_uri
+        self.rows_to = rows_to  # a ray.util.queue.Queue the driver reads to print each step
         self.uri = storage.join(run_uri, METRICS)
         self.flush_s = flush_s
         self.rows: dict[int, dict] = {}
@@ -92,6 +93,11 @@ class MetricsWriter:
         if checkpoint is not None:
             row["checkpoint"] = storage.basename(checkpoint.path)
         self.rows[int(row["step"])] = row
+        if self.rows_to is not None:
+            try:
+                self.rows_to.put_nowait(row)
+            except Exception:  # noqa: BLE001 - the console is not worth failing the run over
+                pass
         resumed = int(row.get("resumed_from") or 0)
         if resumed and resumed not in self._filled:
             self._filled.add(resumed)
@@ -312,7 +318,7 @@ def _own_state_api() -> str:
     return "http://127.0.0.1:9"
 
 
-def _fit_pinned_to_this_cluster(trainer, run_uri: str):
+def _fit_pinned_to_this_cluster(trainer, run_uri: str, rows=None, progress=None):
     """``trainer.fit()`` with the State API pinned to the cluster we are connected to, for the
     controller and everything it starts.
 
@@ -336,12 +342,34 @@ def _fit_pinned_to_this_cluster(trainer, run_uri: str):
     task = ray.remote(num_cpus=0, max_retries=0)(_fit).options(
         runtime_env={"env_vars": env}, scheduling_strategy=here
     )
-    return ray.get(task.remote(trainer, run_uri))
+    ref = task.remote(trainer, run_uri)
+    if rows is None or progress is None:
+        return ray.get(ref)
+    while True:  # print each step's row as the controller combines it
+        ready, _ = ray.wait([ref], timeout=0.5)
+        while not rows.empty():
+            progress(rows.get_nowait())
+        if ready:
+            return ray.get(ref)
 
 
-def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
+def _quiet_logging(quiet: bool) -> dict:
+    """RunConfig arguments that keep Ray Train's INFO lines (every report as a ``TrainingReport``)
+    off the console when the driver prints its own step table."""
+    if not quiet:
+        return {}
+    import ray.train
+
+    from vsd.train.console import RAY_TRAIN_LOG_LEVEL
+
+    return {"logging_config": ray.train.LoggingConfig(log_level=RAY_TRAIN_LOG_LEVEL)}
+
+
+def train(cfg: TrainConfig, out_uri: str, progress=None) -> TrainResult:
     """Run (or resume) the fine-tune; returns where the adapter is. Config problems raise
-    ConfigError before any Ray cluster is touched."""
+    ConfigError before any Ray cluster is touched. ``progress``: called on the driver with each
+    step's combined row (`MetricsWriter.combine`), e.g. `vsd.train.console.StepTable`; with it, Ray
+    Train's own per-report console lines are turned down (its log files keep them)."""
     check_inputs(cfg, out_uri)
     finished = _finished(cfg, out_uri)
     if finished is not None:  # launched again after it finished: no cluster, nothing redone
@@ -360,9 +388,20 @@ def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
     resources = dict(cfg.scaling.resources_per_worker)
     if cfg.scaling.use_gpu:
         resources.setdefault("GPU", 1)
+    rows = None
+    if progress is not None:
+        from ray.util.queue import Queue
+
+        if not ray.is_initialized():
+            ray.init()
+        rows = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_uri": workers_uri},
+        train_loop_config={
+            "config": to_dict(cfg),
+            "run_uri": workers_uri,
+            "quiet_reports": progress is not None,
+        },
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker=resources
@@ -371,11 +410,16 @@ def train(cfg: TrainConfig, out_uri: str) -> TrainResult:
             name=CHECKPOINTS_DIR,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep_n),
             failure_config=ray.train.FailureConfig(max_failures=cfg.failure.max_failures),
-            callbacks=[_callback_class()(out_uri)],
+            callbacks=[_callback_class()(out_uri, rows_to=rows)],
+            **_quiet_logging(progress is not None),
             **storage_args(out_uri),
         ),
     )
-    result, error = _fit_pinned_to_this_cluster(trainer, out_uri)
+    try:
+        result, error = _fit_pinned_to_this_cluster(trainer, out_uri, rows, progress)
+    finally:
+        if rows is not None:
+            rows.shutdown()
     from vsd.train.checkpoint import latest
 
     metrics: dict[str, Any] = dict(result.metrics or {}) if result is not None else {}

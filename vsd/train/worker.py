@@ -194,6 +194,15 @@ def _die_after_the_controller_saw(step: int) -> None:
     os._exit(1)
 
 
+def trained_input(processor) -> dict:
+    """The image side the processor fed the vision tower and the visual prompt the instruction
+    images carry (`vsd data build` always draws it): recorded in every checkpoint so that `vsd
+    export` and annotation preprocess the way the model was trained (`vsd.annotate.model_record`)."""
+    crop = getattr(getattr(processor, "image_processor", None), "crop_size", None) or {}
+    side = crop.get("height") if isinstance(crop, dict) else getattr(crop, "height", None)
+    return {"image_size": int(side) if side else None, "visual_prompt": True}
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point; ``config`` = {"config": TrainConfig as a dict, "run_uri": str}."""
     import ray
@@ -208,8 +217,12 @@ def train_loop_per_worker(config: dict) -> None:
     from vsd.train.checkpoint import checkpoint_name
     from vsd.train.collator import LlavaCollator
     from vsd.train.config import TrainConfig
+    from vsd.train.console import quiet_known_noise, quiet_ray_train_reports
     from vsd.train.data import InstructionDataset, synthetic_dataset
 
+    quiet_known_noise()  # the FutureWarnings every worker would repeat (vsd.train.console)
+    if config.get("quiet_reports"):  # the driver prints a step table instead
+        quiet_ray_train_reports()
     cfg: TrainConfig = vconfig.from_dict(TrainConfig, config["config"])
     run_uri: str = config["run_uri"]
     ctx = ray.train.get_context()
@@ -263,8 +276,9 @@ def train_loop_per_worker(config: dict) -> None:
                 "zero_stage": cfg.deepspeed.zero_stage,
                 "world_size": world,
                 "lora": vconfig.to_dict(cfg.lora),
-                "answer_tokens": lengths,
-            }  # the trained answer lengths: annotation's token budgets
+                "answer_tokens": lengths,  # the trained answer lengths: annotation's token budgets
+                "input": trained_input(processor),  # what the model saw: annotation's preprocessing
+            }
             local = save_checkpoint(
                 engine, checkpoint_uri(run_uri, step), meta, rank, world, since_checkpoint
             )

@@ -76,6 +76,12 @@ class EngineSettings:
         "(tasks 2/3); null = per task from the answer lengths the model was "
         "trained on (p99 + margin, see vsd/annotate/budgets.py), else 64 / 160",
     )
+    override: bool = describe(
+        "override",
+        False,
+        help="apply max_new_tokens even where it contradicts the answer lengths the model "
+        "records (a warning line says so); false: such a config is refused",
+    )
     temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
     batch_size: int = describe(
         "batch_size",

@@ -13,14 +13,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import posixpath
 import time
 from dataclasses import asdict, dataclass
 
+import pyarrow.parquet as pq
+
 from vsd import storage
-from vsd.annotate.index import Output
+from vsd.annotate.index import Output, uri_key
 from vsd.annotate.output import table
 from vsd.annotate.output.lease import Lease
 from vsd.errors import VSDError
+from vsd.keyset import Snapshot
 
 COMMIT_EVERY_PARTS = 8
 COMMIT_EVERY_S = 30.0
@@ -74,6 +78,25 @@ def start_record(out: Output, run_id: str) -> dict | None:
     return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
 
 
+def fresh_sources(out: Output, parts: list[table.Part], ids: Snapshot) -> dict[str, set[str]]:
+    """{source URI: its new image ids} for the parts' rows whose URI an earlier run annotated
+    (its ``u:`` key is in the output's key set): a changed file, whose old row these replace.
+    A bounded lookup (the parts' own rows, the bucketed key set), so a night with no changed
+    file never scans the table."""
+    fs, base = storage.resolve(out.root)
+    pairs: dict[str, set[str]] = {}
+    for part in parts:
+        data = pq.read_table(
+            posixpath.join(base, part.path), filesystem=fs, columns=["source_uri", "image_id"]
+        )
+        for uri, image_id in zip(data.column("source_uri").to_pylist(), data.column("image_id").to_pylist()):
+            if uri:
+                pairs.setdefault(uri, set()).add(image_id)
+    uris = sorted(pairs)
+    hits = ids.contains([uri_key(u) for u in uris])
+    return {u: pairs[u] for u, hit in zip(uris, hits) if hit}
+
+
 class Committer:
     """Commits the parts the write stage reports, every few parts or seconds, fenced by the lease."""
 
@@ -83,6 +106,7 @@ class Committer:
         self.last = time.monotonic()
         self.committed = 0
         self.versions: list[int] = []
+        self.ids = out.ids().snapshot()  # the key set changes only at the run's end (compaction)
 
     def add(self, part: table.Part) -> None:
         self.pending.append(part)
@@ -93,7 +117,8 @@ class Committer:
         if self.pending:
             if self.lease is not None:
                 self.lease.check()
-            version = table.commit_parts(self.out.root, self.pending, self.prov.metadata())
+            fresh = fresh_sources(self.out, self.pending, self.ids)
+            version = table.commit_parts(self.out.root, self.pending, self.prov.metadata(), fresh=fresh)
             if version is not None:
                 self.versions.append(version)
             self.committed += len(self.pending)
@@ -101,7 +126,7 @@ class Committer:
         self.last = time.monotonic()
 
 
-def sweep(out: Output, lease: Lease | None) -> dict[str, int]:
+def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict[str, int]:
     """Commit every part an uncompacted progress entry names that the table lacks (a run killed
     between write and commit); returns {run_id: parts committed now}."""
     done = {}
@@ -119,7 +144,8 @@ def sweep(out: Output, lease: Lease | None) -> dict[str, int]:
         before = table.active_paths(table.ensure(out.root))
         todo = [p for p in parts if p.path not in before]
         if todo:
-            table.commit_parts(out.root, todo, prov, operation="recover")
+            fresh = fresh_sources(out, todo, ids if ids is not None else out.ids().snapshot())
+            table.commit_parts(out.root, todo, prov, operation="recover", fresh=fresh)
             done[run_id] = len(todo)
     return done
 

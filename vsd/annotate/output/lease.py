@@ -147,10 +147,19 @@ class Lease:
 
     def _holder(self, generation: int) -> Holder | None:
         try:
-            data = json.loads(storage.read_text(self._uri(generation)))
-        except (OSError, ValueError):
-            return None  # deleted meanwhile, or a torn write: treat as free
-        return Holder(generation=generation, **data)
+            return Holder(generation=generation, **json.loads(storage.read_text(self._uri(generation))))
+        except (OSError, ValueError, TypeError):
+            return None  # deleted meanwhile, or not a lease record: treat as free
+
+    def _mine(self, generation: int) -> bool:
+        """Whether ``generation`` holds this very lease: a PUT whose answer was lost succeeded,
+        and its retry was told 412 by our own write."""
+        holder = self._holder(generation)
+        return holder is not None and (holder.run_id, holder.pid, holder.started) == (
+            self.run_id,
+            os.getpid(),
+            self.started,
+        )
 
     def _record(self, released: bool = False) -> bytes:
         return json.dumps(
@@ -175,7 +184,7 @@ class Lease:
                     f"output: another run is writing this output: {holder.describe()}; this run stops "
                     "without writing (run it again when that one has finished)"
                 )
-            if create_exclusive(self._uri(newest + 1), self._record()):
+            if create_exclusive(self._uri(newest + 1), self._record()) or self._mine(newest + 1):
                 self.generation = newest + 1
                 for old in generations[:-KEEP_GENERATIONS]:
                     with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ earlier night, commit version or time.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import posixpath
@@ -93,6 +94,8 @@ def exists(root: str) -> bool:
     server that runs in the same process (moto in the tests)."""
     from deltalake.exceptions import TableNotFoundError
 
+    if not storage.is_s3(root) and not os.path.isdir(table_uri(root)):
+        return False  # a file (say, predictions.parquet) or nothing at all
     try:
         open_table(root)
     except TableNotFoundError:
@@ -113,7 +116,7 @@ def ensure(root: str):
 
     for attempt in range(COMMIT_ATTEMPTS):
         if exists(root):
-            return open_table(root)
+            return evolve(open_table(root))
         try:
             DeltaTable.create(
                 table_uri(root),
@@ -131,6 +134,22 @@ def ensure(root: str):
     return open_table(root)
 
 
+def table_columns(table) -> list[str]:
+    return list(pa.schema(table.schema().to_arrow()).names)
+
+
+def evolve(table):
+    """Columns that `TABLE_SCHEMA` gained since the table was made are added to it (metadata
+    only: older files read them as null), so a release that adds a column continues the table."""
+    have = set(table_columns(table))
+    missing = [f.with_type(_file_type(f.type)) for f in TABLE_SCHEMA if f.name not in have]
+    if missing:
+        from deltalake import Schema
+
+        table.alter.add_columns(list(Schema.from_arrow(pa.schema(missing)).fields))
+    return table
+
+
 def active_paths(table) -> set[str]:
     """The data files of the table's current version, relative to its root."""
     return {str(p) for p in pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()}
@@ -142,14 +161,75 @@ def _sizes(root: str, parts: list[Part]) -> dict[str, pafs.FileInfo]:
     return {p.path: i for p, i in zip(parts, infos)}
 
 
+def _add_action(part: Part, info: pafs.FileInfo):
+    from deltalake.transaction import AddAction
+
+    return AddAction(
+        part.path,
+        info.size,
+        {PARTITION: part.run_date},
+        int((info.mtime.timestamp() if info.mtime else time.time()) * 1000),
+        True,
+        json.dumps({"numRecords": part.rows} if part.rows is not None else {}),
+    )
+
+
+def supersede(root: str, table, fresh: dict[str, set[str]]) -> tuple[list, list, int]:
+    """The actions that take out of the current table every row of a source URI in ``fresh``
+    whose image id is not among that URI's new ones (the file changed: its new version's row
+    replaces the old). A data file holding such rows is rewritten without them -- a Remove and an
+    Add in the same commit as the new rows, so readers never see both versions or neither.
+    Returns (removes, adds, rows taken out)."""
+    import pyarrow.compute as pc
+    from deltalake.transaction import RemoveAction
+
+    if not fresh:
+        return [], [], 0
+    fs, base = storage.resolve(root)
+    flt = pc.field("source_uri").isin(pa.array(sorted(fresh), pa.string()))
+    removes, adds, dropped = [], [], 0
+    for fragment in table.to_pyarrow_dataset().get_fragments(filter=flt):
+        # the table's dataset addresses its files relative to the table root (a sub-tree filesystem)
+        rel = posixpath.relpath(fragment.path, base) if fragment.path.startswith(base) else fragment.path
+        data = pq.read_table(posixpath.join(base, rel), filesystem=fs)
+        uris, ids = data.column("source_uri").to_pylist(), data.column("image_id").to_pylist()
+        stale = [u in fresh and i not in fresh[u] for u, i in zip(uris, ids)]
+        if not any(stale):
+            continue
+        run_date = rel.split("/", 1)[0].split("=", 1)[1]
+        size = fs.get_file_info(posixpath.join(base, rel)).size
+        removes.append(RemoveAction(rel, True, int(time.time() * 1000), size, {PARTITION: run_date}))
+        dropped += sum(stale)
+        kept = data.filter(pa.array([not s for s in stale]))
+        if kept.num_rows:
+            part = Part(run_date, _part_name(kept.column("row_id").to_pylist()), kept.num_rows)
+            sink = pa.BufferOutputStream()
+            pq.write_table(kept, sink, compression="zstd")
+            storage.write_bytes(storage.join(root, part.path), sink.getvalue().to_pybytes())
+            adds.append(_add_action(part, _sizes(root, [part])[part.path]))
+    return removes, adds, dropped
+
+
+def _part_name(row_ids: list[str]) -> str:
+    """A rewritten file's name: like the write stage's parts (sha256 of the sorted row ids), with
+    an ``s`` so it never collides with a part of the same rows the write stage wrote."""
+    digest = hashlib.sha256("\n".join(sorted(row_ids)).encode("utf-8")).hexdigest()[:20]
+    return f"part-{digest}s.parquet"
+
+
 def commit_parts(
-    root: str, parts: Iterable[Part], provenance: dict, operation: str = "annotate"
+    root: str,
+    parts: Iterable[Part],
+    provenance: dict,
+    operation: str = "annotate",
+    fresh: dict[str, set[str]] | None = None,
 ) -> int | None:
-    """Add the parts the table does not hold yet, in one commit carrying ``provenance``; returns
-    the new version (None when there was nothing to add). Idempotent: a part already in the table
-    (committed before a kill, or by a sweep) is not added twice."""
+    """Add the parts the table does not hold yet, in one commit carrying ``provenance`` and the
+    `supersede` of the older rows of the source URIs in ``fresh``; returns the new version (None
+    when there was nothing to add). Idempotent: a part already in the table (committed before a
+    kill, or by a sweep) is not added twice."""
     from deltalake.exceptions import CommitFailedError
-    from deltalake.transaction import AddAction, CommitProperties
+    from deltalake.transaction import CommitProperties
 
     table = ensure(root)
     held = active_paths(table)
@@ -160,27 +240,19 @@ def commit_parts(
     missing = [path for path, info in infos.items() if info.type != pafs.FileType.File]
     if missing:
         raise VSDError(f"output: {len(missing)} part(s) to commit are not there (first: {missing[0]})")
-    actions = [
-        AddAction(
-            part.path,
-            infos[path].size,
-            {PARTITION: part.run_date},
-            int((infos[path].mtime.timestamp() if infos[path].mtime else time.time()) * 1000),
-            True,
-            json.dumps({"numRecords": part.rows} if part.rows is not None else {}),
-        )
-        for path, part in sorted(todo.items())
-    ]
-    meta = {
-        "vsd.operation": operation,
-        "vsd.parts": len(actions),
-        "vsd.rows": sum(p.rows or 0 for p in todo.values()),
-        **{f"vsd.{k}": v for k, v in provenance.items() if v is not None},
-    }
+    adds = [_add_action(part, infos[path]) for path, part in sorted(todo.items())]
     for attempt in range(COMMIT_ATTEMPTS):
+        removes, rewritten, superseded = supersede(root, table, fresh or {})
+        meta = {
+            "vsd.operation": operation,
+            "vsd.parts": len(adds),
+            "vsd.rows": sum(p.rows or 0 for p in todo.values()),
+            "vsd.superseded_rows": superseded,
+            **{f"vsd.{k}": v for k, v in provenance.items() if v is not None},
+        }
         try:
             table.create_write_transaction(
-                actions,
+                adds + rewritten + removes,
                 mode="append",
                 schema=table.schema(),
                 partition_by=[PARTITION],
@@ -268,5 +340,10 @@ def read(
     version = None if as_of is None else resolve_version(root, as_of)
     if as_of is not None and version is None:
         return schema.empty_table()
-    table = open_table(root, version=version).to_pyarrow_table(columns=list(schema.names))
+    delta = open_table(root, version=version)
+    have = set(table_columns(delta))
+    table = delta.to_pyarrow_table(columns=[n for n in schema.names if n in have])
+    for field in schema:  # a column added after that version: null, as in `schema.conform`
+        if field.name not in have:
+            table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
     return table.select(schema.names).cast(schema)

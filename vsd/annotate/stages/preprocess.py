@@ -56,7 +56,8 @@ class PreprocessStageConfig:
         "image_size",
         336,
         help="side of the square JPEG sent to the engine; match the model's vision input "
-        "(336 for LLaVA-1.5; larger only costs bytes, the processor resizes anyway)",
+        "(336 for LLaVA-1.5; larger only costs bytes, the processor resizes anyway); "
+        "unset: the exported model's recorded input size",
     )
     jpeg_quality: int = describe("jpeg_quality", 90, help="JPEG quality of the re-encoded image (1-95)")
     max_pairs_per_image: int = describe(
@@ -71,6 +72,13 @@ class PreprocessStageConfig:
         help="draw subject (red) and object (green) boxes, one image per pair as the "
         "model was trained; false: one plain image per image with all pairs "
         "asked in text (one prefill for all pairs, but not how LLaVA-VSD was trained)",
+    )
+    override: bool = describe(
+        "override",
+        False,
+        help="apply image_size / visual_prompt even where they contradict the exported "
+        "model's record (what it was trained on; a warning line says so); false: such a "
+        "config is refused, and unset values come from the record (vsd/annotate/model_record.py)",
     )
     resources: Resources = resources(
         "CPU tasks (decode/resize is the CPU cost); batch_size default 16", num_cpus=0.5

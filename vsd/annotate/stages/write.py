@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vsd import storage
-from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plain
+from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plain, uri_key
 from vsd.annotate.items import from_table
 from vsd.annotate.output.table import FILE_SCHEMA
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
@@ -185,6 +185,7 @@ def write_parts(batch: pa.Table, *, meta: RunMeta, ledger=None) -> pa.Table:
             "image_id": [i["image_id"] for i in items],
             "image_key": keys,
             "source_key": [listing_key(i["source_key"]) if i["source_key"] else None for i in items],
+            "uri_key": [uri_key(i["source_uri"]) if i["source_uri"] else None for i in items],
             "shard": [i["shard"] for i in items],
             "row": [i["shard_row"] for i in items],
         }

@@ -1,0 +1,150 @@
+"""`vsd annotate --plan`: what tonight's run would do, printed before anything is written.
+
+A data team wants to know before a night runs which cluster it will join, what is new, what will
+be refused and why, and whether the model, adapter, prompt version or config differ from the
+output's last run (switching models on the same output does not re-annotate anything: the rows
+stay as the old model wrote them). The plan reads listings, the corpus key set and run records;
+it writes nothing (an implicit corpus is not synced, its new rows are only counted) and starts no
+Ray cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from vsd.annotate.config import AnnotateConfig
+from vsd.annotate.index import Output
+from vsd.annotate.output import table
+from vsd.annotate.output.commits import config_digest
+from vsd.annotate.stages.read import under_roots
+from vsd.corpus import Corpus
+from vsd.corpus.sync import _batches, _keys
+from vsd.redact import redact_config, redact_text
+from vsd.schema import PROMPT_VERSION
+
+SHOWN = 10
+
+
+@dataclass
+class Plan:
+    cluster: str
+    input: str
+    output: str
+    model: str
+    kind: str
+    shards: int = 0
+    unfinished: list[str] = field(default_factory=list)
+    rows_to_read: int = 0
+    new_rows: int = 0
+    refused: Counter = field(default_factory=Counter)
+    refused_examples: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+    current_rows: int | None = None
+
+    def lines(self) -> list[str]:
+        out = [
+            f"cluster: {self.cluster}",
+            f"input:   {self.input} ({self.kind})",
+            f"output:  {self.output}"
+            + ("" if self.current_rows is None else f" ({self.current_rows} current rows)"),
+            f"model:   {self.model}",
+        ]
+        if self.kind == "corpus":
+            out.append(
+                f"shards:  {self.shards}, {len(self.unfinished)} unfinished with {self.rows_to_read} row(s) to read"
+            )
+        else:
+            out.append(f"new:     {self.new_rows} image row(s) the output's corpus has not seen")
+        for why, n in sorted(self.refused.items()):
+            out.append(f"refused: {n} row(s) {why}")
+        out += [f"  e.g. {e}" for e in self.refused_examples[:SHOWN]]
+        out += [f"source problem: {p}" for p in self.problems[:SHOWN]]
+        out += [f"changed since the last run: {c}" for c in self.changes] or [
+            "same model, adapter, prompt and config as the last run"
+        ]
+        if self.changes:
+            out.append(
+                "  rows already written keep what the earlier run wrote; only new images get the new "
+                "model (write to a new output to annotate everything with it)"
+            )
+        out.append("nothing was written (--plan)")
+        return out
+
+
+def _cluster(ray_address: str | None) -> str:
+    address = ray_address or os.environ.get("RAY_ADDRESS") or ""
+    if address and address != "local":
+        return f"would join {address}"
+    return "would start a local Ray cluster (no --ray-address, no RAY_ADDRESS)"
+
+
+def _changes(out: Output, cfg: AnnotateConfig) -> list[str]:
+    from vsd.annotate.pipeline import adapter_hash
+
+    runs = out.runs()
+    if not runs:
+        return []
+    last = out.run_record(runs[-1]) or {}
+    now = {
+        "model": cfg.engine.model,
+        "adapter_sha256": adapter_hash(cfg.engine.model, cfg.engine.adapter),
+        "prompt_version": PROMPT_VERSION,
+    }
+    changes = [f"{k}: {last.get(k)!r} -> {v!r}" for k, v in now.items() if last.get(k) != v]
+    if last.get("config") is not None:
+        before, after = config_digest(last["config"]), config_digest(redact_config(cfg))
+        if before != after:
+            changes.append(f"config (digest {before} -> {after})")
+    return changes
+
+
+def make_plan(cfg: AnnotateConfig, ray_address: str | None = None) -> Plan:
+    """The plan of a run of ``cfg`` (its paths already checked and absolute)."""
+    out = Output(cfg.output.rstrip("/"))
+    src = cfg.input
+    is_corpus = src.format == "corpus" or (src.format == "auto" and Corpus.is_corpus(src.uri))
+    plan = Plan(
+        cluster=_cluster(ray_address),
+        input=redact_text(src.uri),
+        output=redact_text(cfg.output),
+        model=cfg.engine.model + (f" + adapter {cfg.engine.adapter}" if cfg.engine.adapter else ""),
+        kind="corpus" if is_corpus else src.format,
+    )
+    if table.exists(out.root):
+        plan.current_rows = table.open_table(out.root).count()
+    plan.changes = _changes(out, cfg)
+    if is_corpus:
+        corpus = Corpus.open(src.uri)
+        shards = corpus.shards()
+        finished = out.finished_shards()
+        todo = [s for s in shards if s.name not in finished]
+        plan.shards, plan.unfinished = len(shards), [s.name for s in todo]
+        plan.rows_to_read = sum(s.rows for s in todo)
+        return plan
+    from vsd.corpus.sources import open_source
+
+    source = open_source(src.uri, src.format, src.image_dir)
+    plan.kind = source.kind
+    corpus_root = out.path("corpus")
+    known = Corpus.open(corpus_root).keys().snapshot() if Corpus.is_corpus(corpus_root) else None
+    roots = sorted(set(source.roots) | set(cfg.input.allowed_roots))
+    for batch in _batches(source, src.image_dir, src.vsd2, src.extensions):
+        seen = known.contains(_keys(batch)) if known is not None else [False] * batch.num_rows
+        for uri, old in zip(batch.column("uri").to_pylist(), seen):
+            if old:
+                continue
+            plan.new_rows += 1
+            if not under_roots(uri, roots):
+                plan.refused["outside an allowed root (outside_root error rows)"] += 1
+                if len(plan.refused_examples) < SHOWN:
+                    plan.refused_examples.append(repr(uri))
+    plan.problems = source.problems
+    return plan
+
+
+def print_plan(cfg: AnnotateConfig, ray_address: str | None = None) -> None:
+    for line in make_plan(cfg, ray_address).lines():
+        print(line)
