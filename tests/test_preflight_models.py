@@ -32,17 +32,31 @@ def _one_error_line(capsys) -> str:
     return lines[0]
 
 
-def test_a_relative_model_path_is_one_line_naming_the_absolute_one(tmp_path, monkeypatch, capsys):
+def test_relative_model_paths_of_every_model_mean_this_folder(tmp_path, monkeypatch, capsys, annotate_config):
+    """Each model is loaded inside its own actor, which does not run in this folder: a relative
+    path is made absolute on the driver (refine, propose, depth too), and checked there."""
     (tmp_path / "models" / "export").mkdir(parents=True)
-    (tmp_path / "lm").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert main(_annotate(tmp_path, "--model", "models/export")) == 2
-    line = _one_error_line(capsys)
-    assert line.startswith("vsd: error: engine.model: models/export: a relative path")
-    assert str(tmp_path / "models" / "export") in line
-    assert main(_annotate(tmp_path, "stages.refine.mode=hf", "stages.refine.model=./lm")) == 2
-    assert _one_error_line(capsys).startswith("vsd: error: stages.refine.model: ./lm: a relative path")
+    assert main(_annotate(tmp_path, "stages.propose.enabled=true", "stages.propose.model=./detector")) == 2
+    assert _one_error_line(capsys) == (
+        f"vsd: error: stages.propose.model: {tmp_path}/detector: not found "
+        "(expected a checkpoint folder or s3:// prefix, a hub id org/name or tiny:llava)"
+    )
     assert not (tmp_path / "out").exists()  # nothing started, nothing written
+    cfg = annotate_config(
+        str(tmp_path / "images"),
+        str(tmp_path / "out"),
+        "stages.refine.mode=hf",
+        "stages.refine.model=models/export",
+        "stages.propose.enabled=true",
+        "stages.propose.model=models/export",
+    )
+    cfg.check_paths()
+    assert cfg.stages.refine.model == cfg.stages.propose.model == str(tmp_path / "models" / "export")
+    check_models(cfg)
+    cfg.stages.refine.model = "models/export"  # a config built in code, never through check_paths
+    with pytest.raises(PreflightError, match="stages.refine.model: models/export: a relative path"):
+        check_models(cfg)
 
 
 def test_an_uncached_hub_id_offline_is_one_line_for_every_model_field(tmp_path, monkeypatch, capsys):

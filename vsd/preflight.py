@@ -130,8 +130,10 @@ def run_models(cfg) -> list[tuple[str, str]]:
 
 def check_models(cfg) -> None:
     """What would otherwise fail inside a Ray actor, as 548 lines ending "please report it": a
-    relative local path (actors do not run in this folder) and, offline (``HF_HUB_OFFLINE=1``), a
-    hub id that is not in the local cache. Missing folders are `annotate_targets`' ``dir`` checks."""
+    relative local path (actors do not run in this folder; `vsd.annotate.paths.make_absolute`
+    makes the CLI's absolute first, so this guards configs built in code) and, offline
+    (``HF_HUB_OFFLINE=1``), a hub id that is not in the local cache. Missing folders are
+    `annotate_targets`' ``dir`` checks."""
     for field, name in run_models(cfg):
         if name.startswith("tiny:") or storage.is_s3(name) or name.startswith("file://"):
             continue
