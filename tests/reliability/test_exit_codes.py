@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -63,6 +64,13 @@ def test_a_run_whose_every_read_is_deferred_exits_74_and_the_next_run_writes_the
         return 503 if method in ("GET", "HEAD") and "/corpus/images/" in path else None
 
     ray_tmp = tempfile.mkdtemp(prefix="vsdexit-", dir="/tmp")
+    try:
+        _check(manifest, out, ray_tmp, expected, local_root, s3_bucket, outage)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _check(manifest, out, ray_tmp, expected, local_root, s3_bucket, outage) -> None:
     with FaultProxy(os.environ["AWS_ENDPOINT_URL"], outage, budget=100_000) as proxy:
         first = _vsd_annotate(manifest, out, proxy.url, ray_tmp)
     assert first.returncode == EXIT_ALL_DEFERRED == 74, first.stdout[-3000:] + first.stderr[-3000:]
