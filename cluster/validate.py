@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Validate llava-vsd's Kubernetes manifests offline and strictly, like `kubectl apply --validate=strict`.
 
-    python cluster/validate.py [--schemas ../shared/schemas/kuberay] [--release] [files...]
+    python cluster/validate.py [--schemas DIR] [--release] [files...]
+
+Runs from any folder and any clone: the KubeRay CRDs it checks against are vendored next to it
+(cluster/schemas/kuberay-v1.7/, see its README), and every default path is relative to this file.
 
 With no files: cluster/*.yaml, infra/monitoring/podmonitor.yaml, infra/s3/bucket-policy.json and
 infra/Dockerfile, checked together.
@@ -40,7 +43,7 @@ from kubecheck.credentials import inline_secrets  # noqa: E402,F401  (part of th
 from kubecheck.schemas import CRD_FILES, OBJECT_META, close_objects, crd_schema, cronjob_schema, schema_for  # noqa: E402,F401
 
 REPO = HERE.parent
-DEFAULT_SCHEMAS = HERE.parents[1] / "shared" / "schemas" / "kuberay"
+DEFAULT_SCHEMAS = HERE / "schemas" / "kuberay-v1.7"  # vendored: a clone needs nothing outside itself
 DEFAULT_FILES = sorted(str(p) for p in (REPO / "cluster").glob("*.yaml")) + [
     str(REPO / "infra" / "monitoring" / "podmonitor.yaml"),
     str(REPO / "infra" / "s3" / "bucket-policy.json"),
@@ -138,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         help="also refuse the image digest placeholder (for manifests rendered by infra/release.sh)",
     )
     args = parser.parse_args(argv)
+    missing = [n for n in sorted(set(CRD_FILES.values())) if not (Path(args.schemas) / n).is_file()]
+    if missing:
+        print(f"validate.py: error: --schemas {args.schemas}: missing {', '.join(missing)}", file=sys.stderr)
+        return 2
     files = args.files or DEFAULT_FILES
     problems = validate_paths(files, args.schemas, args.release)
     for p in problems:

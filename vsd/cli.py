@@ -3,7 +3,9 @@
 Sub-command modules import heavy libraries (torch, ray) inside their run functions, so
 `vsd --help` and config errors stay instant and fail before any cluster starts. What the user can
 fix (`VSDError`, `ConfigError`) is one ``vsd: error:`` line, exit 2; anything else is a bug: one
-``vsd: internal error:`` line, then the traceback to report, exit 1.
+``vsd: internal error:`` line, then the traceback to report, exit 1. SIGTERM (what Kubernetes
+sends) is a clean stop: ``vsd: stopped by SIGTERM``, exit 143 (`vsd.stop`). Text from inputs in
+these lines goes through `vsd.text.printable`, so it cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -47,13 +49,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _call(func, args: argparse.Namespace):
+    """``func(args)``, with a SIGTERM stop raised as itself even when Ray's code wrapped it."""
+    from vsd.stop import stopped_by
+
+    try:
+        return func(args)
+    except BaseException as exc:
+        stopped = stopped_by(exc)
+        if stopped is not None and stopped is not exc:
+            raise stopped from None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
+    from vsd import stop
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    stop.install()  # again after any ray.init: see vsd.stop
     try:
-        result = args.func(args)
+        return _run(args)
+    finally:
+        stop.finishing()  # a SIGTERM from here on (Ray's atexit shutdown) only hurries the exit
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vsd import stop
+    from vsd.text import printable
+
+    try:
+        result = _call(args.func, args)
+    except stop.Stopped:
+        stop.clean_stop()
+        print(stop.LINE, file=sys.stderr)
+        stop.said()
+        return stop.EXIT_SIGTERM
     except VSDError as exc:
-        print(f"vsd: error: {exc}", file=sys.stderr)
+        print(f"vsd: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vsd: interrupted", file=sys.stderr)
@@ -63,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as exc:  # storage or disk failing mid-run (beyond its retries): not a bug in vsd
         print(
-            f"vsd: error: I/O failure: {type(exc).__name__}: {' '.join(str(exc).split())[:400]} (fix it and "
+            f"vsd: error: I/O failure: {type(exc).__name__}: {printable(' '.join(str(exc).split()), 400)} (fix it and "
             "run again: what was written stays, nothing is written twice)",
             file=sys.stderr,
         )
@@ -78,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 def internal_error_line(exc: BaseException) -> str:
     """The line a user reads first when vsd itself failed: what, and that it is ours to fix (a
     bare traceback reads like the user's mistake and hides the message at its very end)."""
+    from vsd.text import printable
+
     lines = str(exc).strip().splitlines()
-    message = f": {lines[0]}" if lines else ""
+    message = f": {printable(lines[0], 500)}" if lines else ""
     return f"vsd: internal error: {type(exc).__name__}{message} (a bug: please report it with the traceback below)"
 
 

@@ -11,8 +11,10 @@ What is checked (`annotate_targets`): the input is the kind its format reads (a 
 or prefix, a manifest or VSD JSON file, the image folder); the output is writable (local: not a
 file, its nearest existing folder writable; S3: a probe object written and deleted under
 ``__vsd/``, where dataset readers never look); models and adapters given as local paths or
-``s3://`` prefixes are folders that exist. ``tiny:`` names are built and hub ids downloaded by
-their loaders, so they are not checked here.
+``s3://`` prefixes are folders that exist, local ones given as absolute paths (Ray actors do not
+run in this folder); hub ids, when offline (``HF_HUB_OFFLINE=1``), are in the local cache
+(`check_models`). Every model the run loads is checked: generator, adapter, refine LLM, propose
+detector and depth model. ``tiny:`` names are built by their loaders.
 """
 
 from __future__ import annotations
@@ -98,9 +100,6 @@ def annotate_targets(cfg) -> list[Target]:
     if kind == "vsd_json" and src.vsd2:
         targets.append(Target("input.vsd2", src.vsd2, "file", "the VSDv2 .json file"))
     targets.append(Target("output", cfg.output, "output"))
-    models = [("engine.model", cfg.engine.model), ("engine.adapter", cfg.engine.adapter)]
-    if cfg.stages.refine.mode in ("hf", "sglang"):
-        models.append(("stages.refine.model", cfg.stages.refine.model))
     hints = {"engine.adapter": "an adapter, checkpoint or training-run folder (local or s3://)"}
     targets += [
         Target(
@@ -109,15 +108,77 @@ def annotate_targets(cfg) -> list[Target]:
             "dir",
             hints.get(f, "a checkpoint folder or s3:// prefix, a hub id org/name or tiny:llava"),
         )
-        for f, name in models
+        for f, name in run_models(cfg)
         if is_location(name)
     ]
     return targets
 
 
+def run_models(cfg) -> list[tuple[str, str]]:
+    """(field, name) of every model the run will load, each in the actor that loads it: the
+    generator, its adapter, the refine LLM, the propose detector and depth model (when on)."""
+    models = [("engine.model", cfg.engine.model), ("engine.adapter", cfg.engine.adapter)]
+    if cfg.stages.refine.mode in ("hf", "sglang"):
+        models.append(("stages.refine.model", cfg.stages.refine.model))
+    propose = cfg.stages.propose
+    if propose.enabled:
+        models.append(("stages.propose.model", propose.model))
+        if propose.depth:
+            models.append(("stages.propose.depth_model", propose.depth_model))
+    return [(f, name) for f, name in models if name]
+
+
+def check_models(cfg) -> None:
+    """What would otherwise fail inside a Ray actor, as 548 lines ending "please report it": a
+    relative local path (actors do not run in this folder; `vsd.annotate.paths.make_absolute`
+    makes the CLI's absolute first, so this guards configs built in code) and, offline
+    (``HF_HUB_OFFLINE=1``), a hub id that is not in the local cache. Missing folders are
+    `annotate_targets`' ``dir`` checks."""
+    for field, name in run_models(cfg):
+        if name.startswith("tiny:") or storage.is_s3(name) or name.startswith("file://"):
+            continue
+        if is_location(name):
+            if not os.path.isabs(os.path.expanduser(name)):
+                raise PreflightError(
+                    f"{field}: {name}: a relative path; Ray actors do not run in this folder "
+                    f"(use the absolute path {os.path.abspath(os.path.expanduser(name))})"
+                )
+        elif hub_offline() and not in_hub_cache(name):
+            raise PreflightError(
+                f"{field}: {name}: a hub id, but HF_HUB_OFFLINE=1 and it is not in the local cache "
+                f"({hub_cache_dir()}); download it where there is a network (huggingface-cli download "
+                f"{name}) or give a local folder or s3:// prefix"
+            )
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_cache_dir() -> str:
+    """The hub cache the loaders in this process and its Ray workers (same environment) read."""
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether a snapshot of ``repo_id`` with its ``config.json`` is in the local hub cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json", cache_dir=hub_cache_dir()), str)
+    except Exception:  # noqa: BLE001 - a malformed id is "not cached"; the line names it
+        return False
+
+
 def check_annotate(cfg) -> float:
-    """Raise `PreflightError` for the first URI of the run that would fail; returns the seconds taken."""
-    return check(annotate_targets(cfg))
+    """Raise `PreflightError` for the first URI or model of the run that would fail; returns the
+    seconds taken."""
+    started = time.monotonic()
+    check(annotate_targets(cfg))
+    check_models(cfg)
+    return time.monotonic() - started
 
 
 def check(targets: list[Target]) -> float:

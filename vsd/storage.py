@@ -111,12 +111,20 @@ def probe_filesystem(uri: str) -> pafs.FileSystem:
     return pafs.LocalFileSystem()
 
 
+def needs_exact_key(key: str) -> bool:
+    """Whether an S3 key has a segment that Arrow's client drops or refuses: empty (``a//b``),
+    ``.`` or ``..`` (curl removes dot segments from a request path, so ``a/../b`` would name ``b``).
+    On S3 these are ordinary keys; such keys are listed by prefix and read with boto3."""
+    return any(part in ("", ".", "..") for part in key.split("/"))
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """Split a URI into the filesystem that serves it and the path inside that filesystem."""
     uri = str(uri)
     if is_s3(uri):
-        parsed = urlparse(uri)
-        path = (parsed.netloc + "/" + parsed.path.lstrip("/")).rstrip("/")
+        # Not urlparse: a key may hold "?" or "#", which a URL parser would cut off as a query or fragment.
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        path = (bucket + "/" + key.lstrip("/")).rstrip("/")
         return filesystem_for(uri), path
     if uri.startswith("file://"):
         uri = uri[len("file://") :]

@@ -77,7 +77,7 @@ def test_manifest_resolves_relative_uris_and_keeps_bad_rows_for_their_error_row(
             "key": "/a/b.jpg",
             "size": "7",
             "last_modified": "2026-01-01",
-        },  # S3 Inventory style
+        },  # S3 Inventory style; the key exactly as given ("/a/b.jpg" is not "a/b.jpg" on S3)
     ]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -88,7 +88,7 @@ def test_manifest_resolves_relative_uris_and_keeps_bad_rows_for_their_error_row(
         str(tmp_path / "img/1.jpg"),
         "s3://bucket/2.jpg",
         str(tmp_path.parent / "outside/x.png"),
-        "s3://inv/a/b.jpg",
+        "s3://inv//a/b.jpg",
     ]
     first = got[0]
     assert first["image_id"] == "one" and first["size"] == 10 and first["version"] == "e1"
@@ -123,7 +123,9 @@ def test_a_bad_manifest_line_is_reported_by_file_and_line_and_the_rest_is_read(t
 
 def test_uris_resolve_lexically_so_a_root_check_sees_where_they_point():
     assert resolve_uri("a/../../b.png", "/data/corpus") == "/data/b.png"
-    assert resolve_uri("s3://bucket/x/../../other/k.jpg", "/ignored") == "s3://other/k.jpg"
+    # On S3 a key is opaque: "x/../../other/k.jpg" is a key of bucket "bucket", read as written
+    assert resolve_uri("s3://bucket/x/../../other/k.jpg", "/ignored") == "s3://bucket/x/../../other/k.jpg"
+    assert resolve_uri("sub/../k.jpg", "s3://bucket/corpus/") == "s3://bucket/corpus/sub/../k.jpg"
     assert resolve_uri("file:///etc/passwd", "/data") == "/etc/passwd"
 
 

@@ -1,10 +1,20 @@
-"""`vsd annotate`: run the annotation pipeline on a corpus and print the run's counts."""
+"""`vsd annotate`: run the annotation pipeline on a corpus and print the run's counts.
+
+Exit codes: 0 the run finished (some reads may be deferred to the next run); 2 a user error (one
+``vsd: error:`` line, before any cluster starts); 74 (sysexits' ``EX_IOERR``) nothing was written
+because every read was deferred -- the storage failed past its retries, so a scheduler should alert
+or retry later, not call the night a success; 75 (``EX_TEMPFAIL``) another run holds the output;
+143 stopped by SIGTERM; 130 interrupted; 1 anything else.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from vsd.config import add_config_arguments, config_from_args
+
+EXIT_ALL_DEFERRED = 74  # sysexits' EX_IOERR: every read failed (75, EX_TEMPFAIL, is a busy output's)
 
 FLAGS = {"input": "input.uri", "output": "output", "model": "engine.model", "adapter": "engine.adapter"}
 
@@ -14,7 +24,9 @@ def add_parser(subparsers) -> None:
         "annotate",
         help="annotate an image corpus (folder, s3:// prefix, manifest, VSD JSON) on Ray Data",
         description="Annotates what --input holds and --output lacks (exactly once across runs); "
-        "ends by printing ok / error by reason / skipped. Config fields: --help-config.",
+        "ends by printing ok / error by reason / skipped. Config fields: --help-config. Exit: 0 done, "
+        "2 user error, 74 nothing written because every read was deferred (storage failing), 75 output busy, "
+        "143 SIGTERM.",
         epilog="A manifest (JSONL, Parquet or CSV) has one row per image: uri (s3://..., an absolute path or a path "
         "relative to the manifest's folder; only under the allowed roots), optional image_id, size, etag/mtime, "
         "and pairs: [{subject, object, subject_box, object_box}] with boxes normalised to 0..1 as "
@@ -83,8 +95,24 @@ def run(args: argparse.Namespace) -> int:
     resolve_model_input(cfg, args)  # after preflight: an unreachable model is its one line, fast
 
     from vsd.annotate.pipeline import format_counts, run_annotation
+    from vsd.stop import install_after_ray_init
+
+    install_after_ray_init()  # ray.init replaces the SIGTERM handler: put ours back after it
 
     result = run_annotation(cfg, ray_address=args.ray_address)
     print(f"run {result.run_id}: {result.output}/run_date={result.run_date}/")
     print(format_counts(result.counts))
+    return exit_code(result.counts)
+
+
+def exit_code(counts: dict) -> int:
+    """0, or `EXIT_ALL_DEFERRED` with one line saying why when the run wrote nothing because every
+    read it tried was deferred (an outage: exit 0 would let a nightly job look green for weeks)."""
+    if counts.get("images", 0) == 0 and counts.get("deferred", 0) > 0:
+        print(
+            f"vsd: error: nothing written: all {counts['deferred']} image read(s) failed past their retries "
+            f"(storage unavailable?); they are tried again next run (exit {EXIT_ALL_DEFERRED})",
+            file=sys.stderr,
+        )
+        return EXIT_ALL_DEFERRED
     return 0

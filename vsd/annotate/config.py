@@ -49,6 +49,13 @@ class InputConfig:
         help="folder only: file extensions to take (e.g. [jpg, png]); empty = every "
         "non-hidden file, so a broken or mis-named file still gets its error row",
     )
+    follow_dir_links: bool = describe(
+        "follow_dir_links",
+        False,
+        help="folder only: enter links to directories that point inside the input folder (each "
+        "directory once, loops cut); off: such links are reported and not entered. Links out of the "
+        "folder are never entered, links to files are always read (under the root check)",
+    )
     allowed_roots: list[str] = describe(
         "allowed_roots",
         factory=list,

@@ -49,6 +49,10 @@ def make_absolute(cfg: AnnotateConfig) -> None:
     cfg.engine.model = _model_path(cfg.engine.model)
     if cfg.engine.adapter:
         cfg.engine.adapter = _model_path(cfg.engine.adapter)
+    # Every other model a run loads, each in its own actor (vsd.preflight.run_models).
+    cfg.stages.refine.model = _model_path(cfg.stages.refine.model)
+    cfg.stages.propose.model = _model_path(cfg.stages.propose.model)
+    cfg.stages.propose.depth_model = _model_path(cfg.stages.propose.depth_model)
 
 
 def _key(uri: str) -> str:

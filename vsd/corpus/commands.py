@@ -43,6 +43,12 @@ def add_parser(subparsers) -> None:
         help="list an s3:// prefix in Ray tasks, one per top-level entry (default on)",
     )
     s.add_argument(
+        "--follow-dir-links",
+        action="store_true",
+        help="folder: enter links to directories inside the folder (each directory once; links out of "
+        "the folder and loops are never followed); default: links to directories are reported, not entered",
+    )
+    s.add_argument(
         "--ray-address", help="Ray cluster for the parallel listing (default: RAY_ADDRESS or a local one)"
     )
     s.set_defaults(func=run_sync)
@@ -55,13 +61,16 @@ def run_sync(args: argparse.Namespace) -> int:
     from vsd import storage
     from vsd.config import ConfigError
     from vsd.corpus import Corpus, sync
+    from vsd.text import printable
 
     if args.shard_rows < 1:
         raise ConfigError(f"--shard-rows: must be >= 1, got {args.shard_rows}")
     parallel = args.parallel and storage.is_s3(args.source)
     if parallel:
         from vsd.raycluster import connect
+        from vsd.stop import install_after_ray_init
 
+        install_after_ray_init()  # ray.init replaces the SIGTERM handler: ours goes back after it
         print(connect(args.ray_address))
     corpus = Corpus.open_or_create(args.corpus)
     extensions = [e.strip() for e in args.extensions.split(",") if e.strip()]
@@ -74,22 +83,28 @@ def run_sync(args: argparse.Namespace) -> int:
         extensions,
         args.shard_rows,
         parallel=parallel,
+        follow_dir_links=args.follow_dir_links,
     )
     for line in (report.repeated + report.problems)[:20]:
-        print(f"skipped: {line}")
+        print(f"skipped: {printable(line, 500)}")
+    if len(report.repeated + report.problems) > 20:
+        print(f"skipped: ... and {len(report.repeated + report.problems) - 20} more")
     print(
-        f"{args.source}: {report.listed} listed, {report.new} new in {len(report.shards)} shard(s); "
+        f"{printable(args.source)}: {report.listed} listed, {report.new} new in {len(report.shards)} shard(s); "
         f"{corpus.root} now has {len(corpus.shards())} shard(s)"
+        + (f"; {len(report.problems)} problem(s) skipped" if report.problems else "")
     )
     return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
     from vsd.corpus import Corpus
+    from vsd.text import printable
 
     corpus = Corpus.open(args.corpus)
     shards = corpus.shards()
-    print(f"{corpus.root}: {len(shards)} shard(s), {sum(s.rows for s in shards)} row(s)")
+    print(f"{printable(corpus.root)}: {len(shards)} shard(s), {sum(s.rows for s in shards)} row(s)")
     for source in corpus.meta.get("sources", []):
-        print(f"  source {source['kind']}: {source['uri']} (reads under {', '.join(source['roots'])})")
+        roots = printable(", ".join(source["roots"]))
+        print(f"  source {source['kind']}: {printable(source['uri'])} (reads under {roots})")
     return 0

@@ -17,8 +17,17 @@ import pyarrow as pa
 
 from vsd import storage
 from vsd.corpus.shards import DEFAULT_SHARD_ROWS, Corpus, Shard, new_sync_id, source_key
-from vsd.corpus.sources import Source, list_folder, open_source, read_manifest, read_vsd_source, top_level
+from vsd.corpus.sources import (
+    Source,
+    list_entry,
+    list_folder,
+    open_source,
+    read_manifest,
+    read_vsd_source,
+    top_level,
+)
 from vsd.keyset import Snapshot, key_of
+from vsd.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +86,12 @@ def write_new(
             id_key = key_of("id:" + ids[i]) if ids[i] is not None else None
             if id_key is not None and id_key in seen_ids:
                 repeated.append(
-                    f"image_id {ids[i]}: row {listed + i + 1} repeats an earlier row (kept the first)"
+                    f"image_id {printable(ids[i], 200)}: row {listed + i + 1} repeats an earlier row (kept the first)"
                 )
             elif key in seen:
-                repeated.append(f"{uris[i]}: listed again as row {listed + i + 1} (kept the first)")
+                repeated.append(
+                    f"{printable(uris[i], 300)}: listed again as row {listed + i + 1} (kept the first)"
+                )
             elif not old:
                 seen.add(key)
                 if id_key is not None:
@@ -95,9 +106,11 @@ def write_new(
     return listed, len(seen), shards, repeated
 
 
-def _batches(source: Source, image_dir: str, vsd2: str, extensions) -> Iterator[pa.Table]:
+def _batches(
+    source: Source, image_dir: str, vsd2: str, extensions, follow_dir_links: bool = False, allowed_roots=()
+) -> Iterator[pa.Table]:
     if source.kind == "folder":
-        return list_folder(source.uri, extensions)
+        return list_folder(source.uri, extensions, source.problems, follow_dir_links, allowed_roots)
     if source.kind == "manifest":
         return read_manifest(source.uri, source.roots[0], source.problems)
     return read_vsd_source(source.uri, image_dir, vsd2, source)
@@ -112,10 +125,16 @@ def sync(
     extensions: Iterable[str] = (),
     shard_rows: int = DEFAULT_SHARD_ROWS,
     parallel: bool = False,
+    follow_dir_links: bool = False,
+    allowed_roots: Iterable[str] = (),
 ) -> SyncReport:
     """Add to ``corpus`` the rows of ``uri`` it does not have yet; see the module docstring.
-    ``parallel``: list an ``s3://`` prefix in Ray tasks (the caller has Ray initialised)."""
+    ``parallel``: list an ``s3://`` prefix in Ray tasks (the caller has Ray initialised).
+    ``follow_dir_links``: enter links to directories of a local input folder that lead under the
+    folder or ``allowed_roots`` (`vsd.corpus.walk`); those roots are then recorded as the source's."""
     source = open_source(uri, fmt, image_dir)
+    if follow_dir_links and source.kind == "folder":  # rows under a followed link read from those roots
+        source.roots += [r.rstrip("/") for r in allowed_roots if not storage.is_s3(r)]
     report = SyncReport(source)
     stem = new_sync_id()
     snapshot = corpus.keys().snapshot()
@@ -124,7 +143,11 @@ def sync(
     else:
         report.merge(
             *write_new(
-                corpus, _batches(source, image_dir, vsd2, list(extensions)), snapshot, stem, shard_rows
+                corpus,
+                _batches(source, image_dir, vsd2, list(extensions), follow_dir_links, list(allowed_roots)),
+                snapshot,
+                stem,
+                shard_rows,
             )
         )
     corpus.add_source(source.kind, uri, source.roots)
@@ -139,9 +162,9 @@ def sync(
 
 
 def _list_part(
-    root: str, entry: str, extensions: list[str], snapshot: Snapshot, stem: str, shard_rows: int
+    root: str, uri: str, entry: str, extensions: list[str], snapshot: Snapshot, stem: str, shard_rows: int
 ) -> tuple[int, int, list[Shard], list[str]]:
-    return write_new(Corpus.open(root), list_folder(entry, extensions), snapshot, stem, shard_rows)
+    return write_new(Corpus.open(root), list_entry(uri, entry, extensions), snapshot, stem, shard_rows)
 
 
 def _parallel_listing(
@@ -154,7 +177,7 @@ def _parallel_listing(
     snap = ray.put(snapshot)
     entries = top_level(uri)
     refs = [
-        task.remote(corpus.root, entry, extensions, snap, f"{stem}-t{i:04d}", shard_rows)
+        task.remote(corpus.root, uri, entry, extensions, snap, f"{stem}-t{i:04d}", shard_rows)
         for i, entry in enumerate(entries)
     ]
     listed = new = 0

@@ -12,8 +12,12 @@ in the driver). Per row, in this order, so that a known image costs no read:
    and is never opened;
 4. read (storage hiccups retried with backoff), hash -> content id -> key set and claim again.
 
-A read that still fails after its retries is *deferred*: not written, so its shard stays
-unfinished and the next run tries it again (an outage must not become a final error row).
+Failures are sorted by cause (`vsd.annotate.read_causes`). One of the name or the entry -- a
+dangling link, a link loop (``link_loop``), a path too long or refused (``bad_path``), an S3 key
+the client refuses (``bad_key``), a denied permission -- is that row's error row at once. One of
+the storage (5xx, throttling, timeouts, resets, EIO) that still fails after its retries is
+*deferred*: not written, so its shard stays unfinished and the next run tries it again (an outage
+must not become a final error row). S3 keys are read exactly as listed: ``a/../b`` is not ``b``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import pyarrow.fs as pafs
 from vsd import storage
 from vsd.annotate.index import image_key, listing_key
 from vsd.annotate.items import SCENE, fail_item, new_item, new_pair, to_table
+from vsd.annotate.read_causes import ExactKeyError, local_cause, read_exact_key, s3_cause
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.config import ConfigError, describe
 from vsd.corpus.shards import source_key
@@ -255,7 +260,11 @@ def under_roots(uri: str, roots: list[str]) -> bool:
 
 def read_bytes(uri: str, roots: list[str], max_file_bytes: int, attempts: int = 4) -> bytes:
     """The object's bytes, within the rules above; storage hiccups are retried with backoff."""
-    if not under_roots(uri, roots):
+    try:
+        inside = under_roots(uri, roots)
+    except ValueError:  # a NUL byte: no file has this name, and realpath refuses it
+        raise ReadError("bad_path", "a NUL byte in the path") from None
+    if not inside:
         raise ReadError("outside_root", "the URI is not under an allowed root (input.allowed_roots)")
     for attempt in range(attempts):
         try:
@@ -268,42 +277,53 @@ def read_bytes(uri: str, roots: list[str], max_file_bytes: int, attempts: int = 
 
 
 def _read_once(uri: str, max_file_bytes: int) -> bytes:
-    try:
-        if not storage.is_s3(uri):
-            return _read_local(resolve_uri(uri, "/"), max_file_bytes)
-        fs, path = storage.resolve(uri)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
-            raise ReadError("missing_file", "no such object")
-        if info.type != pafs.FileType.File:
-            raise ReadError("not_a_file", "a prefix, not an object")
-        if info.size is not None and info.size > max_file_bytes:
-            raise ReadError(
-                "file_too_large", f"{info.size} bytes > stages.read.max_file_bytes {max_file_bytes}"
-            )
-        with fs.open_input_stream(path) as f:
-            data = f.read(max_file_bytes + 1)
-    except ReadError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ReadError("read_error", type(exc).__name__, transient=True) from None
+    if not storage.is_s3(uri):
+        try:
+            path = resolve_uri(uri, "/")
+        except ValueError:  # a NUL byte in the path: no file can have this name
+            raise ReadError("bad_path", "a NUL byte in the path") from None
+        return _read_local(path, max_file_bytes)
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    fs, path = storage.filesystem_for(uri), f"{bucket}/{key}"  # the key exactly: no "/" stripped
+    if storage.needs_exact_key(key):  # a//b, a/./b, a/../b: keys of their own, which Arrow cannot address
+        try:
+            data = read_exact_key(bucket, key, max_file_bytes)
+        except ExactKeyError as exc:
+            raise ReadError(exc.reason, exc.detail, exc.transient) from None
+    else:
+        try:
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise ReadError("missing_file", "no such object")
+            if info.type != pafs.FileType.File:
+                raise ReadError("not_a_file", "a prefix, not an object")
+            if info.size is not None and info.size > max_file_bytes:
+                raise ReadError(
+                    "file_too_large", f"{info.size} bytes > stages.read.max_file_bytes {max_file_bytes}"
+                )
+            with fs.open_input_stream(path) as f:
+                data = f.read(max_file_bytes + 1)
+        except ReadError:
+            raise
+        except (
+            OSError,
+            ValueError,
+        ) as exc:  # by cause: the store's failures are deferred, the key's are final
+            raise ReadError(*s3_cause(exc)) from None
     if len(data) > max_file_bytes:
         raise ReadError("file_too_large", f"more than stages.read.max_file_bytes {max_file_bytes} bytes")
     return data
 
 
 def _read_local(path: str, max_file_bytes: int) -> bytes:
-    """Regular files only (a FIFO would hang, /dev/zero never ends), at most the limit + 1 byte."""
+    """Regular files only (a FIFO would hang, /dev/zero never ends), at most the limit + 1 byte.
+    Failures are sorted by cause (`local_cause`): only the storage's own are transient."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, then fails fstat
-    except FileNotFoundError:
-        raise ReadError("missing_file", "no such file") from None
-    except IsADirectoryError:
-        raise ReadError("not_a_file", "a directory") from None
-    except PermissionError:
-        raise ReadError("read_error", "permission denied") from None
     except OSError as exc:
-        raise ReadError("read_error", type(exc).__name__, transient=True) from None
+        raise ReadError(*local_cause(exc)) from None
+    except ValueError:  # a NUL byte
+        raise ReadError("bad_path", "a NUL byte in the path") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -323,6 +343,6 @@ def _read_local(path: str, max_file_bytes: int) -> bytes:
             raise ReadError("file_too_large", f"more than stages.read.max_file_bytes {max_file_bytes} bytes")
         return b"".join(chunks)
     except OSError as exc:
-        raise ReadError("read_error", type(exc).__name__, transient=True) from None
+        raise ReadError(*local_cause(exc)) from None
     finally:
         os.close(fd)
