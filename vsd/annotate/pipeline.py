@@ -48,6 +48,7 @@ from vsd.corpus import Corpus, Shard, sync
 from vsd.raycluster import connect
 from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
+from vsd.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ def plan_input(cfg: AnnotateConfig, out: Output) -> InputPlan:
             src.vsd2,
             src.extensions,
             shard_rows=cfg.input.shard_rows,
+            follow_dir_links=src.follow_dir_links,
+            allowed_roots=src.allowed_roots,
         )
         kind, new_rows, problems, repeated = report.source.kind, report.new, report.problems, report.repeated
     shards = corpus.shards()
@@ -249,12 +252,12 @@ def _run_leased(
         echo(f"{cfg.output}: {adopted} part(s) written before the output was a table are its first commit")
     plan = plan_input(cfg, out)
     for line in plan.repeated[:20]:
-        echo(f"duplicate in source (skipped): {line}")
+        echo(f"duplicate in source (skipped): {printable(line, 500)}")
     for line in plan.problems[:20]:
-        echo(f"source problem (skipped): {line}")
+        echo(f"source problem (skipped): {printable(line, 500)}")
     planned_s = time.time() - started
     echo(
-        f"{cfg.input.uri} ({plan.kind}): {plan.shards} shard(s), {plan.new_rows} new image(s) since the last "
+        f"{printable(cfg.input.uri)} ({plan.kind}): {plan.shards} shard(s), {plan.new_rows} new image(s) since the last "
         f"sync; {len(plan.todo)} unfinished shard(s) with {plan.rows} row(s) to read"
     )
 
@@ -272,9 +275,11 @@ def _run_leased(
         echo(connect(ray_address))  # the named cluster, else a local one: never a leftover
         counts, stream, report = _stream(cfg, plan, meta, out, engine_factory, committer)
     elif not plan.shards:
-        echo(f"no images found under {cfg.input.uri}: nothing to annotate")
+        echo(f"no images found under {printable(cfg.input.uri)}: nothing to annotate")
     else:  # the nightly run over an unchanged corpus: no Ray cluster, no model
-        echo(f"nothing new: every shard of {cfg.input.uri} is annotated in {cfg.output}")
+        echo(
+            f"nothing new: every shard of {printable(cfg.input.uri)} is annotated in {printable(cfg.output)}"
+        )
     pipeline_s = time.time() - started - planned_s
 
     counts = plain(counts)

@@ -131,7 +131,9 @@ def make_plan(cfg: AnnotateConfig, ray_address: str | None = None) -> Plan:
     corpus_root = out.path("corpus")
     known = Corpus.open(corpus_root).keys().snapshot() if Corpus.is_corpus(corpus_root) else None
     roots = sorted(set(source.roots) | set(cfg.input.allowed_roots))
-    for batch in _batches(source, src.image_dir, src.vsd2, src.extensions):
+    for batch in _batches(
+        source, src.image_dir, src.vsd2, src.extensions, src.follow_dir_links, src.allowed_roots
+    ):
         seen = known.contains(_keys(batch)) if known is not None else [False] * batch.num_rows
         for uri, old in zip(batch.column("uri").to_pylist(), seen):
             if old:
