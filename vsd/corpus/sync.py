@@ -100,9 +100,7 @@ def write_new(
         listed += table.num_rows
         writer.add(table.take(pa.array(keep, pa.int64())) if len(keep) < table.num_rows else table)
     shards = writer.close()
-    keys = corpus.keys()
-    keys.add(seen, generation=stem)
-    keys.compact()  # a night's keys are one level-0 run; merged as runs accumulate (vsd.keyset)
+    corpus.keys().add(seen, generation=stem)
     return listed, len(seen), shards, repeated
 
 
@@ -150,6 +148,9 @@ def sync(
                 shard_rows,
             )
         )
+    # Once per sync, after every listing task: a night's keys are level-0 runs, merged as they
+    # accumulate (vsd.keyset); never inside the tasks, which would merge each other's runs.
+    corpus.keys().compact()
     corpus.add_source(source.kind, uri, source.roots)
     log.info(
         "corpus %s: %d listed, %d new in %d shard(s)",
