@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.fixtures.annotate import build_corpus, read_rows
+from tests.fixtures.annotate import build_corpus, read_rows, vsd_annotate_args
 from tests.fixtures.infra import REPO
 from tests.fixtures.reliability import FaultProxy
 from vsd import storage
@@ -27,19 +27,7 @@ def _vsd_annotate(manifest: str, out: str, endpoint: str, ray_tmp: str) -> subpr
     }
     env.pop("RAY_ADDRESS", None)
     return subprocess.run(
-        [
-            str(REPO / ".venv" / "bin" / "vsd"),
-            "annotate",
-            "--config",
-            str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-            "--input",
-            manifest,
-            "--output",
-            out,
-            "progress_bars=false",
-            "run_date=2026-11-26",
-            "stages.read.attempts=1",
-        ],
+        vsd_annotate_args(manifest, out, "stages.read.attempts=1"),
         env=env,
         capture_output=True,
         text=True,

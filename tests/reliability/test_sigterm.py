@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.fixtures.annotate import build_corpus, read_rows
+from tests.fixtures.annotate import build_corpus, read_rows, vsd_annotate_args
 from tests.fixtures.infra import REPO
 from vsd.annotate.index import Output
 
@@ -52,22 +52,14 @@ def _vsd_annotate(manifest: str, out: str, ray_tmp: str, log) -> subprocess.Pope
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)  # its own local cluster, as a pod's driver has
     return subprocess.Popen(
-        [
-            str(REPO / ".venv" / "bin" / "vsd"),
-            "annotate",
-            "--config",
-            str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-            "--input",
+        vsd_annotate_args(
             manifest,
-            "--output",
             out,
-            "progress_bars=false",
-            "run_date=2026-11-26",
             "engine.batch_size=2",
             "stages.write.resources.batch_size=2",
             "stages.read.resources.batch_size=4",
             "input.shard_rows=8",  # 5 shards
-        ],
+        ),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
