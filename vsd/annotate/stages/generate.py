@@ -28,7 +28,7 @@ from vsd.annotate.engines import make_engine
 from vsd.annotate.engines.base import Engine, ImageRequest, ImageResult, Prompt, account
 from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
-from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan
+from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan, source_of
 from vsd.annotate.stages.base import (
     Resources,
     RunContext,
@@ -202,6 +202,8 @@ class GenerateStageUDF:
             return []
         pair["refined_description"] = kept["task2"]
         pair["refined_descriptions"] = kept["task3"]
+        pair["description_source"] = kept["task2_source"]
+        pair["descriptions_source"] = kept["task3_sources"]
         return [(pair, r) for r in todo]
 
     def _repair(self, repairs: list[tuple[ImageRequest, list[tuple[dict, Repair]]]]) -> None:
@@ -221,9 +223,11 @@ class GenerateStageUDF:
                 )
                 if repair.task == 2:
                     pair["refined_description"] = text
+                    pair["description_source"] = source_of(repair, text)
                     pair["flags"].append(f"repaired:task2 ({repair.why})")
                 else:
                     pair["refined_descriptions"][repair.slot] = text
+                    pair["descriptions_source"][repair.slot] = source_of(repair, text)
                     pair["flags"].append(f"repaired:task3.{repair.slot} ({repair.why})")
 
     def _generate(self, requests: list[ImageRequest]) -> list[ImageResult | str]:
