@@ -12,10 +12,11 @@ relation accuracy on scenes of another seed, two ways:
   the best one picked (what a relation classifier over the model would report);
 * greedy generation parsed with `relations.normalize_relation` (what the annotate job reports).
 
-With ``--describe N`` it also decodes task 3 greedily on N held-out pairs, with the token budget
-annotation would give (the trained answers' p99 x 1.25), and reports what issue #26 is about: the
-share of answers with three sentences, how each answer ended (EOS after sentence k, or the budget),
-and the share of the model's own sentences that state the true relation.
+With ``--describe N`` it also decodes task 3 on N held-out pairs with the annotate job's engine
+(`HFEngine`, greedy, the token budget annotation would give: the trained answers' p99 x 1.25), once
+free and once with the generate stage's line floor (``--min-lines``), and reports what issue #26 is
+about: the share of answers with three sentences, how each answer ended (EOS after sentence k, or
+the budget), and the share of the model's own sentences that state the true relation.
 
     python scripts/probe_demo_finetune.py --steps 150 --batch 8
     python scripts/probe_demo_finetune.py --scenes 600 --steps 150 --batch 16 --lr 2e-3 --describe 90
@@ -58,38 +59,45 @@ def task_rows(dataset, task: int) -> list[dict]:
     ]
 
 
-def describe(model, processor, rows: list[dict], gold: dict[str, tuple[str, str, str]], budget: int) -> dict:
-    """Greedy task-3 answers: sentences per answer, how they ended, true-relation share."""
-    import torch
-
+def describe(
+    model, processor, rows: list[dict], gold: dict[str, tuple[str, str, str]], budget: int, min_lines: int
+) -> dict:
+    """Task-3 answers from the annotate job's own engine (`HFEngine`, greedy, the trained budget,
+    ``min_lines`` as the generate stage sets it): sentences per answer, how each answer ended,
+    and the share of the model's sentences that state the true relation."""
+    from vsd.annotate.engines import EngineConfig, make_engine
+    from vsd.annotate.engines.base import ImageRequest, Prompt
+    from vsd.annotate.engines.prompting import task_prompts
     from vsd.relations import parse_relation
-    from vsd.train.collator import conversation
 
     model.eval()
+    engine = make_engine(
+        EngineConfig(kind="hf", dtype="float32", device="cpu", batch_size=16),
+        model=model,
+        processor=processor,
+    )
     counts: Counter = Counter()
     endings: Counter = Counter()
     stated: Counter = Counter()
     examples = []
+    requests = []
     for row in rows:
         subject, relation, object_ = gold[row["id"].rsplit("-t", 1)[0]]
-        text = processor.apply_chat_template(
-            conversation(row["prompt"], None), tokenize=False, add_generation_prompt=True
-        )
-        enc = processor(text=[text], images=[row["image"]], return_tensors="pt")
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=budget, do_sample=False)
-        new = out[0, enc["input_ids"].shape[1] :].tolist()
-        eos = processor.tokenizer.eos_token_id
-        ended = eos in new
-        answer = processor.tokenizer.decode(new[: new.index(eos)] if ended else new, skip_special_tokens=True)
-        lines = [x.strip() for x in answer.splitlines() if x.strip()]
-        counts[min(len(lines), 4)] += 1
-        endings[f"eos after {len(lines)}" if ended else "budget"] += 1
-        for line in lines[:3]:
-            said = parse_relation(line, subject, object_)
-            stated["true" if said == relation else "none" if said is None else "other"] += 1
-        if len(examples) < 4:
-            examples.append(answer)
+        text = task_prompts(subject, object_, [3])[0].text
+        prompt = Prompt(3, text, max_new_tokens=budget, min_lines=min_lines)
+        requests.append((ImageRequest(row["id"], row["image"], [prompt]), (subject, relation, object_)))
+    for start in range(0, len(requests), 16):
+        chunk = requests[start : start + 16]
+        for result, (_, (subject, relation, object_)) in zip(engine.generate([r for r, _ in chunk]), chunk):
+            answer = result.answers[0]
+            lines = [x.strip() for x in answer.text.splitlines() if x.strip()]
+            counts[min(len(lines), 4)] += 1
+            endings["budget" if answer.truncated else f"eos after {len(lines)}"] += 1
+            for line in lines[:3]:
+                said = parse_relation(line, subject, object_)
+                stated["true" if said == relation else "none" if said is None else "other"] += 1
+            if len(examples) < 3:
+                examples.append(answer.text)
     model.train()
     n = max(1, len(rows))
     return {
@@ -194,6 +202,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-generate", action="store_true", help="skip the greedy-generation accuracy")
     ap.add_argument("--describe", type=int, default=0, help="decode task 3 on this many held-out pairs")
     ap.add_argument(
+        "--min-lines",
+        type=int,
+        default=3,
+        help="task 3's line floor to measure beside none (stages.generate)",
+    )
+    ap.add_argument(
         "--task-weights", default="1,1,1", help="sampling weight of tasks 1,2,3 in the training order"
     )
     args = ap.parse_args(argv)
@@ -288,10 +302,12 @@ def _run(args, tmp: str, t0: float) -> int:
 
         budget = budget_from(lengths["3"])
         t_desc = time.time()
-        result = describe(model, processor, task_rows(held_set, 3)[: args.describe], gold, budget)
-        print(f"[describe] task-3 lengths {lengths['3']} -> budget {budget}; {time.time() - t_desc:.0f}s")
-        for key, value in result.items():
-            print(f"[describe] {key}: {value}")
+        print(f"[describe] task-3 lengths {lengths['3']} -> budget {budget}")
+        for floor in sorted({0, args.min_lines}):
+            result = describe(model, processor, task_rows(held_set, 3)[: args.describe], gold, budget, floor)
+            print(f"[describe min_lines={floor}] {time.time() - t_desc:.0f}s")
+            for key, value in result.items():
+                print(f"[describe min_lines={floor}] {key}: {value}")
     return 0
 
 
