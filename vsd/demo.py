@@ -174,6 +174,9 @@ def headline(report: dict) -> dict[str, float]:
             )
             if task == 3:
                 out[f"task3_{tag}three_sentence_share"] = block.get("three_sentence_share")
+                for key, value in (block.get("diversity") or {}).items():
+                    if key != "answers":
+                        out[f"task3_{tag}{key}"] = value
     for task in (2, 3):
         own = (report.get(f"task{task}") or {}).get("model_written") or {}
         for name in ("Bleu_4", "METEOR", "CIDEr"):

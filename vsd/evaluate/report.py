@@ -25,6 +25,7 @@ from vsd import storage
 from vsd.annotate.repair import truncated_slots
 from vsd.errors import VSDError
 from vsd.evaluate.captions import METRICS, CaptionMetricsError, CaptionScorer
+from vsd.evaluate.diversity import diversity
 from vsd.evaluate.inputs import (
     Key,
     Prediction,
@@ -98,6 +99,7 @@ def _score_descriptions(
     if task == 3:  # the prompt asks for three: how often that is what came back
         counts = [len(_sentences(3, variant[k])) for k in refs if k[1] == 3 and k in variant]
         out["three_sentence_share"] = round(sum(c == 3 for c in counts) / len(counts), 4) if counts else None
+        out["diversity"] = diversity([_sentences(3, variant[k]) for k in refs if k[1] == 3 and k in variant])
     out["relation_in_text"] = sentence_relation_agreement(items)
     if scorer is not None:
         out["captions"] = scorer.score(hyps, gts)
@@ -356,6 +358,12 @@ def to_markdown(report: dict) -> str:
         lines += ["## Descriptions as training data", ""]
         lines += [
             f"- task-3 answers with exactly three sentences ({v}): {_fmt(share)}" for v, share in shares
+        ]
+        lines += [
+            f"- task-3 diversity ({v}): distinct-2 {_fmt(b['diversity']['distinct_2'])}, "
+            f"self-BLEU-4 within an answer {_fmt(b['diversity']['self_bleu'])} (lower: more varied)"
+            for t, v, b in rows
+            if t == 3 and "diversity" in b
         ]
         lines += [
             f"- rows flagged `{k}`: {n}" for k, n in (report.get("description_flags") or {}).items()
