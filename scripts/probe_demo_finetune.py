@@ -195,6 +195,11 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=32.0)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--train-projector", action="store_true")
+    ap.add_argument(
+        "--lm-head",
+        action="store_true",
+        help="LoRA on the output head too (its line-break row, see --describe)",
+    )
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -227,7 +232,7 @@ def main(argv=None) -> int:
 def _run(args, tmp: str, t0: float) -> int:
 
     from vsd.model.loader import load_model
-    from vsd.model.lora import LoraSettings, attach_lora
+    from vsd.model.lora import DEFAULT_TARGETS, LoraSettings, attach_lora
     from vsd.train.collator import LlavaCollator
     from vsd.train.data import InstructionDataset
     from vsd.train.loop import TorchStepper, make_optimizer, make_scheduler, run_step
@@ -250,7 +255,11 @@ def _run(args, tmp: str, t0: float) -> int:
     model = attach_lora(
         model,
         LoraSettings(
-            rank=args.rank, alpha=args.alpha, dropout=args.dropout, train_projector=args.train_projector
+            rank=args.rank,
+            alpha=args.alpha,
+            dropout=args.dropout,
+            train_projector=args.train_projector,
+            target_modules=f"(?:{DEFAULT_TARGETS})|lm_head" if args.lm_head else DEFAULT_TARGETS,
         ),
     )
     model.train()
