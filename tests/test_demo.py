@@ -69,7 +69,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_at_its_default_size_keeps_its_promises(tmp_path):
     """The figures `vsd demo` promises (`demo.PROMISES`: task-1 accuracy, three model-written
-    task-3 sentences, their true-relation share, no true sentence overwritten, few templates),
+    task-3 sentences, the true-relation share of all it wrote, no true sentence overwritten, few
+    templates),
     measured on a full default run (about 5 minutes on 2 idle cores)."""
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--raw-scenes", "0"]) == 0
