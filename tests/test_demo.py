@@ -37,6 +37,9 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     for key, promise in report["promises"].items():
         assert promise["value"] == report[key] and promise["met"] == demo.promises(report)[key]["met"]
     assert report["meets_promises"] == all(p["met"] for p in report["promises"].values())
+    assert set(report["targets"]) == set(demo.TARGETS) and not set(demo.TARGETS) & set(demo.PROMISES)
+    for key, target in report["targets"].items():
+        assert target == demo.promises(report, demo.TARGETS)[key]
     # who wrote the published sentences is accounted for, sentence by sentence
     shares = report["task3_sources"]
     assert shares and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
@@ -68,9 +71,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_at_its_default_size_keeps_its_promises(tmp_path):
-    """The figures `vsd demo` promises (`demo.PROMISES`: task-1 accuracy, three model-written
-    task-3 sentences, the true-relation share of all it wrote, no true sentence overwritten, few
-    templates),
+    """The figures `vsd demo` promises (`demo.PROMISES`: task-1 accuracy, no true sentence of the
+    model overwritten by repair; issue #26's other targets are reported, not yet promised),
     measured on a full default run (about 5 minutes on 2 idle cores)."""
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--raw-scenes", "0"]) == 0
