@@ -12,7 +12,14 @@ relation accuracy on scenes of another seed, two ways:
   the best one picked (what a relation classifier over the model would report);
 * greedy generation parsed with `relations.normalize_relation` (what the annotate job reports).
 
+With ``--describe N`` it also decodes task 3 on N held-out pairs with the annotate job's engine
+(`HFEngine`, greedy, the token budget annotation would give: the trained answers' p99 x 1.25), once
+free and once with the generate stage's line floor (``--min-lines``), and reports what issue #26 is
+about: the share of answers with three sentences, how each answer ended (EOS after sentence k, or
+the budget), and the share of the model's own sentences that state the true relation.
+
     python scripts/probe_demo_finetune.py --steps 150 --batch 8
+    python scripts/probe_demo_finetune.py --scenes 600 --steps 150 --batch 16 --lr 2e-3 --describe 90
 """
 
 from __future__ import annotations
@@ -41,6 +48,66 @@ def instruction_set(n: int, seed: int, root: str, size: int = 64) -> str:
     read = read_vsd(scenes.vsd1, scenes.vsd2, scenes.images)
     build(read.records, os.path.join(root, "instructions"), seed=seed)
     return os.path.join(root, "instructions")
+
+
+def task_rows(dataset, task: int) -> list[dict]:
+    """The held-out samples of one task, with their gold answer and pair names."""
+    return [
+        dict(dataset[i], **{k: row[k] for k in ("answer",)})
+        for i, row in enumerate(dataset.rows)
+        if row["id"].endswith(f"-t{task}")
+    ]
+
+
+def describe(
+    model, processor, rows: list[dict], gold: dict[str, tuple[str, str, str]], budget: int, min_lines: int
+) -> dict:
+    """Task-3 answers from the annotate job's own engine (`HFEngine`, greedy, the trained budget,
+    ``min_lines`` as the generate stage sets it): sentences per answer, how each answer ended,
+    and the share of the model's sentences that state the true relation."""
+    from vsd.annotate.engines import EngineConfig, make_engine
+    from vsd.annotate.engines.base import ImageRequest, Prompt
+    from vsd.annotate.engines.prompting import task_prompts
+    from vsd.relations import parse_relation
+
+    model.eval()
+    engine = make_engine(
+        EngineConfig(kind="hf", dtype="float32", device="cpu", batch_size=16),
+        model=model,
+        processor=processor,
+    )
+    counts: Counter = Counter()
+    endings: Counter = Counter()
+    stated: Counter = Counter()
+    examples = []
+    requests = []
+    for row in rows:
+        subject, relation, object_ = gold[row["id"].rsplit("-t", 1)[0]]
+        text = task_prompts(subject, object_, [3])[0].text
+        prompt = Prompt(3, text, max_new_tokens=budget, min_lines=min_lines)
+        requests.append((ImageRequest(row["id"], row["image"], [prompt]), (subject, relation, object_)))
+    for start in range(0, len(requests), 16):
+        chunk = requests[start : start + 16]
+        for result, (_, (subject, relation, object_)) in zip(engine.generate([r for r, _ in chunk]), chunk):
+            answer = result.answers[0]
+            lines = [x.strip() for x in answer.text.splitlines() if x.strip()]
+            counts[min(len(lines), 4)] += 1
+            endings["budget" if answer.truncated else f"eos after {len(lines)}"] += 1
+            for line in lines[:3]:
+                said = parse_relation(line, subject, object_)
+                stated["true" if said == relation else "none" if said is None else "other"] += 1
+            if len(examples) < 3:
+                examples.append(answer.text)
+    model.train()
+    n = max(1, len(rows))
+    return {
+        "three_sentence_share": round(sum(v for k, v in counts.items() if k >= 3) / n, 3),
+        "sentences": dict(sorted(counts.items())),
+        "endings": dict(endings.most_common()),
+        "true_relation_share": round(stated["true"] / max(1, sum(stated.values())), 3),
+        "stated": dict(stated),
+        "examples": examples,
+    }
 
 
 def task1_rows(dataset) -> list[dict]:
@@ -128,11 +195,26 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=32.0)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--train-projector", action="store_true")
+    ap.add_argument(
+        "--lm-head",
+        action="store_true",
+        help="LoRA on the output head too (its line-break row, see --describe)",
+    )
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-before", action="store_true", help="also score the base before fine-tuning")
     ap.add_argument("--no-generate", action="store_true", help="skip the greedy-generation accuracy")
+    ap.add_argument("--describe", type=int, default=0, help="decode task 3 on this many held-out pairs")
+    ap.add_argument(
+        "--min-lines",
+        type=int,
+        default=3,
+        help="task 3's line floor to measure beside none (stages.generate)",
+    )
+    ap.add_argument(
+        "--task-weights", default="1,1,1", help="sampling weight of tasks 1,2,3 in the training order"
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -150,15 +232,16 @@ def main(argv=None) -> int:
 def _run(args, tmp: str, t0: float) -> int:
 
     from vsd.model.loader import load_model
-    from vsd.model.lora import LoraSettings, attach_lora
+    from vsd.model.lora import DEFAULT_TARGETS, LoraSettings, attach_lora
     from vsd.train.collator import LlavaCollator
     from vsd.train.data import InstructionDataset
     from vsd.train.loop import TorchStepper, make_optimizer, make_scheduler, run_step
 
     train = InstructionDataset(instruction_set(args.scenes, args.seed, os.path.join(tmp, "train")))
-    held = task1_rows(
-        InstructionDataset(instruction_set(args.heldout, args.seed + 1000, os.path.join(tmp, "held")))
-    )
+    held_set = InstructionDataset(instruction_set(args.heldout, args.seed + 1000, os.path.join(tmp, "held")))
+    held = task1_rows(held_set)
+    weights = [float(w) for w in args.task_weights.split(",")]
+    pool = [i for i, row in enumerate(train.rows) for _ in range(int(weights[int(row["id"][-1]) - 1]))]
     print(
         f"[data] {len(train)} training rows, {len(held)} held-out task-1 rows in {time.time() - t0:.0f}s",
         flush=True,
@@ -172,7 +255,11 @@ def _run(args, tmp: str, t0: float) -> int:
     model = attach_lora(
         model,
         LoraSettings(
-            rank=args.rank, alpha=args.alpha, dropout=args.dropout, train_projector=args.train_projector
+            rank=args.rank,
+            alpha=args.alpha,
+            dropout=args.dropout,
+            train_projector=args.train_projector,
+            target_modules=f"(?:{DEFAULT_TARGETS})|lm_head" if args.lm_head else DEFAULT_TARGETS,
         ),
     )
     model.train()
@@ -184,7 +271,7 @@ def _run(args, tmp: str, t0: float) -> int:
     t_train, cpu_train = time.time(), time.process_time()
     for step in range(1, args.steps + 1):
         if len(order) < args.batch:
-            order += rng.sample(range(len(train)), len(train))
+            order += rng.sample(pool, len(pool))
         batch = collate([train[i] for i in order[: args.batch]])
         del order[: args.batch]
         stats = run_step(stepper, [batch])
@@ -207,6 +294,29 @@ def _run(args, tmp: str, t0: float) -> int:
                 f"[result] held-out task-1 {kind} accuracy {after[kind]['accuracy']:.3f} ({len(held)} rows): {per}"
             )
     print(f"[result] confusions: {after['confusions']}")
+    if args.describe:
+        import pyarrow.parquet as pq
+
+        from vsd.train.answer_lengths import answer_tokens
+
+        meta = pq.read_table(
+            os.path.join(tmp, "held", "instructions", "instructions.parquet"),
+            columns=["record_id", "subject", "relation", "object"],
+        ).to_pylist()
+        gold = {m["record_id"]: (m["subject"], m["relation"], m["object"]) for m in meta}
+        lengths = answer_tokens(
+            [r["id"][-1] for r in train.rows], [r["answer"] for r in train.rows], processor.tokenizer
+        )
+        from vsd.annotate.budgets import budget_from
+
+        budget = budget_from(lengths["3"])
+        t_desc = time.time()
+        print(f"[describe] task-3 lengths {lengths['3']} -> budget {budget}")
+        for floor in sorted({0, args.min_lines}):
+            result = describe(model, processor, task_rows(held_set, 3)[: args.describe], gold, budget, floor)
+            print(f"[describe min_lines={floor}] {time.time() - t_desc:.0f}s")
+            for key, value in result.items():
+                print(f"[describe min_lines={floor}] {key}: {value}")
     return 0
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vsd import demo_raw
+from vsd import demo, demo_raw
 from vsd.cli import main
 
 
@@ -32,7 +32,18 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         == 0
     )
     report = json.loads((out / "report.json").read_text())
-    assert 0.0 <= report["relation_accuracy"] <= 1.0
+    # six steps cannot keep the promises; the report must still say, from its own figures, which it met
+    assert set(report["promises"]) == set(demo.PROMISES)
+    for key, promise in report["promises"].items():
+        assert promise["value"] == report[key] and promise["met"] == demo.promises(report)[key]["met"]
+    assert report["meets_promises"] == all(p["met"] for p in report["promises"].values())
+    assert set(report["targets"]) == set(demo.TARGETS) and not set(demo.TARGETS) & set(demo.PROMISES)
+    for key, target in report["targets"].items():
+        assert target == demo.promises(report, demo.TARGETS)[key]
+    # who wrote the published sentences is accounted for, sentence by sentence
+    shares = report["task3_sources"]
+    assert shares and sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(shares) <= {"model", "refined", "model_completed", "template"}
     assert report["annotation_counts"]["images"] == 18 and report["annotation_counts"]["ok"] == 18
     assert report["train_checkpoint"].endswith("checkpoint_00000006")
     assert (out / "report" / "report.md").exists() and (out / "report" / "confusion.png").exists()
@@ -56,3 +67,16 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     ]
     assert raw["targets"] == demo_raw.TARGETS and raw["meets_targets"] == all(reached)
     assert "raw corpus: 8 held-out scenes given without boxes" in printed
+
+
+@pytest.mark.slow
+def test_demo_at_its_default_size_keeps_its_promises(tmp_path):
+    """The figures `vsd demo` promises (`demo.PROMISES`: task-1 accuracy, no true sentence of the
+    model overwritten by repair; issue #26's other targets are reported, not yet promised),
+    measured on a full default run (about 5 minutes on 2 idle cores)."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--raw-scenes", "0"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    missed = {k: p for k, p in report["promises"].items() if not p["met"]}
+    assert not missed, missed
+    assert report["relation_accuracy"] >= 0.95

@@ -28,6 +28,34 @@ DEFAULT_TRAIN_SCENES = 600  # 3 instructions per scene; more = better accuracy, 
 IMAGE_SIZE = 64  # the base's vision input (64 px, patch 8: 64 image tokens)
 # --engine: the export layout it serves and the annotate-config overrides that select it
 ENGINE_OVERRIDES = {"hf": [], "sglang": ["engine.kind=sglang", "engine.device=cpu", "engine.dtype=bfloat16"]}
+#: What the demo promises at its default size (headline key, at least | at most, bound): met by the
+#: default run and asserted by tests/test_demo.py. Description figures count what the model wrote,
+#: so filling in templates cannot meet them.
+PROMISES = {
+    "relation_accuracy": ("at least", 0.95),
+    "task3_true_sentences_overwritten": ("at most", 0),
+    "task2_true_sentences_overwritten": ("at most", 0),
+}
+#: Issue #26's description targets, not yet reached by the demo's 150-step fine-tune (see
+#: docs/benchmarks.md): reported with each run, so the gap is visible, and promoted to PROMISES
+#: once a default run meets them.
+TARGETS = {
+    "task3_model_wrote_three_share": ("at least", 0.90),
+    # every task-3 sentence the model generated (not only those repair kept: that share is selected)
+    "task3_true_relation_share": ("at least", 0.90),
+    "task3_template_share": ("at most", 0.10),
+}
+
+
+def promises(head: dict, bounds: dict | None = None) -> dict:
+    """Each promise (or target, with ``bounds=TARGETS``) with the value this run reached and whether
+    it is met (a missing value is not)."""
+    out = {}
+    for key, (kind, bound) in (PROMISES if bounds is None else bounds).items():
+        value = head.get(key)
+        met = value is not None and (value >= bound if kind == "at least" else value <= bound)
+        out[key] = {"target": f"{kind} {bound}", "value": value, "met": met}
+    return out
 
 
 def add_parser(subparsers) -> None:
@@ -95,6 +123,10 @@ def make_data(out: Path, n: int, seed: int, split: str, size: int) -> tuple[Path
     built = out / f"{split}-instructions"
     stats = instructions.build(read.records, str(built), seed=seed, split=split, problems=read.problems)
     print(f"{split}: {n} scenes -> {stats.get('rows', '?')} instruction rows in {built}")
+    if split == "heldout":  # references in frames no writer of the system uses (see the module)
+        from vsd.data.reference_captions import rewrite_references
+
+        rewrite_references(built, seed)
     return Path(scenes.out_dir), built
 
 
@@ -131,8 +163,10 @@ def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path, engine:
 
 
 def headline(report: dict) -> dict[str, float]:
-    """The demo's headline numbers from the evaluation report: the model's raw output (``task2_…``)
-    and the published, refined text (``task2_refined_…``), plus what repair and truncation did."""
+    """The demo's headline numbers from the evaluation report: the model's raw output (``task2_…``),
+    the published, refined text (``task2_refined_…``), the published sentences the model wrote
+    (``task2_model_written_…``: what filling in cannot raise), who wrote the published sentences
+    (``task<N>_sources``), plus what repair and truncation did."""
     out = {
         "relation_accuracy": report["relation_accuracy"],
         "task1_macro_f1": (report.get("task1") or {}).get("macro_f1"),
@@ -148,6 +182,23 @@ def headline(report: dict) -> dict[str, float]:
             )
             if task == 3:
                 out[f"task3_{tag}three_sentence_share"] = block.get("three_sentence_share")
+                for key, value in (block.get("diversity") or {}).items():
+                    if key != "answers":
+                        out[f"task3_{tag}{key}"] = value
+    for task in (2, 3):
+        own = (report.get(f"task{task}") or {}).get("model_written") or {}
+        for name in ("Bleu_4", "METEOR", "CIDEr"):
+            out[f"task{task}_model_written_{name}"] = (own.get("captions") or {}).get(name)
+        out[f"task{task}_model_written_true_relation_share"] = (own.get("relation_in_text") or {}).get(
+            "agree_share"
+        )
+        prov = (report.get("provenance") or {}).get(f"task{task}") or {}
+        out[f"task{task}_sources"] = prov.get("shares")
+        out[f"task{task}_template_share"] = (prov.get("shares") or {}).get("template", 0.0) if prov else None
+        out[f"task{task}_true_sentences_overwritten"] = (prov.get("overwritten_true") or {}).get("sentences")
+    out["task3_model_wrote_three_share"] = ((report.get("task3") or {}).get("raw") or {}).get(
+        "three_sentence_share"
+    )
     out["description_flags"] = report.get("description_flags") or {}
     out["truncated_refined"] = out["description_flags"].get("truncated_refined")
     return out
@@ -227,8 +278,12 @@ def run(args: argparse.Namespace) -> int:
 
     from vsd.evaluate.commands import summary_lines
 
+    head = headline(report)
     demo_report = {
-        **headline(report),
+        **head,
+        "promises": promises(head),
+        "meets_promises": all(p["met"] for p in promises(head).values()),
+        "targets": promises(head, TARGETS),
         "chance": round(1 / 9, 4),
         "engine": args.engine,
         "train_scenes": n_train,
@@ -247,6 +302,9 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in demo_report["seconds"].items()))
     print(f"held-out relation accuracy: {report['relation_accuracy']:.3f}")
+    for kind in ("promises", "targets"):
+        for key, p in demo_report[kind].items():
+            print(f"{kind[:-1]} {key} {p['target']}: {p['value']} ({'met' if p['met'] else 'NOT met'})")
     print(
         f"report: {out / 'report' / 'report.md'}   parquet: {out / 'annotations'}   summary: {out / 'report.json'}"
     )

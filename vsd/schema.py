@@ -172,7 +172,30 @@ ANNOTATION_COLUMNS: tuple[tuple[str, Column], ...] = (
     (PAIR, Column("refined_descriptions", pa.list_(pa.string()), "task 3 after refinement")),
     (
         PAIR,
-        Column("refine_status", pa.string(), "refined | partial | kept_original | skipped, reasons in flags"),
+        Column(
+            "description_source",
+            pa.string(),
+            "who wrote refined_description: model | refined (the refiner rewrote a model sentence) "
+            "| model_completed (a forced opening stating task 1, ended by the model) | template "
+            "(the forced opening alone); null when there is no refined_description",
+        ),
+    ),
+    (
+        PAIR,
+        Column(
+            "descriptions_source",
+            pa.list_(pa.string()),
+            "who wrote each sentence of refined_descriptions, same order and values as description_source",
+        ),
+    ),
+    (
+        PAIR,
+        Column(
+            "refine_status",
+            pa.string(),
+            "refined | partial | kept_original | skipped | filled (some published sentence is "
+            "model_completed or template), reasons in flags",
+        ),
     ),
     (
         PAIR,

@@ -255,3 +255,42 @@ def test_phase_timings_are_recorded_only_when_configured(loaded):
     timed.generate(reqs)
     assert set(timed.timings) == {"tokenize", "prefill", "score", "decode"}
     assert all(t > 0 for t in timed.timings.values())
+
+
+class _EosFirst(torch.nn.Module):
+    """An output head whose favourite token is always EOS, then by turns a word and a line break:
+    the model that ends task 3 after its first sentence, reduced to its habit."""
+
+    def __init__(self, head, eos: int, word: int, newline: int):
+        super().__init__()
+        self.head, self.eos, self.word, self.newline, self.calls = head, eos, word, newline, 0
+
+    def forward(self, hidden):
+        logits = self.head(hidden)
+        second = self.word if self.calls % 2 == 0 else self.newline
+        self.calls += 1
+        logits[..., second] = logits.max() + 1.0
+        logits[..., self.eos] = logits.max() + 1.0
+        return logits
+
+
+def test_min_lines_masks_the_end_of_answer_until_that_many_lines_are_written(loaded):
+    engine = _engine(loaded)
+    tok = engine.tokenizer
+    newline = next(i for i in tok("a\nb", add_special_tokens=False)["input_ids"] if "\n" in tok.decode([i]))
+    word = tok("x", add_special_tokens=False)["input_ids"][-1]
+    text = task_prompts("cup", "table", [3])[0].text
+
+    def answers(min_lines: int):
+        engine.lm_head = _EosFirst(head, engine.eos_id, word, newline)
+        [result] = engine.generate(
+            [ImageRequest("r", _jpeg(0), [Prompt(3, text, max_new_tokens=12, min_lines=min_lines)])]
+        )
+        return result.answers[0]
+
+    head = engine.lm_head
+    free = answers(0)
+    assert free.text == "" and not free.truncated  # EOS at once: the habit
+    floored = answers(3)  # EOS masked until two breaks are out and the third line has a word
+    assert not floored.truncated and len(floored.text.splitlines()) == 3
+    assert all(line.strip() == tok.decode([word]).strip() for line in floored.text.splitlines())

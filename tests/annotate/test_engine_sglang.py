@@ -275,3 +275,14 @@ def test_real_sglang_engine(tiny_sglang_dir):
         assert res.answers[0].text in RELATIONS and len(res.answers) == 3
     finally:
         engine.close()
+
+
+def test_a_line_floor_is_a_regex_that_ends_only_after_that_many_lines(tiny_sglang_dir):
+    engine, _ = _engine(tiny_sglang_dir)
+    assert "regex" not in engine.sampling_params(None, 64)
+    rx = engine.sampling_params(None, 64, min_lines=3)["regex"]
+    assert re.fullmatch(rx, "The cup is on it.\nA cup on a table.\nThere it is.")
+    assert re.fullmatch(rx, "One.\nTwo.\nThree.\nFour.")  # more is the model's choice
+    assert not re.fullmatch(rx, "The cup is on it.") and not re.fullmatch(rx, "One.\nTwo.")
+    assert not re.fullmatch(rx, "One.\nTwo.\n")  # a broken line must get words before the end
+    engine.close()

@@ -51,3 +51,35 @@ def test_only_cut_text_is_skipped_with_a_reason():
     pair = _pair(description="The cup is to the left of", flags=["truncated:task2"])
     out = _refine(pair)
     assert out["refine_status"] == "skipped" and out["refined_description"] is None
+
+
+def test_who_wrote_each_published_sentence_follows_it_through_refinement():
+    pair = _pair(
+        description="the cup is left of the plate",  # the rules refiner capitalises and closes it
+        descriptions=["The cup is to the left of the plate.", "The cup is left of the plate."],
+    )
+    out = _refine(pair)
+    assert out["description_source"] == "refined"
+    assert out["descriptions_source"] == ["model", "model"]
+    assert out["refine_status"] != "filled"
+
+
+def test_a_row_with_filled_in_text_is_not_reported_refined():
+    pair = _pair(
+        description="The cup is left of the plate.",
+        descriptions=["The cup is left of the plate."],
+        refined_descriptions=[
+            "The cup is left of the plate.",  # the model's, kept
+            "The cup is left of the plate.",  # a repeat the rules refiner drops: sources shift with it
+            "There is a cup to the left of the plate.",
+        ],
+        descriptions_source=["model", "model_completed", "template"],
+        flags=["repaired:task3.1 (missing)", "repaired:task3.2 (missing)"],
+    )
+    out = _refine(pair)
+    assert out["refined_descriptions"] == [
+        "The cup is left of the plate.",
+        "There is a cup to the left of the plate.",
+    ]
+    assert out["descriptions_source"] == ["model", "template"]
+    assert out["refine_status"] == "filled"

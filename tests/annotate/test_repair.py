@@ -6,7 +6,7 @@ from __future__ import annotations
 from vsd.annotate.engines import EngineConfig
 from vsd.annotate.engines.base import Answer, ImageRequest, ImageResult
 from vsd.annotate.items import from_table, new_item, new_pair, to_table
-from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, judge, plan
+from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, geometry_sides_with, judge, plan, source_of
 from vsd.annotate.stages.generate import GenerateStageUDF
 from vsd.relations import parse_relation
 
@@ -38,7 +38,12 @@ def test_plan_flags_truncation_and_short_task3_and_keeps_what_is_fine():
         (3, 1, "missing"),
         (3, 2, "missing"),
     ]
-    assert kept == {"task2": None, "task3": ["The cup is to the left of the plate.", None, None]}
+    assert kept == {
+        "task2": None,
+        "task3": ["The cup is to the left of the plate.", None, None],
+        "task2_source": None,
+        "task3_sources": ["model", None, None],
+    }
     for r in repairs:  # every forced start already states task 1's relation between the two
         assert parse_relation(r.prefix + ".", "cup", "plate") == "to the left of"
     assert len({r.prefix for r in repairs if r.task == 3}) == 2  # three different openings
@@ -61,7 +66,12 @@ def test_nothing_is_repaired_when_task1_and_the_boxes_disagree():
         descriptions=["The cup is to the left of the plate."] * 3,
     )
     repairs, flags, kept = plan(p, {}, [1, 2, 3])
-    assert repairs == [] and kept == {"task2": None, "task3": None}
+    assert repairs == [] and kept == {
+        "task2": None,
+        "task3": None,
+        "task2_source": None,
+        "task3_sources": None,
+    }
     assert flags == ["not_repaired (task 1 and geometry disagree)"]
 
 
@@ -83,6 +93,61 @@ def test_finish_keeps_a_clean_ending_and_drops_a_cut_or_contradicting_one():
         finish(r, "while a ball lies near them.", False, "cup", "plate", "to the left of")
         == "The cup is to the left of the plate while a ball lies near them."
     )
+
+
+OVERLAP_S, OVERLAP_O = [0.3, 0.3, 0.6, 0.6], [0.35, 0.35, 0.65, 0.65]  # 2-D cannot order them in depth
+
+
+def test_a_sentence_task1_disagrees_with_is_kept_when_the_geometry_cannot_decide():
+    # task 1 says behind, the model's sentences say in front of; boxes without depth cannot tell:
+    # the model's own sentences are published (flagged), none is overwritten with task 1's word
+    p = _pair(
+        relation="behind",
+        description="The cup is in front of the plate.",
+        descriptions=["The cup is in front of the plate.", "The cup is behind the plate.", "A nice cup."],
+        sb=OVERLAP_S,
+        ob=OVERLAP_O,
+    )
+    repairs, flags, kept = plan(p, {}, [1, 2, 3])
+    assert kept["task2"] == "The cup is in front of the plate." and kept["task2_source"] == "model"
+    assert kept["task3"] == ["The cup is in front of the plate.", "The cup is behind the plate.", None]
+    assert kept["task3_sources"] == ["model", "model", None]
+    assert [(r.task, r.slot, r.why) for r in repairs] == [(3, 2, "no_relation_stated")]
+    assert "kept_disagreeing:task2 (geometry cannot decide)" in flags
+    assert "kept_disagreeing:task3.0 (geometry cannot decide)" in flags
+
+
+def test_a_sentence_is_overwritten_when_the_geometry_sides_with_task1():
+    assert geometry_sides_with(_pair(), "to the left of", "to the right of")  # boxes rule it out
+    assert geometry_sides_with(_pair(), "to the left of", "above")  # geometry decides left, not above
+    assert not geometry_sides_with(_pair(), "to the left of", "next to")  # both can be true
+    assert not geometry_sides_with(_pair(sb=OVERLAP_S, ob=OVERLAP_O), "behind", "in front of")
+    # with depths the geometry decides depth too: the subject is clearly farther, so behind wins
+    deep = _pair(relation="behind", sb=OVERLAP_S, ob=OVERLAP_O)
+    deep.update(subject_depth=0.1, object_depth=0.9, depth_kind="relative")
+    assert geometry_sides_with(deep, "behind", "in front of")
+    deep.update(description="The cup is in front of the plate.", descriptions=[])
+    repairs, flags, _ = plan(deep, {}, [2])
+    assert [(r.task, r.why) for r in repairs] == [(2, "disagrees")] and not any("kept" in f for f in flags)
+
+
+def test_a_cut_sentence_that_disagrees_and_cannot_be_decided_is_left_out_not_overwritten():
+    p = _pair(
+        relation="behind",
+        description="The cup is behind the plate.",
+        descriptions=["The cup is behind the plate.", "The cup is behind it.", "The cup is in front of the"],
+        sb=OVERLAP_S,
+        ob=OVERLAP_O,
+    )
+    repairs, flags, kept = plan(p, {3: True}, [2, 3])
+    assert kept["task3"][2] is None and [r.slot for r in repairs] == []
+    assert "not_repaired:task3.2 (cut off, disagrees with task 1)" in flags
+
+
+def test_source_of_tells_a_forced_opening_alone_from_one_the_model_ended():
+    r = Repair(2, 0, "The cup is to the left of the plate", "missing")
+    assert source_of(r, "The cup is to the left of the plate.") == "template"
+    assert source_of(r, "The cup is to the left of the plate, near the edge.") == "model_completed"
 
 
 class ScriptedVLM:
@@ -136,6 +201,8 @@ def test_generate_stage_repairs_in_a_second_pass_over_the_same_image():
         "There is a cup to the left of the plate, in a simple drawing.",
         "A cup can be seen to the left of the plate, in a simple drawing.",
     ]
+    assert pair["description_source"] == "model_completed"
+    assert pair["descriptions_source"] == ["model_completed"] * 3
     assert "truncated:task2" in pair["flags"] and "too_few_sentences:task3 (1 of 3)" in pair["flags"]
     assert {
         "repaired:task2 (truncated)",
@@ -153,4 +220,5 @@ def test_generate_stage_repairs_in_a_second_pass_over_the_same_image():
 def test_with_repair_off_the_model_text_is_only_flagged():
     pair, engine = _run(repair=False)
     assert pair["refined_description"] is None and pair["refined_descriptions"] is None
+    assert pair["description_source"] is None and pair["descriptions_source"] is None
     assert "truncated:task2" in pair["flags"] and len(engine.requests) == 1

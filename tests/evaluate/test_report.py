@@ -211,3 +211,45 @@ def test_truncation_repairs_and_three_sentence_share_raw_vs_refined(tmp_path):
     assert report["task3"]["raw"]["three_sentence_share"] == pytest.approx(round(three_raw, 4))
     assert report["task3"]["refined"]["three_sentence_share"] == pytest.approx(round(three_raw + 1 / n3, 4))
     assert "rows flagged `truncated_refined`: 1" in storage.read_text(report["files"]["markdown"])
+
+
+def test_provenance_shares_model_written_scores_and_true_sentences_overwritten(tmp_path):
+    rows = synthetic_references(4, seed=7)
+    answers = answers_by_task(rows)
+    ids = sorted(answers[1])
+    truth = {r["record_id"]: r for r in rows if r["task"] == 1}
+    table = annotation_rows(answers)
+    by_id = {r["row_id"]: r for r in table}
+    # row 0: the model's three sentences published as written
+    by_id[ids[0]].update(
+        refined_descriptions=list(by_id[ids[0]]["descriptions"]), descriptions_source=["model"] * 3
+    )
+    # row 1: task 1 wrong; the model's true first sentence overwritten with task 1's label, the
+    # other two filled in -- a true sentence made false, and nothing the model wrote is published
+    t = truth[ids[1]]
+    wrong = next(r for r in ("above", "under") if r != t["relation"])
+    true_sentence = f"The {t['subject']} is {t['relation']} the {t['object']}."
+    by_id[ids[1]].update(
+        relation=wrong,
+        descriptions=[true_sentence],
+        refined_descriptions=[f"The {t['subject']} is {wrong} the {t['object']}."] * 3,
+        descriptions_source=["template", "model_completed", "template"],
+        flags=["repaired:task3.0 (disagrees)", "repaired:task3.1 (missing)", "repaired:task3.2 (missing)"],
+    )
+    (tmp_path / "pred").mkdir()  # a folder of Parquet (a single file is opened as a Delta table)
+    pred = write_annotations(table, tmp_path / "pred" / "part-0.parquet").rsplit("/", 1)[0]
+    report = evaluate(
+        pred, write_instructions(rows, tmp_path / "ref.parquet"), str(tmp_path / "out"), captions=False
+    )
+    prov = report["provenance"]["task3"]
+    # rows 2 and 3 have no refined text: their published text is the model's own
+    n_model = 3 + sum(len(answers[3][rid].split("\n")) for rid in ids[2:])
+    assert prov["counts"] == {"model": n_model, "model_completed": 1, "template": 2}
+    assert prov["filled_share"] == pytest.approx(round(3 / (n_model + 3), 4))
+    assert prov["overwritten_true"] == {"rows": 1, "sentences": 1}
+    own = report["task3"]["model_written"]
+    assert own["records"] == 3 and own["sentences"] == n_model  # the filled-in row is not scored
+    assert report["task3"]["refined"]["relation_in_text"]["agree"] == n_model  # the 3 fills are false
+    assert own["relation_in_text"]["agree_share"] == 1.0
+    md = storage.read_text(report["files"]["markdown"])
+    assert "## Who wrote the published descriptions" in md and "| 3 | " in md

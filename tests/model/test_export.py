@@ -32,10 +32,10 @@ def _logits(model, inputs):
         return model(**inputs).logits
 
 
-@pytest.mark.parametrize("train_projector", [False, True])
-def test_merged_logits_match_base_plus_adapter(tiny_llava_dir, tmp_path, train_projector):
+@pytest.mark.parametrize("train_projector,lm_head", [(False, False), (True, False), (False, True)])
+def test_merged_logits_match_base_plus_adapter(tiny_llava_dir, tmp_path, train_projector, lm_head):
     adapter = save_random_adapter(
-        tiny_llava_dir, str(tmp_path / "adapter"), seed=5, train_projector=train_projector
+        tiny_llava_dir, str(tmp_path / "adapter"), seed=5, train_projector=train_projector, lm_head=lm_head
     )
     peft_model, processor = load_model(tiny_llava_dir, dtype="float32", adapter=adapter)
     base_model, _ = load_model(tiny_llava_dir, dtype="float32")

@@ -57,3 +57,13 @@ def test_settings_validate_as_config():
         config.from_dict(LoraSettings, {"dropout": 1.5})
     with pytest.raises(ConfigError, match="^target_modules: not a valid regex"):
         config.from_dict(LoraSettings, {"target_modules": "(("})
+
+
+def test_lm_head_adds_lora_on_the_output_head_only(base, tiny_llava_dir):
+    plain = trainable_parameter_names(attach_lora(base, LoraSettings(rank=4)))
+    assert not [n for n in plain if "lm_head" in n]
+    fresh, _ = load_model(tiny_llava_dir, dtype="float32")
+    names = trainable_parameter_names(attach_lora(fresh, LoraSettings(rank=4, lm_head=True)))
+    head = [n for n in names if "lm_head" in n]
+    assert head and all("lora_" in n for n in head)  # a low-rank update, the head itself frozen
+    assert set(names) - set(head) == set(plain)

@@ -1,7 +1,7 @@
 """Faults during training. A worker killed mid-epoch is covered by
 tests/train/test_ray_train.py::test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched
 (Ray Train's FailureConfig restores checkpoint 2 and redoes steps 3..6: 6 steps in, 6 out, none
-doubled or lost); its line of the table is recorded here from that test's assertions. A whole worker
+doubled or lost), which records its own line of the table from the steps it logged. A whole worker
 node lost (multi-node, ZeRO-2 and ZeRO-3) is tests/e2e/test_multinode_train.py, which records its own
 lines. What is new here: a corrupt newest checkpoint -- its adapter or its optimizer state -- which
 must not stop or silently restart a run."""
@@ -32,21 +32,6 @@ def _corrupt(run: str, step: int) -> None:
     data = open(path, "rb").read()
     with open(path, "wb") as f:
         f.write(data[: len(data) // 2])  # a torn upload / bit rot: header promises more than is there
-
-
-def test_killed_worker_line_of_the_table():
-    """The killed-worker run itself is the slow test named in the module docstring."""
-    steps = [{"row_id": f"step-{s}", "status": "ok", "error": None} for s in range(1, 7)]
-    record_case(
-        "training worker killed mid-epoch (FailureConfig)",
-        "train fault",
-        rows=steps,
-        expected_ids={f"step-{s}" for s in range(1, 7)},
-        rows_in=6,
-        same_as_baseline=True,
-        note="rows = training steps in metrics.jsonl; run by tests/train/test_ray_train.py::"
-        "test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched (slow)",
-    )
 
 
 def test_a_corrupt_newest_checkpoint_is_not_loaded_silently(tmp_path, tiny_adapter_dir):

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from tests.fixtures.reliability import record_case
 from tests.fixtures.train import assert_adapter_only, assert_loss_falls, assert_optimizer_state
 from vsd import storage
 from vsd.config import from_dict
@@ -42,6 +43,18 @@ def test_zero2_local_survives_a_killed_worker_and_resumes_when_relaunched(
     result = train(cfg, run)
     assert result.error is None
     rows = _metrics(run)
+    # The reliability table's line for this fault, from the steps this run actually logged
+    # (recorded before the assertions, so a failing run still shows what it lost or doubled).
+    record_case(
+        "training worker killed mid-epoch (FailureConfig)",
+        "train fault",
+        rows=[{"row_id": f"step-{r['step']}", "status": "ok", "error": None} for r in rows],
+        expected_ids={f"step-{s}" for s in range(1, 7)},
+        rows_in=6,
+        same_as_baseline=[r["resumed_from"] for r in rows] == [0, 0, 2, 2, 2, 2],
+        note="rows = training steps in metrics.jsonl; worker killed at step 3, steps 3..6 redone "
+        "from checkpoint 2",
+    )
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(r["workers"] == 2 for r in rows)  # every worker reported every step
     # Steps after the kill were redone by a new worker group from checkpoint 2.

@@ -84,11 +84,23 @@ pairs. Rows with `status = error` carry the reason in `error` (`<reason>: <detai
 {error_lines}
 
 Refinement (`refine_status` of ok rows: `refined` every text rewritten and kept, `partial` some,
-`kept`/`skipped` none; a cut-off sentence is never refined) and flags (rows carrying each kind;
+`kept`/`skipped` none, `filled` some sentence filled in by repair; a cut-off sentence is never
+refined) and flags (rows carrying each kind;
 `truncated:*` the model hit its token budget, `repaired:*` the refined text was re-decoded to state
 task 1's relation, `not_repaired` task 1 and the boxes disagree):
 
 {_count_table("refine_status", counts.get("refine_status", {}), "(none)")}
+
+Who wrote each published sentence (`description_source` for `refined_description`,
+`descriptions_source` for `refined_descriptions`, one value per sentence): `model` -- the model's
+own sentence as generated; `refined` -- a model sentence the refiner changed under the guardrail;
+`model_completed` -- a forced opening stating task 1's relation, ended by the model; `template` --
+that forced opening alone. Only `model` and `refined` are the model's description; the other two
+state task 1's label in a fixed frame, and a row holding any of them has `refine_status = filled`.
+A model sentence that states another relation than task 1 is overwritten only when the boxes'
+geometry (with depth where present) sides with task 1; otherwise it is published as written and
+flagged `kept_disagreeing:*`. `vsd evaluate` reports the shares and scores model-written
+sentences apart from the published ones.
 
 {_count_table("flag", counts.get("flags", {}), "(no flags)")}
 

@@ -54,13 +54,20 @@ def summary_lines(report: dict) -> list[str]:
         )
     rows = description_rows(report)
     if rows:
-        lines.append("task variant   BLEU-1 BLEU-4 METEOR ROUGE-L CIDEr  relation")
+        lines.append("task variant       BLEU-1 BLEU-4 METEOR ROUGE-L CIDEr  relation")
         for task, variant, block in rows:
             cap = block.get("captions") or {}
             lines.append(
-                f"{task:>4} {variant:<8} {f(cap.get('Bleu_1'))} {f(cap.get('Bleu_4'))} {f(cap.get('METEOR'))} "
+                f"{task:>4} {variant:<13} {f(cap.get('Bleu_1'))} {f(cap.get('Bleu_4'))} {f(cap.get('METEOR'))} "
                 f"{f(cap.get('ROUGE_L'))}  {f(cap.get('CIDEr'))} {f(block['relation_in_text']['agree_share'])}"
             )
+    for task, prov in sorted((report.get("provenance") or {}).items()):
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in prov["shares"].items())
+        lost = prov["overwritten_true"]
+        lines.append(
+            f"{task} published sentences by writer: {shares or 'none'}; true sentences overwritten: "
+            f"{lost['sentences']} in {lost['rows']} rows"
+        )
     if report.get("spice"):
         lines.append(report["spice"])
     return lines

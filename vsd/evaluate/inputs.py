@@ -55,6 +55,8 @@ class Predictions:
     refined: dict[Key, Prediction] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # record_id -> error of its status=error row
     flags: dict[str, list[str]] = field(default_factory=dict)  # record_id -> its row's flags (annotation)
+    # (record_id, task) -> who wrote each refined sentence (annotation: description(s)_source), as a list
+    sources: dict[Key, list[str | None]] = field(default_factory=dict)
     rows: int = 0
     duplicates: int = 0
 
@@ -195,6 +197,8 @@ def _from_annotation(table: pa.Table, uri: str) -> Predictions:
             "descriptions",
             "refined_description",
             "refined_descriptions",
+            "description_source",
+            "descriptions_source",
             "flags",
         )
         if c in table.column_names
@@ -224,6 +228,12 @@ def _from_annotation(table: pa.Table, uri: str) -> Predictions:
         ):
             if value is not None:
                 preds.refined[(rid, task)] = value
+        for task, value in (
+            (2, [row["description_source"]] if row.get("description_source") else None),
+            (3, row.get("descriptions_source")),
+        ):
+            if value is not None and (rid, task) in preds.refined:
+                preds.sources[(rid, task)] = list(value)
     return preds
 
 

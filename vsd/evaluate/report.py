@@ -10,7 +10,10 @@ Scoring choices (documented in report.md too):
   caption metrics average over the sentences that exist, task-1 accuracy counts a missing
   answer as wrong (``accuracy_answered`` leaves them out);
 * annotation Parquet with ``refined_*`` texts is scored twice: ``raw`` and ``refined`` (a row
-  whose refinement is null keeps its raw text, as the published annotation does).
+  whose refinement is null keeps its raw text, as the published annotation does); with the
+  per-sentence writer recorded (``description(s)_source``) a third time, ``model_written``: the
+  published sentences less those repair filled in, and ``provenance`` says who wrote what
+  (`vsd.evaluate.provenance`) -- so a gain that filling in buys is visible as such.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from vsd import storage
 from vsd.annotate.repair import truncated_slots
 from vsd.errors import VSDError
 from vsd.evaluate.captions import METRICS, CaptionMetricsError, CaptionScorer
+from vsd.evaluate.diversity import diversity
 from vsd.evaluate.inputs import (
     Key,
     Prediction,
@@ -31,6 +35,7 @@ from vsd.evaluate.inputs import (
     load_references,
     require_overlap,
 )
+from vsd.evaluate.provenance import model_written, overwritten_true, source_shares
 from vsd.evaluate.relation_metrics import (
     classification_metrics,
     confusion_png,
@@ -94,6 +99,7 @@ def _score_descriptions(
     if task == 3:  # the prompt asks for three: how often that is what came back
         counts = [len(_sentences(3, variant[k])) for k in refs if k[1] == 3 and k in variant]
         out["three_sentence_share"] = round(sum(c == 3 for c in counts) / len(counts), 4) if counts else None
+        out["diversity"] = diversity([_sentences(3, variant[k]) for k in refs if k[1] == 3 and k in variant])
     out["relation_in_text"] = sentence_relation_agreement(items)
     if scorer is not None:
         out["captions"] = scorer.score(hyps, gts)
@@ -168,6 +174,13 @@ def score(preds: Predictions, refs: dict[Key, Reference], *, scorer: CaptionScor
             continue
         for name, variant in variants.items():
             report[f"task{task}"][name] = _score_descriptions(task, refs, variant, scorer)
+        if preds.sources:
+            own = model_written(preds, task)
+            report[f"task{task}"]["model_written"] = _score_descriptions(task, refs, own, scorer)
+            report.setdefault("provenance", {})[f"task{task}"] = {
+                **source_shares(preds, refs, task),
+                "overwritten_true": overwritten_true(preds, refs, task),
+            }
     if preds.refined:
         report["coverage"]["refined_texts"] = len(preds.refined)
     if preds.flags:
@@ -316,11 +329,41 @@ def to_markdown(report: dict) -> str:
                 for t, v, b in rows
             ],
         )
+    prov = report.get("provenance") or {}
+    if prov:
+        kinds = sorted({k for p in prov.values() for k in p["counts"]}, key=_source_order)
+        lines += [
+            "## Who wrote the published descriptions",
+            "",
+            "`model`/`refined`: the model's own sentences (as written / polished by the refiner); "
+            "`model_completed`/`template`: filled in by repair (task 1's label in a forced opening, "
+            "ended by the model / alone). `model_written` rows above score only the model's own.",
+            "",
+        ]
+        lines += _table(
+            ["task", "sentences", *kinds, "filled in", "true sentences overwritten (rows)"],
+            [
+                [
+                    t[-1],
+                    p["sentences"],
+                    *[p["shares"].get(k, 0.0) for k in kinds],
+                    p["filled_share"],
+                    f"{p['overwritten_true']['sentences']} ({p['overwritten_true']['rows']})",
+                ]
+                for t, p in sorted(prov.items())
+            ],
+        )
     shares = [(v, b["three_sentence_share"]) for t, v, b in rows if t == 3 and "three_sentence_share" in b]
     if shares or report.get("description_flags"):
         lines += ["## Descriptions as training data", ""]
         lines += [
             f"- task-3 answers with exactly three sentences ({v}): {_fmt(share)}" for v, share in shares
+        ]
+        lines += [
+            f"- task-3 diversity ({v}): distinct-2 {_fmt(b['diversity']['distinct_2'])}, "
+            f"self-BLEU-4 within an answer {_fmt(b['diversity']['self_bleu'])} (lower: more varied)"
+            for t, v, b in rows
+            if t == 3 and "diversity" in b
         ]
         lines += [
             f"- rows flagged `{k}`: {n}" for k, n in (report.get("description_flags") or {}).items()
@@ -330,6 +373,12 @@ def to_markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _source_order(kind: str) -> int:
+    from vsd.annotate.repair import SOURCES
+
+    return SOURCES.index(kind) if kind in SOURCES else len(SOURCES)
 
 
 def write_report(report: dict, out_dir: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ from vsd.errors import VSDError
 LM_PROJECTIONS = "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
 DEFAULT_TARGETS = rf".*language_model.*\.({LM_PROJECTIONS})"
 PROJECTOR = "multi_modal_projector"
+OUTPUT_HEAD = "lm_head"  # LlavaForConditionalGeneration's output projection (outside language_model)
 VISION_MARKERS = ("vision_tower", "vision_model", "image_newline")
 
 
@@ -38,6 +39,17 @@ class LoraSettings:
     train_projector: bool = describe(
         "train_projector", False, help="also train the vision-language projector (frozen in the paper)"
     )
+    lm_head: bool = describe(
+        "lm_head",
+        False,
+        help="also LoRA on the output head: needed when the answers use a token the base never "
+        "produced (the tiny demo base never wrote a line break, and LoRA on the projections alone "
+        "does not raise that token's logit in a short fine-tune)",
+    )
+
+    def targets(self) -> str:
+        """The full-match regex PEFT gets: ``target_modules``, and the output head with ``lm_head``."""
+        return f"(?:{self.target_modules})|{OUTPUT_HEAD}" if self.lm_head else self.target_modules
 
     def validate(self) -> None:
         if self.rank < 1:
@@ -67,7 +79,9 @@ def attach_lora(model, settings: LoraSettings | None = None):
 
     settings = settings or LoraSettings()
     settings.validate()
-    targets = matching_modules(model, settings.target_modules)
+    targets = matching_modules(model, settings.targets())
+    if settings.lm_head and not any(n == OUTPUT_HEAD for n in targets):
+        raise VSDError(f"lora.lm_head: the model has no {OUTPUT_HEAD} Linear module")
     if not targets:
         raise VSDError(
             f"lora.target_modules: {settings.target_modules!r} matches no Linear module of the model"
@@ -85,7 +99,7 @@ def attach_lora(model, settings: LoraSettings | None = None):
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
+        target_modules=settings.targets(),
         bias="none",
         modules_to_save=[PROJECTOR] if settings.train_projector else None,
     )

@@ -34,11 +34,18 @@ class RefineItem:
 
 @dataclass
 class RefineOutcome:
-    """The refined sentences and why any original was kept or dropped (one reason per sentence)."""
+    """The refined sentences and why any original was kept or dropped (one reason per sentence).
+
+    ``origins[k]``: the index of the input sentence that ``sentences[k]`` came from (a dropped repeat
+    shifts the rest), so who wrote each input sentence follows it through refinement."""
 
     sentences: list[str]
     status: str
     reasons: list[str] = field(default_factory=list)
+    origins: list[int] | None = None
+
+    def origin(self, k: int) -> int:
+        return self.origins[k] if self.origins is not None else k
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,12 @@ class OffRefiner(Refiner):
 
     def refine(self, items: list[RefineItem]) -> list[RefineOutcome]:
         return [
-            RefineOutcome(list(item.sentences), "skipped", ["refinement is off (refine.mode=off)"])
+            RefineOutcome(
+                list(item.sentences),
+                "skipped",
+                ["refinement is off (refine.mode=off)"],
+                list(range(len(item.sentences))),
+            )
             for item in items
         ]
 
@@ -121,8 +133,11 @@ class GuardedRefiner(Refiner):
         self, i: int, item: RefineItem, candidates: dict[tuple[int, int], list[str]]
     ) -> RefineOutcome:
         if not any(s and s.strip() for s in item.sentences):
-            return RefineOutcome(list(item.sentences), "skipped", ["no sentences to refine"])
+            return RefineOutcome(
+                list(item.sentences), "skipped", ["no sentences to refine"], list(range(len(item.sentences)))
+            )
         out: list[str] = []
+        origins: list[int] = []
         seen: dict[str, int] = {}  # dedupe key -> 1-based number of the input sentence it came from
         reasons: list[str] = []
         changed = kept = 0
@@ -130,6 +145,7 @@ class GuardedRefiner(Refiner):
             number = j + 1
             if not original or not original.strip():
                 out.append(original)
+                origins.append(j)
                 kept += 1
                 reasons.append(f"sentence {number}: empty, nothing to refine")
                 continue
@@ -145,6 +161,7 @@ class GuardedRefiner(Refiner):
                 rejected += 1
             if accepted is not None:
                 out.append(accepted)
+                origins.append(j)
                 seen.setdefault(dedupe_key(accepted), number)
                 changed += 1
                 continue
@@ -153,6 +170,7 @@ class GuardedRefiner(Refiner):
                 changed += 1
                 continue
             out.append(original)
+            origins.append(j)
             seen.setdefault(dedupe_key(original), number)
             kept += 1
             if first_reason is None:
@@ -161,4 +179,4 @@ class GuardedRefiner(Refiner):
                 first_reason += f" ({rejected} variants rejected)"
             reasons.append(f"sentence {number}: {first_reason}")
         status = "refined" if kept == 0 else ("kept_original" if changed == 0 else "partial")
-        return RefineOutcome(out, status, reasons)
+        return RefineOutcome(out, status, reasons, origins)

@@ -60,7 +60,11 @@ def write_checkpoint(peft_model, state: dict, meta: dict[str, Any], parent: str 
     """Write ``adapter/`` + ``meta.json`` into a new local directory and return it (meta last, so a
     directory with meta.json is complete)."""
     out = tempfile.mkdtemp(prefix=checkpoint_name(int(meta["step"])) + "-", dir=parent)
-    peft_model.save_pretrained(os.path.join(out, ADAPTER_DIR), state_dict=state, safe_serialization=True)
+    # LoRA on the output head (lora.lm_head) makes PEFT save the frozen head itself too by default:
+    # only the trained tensors in ``state`` belong in the adapter.
+    peft_model.save_pretrained(
+        os.path.join(out, ADAPTER_DIR), state_dict=state, safe_serialization=True, save_embedding_layers=False
+    )
     with open(os.path.join(out, META_FILE), "w") as f:
         json.dump(meta, f, indent=2, sort_keys=True)
     return out

@@ -33,13 +33,17 @@ class Prompt:
     """One question about an image: ``text`` is the user turn (no template, no ``<image>``).
 
     ``answer_prefix``: the answer's forced start (the engine continues it and returns only the
-    continuation); ``max_new_tokens``: this prompt's token budget (None: the engine config's)."""
+    continuation); ``max_new_tokens``: this prompt's token budget (None: the engine config's);
+    ``min_lines``: the answer may not end before it has this many lines -- task 3 is trained as
+    three sentences, one per line, and a small model's end-of-answer after the first is the base's
+    one-caption habit, not a choice of content; every word of every line is still the model's."""
 
     task: int
     text: str
     choices: tuple[str, ...] | None = None
     answer_prefix: str = ""
     max_new_tokens: int | None = None
+    min_lines: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -148,13 +148,16 @@ class SGLangEngine:
         )
 
     def sampling_params(
-        self, choices: tuple[str, ...] | None, max_new_tokens: int | None = None
+        self, choices: tuple[str, ...] | None, max_new_tokens: int | None = None, min_lines: int = 0
     ) -> dict[str, Any]:
         if choices is not None:
             longest = max(len(c.split()) for c in choices)
             return {"temperature": 0.0, "max_new_tokens": 4 * longest + 4, "regex": choice_regex(choices)}
         budget = max_new_tokens or self.cfg.max_new_tokens or DEFAULT_NEW_TOKENS
-        return {"temperature": self.cfg.temperature, "max_new_tokens": budget}
+        params = {"temperature": self.cfg.temperature, "max_new_tokens": budget}
+        if min_lines > 1:  # the answer's end is reachable only after that many non-empty lines
+            params["regex"] = r"[^\n]+(\n[^\n]+){" + str(min_lines - 1) + ",}"
+        return params
 
     def generate(self, batch: list[ImageRequest]) -> list[ImageResult]:
         check_requests(batch)
@@ -164,7 +167,7 @@ class SGLangEngine:
             for i, p in enumerate(req.prompts):  # one image's prompts adjacent: radix-cache hits
                 prompts.append(chat_prompt(p.text) + (" " + p.answer_prefix if p.answer_prefix else ""))
                 images.append(url)
-                params.append(self.sampling_params(p.choices, p.max_new_tokens))
+                params.append(self.sampling_params(p.choices, p.max_new_tokens, p.min_lines))
                 owners.append((req, i))
         answers: dict[str, list[Answer | None]] = {r.key: [None] * len(r.prompts) for r in batch}
         if prompts:

@@ -28,7 +28,7 @@ from vsd.annotate.engines import make_engine
 from vsd.annotate.engines.base import Engine, ImageRequest, ImageResult, Prompt, account
 from vsd.annotate.engines.prompting import scene_prompts, task_prompts
 from vsd.annotate.items import SCENE, error_text, fail_pair, from_table, ok_pairs, to_table
-from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan
+from vsd.annotate.repair import REPAIR_TOKENS, Repair, finish, plan, source_of
 from vsd.annotate.stages.base import (
     Resources,
     RunContext,
@@ -59,6 +59,12 @@ class GenerateStageConfig:
         "contradicts task 1, with its start forced to state task 1's relation (the original stays "
         "in description(s), the repair goes to refined_*; never when task 1 and geometry disagree)",
     )
+    min_lines: int = describe(
+        "min_lines",
+        3,
+        help="task 3 may not end before this many lines (one sentence per line, as trained; "
+        "the end-of-answer token is masked until then, every word stays the model's); 0: no floor",
+    )
     resources: Resources = resources(
         "engine actors: concurrency = model copies (one per GPU); num_cpus = its "
         "torch threads (hf on CPU) or SGLANG_CPU_WORKERS; batch_size default "
@@ -83,6 +89,7 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
             "tasks": list(cfg.tasks),
             "engine_factory": ctx.engine_factory,
             "repair": cfg.stages.generate.repair,
+            "min_lines": cfg.stages.generate.min_lines,
             "run_id": ctx.run_id,
         },
     )
@@ -126,9 +133,11 @@ class GenerateStageUDF:
         engine_factory: Callable[[EngineConfig], Engine] | None = None,
         repair: bool = True,
         run_id: str = "",
+        min_lines: int = 3,
     ):
         self.tasks = sorted(set(tasks))
         self.repair = repair
+        self.min_lines = min_lines
         self.budgets = token_budgets(engine)
         # The engine dies with the processes it started (SGLang's scheduler, detokenizer).
         start = engine_factory or make_engine
@@ -136,7 +145,11 @@ class GenerateStageUDF:
 
     def prompts(self, pair: dict) -> list[Prompt]:
         return [
-            dataclasses.replace(p, max_new_tokens=self.budgets.get(p.task)) if p.choices is None else p
+            dataclasses.replace(
+                p, max_new_tokens=self.budgets.get(p.task), min_lines=self.min_lines if p.task == 3 else 0
+            )
+            if p.choices is None
+            else p
             for p in prompts_for(pair, self.tasks)
         ]
 
@@ -202,6 +215,8 @@ class GenerateStageUDF:
             return []
         pair["refined_description"] = kept["task2"]
         pair["refined_descriptions"] = kept["task3"]
+        pair["description_source"] = kept["task2_source"]
+        pair["descriptions_source"] = kept["task3_sources"]
         return [(pair, r) for r in todo]
 
     def _repair(self, repairs: list[tuple[ImageRequest, list[tuple[dict, Repair]]]]) -> None:
@@ -221,9 +236,11 @@ class GenerateStageUDF:
                 )
                 if repair.task == 2:
                     pair["refined_description"] = text
+                    pair["description_source"] = source_of(repair, text)
                     pair["flags"].append(f"repaired:task2 ({repair.why})")
                 else:
                     pair["refined_descriptions"][repair.slot] = text
+                    pair["descriptions_source"][repair.slot] = source_of(repair, text)
                     pair["flags"].append(f"repaired:task3.{repair.slot} ({repair.why})")
 
     def _generate(self, requests: list[ImageRequest]) -> list[ImageResult | str]:

@@ -174,8 +174,9 @@ class HFEngine:
                     ]
                     for r, p in zip(reqs, plans)
                 ]
+                lines = [[r.prompts[idx].min_lines for idx, _ in p.gen] for r, p in zip(reqs, plans)]
                 with self._phase("decode"):
-                    for n, texts in enumerate(self._decode(ctx, plans, starts, limits)):
+                    for n, texts in enumerate(self._decode(ctx, plans, starts, limits, lines)):
                         for idx, ans in texts:
                             out[reqs[n].key][idx] = ans
         return out  # type: ignore[return-value]
@@ -299,17 +300,38 @@ class HFEngine:
             result.append(scored)
         return result
 
-    def _decode(self, ctx, plans: list[ImagePlan], starts: list[int], limits: list[list[int]]):
+    def _newline_ids(self):
+        """Token ids whose text holds a line break (a line of a task-3 answer ends with one)."""
+        import torch
+
+        if getattr(self, "_newlines", None) is None:
+            vocab = range(len(self.tokenizer))
+            ids = [i for i in vocab if "\n" in self.tokenizer.decode([i])]
+            self._newlines = torch.tensor(ids or [-1], dtype=torch.long, device=self.device)
+        return self._newlines
+
+    def _decode(
+        self,
+        ctx,
+        plans: list[ImagePlan],
+        starts: list[int],
+        limits: list[list[int]],
+        min_lines: list[list[int]] | None = None,
+    ):
         """Tasks 2/3: suffixes of every image prefilled as rows, then decoded together, each row
-        until its EOS or its own token budget (``limits``, per plan and generated prompt)."""
+        until its EOS or its own token budget (``limits``, per plan and generated prompt); a row
+        with ``min_lines`` cannot end (EOS masked) before it has written that many lines."""
         import torch
 
         G = max(len(p.gen) for p in plans)
         rows: list[list[int] | None] = []
         budget: list[int] = []
-        for p, lim in zip(plans, limits):
+        breaks: list[int] = []  # line breaks each row must write before it may end
+        for n, (p, lim) in enumerate(zip(plans, limits)):
             rows += [s for _, s in p.gen] + [None] * (G - len(p.gen))
             budget += list(lim) + [1] * (G - len(p.gen))
+            want = min_lines[n] if min_lines else [0] * len(p.gen)
+            breaks += [max(0, m - 1) for m in want] + [0] * (G - len(p.gen))
         R = len(rows)
         S0 = max(len(s) if s else 1 for s in rows)
         T = max(budget)
@@ -345,8 +367,20 @@ class HFEngine:
         out = torch.full((R, T), self.pad_id, dtype=torch.long, device=self.device)
         done = ~live
         last = torch.tensor(budget, device=self.device) - 1  # the step at which each row's budget ends
+        need = torch.tensor(breaks, device=self.device)
+        written = torch.zeros_like(need)
+        open_line = need > 0  # a line was just broken: it must get words before the answer ends
+        newline = self._newline_ids() if any(breaks) else None
         for t in range(T):
+            if newline is not None:
+                logits = logits.clone()
+                early = (written < need) | open_line
+                logits[:, self.eos_id] = torch.where(early, NEG, logits[:, self.eos_id])
             nxt = self._next_token(logits)
+            if newline is not None:
+                broke = torch.isin(nxt, newline)
+                written = written + broke.long()
+                open_line = broke & (need > 0)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             out[:, t] = nxt
             done = done | (nxt == self.eos_id) | (last <= t)
