@@ -16,6 +16,7 @@ the endpoint and credentials come from the same place as every other read and wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -345,10 +346,14 @@ def _fit_pinned_to_this_cluster(trainer, run_uri: str, rows=None, progress=None)
     ref = task.remote(trainer, run_uri)
     if rows is None or progress is None:
         return ray.get(ref)
+    console = True
     while True:  # print each step's row as the controller combines it
         ready, _ = ray.wait([ref], timeout=0.5)
-        while not rows.empty():
-            progress(rows.get_nowait())
+        try:
+            while console and not rows.empty():
+                progress(rows.get_nowait())
+        except ray.exceptions.RayError:  # the queue went with a lost node: the table stops, not the run
+            console = False
         if ready:
             return ray.get(ref)
 
@@ -394,7 +399,11 @@ def train(cfg: TrainConfig, out_uri: str, progress=None) -> TrainResult:
 
         if not ray.is_initialized():
             ray.init()
-        rows = Queue(actor_options={"num_cpus": 0})
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # On the driver's node, like the controller: losing a worker node must not take it along.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        rows = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -419,7 +428,8 @@ def train(cfg: TrainConfig, out_uri: str, progress=None) -> TrainResult:
         result, error = _fit_pinned_to_this_cluster(trainer, out_uri, rows, progress)
     finally:
         if rows is not None:
-            rows.shutdown()
+            with contextlib.suppress(Exception):  # already gone with its node: nothing to release
+                rows.shutdown()
     from vsd.train.checkpoint import latest
 
     metrics: dict[str, Any] = dict(result.metrics or {}) if result is not None else {}
