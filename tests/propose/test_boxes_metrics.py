@@ -83,3 +83,25 @@ def test_synthetic_truth_covers_every_drawn_shape():
     x0, y0, x1, y1 = scene.subject.box
     assert objects[0].box == (x0 / 80, y0 / 60, x1 / 80, y1 / 60)
     assert all(o.label in VOCABULARY for o in objects) and len(VOCABULARY) == 72 == len(set(VOCABULARY))
+
+
+def test_true_pair_rank_needs_both_names_boxes_and_roles():
+    from vsd.propose.metrics import pair_recall, true_pair_rank
+    from vsd.propose.pairs import ProposedPair
+
+    subject = TrueObject("red circle", (0.1, 0.1, 0.3, 0.3))
+    object_ = TrueObject("blue square", (0.4, 0.1, 0.8, 0.5))
+    s = Detection((0.1, 0.1, 0.3, 0.31), "red circle", 0.9)
+    o = Detection((0.41, 0.1, 0.8, 0.5), "blue square", 0.8)
+    misnamed = Detection(o.box, "blue diamond", 0.8)
+    elsewhere = Detection((0.1, 0.6, 0.3, 0.9), "blue square", 0.8)
+    pairs = [
+        ProposedPair(o, s, 0.9),  # roles swapped
+        ProposedPair(s, misnamed, 0.8),  # wrong name
+        ProposedPair(s, elsewhere, 0.7),  # right name, wrong place
+        ProposedPair(s, o, 0.6),  # the true pair, 4th
+    ]
+    assert true_pair_rank(pairs, subject, object_) == 4
+    assert true_pair_rank(pairs[:3], subject, object_) is None
+    assert pair_recall([1, 4, None, 2], (1, 2, 4)) == {"@1": 0.25, "@2": 0.5, "@4": 0.75}
+    assert pair_recall([], (4,)) == {"@4": 0.0}

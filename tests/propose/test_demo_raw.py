@@ -92,5 +92,14 @@ def test_raw_section_end_to_end(ray_local, tmp_path):
         p["detected_pair_rows"] + p["scene_level_rows"] == p["rows"] and p["images_with_detected_pairs"] >= 3
     )
     assert p["matched_pairs"] <= p["detected_pair_rows"] and raw["meets_targets"] in (True, False)
-    lines = demo_raw.summary_lines(raw)
-    assert "recall" in lines[1] and "task-1 accuracy" in lines[2] and "boxes alone" in lines[2]
+    h = raw["hidden"]["detection"]
+    assert raw["hidden"]["seed"] != SEED and h["images"] == 6 and 0 <= h["recall"] <= h["box_recall"] <= 1
+    for m in (d, h):
+        assert set(m["pair_recall"]) == {"@1", "@2", "@4"}
+        assert m["pair_recall"]["@1"] <= m["pair_recall"]["@2"] <= m["pair_recall"]["@4"] <= 1
+    # the proposals scored for pair recall are the ones annotated: @4 (the stage's 4 pairs) counts
+    # the scenes the annotation rows show with the true pair
+    assert abs(round(d["pair_recall"]["@4"] * 6) - p["images_with_true_pair_proposed"]) <= 1
+    text = "\n".join(demo_raw.summary_lines(raw))
+    assert "demo seed 1000: recall" in text and "hidden seed" in text and "task-1 accuracy" in text
+    assert "boxes alone" in text and "top-K" in text

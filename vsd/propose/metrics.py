@@ -85,3 +85,27 @@ def evaluate_detections(
         box_recall=_ratio(box_tp, n_truth),
         box_precision=_ratio(box_tp, n_det),
     )
+
+
+def true_pair_rank(pairs: Sequence, subject, object_, iou_threshold: float = 0.5) -> int | None:
+    """1-based rank of the first proposed pair whose subject matches ``subject`` and object matches
+    ``object_`` (right names, IoU >= ``iou_threshold``, same roles), or None: where the pair the
+    scene is about stands among what the propose stage hands to the model."""
+    for rank, pair in enumerate(pairs, 1):
+        s, o = pair.subject, pair.object
+        if (
+            s.label == subject.label
+            and o.label == object_.label
+            and iou(s.box, subject.box) >= iou_threshold
+            and iou(o.box, object_.box) >= iou_threshold
+        ):
+            return rank
+    return None
+
+
+def pair_recall(ranks: Sequence[int | None], ks: Sequence[int] = (1, 2, 4)) -> dict[str, float]:
+    """Share of scenes whose true pair is among the top K proposals, per K (``{"@1": ..}``), from
+    `true_pair_rank` of each scene. Why several K: with both roles proposed, K=2 is the best
+    unordered pair and K=4 the two best — the demo annotates 4."""
+    n = len(ranks)
+    return {f"@{k}": _ratio(sum(r is not None and r <= k for r in ranks), n) for k in ks}
