@@ -60,9 +60,12 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         raw["detection"]["images"] == 8
         and 0 <= raw["detection"]["recall"] <= raw["detection"]["box_recall"] <= 1
     )
+    # the targets hold on the demo's scenes and on the hidden seed alike (the worse of the two)
+    hidden, k = raw["hidden"]["detection"], f"@{raw['detector']['pairs']['max_pairs']}"
     reached = [
-        raw["detection"]["recall"] >= 0.9,
-        raw["detection"]["precision"] >= 0.8,
+        min(raw["detection"]["recall"], hidden["recall"]) >= 0.9,
+        min(raw["detection"]["precision"], hidden["precision"]) >= 0.8,
+        min(raw["detection"]["pair_recall"][k], hidden["pair_recall"][k]) >= 0.9,
         (raw["pairs"]["task1_accuracy_matched"] or 0) >= 0.8,
     ]
     assert raw["targets"] == demo_raw.TARGETS and raw["meets_targets"] == all(reached)
