@@ -104,8 +104,6 @@ class Committer:
         self.out, self.prov, self.lease = out, prov, lease
         self.pending: list[table.Part] = []
         self.last = time.monotonic()
-        self.committed = 0
-        self.versions: list[int] = []
         self.ids = out.ids().snapshot()  # the key set changes only at the run's end (compaction)
 
     def add(self, part: table.Part) -> None:
@@ -118,10 +116,7 @@ class Committer:
             if self.lease is not None:
                 self.lease.check()
             fresh = fresh_sources(self.out, self.pending, self.ids)
-            version = table.commit_parts(self.out.root, self.pending, self.prov.metadata(), fresh=fresh)
-            if version is not None:
-                self.versions.append(version)
-            self.committed += len(self.pending)
+            table.commit_parts(self.out.root, self.pending, self.prov.metadata(), fresh=fresh)
             self.pending = []
         self.last = time.monotonic()
 
@@ -129,8 +124,14 @@ class Committer:
 def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict[str, int]:
     """Commit every part an uncompacted progress entry names that the table lacks (a run killed
     between write and commit); returns {run_id: parts committed now}."""
-    done = {}
-    for run_id, uris in out.progress().items():
+    done: dict[str, int] = {}
+    entries = out.progress()
+    if not entries:
+        return done
+    # Runs' parts are disjoint: one look at the table (and the key set) serves every run below.
+    before = table.active_paths(table.ensure(out.root))
+    ids = ids if ids is not None else out.ids().snapshot()
+    for run_id, uris in entries.items():
         parts = [
             table.Part(meta["vsd.run_date"], meta["vsd.part"], json.loads(meta["vsd.counts"]).get("rows"))
             for _, meta, _ in out.read_progress(uris, drop_orphans=False)
@@ -141,10 +142,9 @@ def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict
         prov = {k: record.get(k) for k in Provenance.__dataclass_fields__}
         if lease is not None:
             lease.check()
-        before = table.active_paths(table.ensure(out.root))
         todo = [p for p in parts if p.path not in before]
         if todo:
-            fresh = fresh_sources(out, todo, ids if ids is not None else out.ids().snapshot())
+            fresh = fresh_sources(out, todo, ids)
             table.commit_parts(out.root, todo, prov, operation="recover", fresh=fresh)
             done[run_id] = len(todo)
     return done
