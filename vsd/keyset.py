@@ -31,7 +31,7 @@ import hashlib
 import json
 import posixpath
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -218,21 +218,38 @@ class KeySet:
         snap.runs.sort()
         return snap
 
-    def add(self, keys: Iterable[bytes], generation: str) -> int:
+    def add(self, keys: Iterable[bytes] | np.ndarray, generation: str, level0: bool | None = None) -> int:
         """Write ``keys`` as generation ``generation`` of each bucket they fall in (idempotent:
-        writing the same generation again rewrites the same files). Returns how many keys."""
-        arr = as_array(keys)
+        writing the same generation again rewrites the same files). ``level0``: one level-0 run
+        (default: while small); False for the chunks of a large addition, which must not pile up
+        as runs that a compaction would then load whole. Returns how many keys."""
+        arr = keys if isinstance(keys, np.ndarray) else as_array(keys)
         if not len(arr):
             return 0
         if not storage.exists(self._meta_uri):
             storage.write_text(
                 self._meta_uri, json.dumps({"buckets": self.buckets, "key_bytes": KEY_BYTES}) + "\n"
             )
-        if len(arr) <= L0_MAX_KEYS:
+        if level0 if level0 is not None else len(arr) <= L0_MAX_KEYS:
             self._write_at(storage.join(self.root, L0_DIR), generation, arr)
         else:
             self._spill(arr, generation)
         return len(arr)
+
+    def by_bucket(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every key, one bucket at a time, sorted and unique (as `_void` scalars): what a diff of
+        two sets reads, in memory bounded by one bucket plus the (small) level-0 runs."""
+        snap = self.snapshot()
+        l0 = storage.join(self.root, L0_DIR)
+        runs = [_load_keys(f"{l0}/{r}.keys").view(np.uint8).reshape(-1, KEY_BYTES) for r in snap.runs]
+        run_keys = np.concatenate(runs) if runs else np.zeros((0, KEY_BYTES), np.uint8)
+        run_buckets = bucket_of(run_keys, self.buckets)
+        for bucket in range(self.buckets):
+            parts = [run_keys[run_buckets == bucket]] + [
+                _load_keys(f"{_bucket_dir(self.root, bucket)}/{g}.keys").view(np.uint8).reshape(-1, KEY_BYTES)
+                for g in snap.files.get(bucket, [])
+            ]
+            yield bucket, np.unique(_void(np.concatenate(parts)))
 
     def _spill(self, arr: np.ndarray, generation: str) -> None:
         by_bucket = bucket_of(arr, self.buckets)

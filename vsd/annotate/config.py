@@ -69,6 +69,15 @@ class InputConfig:
         help="rows per input shard made from a folder/manifest/VSD input (the unit of "
         "incrementality: a night re-reads only unfinished shards)",
     )
+    prune: str = describe(
+        "prune",
+        "auto",
+        choices=["auto", "on", "off"],
+        help="a file deleted from the source leaves the output's current rows at the next run "
+        "(earlier nights keep it for as_of reads). auto: for a folder or prefix (its listing is the "
+        "whole source), not for a manifest or VSD JSON (often a night's new rows only); on: also "
+        "for those (the manifest lists everything); off: append-only",
+    )
 
     def validate(self) -> None:
         if self.shard_rows < 1:

@@ -71,11 +71,6 @@ def listing_key(source_key: str) -> bytes:
     return key_of("s:" + source_key)
 
 
-def uri_key(source_uri: str) -> bytes:
-    """Whether some version of this file was annotated: a new version of it supersedes that row."""
-    return key_of("u:" + source_uri)
-
-
 def _files(uri: str, recursive: bool = True) -> list[pafs.FileInfo]:
     fs, base = storage.resolve(uri)
     if fs.get_file_info(base).type != pafs.FileType.Directory:

@@ -44,7 +44,9 @@ from vsd.annotate.output.lease import Lease
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
 from vsd.annotate.stages.write import RunMeta, write_json
+from vsd.annotate.output.prune import prune
 from vsd.corpus import Corpus, Shard, sync
+from vsd.corpus.listing import ListingResult
 from vsd.raycluster import connect
 from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
@@ -84,6 +86,8 @@ class InputPlan:
     new_rows: int = 0
     problems: list[str] = field(default_factory=list)
     repeated: list[str] = field(default_factory=list)
+    repeats: int = 0
+    listing: ListingResult | None = None
 
     @property
     def rows(self) -> int:
@@ -115,6 +119,7 @@ def plan_input(cfg: AnnotateConfig, out: Output) -> InputPlan:
     src = cfg.input
     if src.format == "corpus" or (src.format == "auto" and Corpus.is_corpus(src.uri)):
         corpus, kind, new_rows, problems, repeated = Corpus.open(src.uri), "corpus", 0, [], []
+        repeats, listing = 0, None
     else:
         corpus = Corpus.open_or_create(out.path("corpus"))
         report = sync(
@@ -127,12 +132,14 @@ def plan_input(cfg: AnnotateConfig, out: Output) -> InputPlan:
             shard_rows=cfg.input.shard_rows,
             follow_dir_links=src.follow_dir_links,
             allowed_roots=src.allowed_roots,
+            prune=src.prune,
         )
         kind, new_rows, problems, repeated = report.source.kind, report.new, report.problems, report.repeated
+        repeats, listing = report.repeats, report.listing
     shards = corpus.shards()
     finished = out.finished_shards()
     todo = [s for s in shards if s.name not in finished]
-    return InputPlan(corpus, kind, todo, len(shards), new_rows, problems, repeated)
+    return InputPlan(corpus, kind, todo, len(shards), new_rows, problems, repeated, repeats, listing)
 
 
 def _ledger(output: str, run_id: str):
@@ -251,6 +258,15 @@ def _run_leased(
     if adopted:
         echo(f"{cfg.output}: {adopted} part(s) written before the output was a table are its first commit")
     plan = plan_input(cfg, out)
+    if plan.listing is not None and plan.listing.note:
+        echo(f"deleted files: {plan.listing.note}")
+    if cfg.input.prune != "off":
+        committer.lease.check()
+        removed, version = prune(out, plan.corpus.root)
+        if removed:
+            echo(
+                f"{removed} row(s) of files deleted from the source left the current table (version {version})"
+            )
     for line in plan.repeated[:20]:
         echo(f"duplicate in source (skipped): {printable(line, 500)}")
     for line in plan.problems[:20]:
@@ -287,7 +303,7 @@ def _run_leased(
     counts["skipped"] = {
         "already_annotated": report["skipped_done"],
         "duplicate_content": report["skipped_duplicate"],
-        "duplicate_in_source": len(plan.repeated),
+        "duplicate_in_source": plan.repeats,
         "source_problems": len(plan.problems),
     }
     counts["deferred"] = report["deferred"]

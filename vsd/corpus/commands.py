@@ -49,6 +49,13 @@ def add_parser(subparsers) -> None:
         "the folder and loops are never followed); default: links to directories are reported, not entered",
     )
     s.add_argument(
+        "--prune",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="record the files the last sync listed and this one lacks, for each output to delete at "
+        "its next run (auto: for a folder or prefix, not a manifest, which may list only new rows)",
+    )
+    s.add_argument(
         "--ray-address", help="Ray cluster for the parallel listing (default: RAY_ADDRESS or a local one)"
     )
     s.set_defaults(func=run_sync)
@@ -84,16 +91,26 @@ def run_sync(args: argparse.Namespace) -> int:
         args.shard_rows,
         parallel=parallel,
         follow_dir_links=args.follow_dir_links,
+        prune=args.prune,
     )
     for line in (report.repeated + report.problems)[:20]:
         print(f"skipped: {printable(line, 500)}")
-    if len(report.repeated + report.problems) > 20:
-        print(f"skipped: ... and {len(report.repeated + report.problems) - 20} more")
+    if report.repeats + len(report.problems) > 20:
+        print(f"skipped: ... and {report.repeats + len(report.problems) - 20} more")
     print(
         f"{printable(args.source)}: {report.listed} listed, {report.new} new in {len(report.shards)} shard(s); "
         f"{corpus.root} now has {len(corpus.shards())} shard(s)"
         + (f"; {len(report.problems)} problem(s) skipped" if report.problems else "")
     )
+    if report.listing is not None:
+        gone = report.listing.gone
+        print(
+            f"deleted files: {report.listing.note}"
+            if report.listing.note
+            else f"deleted files: {gone} since the last sync (outputs remove their rows at their next run)"
+            if gone is not None
+            else "deleted files: this listing is the first one kept; the next sync compares with it"
+        )
     return 0
 
 

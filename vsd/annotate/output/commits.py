@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 import pyarrow.parquet as pq
 
 from vsd import storage
-from vsd.annotate.index import Output, uri_key
+from vsd.annotate.index import Output
+from vsd.corpus.listing import uri_key
 from vsd.annotate.output import table
 from vsd.annotate.output.lease import Lease
 from vsd.errors import VSDError

@@ -26,26 +26,28 @@ def delete_sources(root: str, uris: list[str], reason: str) -> tuple[int | None,
         raise VSDError(f"output: {root} is not an annotation output (no table there)")
     with Lease(out.vsd, "delete") as lease:
         lease.check()
-        delta = table.open_table(out.root)
-        removes, rewritten, n = table.supersede(out.root, delta, {u: set() for u in uris})
-        if not removes:
-            return None, 0
-        from deltalake.transaction import CommitProperties
+        return remove_uris(out.root, uris, {"vsd.operation": "delete", "vsd.reason": reason})
 
-        meta = {
-            "vsd.operation": "delete",
-            "vsd.reason": reason,
-            "vsd.by": getpass.getuser(),
-            "vsd.rows": str(n),
-        }
-        delta.create_write_transaction(
-            rewritten + removes,
-            mode="append",
-            schema=delta.schema(),
-            partition_by=[table.PARTITION],
-            commit_properties=CommitProperties(custom_metadata=meta),
-        )
-        return table.open_table(out.root).version(), n
+
+def remove_uris(root: str, uris: list[str], meta: dict[str, str]) -> tuple[int | None, int]:
+    """One commit taking out every current row of ``uris`` (the caller holds the lease), with
+    ``meta`` and who did it in the commit; (version, rows removed), (None, 0) if none matched."""
+    from deltalake.transaction import CommitProperties
+
+    delta = table.open_table(root)
+    removes, rewritten, n = table.supersede(root, delta, {u: set() for u in uris})
+    if not removes:
+        return None, 0
+    delta.create_write_transaction(
+        rewritten + removes,
+        mode="append",
+        schema=delta.schema(),
+        partition_by=[table.PARTITION],
+        commit_properties=CommitProperties(
+            custom_metadata={**meta, "vsd.by": getpass.getuser(), "vsd.rows": str(n)}
+        ),
+    )
+    return table.open_table(root).version(), n
 
 
 def add_parser(subparsers) -> None:

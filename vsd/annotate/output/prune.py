@@ -1,0 +1,76 @@
+"""Deleted source files leave the current table: each ``_gone`` set of the corpus, applied once.
+
+`vsd.corpus.listing` records, per sync, the source URIs the previous listing had and this one
+lacks. Before a run writes anything (under the output's lease) every such set the output has not
+applied yet is looked up in the table's ``source_uri`` column -- one column, file by file, so a
+night without deletions reads nothing and one with deletions reads a column, not the rows -- and
+the matching rows leave the current table in one commit (``vsd.operation = prune``); earlier
+nights keep them for ``as_of`` reads until a vacuum. ``__vsd/pruned.json`` lists the sets applied:
+a crash between the commit and that file only makes the next run find nothing left to remove.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+import pyarrow.parquet as pq
+
+from vsd import storage
+from vsd.annotate.index import Output
+from vsd.annotate.output import table
+from vsd.annotate.output.delete import remove_uris
+from vsd.corpus.listing import gone_keys, gone_syncs, uri_key
+
+APPLIED_FILE = "pruned.json"
+
+
+def applied(out: Output) -> list[str]:
+    try:
+        return json.loads(storage.read_text(out.path(APPLIED_FILE)))["applied"]
+    except FileNotFoundError:
+        return []
+
+
+def pending(out: Output, corpus_root: str) -> list[str]:
+    """The corpus's sets of deleted files this output has not applied yet."""
+    done = set(applied(out))
+    return [s for s in gone_syncs(corpus_root) if s not in done]
+
+
+def gone_uris(root: str, syncs: list[str], corpus_root: str) -> list[str]:
+    """The source URIs of current rows that one of ``syncs`` found deleted."""
+    snaps = [gone_keys(corpus_root, s).snapshot() for s in syncs]
+    delta = table.open_table(root)
+    fs, base = storage.resolve(root)
+    found: set[str] = set()
+    for path in sorted(table.active_paths(delta)):
+        uris = pq.read_table(posixpath.join(base, path), columns=["source_uri"], filesystem=fs)
+        values = [u for u in set(uris.column("source_uri").to_pylist()) if u]
+        keys = [uri_key(u) for u in values]
+        hit = [False] * len(values)
+        for snap in snaps:
+            hit = [h or c for h, c in zip(hit, snap.contains(keys))]
+        found.update(u for u, h in zip(values, hit) if h)
+    return sorted(found)
+
+
+def prune(out: Output, corpus_root: str) -> tuple[int, int | None]:
+    """Apply every pending set (the caller holds the lease); (rows removed, table version)."""
+    syncs = pending(out, corpus_root)
+    if not syncs:
+        return 0, None
+    version, n = None, 0
+    if table.exists(out.root):
+        uris = gone_uris(out.root, syncs, corpus_root)
+        if uris:
+            version, n = remove_uris(
+                out.root,
+                uris,
+                {
+                    "vsd.operation": "prune",
+                    "vsd.reason": f"deleted from the source (corpus syncs {', '.join(syncs)})",
+                },
+            )
+    storage.write_text(out.path(APPLIED_FILE), json.dumps({"applied": applied(out) + syncs}, indent=1) + "\n")
+    return n, version
