@@ -12,8 +12,8 @@ from vsd import storage
 from vsd.corpus import Corpus, sync
 from vsd.corpus import spill as spill_module
 from vsd.corpus.shards import source_key
-from vsd.corpus.sync import write_new
 from vsd.corpus.sources import read_manifest
+from vsd.corpus.sync import write_new
 from vsd.keyset import key_of
 
 

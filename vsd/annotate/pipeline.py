@@ -41,10 +41,10 @@ from vsd.annotate.output.commits import (
     write_start_record,
 )
 from vsd.annotate.output.lease import Lease
+from vsd.annotate.output.prune import prune
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
 from vsd.annotate.stages.write import RunMeta, write_json
-from vsd.annotate.output.prune import prune
 from vsd.corpus import Corpus, Shard, sync
 from vsd.corpus.listing import ListingResult
 from vsd.raycluster import connect

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from vsd import storage
+from vsd.corpus.listing import Listing, ListingResult, prunes
 from vsd.corpus.shards import DEFAULT_SHARD_ROWS, Corpus, Shard, new_sync_id, source_key
 from vsd.corpus.sources import (
     Source,
@@ -28,7 +29,6 @@ from vsd.corpus.sources import (
     read_vsd_source,
     top_level,
 )
-from vsd.corpus.listing import Listing, ListingResult, prunes
 from vsd.corpus.spill import SpillingKeys
 from vsd.keyset import KeySet, Snapshot, key_of
 from vsd.text import printable

@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from vsd import storage
 from vsd.annotate.index import Output
-from vsd.corpus.listing import uri_key
 from vsd.annotate.output import table
 from vsd.annotate.output.lease import Lease
+from vsd.corpus.listing import uri_key
 from vsd.errors import VSDError
 from vsd.keyset import Snapshot
 

@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 
 from vsd import storage
 from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plain
-from vsd.corpus.listing import uri_key
 from vsd.annotate.items import from_table
 from vsd.annotate.output.table import FILE_SCHEMA
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
+from vsd.corpus.listing import uri_key
 from vsd.schema import ANNOTATION_SCHEMA, IMAGE, PAIR, annotation_columns, to_table
 
 if TYPE_CHECKING:
