@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,26 @@ def resolve_uri(value: str, base: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Folders and prefixes
 # ----------------------------------------------------------------------------------------------
+
+
+def under_roots(uri: str, roots: list[str]) -> bool:
+    """Is ``uri`` (already normalised) inside one of ``roots``? Local paths are compared after
+    resolving symbolic links, so a link inside the corpus cannot point out of it."""
+    if not roots:
+        return True
+    target = resolve_uri(uri, "/")
+    for root in roots:
+        root = resolve_uri(root, "/")
+        if storage.is_s3(target) != storage.is_s3(root):
+            continue
+        if not storage.is_s3(target):
+            target_real, root_real = os.path.realpath(target), os.path.realpath(root)
+            if target_real == root_real or target_real.startswith(root_real.rstrip("/") + "/"):
+                return True
+            continue
+        if target == root or target.startswith(root.rstrip("/") + "/"):
+            return True
+    return False
 
 
 def list_folder(

@@ -1,7 +1,8 @@
 """`sync`: bring a corpus up to date with its source, writing shards only for what is new.
 
 A row is new when its listing key (``uri|size|version``) is not in the corpus's key set: a file
-seen before is never sharded twice, a changed file (new size or mtime/ETag) is a new row. The key
+seen before is never sharded twice, a changed file (new size or mtime/ETag; a new content hash
+where the source gives neither, `vsd.corpus.fingerprint`) is a new row. The key
 set is checked batch by batch (`vsd.keyset`), so no process holds the corpus's listing. An
 ``s3://`` prefix is listed in parallel Ray tasks, one per top-level entry, each writing its own
 shards and keys; folders, manifests and VSD JSON are streamed in this process.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from vsd import storage
+from vsd.corpus.fingerprint import fingerprint
 from vsd.corpus.listing import Listing, ListingResult, prunes
 from vsd.corpus.shards import DEFAULT_SHARD_ROWS, Corpus, Shard, new_sync_id, source_key
 from vsd.corpus.sources import (
@@ -150,9 +152,12 @@ def _batches(
 ) -> Iterator[pa.Table]:
     if source.kind == "folder":
         return list_folder(source.uri, extensions, source.problems, follow_dir_links, allowed_roots)
+    roots = [*source.roots, *allowed_roots]
     if source.kind == "manifest":
-        return read_manifest(source.uri, source.roots[0], source.problems)
-    return read_vsd_source(source.uri, image_dir, vsd2, source)
+        rows = read_manifest(source.uri, source.roots[0], source.problems)
+    else:
+        rows = read_vsd_source(source.uri, image_dir, vsd2, source)
+    return (fingerprint(t, roots) for t in rows)  # no size/version given: the content's hash
 
 
 def sync(

@@ -40,7 +40,7 @@ from vsd.annotate.read_causes import ExactKeyError, local_cause, read_exact_key,
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.config import ConfigError, describe
 from vsd.corpus.shards import source_key
-from vsd.corpus.sources import resolve_uri
+from vsd.corpus.sources import resolve_uri, under_roots
 
 if TYPE_CHECKING:
     from vsd.annotate.config import AnnotateConfig
@@ -236,26 +236,6 @@ class ReadError(Exception):
     def __init__(self, reason: str, detail: str, transient: bool = False):
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail, self.transient = reason, detail, transient
-
-
-def under_roots(uri: str, roots: list[str]) -> bool:
-    """Is ``uri`` (already normalised) inside one of ``roots``? Local paths are compared after
-    resolving symbolic links, so a link inside the corpus cannot point out of it."""
-    if not roots:
-        return True
-    target = resolve_uri(uri, "/")
-    for root in roots:
-        root = resolve_uri(root, "/")
-        if storage.is_s3(target) != storage.is_s3(root):
-            continue
-        if not storage.is_s3(target):
-            target_real, root_real = os.path.realpath(target), os.path.realpath(root)
-            if target_real == root_real or target_real.startswith(root_real.rstrip("/") + "/"):
-                return True
-            continue
-        if target == root or target.startswith(root.rstrip("/") + "/"):
-            return True
-    return False
 
 
 def read_bytes(uri: str, roots: list[str], max_file_bytes: int, attempts: int = 4) -> bytes:
