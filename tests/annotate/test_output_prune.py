@@ -42,6 +42,8 @@ def test_a_deleted_file_leaves_the_current_rows_and_stays_readable_as_of_before(
     [commit] = [c for c in table.history(out) if c.get("operation") == "prune"]
     assert commit["rows"] == "1" and "deleted from the source" in commit["reason"]
     assert len(vsd.read(out, as_of=commit["version"] - 1)) == 4  # the night before still has it
+    card = storage.read_text(f"{out}/_README.md")
+    assert "gets now): 3." in card and "| total | 4 |" in card  # current rows vs every row written
     night3 = run_annotation(
         annotate_config(folder, out, "run_date=2026-11-28"), engine_factory=make_color_engine
     )

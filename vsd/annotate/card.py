@@ -40,7 +40,9 @@ def _count_table(title: str, counts: dict[str, int], none: str) -> str:
     return "\n".join(lines)
 
 
-def render_card(counts: dict, runs: list[str], model: str) -> str:
+def render_card(counts: dict, runs: list[str], model: str, current: int | None = None) -> str:
+    """``counts`` are every row the runs wrote (superseded and deleted ones included); ``current``
+    is what a reader gets now (the table's current version)."""
     errors = counts.get("error", {})
     error_lines = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(errors.items())) or "| (none) | 0 |"
     return f"""---
@@ -70,6 +72,9 @@ pairs. Rows with `status = error` carry the reason in `error` (`<reason>: <detai
 - runs: {", ".join(runs) if runs else "(none)"}
 
 ## Counts
+
+Current rows (what a reader of the table gets now): {"unknown" if current is None else current}. The
+counts below are every row the runs wrote, superseded versions and deleted sources included.
 
 | | rows |
 |---|---:|

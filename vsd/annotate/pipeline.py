@@ -375,7 +375,9 @@ def finish(
     recovered = sweep(out, lease)
     out.compact()
     totals = out.totals()
-    storage.write_text(out.card, render_card(totals, out.runs() + [meta.run_id], meta.model))
+    storage.write_text(
+        out.card, render_card(totals, out.runs() + [meta.run_id], meta.model, table.current_rows(out.root))
+    )
     if parts:  # a run that wrote nothing leaves the partition's record as it was
         record_uri = out.path("partitions", f"{partition(meta.run_date)}.json")
         record = (

@@ -155,6 +155,16 @@ def active_paths(table) -> set[str]:
     return {str(p) for p in pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist()}
 
 
+def current_rows(root: str) -> int | None:
+    """Rows in the table's current version, from the commit log's per-file counts (no data read)."""
+    if not exists(root):
+        return None
+    actions = pa.table(open_table(root).get_add_actions(flatten=True))
+    if "num_records" not in actions.column_names:
+        return None
+    return int(sum(n or 0 for n in actions.column("num_records").to_pylist()))
+
+
 def _sizes(root: str, parts: list[Part]) -> dict[str, pafs.FileInfo]:
     fs, base = storage.resolve(root)
     infos = fs.get_file_info([posixpath.join(base, p.path) for p in parts])
