@@ -45,6 +45,24 @@ def add_parser(subparsers) -> None:
         help="print what the run would do (cluster, paths, new and refused rows, changes since the "
         "output's last run) and exit without writing anything",
     )
+    p.add_argument(
+        "--reannotate",
+        choices=["changed-model"],
+        help="also re-annotate the current rows made by another model, adapter or prompt version "
+        "than this run's; each is replaced in the commit that adds its new row",
+    )
+    p.add_argument(
+        "--retry-errors",
+        nargs="*",
+        metavar="KIND",
+        help="also re-annotate the current error rows (all, or those whose reason is a KIND such as "
+        "outside_root, decode_error); each is replaced in the commit that adds its new row",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray Data's operator progress bars, execution plans and warnings (sets progress_bars)",
+    )
     add_config_arguments(
         p,
         example_config="jobs/configs/annotate-*.yaml",
@@ -82,10 +100,16 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:  # --help-config
         return 0
     cfg.check_paths()  # fail before any cluster starts
+    from vsd.annotate.redo import Request
+
+    redo = Request(args.reannotate or "", None if args.retry_errors is None else tuple(args.retry_errors))
+    redo.validate()
+    if args.verbose:
+        cfg.progress_bars = True
     if args.plan:
         from vsd.annotate.plan import print_plan
 
-        print_plan(cfg, args.ray_address)
+        print_plan(cfg, args.ray_address, redo)
         return 0
     from vsd.preflight import check_annotate
 
@@ -99,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     install_after_ray_init()  # ray.init replaces the SIGTERM handler: put ours back after it
 
-    result = run_annotation(cfg, ray_address=args.ray_address)
+    result = run_annotation(cfg, ray_address=args.ray_address, redo=redo)
     print(f"run {result.run_id}: {result.output}/run_date={result.run_date}/")
     print(format_counts(result.counts))
     return exit_code(result.counts)

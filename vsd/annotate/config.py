@@ -136,7 +136,10 @@ class AnnotateConfig:
         "run_id", "", help="id recorded on every row (default: <run_date>T<time>-<random>)"
     )
     progress_bars: bool = describe(
-        "progress_bars", True, help="Ray Data progress bars on the driver's terminal"
+        "progress_bars",
+        False,
+        help="Ray Data's operator progress bars, execution plans and warnings on the driver's console "
+        "(--verbose); off: only the run's own progress line and counts (`vsd.annotate.console`)",
     )
 
     @classmethod

@@ -42,6 +42,7 @@ from vsd.annotate.output.commits import (
 )
 from vsd.annotate.output.lease import Lease
 from vsd.annotate.output.prune import prune
+from vsd.annotate.redo import Request, add_to_run
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
 from vsd.annotate.stages.write import RunMeta, write_json
@@ -167,11 +168,11 @@ def _stream(
     """Run the pipeline over the unfinished shards, committing the parts to the table as they
     come; returns (counts, parts {name: counts}, images written per shard) and the ledger's report."""
     import ray
-    from ray.data import DataContext
 
+    from vsd.annotate.console import ray_data_console
     from vsd.annotate.progress import Progress
 
-    DataContext.get_current().enable_progress_bars = cfg.progress_bars
+    ray_data_console(cfg.progress_bars)
     ledger = _ledger(meta.output, meta.run_id)
     progress = Progress(plan.rows, in_place=False if cfg.progress_bars else None)
     counts: dict = {}
@@ -211,8 +212,10 @@ def run_annotation(
     engine_factory: Callable | None = None,
     echo: Callable[[str], None] = print,
     ray_address: str | None = None,
+    redo: Request | None = None,
 ) -> RunResult:
-    """Annotate what ``cfg.input`` holds and ``cfg.output`` lacks; returns this run's counts."""
+    """Annotate what ``cfg.input`` holds and ``cfg.output`` lacks, and the rows ``redo`` selects
+    again (`vsd.annotate.redo`); returns this run's counts."""
     cfg.check_paths()
     started = time.time()
     run_date = cfg.resolved_run_date()
@@ -237,7 +240,7 @@ def run_annotation(
             out, prov, config, {"input": redact_text(cfg.input.uri), "output": redact_text(cfg.output)}
         )
         committer = Committer(out, prov, lease)
-        return _run_leased(cfg, meta, out, committer, engine_factory, echo, started, ray_address)
+        return _run_leased(cfg, meta, out, committer, engine_factory, echo, started, ray_address, redo)
 
 
 def _run_leased(
@@ -249,6 +252,7 @@ def _run_leased(
     echo: Callable[[str], None],
     started: float,
     ray_address: str | None = None,
+    redo: Request | None = None,
 ) -> RunResult:
     """The run itself, once it holds the output's lease."""
     run_date, run_id = meta.run_date, meta.run_id
@@ -267,6 +271,10 @@ def _run_leased(
             echo(
                 f"{removed} row(s) of files deleted from the source left the current table (version {version})"
             )
+    if redo:
+        shards, line = add_to_run(out, plan.corpus, meta, redo, committer)
+        plan.todo += shards
+        echo(line)
     for line in plan.repeated[:20]:
         echo(f"duplicate in source (skipped): {printable(line, 500)}")
     for line in plan.problems[:20]:

@@ -2,8 +2,10 @@
 
 A data team wants to know before a night runs which cluster it will join, what is new, what will
 be refused and why, and whether the model, adapter, prompt version or config differ from the
-output's last run (switching models on the same output does not re-annotate anything: the rows
-stay as the old model wrote them). The plan reads listings, the corpus key set and run records;
+output's last run. Switching models on the same output re-annotates nothing by itself (the rows
+stay as the old model wrote them); the plan then states the choice and its size:
+``--reannotate changed-model`` (`vsd.annotate.redo`) and, with either redo flag, how many rows it
+would redo. The plan reads listings, the corpus key set and run records;
 it writes nothing (an implicit corpus is not synced, its new rows are only counted) and starts no
 Ray cluster.
 """
@@ -14,10 +16,12 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from vsd.annotate import redo
 from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import Output
 from vsd.annotate.output import table
 from vsd.annotate.output.commits import config_digest
+from vsd.annotate.redo import Request
 from vsd.annotate.stages.read import under_roots
 from vsd.corpus import Corpus
 from vsd.corpus.sync import _batches, _keys
@@ -43,6 +47,8 @@ class Plan:
     problems: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     current_rows: int | None = None
+    changed_rows: int = 0  # current rows another model/adapter/prompt made
+    redo: str = ""  # what --reannotate / --retry-errors would redo
 
     def lines(self) -> list[str]:
         out = [
@@ -65,11 +71,14 @@ class Plan:
         out += [f"changed since the last run: {c}" for c in self.changes] or [
             "same model, adapter, prompt and config as the last run"
         ]
-        if self.changes:
+        if self.changes and not self.redo:
             out.append(
-                "  rows already written keep what the earlier run wrote; only new images get the new "
-                "model (write to a new output to annotate everything with it)"
+                f"  a choice: as is, the {self.changed_rows} current row(s) another model/adapter/prompt "
+                "made stay and only new images get this one; --reannotate changed-model re-annotates "
+                "them (each replaced in the commit of its new row)"
             )
+        if self.redo:
+            out.append(f"would {self.redo}")
         out.append("nothing was written (--plan)")
         return out
 
@@ -101,8 +110,22 @@ def _changes(out: Output, cfg: AnnotateConfig) -> list[str]:
     return changes
 
 
-def make_plan(cfg: AnnotateConfig, ray_address: str | None = None) -> Plan:
-    """The plan of a run of ``cfg`` (its paths already checked and absolute)."""
+def _redo(plan: Plan, out: Output, cfg: AnnotateConfig, request: Request | None) -> None:
+    """How many current rows the run would redo (``request``), or could (``changed-model``)."""
+    from vsd.annotate.pipeline import adapter_hash
+
+    if not (request or plan.changes) or plan.current_rows is None:
+        return
+    annotator = (cfg.engine.model, adapter_hash(cfg.engine.model, cfg.engine.adapter), PROMPT_VERSION)
+    if plan.changes:
+        plan.changed_rows = redo.select(out.root, Request(redo.CHANGED_MODEL), annotator).rows_changed_model
+    if request:
+        plan.redo = redo.describe(redo.select(out.root, request, annotator), request)
+
+
+def make_plan(cfg: AnnotateConfig, ray_address: str | None = None, request: Request | None = None) -> Plan:
+    """The plan of a run of ``cfg`` (its paths already checked and absolute), with the rows
+    ``request`` would redo."""
     out = Output(cfg.output.rstrip("/"))
     src = cfg.input
     is_corpus = src.format == "corpus" or (src.format == "auto" and Corpus.is_corpus(src.uri))
@@ -116,6 +139,7 @@ def make_plan(cfg: AnnotateConfig, ray_address: str | None = None) -> Plan:
     if table.exists(out.root):
         plan.current_rows = table.open_table(out.root).count()
     plan.changes = _changes(out, cfg)
+    _redo(plan, out, cfg, request)
     if is_corpus:
         corpus = Corpus.open(src.uri)
         shards = corpus.shards()
@@ -147,6 +171,6 @@ def make_plan(cfg: AnnotateConfig, ray_address: str | None = None) -> Plan:
     return plan
 
 
-def print_plan(cfg: AnnotateConfig, ray_address: str | None = None) -> None:
-    for line in make_plan(cfg, ray_address).lines():
+def print_plan(cfg: AnnotateConfig, ray_address: str | None = None, request: Request | None = None) -> None:
+    for line in make_plan(cfg, ray_address, request).lines():
         print(line)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import pyarrow.parquet as pq
 
 from vsd import storage
+from vsd.annotate import redo
 from vsd.annotate.index import Output
 from vsd.annotate.output import table
 from vsd.annotate.output.lease import Lease
@@ -103,6 +104,7 @@ class Committer:
 
     def __init__(self, out: Output, prov: Provenance, lease: Lease | None):
         self.out, self.prov, self.lease = out, prov, lease
+        self.replace: dict[str, set[str]] = {}  # {source URI: old row ids} a redo replaces
         self.pending: list[table.Part] = []
         self.last = time.monotonic()
         self.ids = out.ids().snapshot()  # the key set changes only at the run's end (compaction)
@@ -116,8 +118,10 @@ class Committer:
         if self.pending:
             if self.lease is not None:
                 self.lease.check()
-            fresh = fresh_sources(self.out, self.pending, self.ids)
-            table.commit_parts(self.out.root, self.pending, self.prov.metadata(), fresh=fresh)
+            fresh, rows = redo.replacements(
+                self.out, self.pending, fresh_sources(self.out, self.pending, self.ids), self.replace
+            )
+            table.commit_parts(self.out.root, self.pending, self.prov.metadata(), fresh=fresh, replace=rows)
             self.pending = []
         self.last = time.monotonic()
 
@@ -145,8 +149,10 @@ def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict
             lease.check()
         todo = [p for p in parts if p.path not in before]
         if todo:
-            fresh = fresh_sources(out, todo, ids)
-            table.commit_parts(out.root, todo, prov, operation="recover", fresh=fresh)
+            fresh, rows = redo.replacements(
+                out, todo, fresh_sources(out, todo, ids), redo.replaced(out, run_id)
+            )
+            table.commit_parts(out.root, todo, prov, operation="recover", fresh=fresh, replace=rows)
             done[run_id] = len(todo)
     return done
 

@@ -184,26 +184,35 @@ def _add_action(part: Part, info: pafs.FileInfo):
     )
 
 
-def supersede(root: str, table, fresh: dict[str, set[str]]) -> tuple[list, list, int]:
+def supersede(
+    root: str, table, fresh: dict[str, set[str]], replace: set[str] | None = None
+) -> tuple[list, list, int]:
     """The actions that take out of the current table every row of a source URI in ``fresh``
     whose image id is not among that URI's new ones (the file changed: its new version's row
-    replaces the old). A data file holding such rows is rewritten without them -- a Remove and an
-    Add in the same commit as the new rows, so readers never see both versions or neither.
+    replaces the old), and every row whose ``row_id`` is in ``replace`` (a redone row,
+    `vsd.annotate.redo`). A data file holding such rows is rewritten without them -- a Remove and
+    an Add in the same commit as the new rows, so readers never see both versions or neither.
     Returns (removes, adds, rows taken out)."""
     import pyarrow.compute as pc
     from deltalake.transaction import RemoveAction
 
-    if not fresh:
+    replace = replace or set()
+    if not fresh and not replace:
         return [], [], 0
     fs, base = storage.resolve(root)
-    flt = pc.field("source_uri").isin(pa.array(sorted(fresh), pa.string()))
+    flt = pc.field("source_uri").isin(pa.array(sorted(fresh), pa.string())) | pc.field("row_id").isin(
+        pa.array(sorted(replace), pa.string())
+    )
     removes, adds, dropped = [], [], 0
     for fragment in table.to_pyarrow_dataset().get_fragments(filter=flt):
         # the table's dataset addresses its files relative to the table root (a sub-tree filesystem)
         rel = posixpath.relpath(fragment.path, base) if fragment.path.startswith(base) else fragment.path
         data = pq.read_table(posixpath.join(base, rel), filesystem=fs)
         uris, ids = data.column("source_uri").to_pylist(), data.column("image_id").to_pylist()
-        stale = [u in fresh and i not in fresh[u] for u, i in zip(uris, ids)]
+        stale = [
+            (u in fresh and i not in fresh[u]) or r in replace
+            for u, i, r in zip(uris, ids, data.column("row_id").to_pylist())
+        ]
         if not any(stale):
             continue
         run_date = rel.split("/", 1)[0].split("=", 1)[1]
@@ -212,7 +221,7 @@ def supersede(root: str, table, fresh: dict[str, set[str]]) -> tuple[list, list,
         dropped += sum(stale)
         kept = data.filter(pa.array([not s for s in stale]))
         if kept.num_rows:
-            part = Part(run_date, _part_name(kept.column("row_id").to_pylist()), kept.num_rows)
+            part = Part(run_date, _part_name(kept.column("row_id").to_pylist(), rel), kept.num_rows)
             sink = pa.BufferOutputStream()
             pq.write_table(kept, sink, compression="zstd")
             storage.write_bytes(storage.join(root, part.path), sink.getvalue().to_pybytes())
@@ -220,10 +229,13 @@ def supersede(root: str, table, fresh: dict[str, set[str]]) -> tuple[list, list,
     return removes, adds, dropped
 
 
-def _part_name(row_ids: list[str]) -> str:
-    """A rewritten file's name: like the write stage's parts (sha256 of the sorted row ids), with
-    an ``s`` so it never collides with a part of the same rows the write stage wrote."""
-    digest = hashlib.sha256("\n".join(sorted(row_ids)).encode("utf-8")).hexdigest()[:20]
+def _part_name(row_ids: list[str], rewritten: str) -> str:
+    """A rewritten file's name: like the write stage's parts (sha256 of the sorted row ids, here
+    with the file it was rewritten from), with an ``s`` so it never collides with a part the write
+    stage wrote. The source file leaves the table for good, so the name is new: a file that an
+    earlier version still references (`read` ``as_of``) is never overwritten, even when the same
+    rows (redone since) are kept again."""
+    digest = hashlib.sha256("\n".join([rewritten, *sorted(row_ids)]).encode("utf-8")).hexdigest()[:20]
     return f"part-{digest}s.parquet"
 
 
@@ -233,9 +245,11 @@ def commit_parts(
     provenance: dict,
     operation: str = "annotate",
     fresh: dict[str, set[str]] | None = None,
+    replace: set[str] | None = None,
 ) -> int | None:
     """Add the parts the table does not hold yet, in one commit carrying ``provenance`` and the
-    `supersede` of the older rows of the source URIs in ``fresh``; returns the new version (None
+    `supersede` of the older rows of the source URIs in ``fresh`` and of the rows ``replace``
+    names; returns the new version (None
     when there was nothing to add). Idempotent: a part already in the table (committed before a
     kill, or by a sweep) is not added twice."""
     from deltalake.exceptions import CommitFailedError
@@ -252,7 +266,7 @@ def commit_parts(
         raise VSDError(f"output: {len(missing)} part(s) to commit are not there (first: {missing[0]})")
     adds = [_add_action(part, infos[path]) for path, part in sorted(todo.items())]
     for attempt in range(COMMIT_ATTEMPTS):
-        removes, rewritten, superseded = supersede(root, table, fresh or {})
+        removes, rewritten, superseded = supersede(root, table, fresh or {}, replace)
         meta = {
             "vsd.operation": operation,
             "vsd.parts": len(adds),

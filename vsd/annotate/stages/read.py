@@ -183,17 +183,15 @@ def read_rows(
     import ray
 
     paths = batch.column("path").to_pylist() if "path" in batch.column_names else [""] * batch.num_rows
-    items = [
-        item_from_row(r, shard_name(p))
-        for r, p in zip(
-            batch.drop_columns([c for c in ("path",) if c in batch.column_names]).to_pylist(), paths
-        )
-    ]
+    rows = batch.drop_columns([c for c in ("path",) if c in batch.column_names]).to_pylist()
+    items = [item_from_row(r, shard_name(p)) for r, p in zip(rows, paths)]
+    # A row of a redo shard (`vsd.annotate.redo`) is in the key set on purpose: not skipped for it.
+    redo_of = {id(it): r["redo_of"] for it, r in zip(items, rows) if r.get("redo_of")}
     if ids is not None:
         probe = [listing_key(it["source_key"]) for it in items] + [_ikey(it) or b"\0" * 16 for it in items]
         hits = ids.contains(probe)
         known = [
-            a or (b and it["image_id"] is not None)
+            (a or (b and it["image_id"] is not None)) and id(it) not in redo_of
             for it, a, b in zip(items, hits[: len(items)], hits[len(items) :])
         ]
     else:
@@ -222,6 +220,9 @@ def read_rows(
         item["image_id"] = hashlib.sha256(content).hexdigest()
     if unknown:
         known = ids.contains([_ikey(it) for it in unknown]) if ids is not None else [False] * len(unknown)
+        # a redone image that reads as the one it redoes is not "already annotated"; one that now
+        # reads as another image (say, an unreadable file fixed) is looked up like any other
+        known = [k and redo_of.get(id(it)) != it["image_id"] for it, k in zip(unknown, known)]
         second = dict(zip(map(id, unknown), _claim(ledger, unknown, known)))
         todo = [it for it in todo if second.get(id(it), "new") == "new"]
     return to_table(todo)

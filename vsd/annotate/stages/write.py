@@ -26,6 +26,7 @@ from vsd import storage
 from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plain
 from vsd.annotate.items import from_table
 from vsd.annotate.output.table import FILE_SCHEMA
+from vsd.annotate.redo import REDO_PREFIX
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.corpus.listing import uri_key
 from vsd.schema import ANNOTATION_SCHEMA, IMAGE, PAIR, annotation_columns, to_table
@@ -168,7 +169,10 @@ def write_parts(batch: pa.Table, *, meta: RunMeta, ledger=None) -> pa.Table:
     if not items:
         return SUMMARY_SCHEMA.empty_table()
     now = dt.datetime.now(dt.timezone.utc)
-    name = part_name([row_id(i["image_id"], p["pair_index"]) for i in items for p in i["pairs"]])
+    # A redone image writes its row ids again: its redo shard (named for the run) joins the name,
+    # so the new part never overwrites the old file, which earlier versions still read.
+    redone = sorted({i["shard"] for i in items if (i["shard"] or "").startswith(REDO_PREFIX)})
+    name = part_name([row_id(i["image_id"], p["pair_index"]) for i in items for p in i["pairs"]] + redone)
     keys = [image_key(i["image_id"], bool(i["given_id"])) for i in items]
     if ledger is not None:
         keep = ray.get(ledger.commit.remote(name, keys))
