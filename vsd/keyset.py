@@ -101,7 +101,7 @@ def bloom_may_contain(table: bytes, arr: np.ndarray) -> np.ndarray:
 
 _CACHE: OrderedDict[str, object] = OrderedDict()
 _CACHE_BYTES = [0]
-CACHE_LIMIT = 512 * 1024 * 1024
+CACHE_LIMIT = 256 * 1024 * 1024  # a backfill sync loads every bucket: this bounds it
 
 
 def _cached(uri: str, load) -> object:

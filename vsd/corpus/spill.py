@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from vsd.keyset import KeySet, Snapshot
 
-SPILL_KEYS = 1 << 21  # keys held before a spill: ~200 MiB as a Python set, 32 MiB written
+SPILL_KEYS = 1 << 20  # keys held before a spill: ~100 MiB as a Python set, 16 MiB written
 
 
 class SpillingKeys:
