@@ -13,7 +13,6 @@ import json
 import operator
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from vsd import storage
@@ -41,18 +40,14 @@ _EXPR = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(
 
 def read_run_records(root: str) -> list[dict]:
     """Every run record of the output at ``root``, oldest first (by run date, then start time).
-    The one place that knows where records live."""
+    The one place that knows where records live (`vsd.annotate.records`: loose and packed)."""
+    from vsd.annotate.records import Records
+
     folder = storage.join(root, *RUNS_DIR)
-    uris = [u for u in storage.list_files(folder, recursive=False) if u.endswith(".json")]
-
-    def load(uri: str) -> dict:
-        try:
-            return json.loads(storage.read_text(uri))
-        except json.JSONDecodeError as exc:
-            raise VSDError(f"run record {uri} is not valid JSON: {exc}") from exc
-
-    with ThreadPoolExecutor(max_workers=8) as pool:  # a year of nights on S3: 365 small GETs
-        records = list(pool.map(load, uris))
+    try:
+        records = list(Records(folder).items().values())
+    except json.JSONDecodeError as exc:
+        raise VSDError(f"run record under {folder} is not valid JSON: {exc}") from exc
     return sorted(
         records, key=lambda r: (r.get("run_date", ""), r.get("started_at", ""), r.get("run_id", ""))
     )

@@ -38,11 +38,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vsd import storage
+from vsd.annotate.records import Records
 from vsd.keyset import KeySet, Snapshot, key_of
 
 VSD_DIR = "__vsd"
 CARD_FILE = "_README.md"
 PART_PREFIX = "part-"
+RECORD_KINDS = ("runs", "started", "totals", "shards", "partitions")
 LEGACY_INDEX = "_index"  # the previous release's layout (imported once by `migrate_legacy`)
 
 PROGRESS_SCHEMA = pa.schema(
@@ -119,26 +121,26 @@ class Output:
                 out["/".join(rel)] = self._prefix + info.path
         return out
 
+    def records(self, kind: str) -> Records:
+        """``runs``, ``started``, ``totals``, ``shards`` (completion markers), ``partitions``."""
+        return Records(self.path(kind))
+
+    def pack_records(self) -> int:
+        """Fold each kind's loose records once they pile up (`vsd.annotate.records`)."""
+        return sum(self.records(k).pack() for k in RECORD_KINDS)
+
     def run_record(self, run_id: str) -> dict | None:
-        uri = self.path("runs", f"{run_id}.json")
-        return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+        return self.records("runs").get(run_id)
 
     def partition_record(self, run_date: str) -> dict | None:
-        uri = self.path("partitions", f"{partition(run_date)}.json")
-        return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+        return self.records("partitions").get(partition(run_date))
 
     # ------------------------------------------------------------------ completion markers
     def finished_shards(self) -> set[str]:
-        return {
-            posixpath.basename(i.path)[: -len(".json")]
-            for i in _files(self.path("shards"), recursive=False)
-            if i.path.endswith(".json")
-        }
+        return set(self.records("shards").names())
 
     def write_marker(self, shard: str, record: dict) -> None:
-        storage.write_text(
-            self.path("shards", f"{shard}.json"), json.dumps(record, indent=2, default=str) + "\n"
-        )
+        self.records("shards").put(shard, record)
 
     # ------------------------------------------------------------------ progress entries
     def progress_uri(self, run_id: str, part: str) -> str:
@@ -196,8 +198,7 @@ class Output:
         ids = self.ids()
         folded = {}
         for run_id, uris in self.progress().items():
-            totals_uri = self.path("totals", f"{run_id}.json")
-            done_before = storage.exists(totals_uri)  # a crash after totals, before the deletes
+            done_before = self.records("totals").has(run_id)  # a crash after totals, before the deletes
             entries = self.read_progress(uris, drop_orphans=not done_before)
             keys: list[bytes] = []
             counts: dict = {}
@@ -209,7 +210,7 @@ class Output:
                 merge_counts(counts, json.loads(meta["vsd.counts"]))
             if not done_before:
                 ids.add(keys, generation=f"g-{run_id}")
-                storage.write_text(totals_uri, json.dumps(plain(counts), sort_keys=True) + "\n")
+                self.records("totals").put(run_id, plain(counts))
             for uri in uris:
                 if storage.exists(uri):
                     storage.delete(uri)
@@ -221,16 +222,12 @@ class Output:
     def totals(self) -> dict:
         """Counts of every row ever written: the sum of the runs' totals files (no data read)."""
         total: dict = {}
-        for info in _files(self.path("totals"), recursive=False):
-            merge_counts(total, json.loads(storage.read_text(self._prefix + info.path)))
+        for counts in self.records("totals").items().values():
+            merge_counts(total, counts)
         return plain(total)
 
     def runs(self) -> list[str]:
-        return sorted(
-            posixpath.basename(i.path)[:-5]
-            for i in _files(self.path("runs"), recursive=False)
-            if i.path.endswith(".json")
-        )
+        return self.records("runs").names()
 
     # ------------------------------------------------------------------ the previous layout
     def migrate_legacy(self) -> int:

@@ -45,7 +45,7 @@ from vsd.annotate.output.prune import prune
 from vsd.annotate.redo import Request, add_to_run
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
-from vsd.annotate.stages.write import RunMeta, write_json
+from vsd.annotate.stages.write import RunMeta
 from vsd.corpus import Corpus, Shard, sync
 from vsd.corpus.listing import ListingResult
 from vsd.raycluster import connect
@@ -387,17 +387,12 @@ def finish(
         out.card, render_card(totals, out.runs() + [meta.run_id], meta.model, table.current_rows(out.root))
     )
     if parts:  # a run that wrote nothing leaves the partition's record as it was
-        record_uri = out.path("partitions", f"{partition(meta.run_date)}.json")
-        record = (
-            json.loads(storage.read_text(record_uri))
-            if storage.exists(record_uri)
-            else {"run_date": meta.run_date, "runs": [], "totals": {}}
-        )
+        record = out.partition_record(meta.run_date) or {"run_date": meta.run_date, "runs": [], "totals": {}}
         record["runs"].append({"run_id": meta.run_id, "parts": len(parts), "images": result.counts["images"]})
         for counts in parts.values():
             merge_counts(record["totals"], counts)
         record["totals"] = plain(record["totals"])
-        write_json(record_uri, record)
+        out.records("partitions").put(partition(meta.run_date), record)
     total_s = time.time() - started
     images = result.counts.get("images", 0)
     manifest = {
@@ -431,7 +426,8 @@ def finish(
         },
         "config": redact_config(cfg),
     }
-    write_json(out.path("runs", f"{meta.run_id}.json"), manifest)
+    out.records("runs").put(meta.run_id, manifest)
+    out.pack_records()  # after the run's own record: a year of nights stays a few objects a kind
     return manifest
 
 

@@ -51,10 +51,6 @@ def config_digest(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def started_uri(out: Output, run_id: str) -> str:
-    return out.path("started", f"{run_id}.json")
-
-
 def check_run_id(out: Output, run_id: str) -> None:
     """A given ``run_id`` names one run: a finished run's id is refused (its record and totals
     would be overwritten); an unfinished one (killed, rerun with the same id) may go on."""
@@ -72,12 +68,11 @@ def write_start_record(out: Output, prov: Provenance, config: dict, extra: dict)
         **extra,
         "config": config,
     }
-    storage.write_text(started_uri(out, prov.run_id), json.dumps(record, indent=2, default=str) + "\n")
+    out.records("started").put(prov.run_id, record)
 
 
 def start_record(out: Output, run_id: str) -> dict | None:
-    uri = started_uri(out, run_id)
-    return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+    return out.records("started").get(run_id)
 
 
 def fresh_sources(out: Output, parts: list[table.Part], ids: Snapshot) -> dict[str, set[str]]:
