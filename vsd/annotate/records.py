@@ -18,7 +18,7 @@ import posixpath
 from vsd import storage
 
 PACK = "_packed.jsonl"
-MAX_LOOSE = 8
+MAX_LOOSE = 4
 
 
 class Records:
