@@ -13,8 +13,7 @@ from ray.data import DataContext
 from ray.data._internal.logging import SessionFileHandler
 
 import vsd
-from tests.fixtures.annotate import build_corpus
-from tests.fixtures.infra import REPO
+from tests.fixtures.annotate import build_corpus, vsd_annotate_args
 from vsd.annotate.index import Output
 from vsd.cli import main
 
@@ -22,18 +21,8 @@ RAY_DATA_CHATTER = ("logging_progress.py", "Execution plan of Dataset", "streami
 
 
 def _annotate(manifest: str, out: str, *extra: str) -> list[str]:
-    return [
-        "annotate",
-        "--config",
-        str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"),
-        "--input",
-        manifest,
-        "--output",
-        out,
-        "run_date=2026-11-26",
-        "stages.write.resources.batch_size=2",
-        *extra,
-    ]
+    """`vsd annotate`'s arguments (no program name: `vsd.cli.main` runs them in this process)."""
+    return vsd_annotate_args(manifest, out, "stages.write.resources.batch_size=2", *extra)[1:]
 
 
 def _current(out: str) -> list[dict]:
