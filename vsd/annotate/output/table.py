@@ -185,13 +185,20 @@ def _add_action(part: Part, info: pafs.FileInfo):
 
 
 def supersede(
-    root: str, table, fresh: dict[str, set[str]], replace: set[str] | None = None
+    root: str,
+    table,
+    fresh: dict[str, set[str]],
+    replace: set[str] | None = None,
+    writer: str | None = None,
 ) -> tuple[list, list, int]:
     """The actions that take out of the current table every row of a source URI in ``fresh``
     whose image id is not among that URI's new ones (the file changed: its new version's row
     replaces the old), and every row whose ``row_id`` is in ``replace`` (a redone row,
     `vsd.annotate.redo`). A data file holding such rows is rewritten without them -- a Remove and
     an Add in the same commit as the new rows, so readers never see both versions or neither.
+    Rows of run ``writer`` (the run committing) are never taken: a run that commits one image's
+    new rows in several commits (a redo keeps row ids; one file under two given ids) must not
+    take out in a later commit what an earlier one of its own added.
     Returns (removes, adds, rows taken out)."""
     import pyarrow.compute as pc
     from deltalake.transaction import RemoveAction
@@ -209,9 +216,10 @@ def supersede(
         rel = posixpath.relpath(fragment.path, base) if fragment.path.startswith(base) else fragment.path
         data = pq.read_table(posixpath.join(base, rel), filesystem=fs)
         uris, ids = data.column("source_uri").to_pylist(), data.column("image_id").to_pylist()
+        runs = data.column("run_id").to_pylist() if "run_id" in data.column_names else [None] * len(uris)
         stale = [
-            (u in fresh and i not in fresh[u]) or r in replace
-            for u, i, r in zip(uris, ids, data.column("row_id").to_pylist())
+            ((u in fresh and i not in fresh[u]) or r in replace) and (writer is None or run != writer)
+            for u, i, r, run in zip(uris, ids, data.column("row_id").to_pylist(), runs)
         ]
         if not any(stale):
             continue
@@ -266,7 +274,9 @@ def commit_parts(
         raise VSDError(f"output: {len(missing)} part(s) to commit are not there (first: {missing[0]})")
     adds = [_add_action(part, infos[path]) for path, part in sorted(todo.items())]
     for attempt in range(COMMIT_ATTEMPTS):
-        removes, rewritten, superseded = supersede(root, table, fresh or {}, replace)
+        removes, rewritten, superseded = supersede(
+            root, table, fresh or {}, replace, writer=provenance.get("run_id")
+        )
         meta = {
             "vsd.operation": operation,
             "vsd.parts": len(adds),
