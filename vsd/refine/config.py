@@ -1,7 +1,8 @@
 """The refine stage's config: which rewriter runs and how it samples.
 
 Refinement is optional polish on top of the annotation, so the default (`rules`) runs offline
-with no model; `hf` and `sglang` load a chat LLM (the paper used Qwen-2 instruct models).
+with no model; a model backend (``vsd/backends``: `hf`, `sglang`) loads a chat LLM through its
+text entry point (the paper used Qwen-2 instruct models).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from vsd.backends import refiners
 from vsd.config import ConfigError, describe
 from vsd.serving import check_engine_args
 
@@ -31,7 +33,7 @@ class RefineConfig:
     mode: str = describe(
         "mode",
         "rules",
-        choices=["rules", "hf", "sglang", "off"],
+        choices=["rules", *refiners(), "off"],
         help="rules: deterministic offline tidy-up; hf: transformers chat LLM; "
         "sglang: sglang.Engine on GPU; off: pass descriptions through",
     )
@@ -95,7 +97,7 @@ class RefineConfig:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         check_engine_args(self.engine_args, self.allow_engine_args)
-        if self.mode in ("hf", "sglang") and not self.model.strip():
+        if self.mode in refiners() and not self.model.strip():
             raise ConfigError(f"model: required when mode is {self.mode}")
         try:
             fields = {name for _, name, _, _ in string.Formatter().parse(self.prompt) if name is not None}

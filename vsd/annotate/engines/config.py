@@ -3,7 +3,7 @@
 The common fields (model, dtype, device, budgets) are written once here; each backend adds its own
 ``engine.<kind>.*`` section through its options dataclass (``HFOptions``, ``SGLangOptions``), which
 validates itself and states the cross-field rules that concern it (``check``), once. The class
-``EngineConfig`` is assembled from the registry in ``vsd/annotate/engines/__init__.py`` by
+``EngineConfig`` is assembled from the backend registry (``vsd/backends/__init__.py``) by
 ``engine_config_class``, so a new engine brings its section without an edit here.
 
 Nothing in this module imports an engine's runtime (torch, sglang): a CPU node validates a GPU
@@ -13,30 +13,15 @@ job's config before any Ray cluster starts.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from vsd.backends import Backend, load_object
 from vsd.config import ConfigError, describe
 
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def load_object(path: str) -> Any:
-    """``"package.module:Name"`` -> the object, imported now (the registry stores strings)."""
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-@dataclasses.dataclass(frozen=True)
-class Backend:
-    """One registry entry: where a kind's engine class and its options class live, and what it is."""
-
-    engine: str  # "module:Class", imported only when an engine of this kind is built
-    options: str  # "module:Class", a dataclass deriving from EngineOptions (light to import)
-    help: str
 
 
 @dataclasses.dataclass

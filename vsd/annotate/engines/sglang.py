@@ -51,9 +51,10 @@ from vsd.annotate.engines.base import (
 )
 from vsd.annotate.engines.config import EngineOptions
 from vsd.annotate.engines.prompting import chat_prompt, choice_regex
+from vsd.backends.sglang import CPU_ENGINE_ARGS, start_sglang
 from vsd.config import ConfigError, describe
 from vsd.errors import VSDError
-from vsd.serving import CPU_ENGINE_ARGS, check_engine_args, local_model, start_sglang
+from vsd.serving import check_engine_args, local_model
 
 log = logging.getLogger(__name__)
 
