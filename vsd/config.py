@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from vsd.errors import VSDError
+from vsd.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -42,10 +42,6 @@ _Yaml12Loader.add_implicit_resolver(
 def yaml_load(text: str):
     """Parse YAML the way every config file and override is parsed."""
     return yaml.load(text, Loader=_Yaml12Loader)
-
-
-class ConfigError(VSDError, ValueError):
-    """A config problem, reported as one line naming the dotted field."""
 
 
 def describe(

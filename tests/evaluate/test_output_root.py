@@ -19,7 +19,8 @@ from vsd import storage
 from vsd.annotate.card import render_card
 from vsd.annotate.index import LEGACY_INDEX, Output
 from vsd.annotate.items import fail_item, new_item, new_pair, to_table
-from vsd.annotate.stages.write import RunMeta, write_parts
+from vsd.annotate.run_meta import RunMeta
+from vsd.annotate.stages.write import write_parts
 from vsd.cli import main
 from vsd.corpus import Corpus
 from vsd.corpus.shards import rows_table

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -290,6 +291,17 @@ def plain(counts: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+class Claim(NamedTuple):
+    """One shard row asking the ledger (`IdLedger.claim`) whether to annotate its image."""
+
+    claimant: str  # "<shard>#<row>": who asks (a retried task asks again as the same claimant)
+    shard: str
+    image_key: bytes | None  # `image_key` of its id (given or content); None: not read yet
+    source_key: bytes | None  # `listing_key` of its listing entry, if any
+    known_done: bool  # the id snapshot says an earlier run wrote it
+    uri: str  # where it was read, for the duplicates report
+
+
 class IdLedger:
     """The run's claims (a Ray actor pinned to the driver's node, so losing a worker node never
     loses it); it holds only what this run and any unfinished earlier run touched -- never the
@@ -329,25 +341,23 @@ class IdLedger:
         self._skipped: dict[str, tuple[str, str]] = {}
         self._duplicates: dict[str, str] = {}
 
-    def claim(self, entries: list[tuple[str, str, bytes | None, bytes | None, bool, str]]) -> list[str]:
-        return [self._claim_one(*e) for e in entries]
+    def claim(self, entries: list[Claim]) -> list[str]:
+        return [self._claim_one(e) for e in entries]
 
-    def _claim_one(
-        self, claimant: str, shard: str, ikey: bytes | None, skey: bytes | None, known_done: bool, uri: str
-    ) -> str:
+    def _claim_one(self, c: Claim) -> str:
         if (
-            known_done
-            or (skey is not None and skey in self._done_keys)
-            or (ikey is not None and ikey in self._done_keys)
+            c.known_done
+            or (c.source_key is not None and c.source_key in self._done_keys)
+            or (c.image_key is not None and c.image_key in self._done_keys)
         ):
-            self._skipped[claimant] = (shard, "done")
+            self._skipped[c.claimant] = (c.shard, "done")
             return "done"
-        if ikey is None:
+        if c.image_key is None:
             return "unknown"
-        owner = self._claims.setdefault(ikey, claimant)
-        if owner != claimant:
-            self._skipped[claimant] = (shard, "duplicate")
-            self._duplicates[claimant] = f"{uri} ({claimant}): same image as {owner}"
+        owner = self._claims.setdefault(c.image_key, c.claimant)
+        if owner != c.claimant:
+            self._skipped[c.claimant] = (c.shard, "duplicate")
+            self._duplicates[c.claimant] = f"{c.uri} ({c.claimant}): same image as {owner}"
             return "duplicate"
         return "new"
 

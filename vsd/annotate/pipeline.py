@@ -41,9 +41,9 @@ from vsd.annotate.output.commits import (
     write_start_record,
 )
 from vsd.annotate.output.lease import Lease
+from vsd.annotate.run_meta import RunMeta, write_json
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
-from vsd.annotate.stages.write import RunMeta, write_json
 from vsd.corpus import Corpus, Shard, sync
 from vsd.raycluster import connect
 from vsd.redact import redact_config, redact_text

@@ -18,7 +18,7 @@ from vsd.config import ConfigError, describe
 
 if TYPE_CHECKING:
     from vsd.annotate.config import AnnotateConfig
-    from vsd.annotate.stages.write import RunMeta
+    from vsd.annotate.run_meta import RunMeta
 
 
 @dataclass

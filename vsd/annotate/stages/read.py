@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from vsd import storage
-from vsd.annotate.index import image_key, listing_key
+from vsd.annotate.index import Claim, image_key, listing_key
 from vsd.annotate.items import SCENE, fail_item, new_item, new_pair, to_table
 from vsd.annotate.read_causes import ExactKeyError, local_cause, read_exact_key, s3_cause
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
@@ -170,7 +170,7 @@ def _claim(ledger, items: list[dict], known: list[bool]) -> list[str]:
     import ray
 
     entries = [
-        (_claimant(it), it["shard"], _ikey(it), listing_key(it["source_key"]), k, it["source_uri"])
+        Claim(_claimant(it), it["shard"], _ikey(it), listing_key(it["source_key"]), k, it["source_uri"])
         for it, k in zip(items, known)
     ]
     return ray.get(ledger.claim.remote(entries))
