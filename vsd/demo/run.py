@@ -18,10 +18,11 @@ import os
 import time
 from pathlib import Path
 
-from vsd import backends, demo_raw
+from vsd import backends
+from vsd.demo import raw as demo_raw
 from vsd.errors import VSDError
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CONFIGS = ASSETS / "demo"
 BASE_MODEL = ASSETS / "tiny-vsd-base"
 DEFAULT_TRAIN_SCENES = 600  # 3 instructions per scene; more = better accuracy, longer data build
