@@ -44,6 +44,16 @@ def yaml_load(text: str):
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
+class Pattern(typing.NamedTuple):
+    """A string field's allowed form: a regex (whole value) and how the error line says it."""
+
+    regex: str
+    says: str
+
+
+DEVICE = Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
+
+
 def describe(
     name: str,
     default: Any = dataclasses.MISSING,
@@ -51,14 +61,69 @@ def describe(
     help: str,
     choices: list | None = None,
     factory: Any = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    pattern: Pattern | None = None,
 ) -> Any:
-    """A dataclass field with a description (and optional allowed values)."""
-    meta = {"help": help}
+    """A dataclass field with a description and what it allows: ``choices``, numeric bounds
+    (``ge``/``gt``/``le``/``lt``; None passes, for optional fields) or a string ``pattern``, all
+    checked by `check_fields`, in one place, with one line naming the field."""
+    meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = list(choices)
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if bounds:
+        meta["bounds"] = bounds
+    if pattern is not None:
+        meta["pattern"] = pattern
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def _bounds_text(bounds: dict[str, float], integer: bool) -> str:
+    low = ("ge", bounds["ge"]) if "ge" in bounds else ("gt", bounds["gt"]) if "gt" in bounds else None
+    high = ("le", bounds["le"]) if "le" in bounds else ("lt", bounds["lt"]) if "lt" in bounds else None
+    if low and high:
+        if integer and low[0] == "ge" and high[0] == "le":
+            return f"in {low[1]}..{high[1]}"
+        return f"in {'[' if low[0] == 'ge' else '('}{low[1]}, {high[1]}{']' if high[0] == 'le' else ')'}"
+    op, value = low or high  # type: ignore[misc]
+    return f"{ {'ge': '>=', 'gt': '>', 'le': '<=', 'lt': '<'}[op] } {value}"
+
+
+def _within(value: Any, bounds: dict[str, float]) -> bool:
+    checks = {"ge": value.__ge__, "gt": value.__gt__, "le": value.__le__, "lt": value.__lt__}
+    return all(checks[op](bound) for op, bound in bounds.items())
+
+
+def check_fields(obj: Any) -> None:
+    """The declared limits of ``obj``'s own fields (`describe`'s choices, bounds, pattern); raises
+    ``ConfigError("<field>: must be ..., got ...")`` for the first one broken. Nested sections are
+    checked by their own call (`from_dict` builds them first)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{f.name}: must be one of {choices}, got {value!r}")
+        bounds = f.metadata.get("bounds")
+        if bounds and value is not None and not _within(value, bounds):
+            integer = isinstance(value, int) and all(isinstance(b, int) for b in bounds.values())
+            raise ConfigError(f"{f.name}: must be {_bounds_text(bounds, integer)}, got {value!r}")
+        pattern = f.metadata.get("pattern")
+        if pattern is not None and not re.fullmatch(pattern.regex, str(value)):
+            raise ConfigError(f"{f.name}: must be {pattern.says}, got {value!r}")
+
+
+def check(obj: Any) -> None:
+    """A config object built in code (not by `from_dict`): its declared limits, then its own
+    ``validate`` (cross-field rules)."""
+    check_fields(obj)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
 
 
 def _type_name(tp: Any) -> str:
@@ -229,21 +294,18 @@ def _build(cls: type[T], data: dict, prefix: str) -> T:
     for name, f in fields.items():
         where = f"{prefix}.{name}" if prefix else name
         if name in data:
-            value = _coerce(data[name], hints[name], where)
-            choices = f.metadata.get("choices")
-            if choices is not None and value not in choices:
-                raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
-            kwargs[name] = value
+            kwargs[name] = _coerce(data[name], hints[name], where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: required field is missing")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
-    if callable(check):
-        try:
+    try:
+        check_fields(obj)
+        if callable(check):
             check()
-        except ConfigError as exc:
-            msg = str(exc)
-            raise ConfigError(f"{prefix}.{msg}" if prefix else msg) from None
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(f"{prefix}.{msg}" if prefix else msg) from None
     return obj
 
 

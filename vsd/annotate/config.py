@@ -66,13 +66,10 @@ class InputConfig:
     shard_rows: int = describe(
         "shard_rows",
         DEFAULT_SHARD_ROWS,
+        ge=1,
         help="rows per input shard made from a folder/manifest/VSD input (the unit of "
         "incrementality: a night re-reads only unfinished shards)",
     )
-
-    def validate(self) -> None:
-        if self.shard_rows < 1:
-            raise ConfigError(f"shard_rows: must be >= 1, got {self.shard_rows}")
 
 
 # The previous release's flat keys -> where they live now (read for one more release).

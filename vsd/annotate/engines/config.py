@@ -13,15 +13,13 @@ job's config before any Ray cluster starts.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from vsd.backends import Backend, load_object
-from vsd.config import ConfigError, describe
+from vsd.config import DEVICE, ConfigError, check, check_fields, describe
 
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclasses.dataclass
@@ -53,10 +51,13 @@ class EngineSettings:
     dtype: str = describe(
         "dtype", "auto", choices=DTYPES, help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16"
     )
-    device: str = describe("device", "auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    device: str = describe(
+        "device", "auto", pattern=DEVICE, help="auto (cuda if available), cpu, cuda, cuda:N"
+    )
     max_new_tokens: int | None = describe(
         "max_new_tokens",
         None,
+        ge=1,
         help="token budget of every free-text answer "
         "(tasks 2/3); null = per task from the answer lengths the model was "
         "trained on (p99 + margin, see vsd/annotate/budgets.py), else 64 / 160",
@@ -67,10 +68,11 @@ class EngineSettings:
         help="apply max_new_tokens even where it contradicts the answer lengths the model "
         "records (a warning line says so); false: such a config is refused",
     )
-    temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
+    temperature: float = describe("temperature", 0.0, ge=0, help="0 = greedy (reproducible); >0 samples")
     batch_size: int = describe(
         "batch_size",
         8,
+        ge=1,
         help="images per engine step; all their prompts decode "
         "together, so larger = better GPU use and more memory",
     )
@@ -78,23 +80,12 @@ class EngineSettings:
     KINDS: ClassVar[tuple[str, ...]] = ()  # filled by engine_config_class
 
     def validate(self) -> None:
+        check_fields(self)  # also for a config built in code (from_dict checked them already)
         if self.kind not in self.KINDS:
             raise ConfigError(f"kind: must be one of {list(self.KINDS)}, got {self.kind!r}")
-        if not _DEVICE.fullmatch(str(self.device)):
-            raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype: must be one of {DTYPES}, got {self.dtype!r}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature: must be >= 0, got {self.temperature}")
         section = getattr(self, self.kind)
-        validate = getattr(section, "validate", None)
         try:
-            if callable(validate):  # a section built in Python (not from YAML) is not validated yet
-                validate()
+            check(section)  # a section built in Python (not from YAML) is not checked yet
         except ConfigError as exc:
             raise ConfigError(f"{self.kind}.{exc}") from None
         section.check(self)

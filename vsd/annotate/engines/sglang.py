@@ -68,7 +68,7 @@ class SGLangOptions(EngineOptions):
     FLAT_KEYS: ClassVar[tuple[str, ...]] = ("cpu_workers", "engine_args")
 
     cpu_workers: int | None = describe(
-        "cpu_workers", None, help="SGLANG_CPU_WORKERS (default: the CPUs Ray gave the actor)"
+        "cpu_workers", None, ge=1, help="SGLANG_CPU_WORKERS (default: the CPUs Ray gave the actor)"
     )
     engine_args: dict[str, Any] = describe(
         "engine_args",
@@ -83,8 +83,6 @@ class SGLangOptions(EngineOptions):
     )
 
     def validate(self) -> None:
-        if self.cpu_workers is not None and self.cpu_workers < 1:
-            raise ConfigError(f"cpu_workers: must be >= 1, got {self.cpu_workers}")
         check_engine_args(self.engine_args, self.allow_engine_args)
 
     def check(self, cfg: Any) -> None:

@@ -24,7 +24,7 @@ from PIL import Image
 from vsd.annotate.image_decode import BadImage, decode
 from vsd.annotate.items import SCENE, error_text, fail_item, fail_pair, from_table, ok_pairs, to_table
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
-from vsd.config import ConfigError, describe
+from vsd.config import describe
 from vsd.data.visual_prompt import draw_visual_prompt
 from vsd.relations import box_is_valid
 
@@ -47,20 +47,26 @@ class PreprocessStageConfig:
     max_pixels: int = describe(
         "max_pixels",
         64_000_000,
+        ge=1,
         help="images declaring more pixels (width*height, from the header) are error rows "
         "(too_many_pixels): a decompression-bomb guard; raise it for huge scans",
     )
     image_size: int = describe(
         "image_size",
         336,
+        ge=8,
+        le=4096,
         help="side of the square JPEG sent to the engine; match the model's vision input "
         "(336 for LLaVA-1.5; larger only costs bytes, the processor resizes anyway); "
         "unset: the exported model's recorded input size",
     )
-    jpeg_quality: int = describe("jpeg_quality", 90, help="JPEG quality of the re-encoded image (1-95)")
+    jpeg_quality: int = describe(
+        "jpeg_quality", 90, ge=1, le=95, help="JPEG quality of the re-encoded image (1-95)"
+    )
     max_pairs_per_image: int = describe(
         "max_pairs_per_image",
         64,
+        ge=1,
         help="an image with more pairs is an error row (too_many_pairs): each pair is "
         "its own drawn JPEG, so 1,000 pairs would carry ~55 MB in one row",
     )
@@ -81,16 +87,6 @@ class PreprocessStageConfig:
     resources: Resources = resources(
         "CPU tasks (decode/resize is the CPU cost); batch_size default 16", num_cpus=0.5
     )
-
-    def validate(self) -> None:
-        if self.max_pixels < 1:
-            raise ConfigError(f"max_pixels: must be >= 1, got {self.max_pixels}")
-        if self.max_pairs_per_image < 1:
-            raise ConfigError(f"max_pairs_per_image: must be >= 1, got {self.max_pairs_per_image}")
-        if not 8 <= self.image_size <= 4096:
-            raise ConfigError(f"image_size: must be in 8..4096, got {self.image_size}")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise ConfigError(f"jpeg_quality: must be in 1..95, got {self.jpeg_quality}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import pyarrow as pa
 from vsd.annotate.image_decode import decode
 from vsd.annotate.items import SCENE, from_table, new_pair, to_table
 from vsd.annotate.stages.base import Resources, RunContext, map_stage, resources
-from vsd.config import ConfigError, describe
+from vsd.config import describe
 from vsd.propose.config import ProposeConfig
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class ProposeStageConfig(ProposeConfig):
     decode_size: int = describe(
         "decode_size",
         1024,
+        ge=8,
         help="JPEGs are decoded reduced towards this side (DCT scaling, never below it); "
         "detectors resize to their own input anyway (Grounding DINO: 800 px)",
     )
@@ -60,11 +61,6 @@ class ProposeStageConfig(ProposeConfig):
         num_cpus=1.0,
         concurrency=1,
     )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.decode_size < 8:
-            raise ConfigError(f"decode_size: must be >= 8, got {self.decode_size}")
 
 
 Config = ProposeStageConfig

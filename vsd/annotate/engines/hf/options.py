@@ -6,7 +6,7 @@ import dataclasses
 from typing import ClassVar
 
 from vsd.annotate.engines.config import EngineOptions
-from vsd.config import ConfigError, describe
+from vsd.config import describe
 
 PREFIX_ATTENTION = ["auto", "matmul"]
 
@@ -41,9 +41,3 @@ class HFOptions(EngineOptions):
         help="record wall time per phase (tokenize, prefill, score, "
         "decode) in the engine's ``timings``; adds a device sync per phase",
     )
-
-    def validate(self) -> None:
-        if self.prefix_attention not in PREFIX_ATTENTION:
-            raise ConfigError(
-                f"prefix_attention: must be one of {PREFIX_ATTENTION}, got {self.prefix_attention!r}"
-            )
