@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import datetime as dt
 import re
-import sys
 import types
 import typing
 from typing import Any, TypeVar
@@ -193,99 +192,9 @@ def _number(value: Any, tp: type, where: str) -> int | float:
     raise ConfigError(f"{where}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
 
 
-_warned: set[str] = set()
-
-
-def deprecated(message: str) -> None:
-    """One line on stderr, once per process, for a setting that still works but is going away."""
-    if message not in _warned:
-        _warned.add(message)
-        print(f"vsd: deprecated: {message}", file=sys.stderr)
-
-
-def _pop_path(data: dict, path: list[str]) -> tuple[bool, Any]:
-    node = data
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            return False, None
-    if path[-1] not in node:
-        return False, None
-    value = node.pop(path[-1])
-    return True, value
-
-
-def _is_section(cls: type, path: list[str]) -> bool:
-    """Does ``path`` below ``cls`` name a nested config section (a dataclass), not a plain value?"""
-    tp: Any = cls
-    for key in path:
-        if not dataclasses.is_dataclass(tp):
-            return False
-        hints = typing.get_type_hints(tp)
-        if key not in hints:
-            return False
-        tp = hints[key]
-    return dataclasses.is_dataclass(tp)
-
-
-def _set_path(data: dict, path: list[str], value: Any, merge: bool = False) -> bool:
-    """Set ``path`` unless the new key is already given (the new spelling wins); with ``merge``
-    (a whole section moved) the old section's keys fill what the new one does not set."""
-    node = data
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            return False
-    if path[-1] in node:
-        if merge and isinstance(node[path[-1]], dict) and isinstance(value, dict):
-            node[path[-1]] = {**copy.deepcopy(value), **node[path[-1]]}
-            return True
-        return False
-    node[path[-1]] = value
-    return True
-
-
-def migrate_renamed(cls: type, data: dict, prefix: str = "") -> dict:
-    """Old spellings of ``cls``'s fields -> new ones, each with a one-line deprecation message.
-
-    A config class lists them in ``RENAMED = {"old.dotted.key": "new.dotted.key"}`` (paths relative
-    to the class; a tuple of new keys when one old setting became several), in order, so YAML files
-    and ``key=value`` overrides written for an older release keep working for one more release.
-    A moved section merges into the new one; a key given both ways keeps the new spelling's value.
-    """
-    renamed: dict[str, str | tuple[str, ...]] = getattr(cls, "RENAMED", {})
-    if not renamed:
-        return data
-    data = copy.deepcopy(data)
-    where = f"{prefix}." if prefix else ""
-    for old, new in renamed.items():
-        found, value = _pop_path(data, old.split("."))
-        if not found:
-            continue
-        targets = (new,) if isinstance(new, str) else tuple(new)
-        for target in targets:
-            path = target.split(".")
-            if _set_path(data, path, copy.deepcopy(value), merge=_is_section(cls, path)):
-                deprecated(f"{where}{old} is now {where}{target} (the old key is read for one more release)")
-            else:
-                deprecated(f"{where}{old} is ignored: {where}{target} is also set")
-    for parent in {old.split(".")[0] for old in renamed}:  # a section emptied by the moves
-        if (
-            isinstance(data.get(parent), dict)
-            and not data[parent]
-            and parent not in {f.name for f in dataclasses.fields(cls)}
-        ):
-            data.pop(parent)
-    return data
-
-
 def _build(cls: type[T], data: dict, prefix: str) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    upgrade = getattr(cls, "upgrade", None)  # a classmethod for older shapes RENAMED cannot express
-    if callable(upgrade):
-        data = upgrade(data)
-    data = migrate_renamed(cls, data, prefix)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]

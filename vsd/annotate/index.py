@@ -44,7 +44,6 @@ from vsd.keyset import KeySet, Snapshot, key_of
 VSD_DIR = "__vsd"
 CARD_FILE = "_README.md"
 PART_PREFIX = "part-"
-LEGACY_INDEX = "_index"  # the previous release's layout (imported once by `migrate_legacy`)
 
 PROGRESS_SCHEMA = pa.schema(
     [
@@ -237,34 +236,6 @@ class Output:
             for i in _files(self.path("runs"), recursive=False)
             if i.path.endswith(".json")
         )
-
-    # ------------------------------------------------------------------ the previous layout
-    def migrate_legacy(self) -> int:
-        """Import an output written by the previous release (``_index/run_date=*/part-*.parquet``
-        beside the data, card as ``README.md``): its written images go into the id key set, so a
-        run of this release never annotates them again. Returns how many images were imported."""
-        legacy = storage.join(self.root, LEGACY_INDEX)
-        files = [self._prefix + i.path for i in _files(legacy) if i.path.endswith(".parquet")]
-        if not files:
-            return 0
-        keys: list[bytes] = []
-        for uri in files:
-            fs, path = storage.resolve(uri)
-            table = pq.read_table(path, filesystem=fs)
-            for image_id, skey in zip(
-                table.column("image_id").to_pylist(), table.column("source_key").to_pylist()
-            ):
-                # The old index did not say whether an id was given or hashed: a 64-hex id is a hash.
-                is_hash = len(image_id) == 64 and all(c in "0123456789abcdef" for c in image_id)
-                keys.append(image_key(image_id, given=not is_hash))
-                if skey:
-                    keys.append(listing_key(skey))
-        self.ids().add(keys, generation="g-legacy")
-        storage.delete(legacy)  # imported: the old index has no other use
-        old_card = storage.join(self.root, "README.md")
-        if storage.exists(old_card) and "llava-vsd" in storage.read_text(old_card):
-            storage.delete(old_card)  # pandas/pyarrow would try to read it as a Parquet file
-        return len(files)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -245,8 +245,6 @@ def _run_leased(
 ) -> RunResult:
     """The run itself, once it holds the output's lease."""
     run_date, run_id = meta.run_date, meta.run_id
-    if out.migrate_legacy():
-        echo(f"{cfg.output}: imported the previous release's index (its images stay annotated)")
     adopted = adopt_existing(out)
     if adopted:
         echo(f"{cfg.output}: {adopted} part(s) written before the output was a table are its first commit")

@@ -26,10 +26,6 @@ DTYPES = ["auto", "float32", "bfloat16", "float16"]
 class EngineOptions:
     """Base of a backend's own section, ``engine.<kind>.*``."""
 
-    # Fields of this section that older configs wrote directly under ``engine.`` (still read, with a
-    # one-line deprecation message, through EngineConfig.RENAMED).
-    FLAT_KEYS: ClassVar[tuple[str, ...]] = ()
-
     def check(self, cfg: Any) -> None:
         """Rules between this section and the common fields, when ``cfg.kind`` is this backend;
         raise ``ConfigError("<field>: ...")``."""
@@ -104,20 +100,17 @@ def engine_config_class(registry: Mapping[str, Backend]) -> type:
     fields: list[tuple[str, Any, Any]] = [
         ("kind", str, describe("kind", kinds[0], choices=list(kinds), help=kind_help))
     ]
-    renamed: dict[str, str] = {}
     for kind, backend in registry.items():
         options = load_object(backend.options)
         if not (isinstance(options, type) and issubclass(options, EngineOptions)):
             raise TypeError(f"engine registry: {backend.options} is not an EngineOptions dataclass")
         fields.append((kind, options, describe(kind, factory=options, help=f"read only when kind is {kind}")))
-        renamed.update({name: f"{kind}.{name}" for name in options.FLAT_KEYS})
     cls = dataclasses.make_dataclass(
         "EngineConfig",
         fields,
         bases=(EngineSettings,),
         namespace={
             "KINDS": kinds,
-            "RENAMED": renamed,
             "__doc__": "Which engine answers the prompts, and how (``engine.*``).",
         },
     )

@@ -37,7 +37,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from vsd.annotate.engines.base import (
     DEFAULT_NEW_TOKENS,
@@ -64,8 +64,6 @@ MODELS_PACKAGE = "vsd.annotate.engines.sglang_models"
 @dataclasses.dataclass
 class SGLangOptions(EngineOptions):
     """``engine.sglang.*``."""
-
-    FLAT_KEYS: ClassVar[tuple[str, ...]] = ("cpu_workers", "engine_args")
 
     cpu_workers: int | None = describe(
         "cpu_workers", None, ge=1, help="SGLANG_CPU_WORKERS (default: the CPUs Ray gave the actor)"

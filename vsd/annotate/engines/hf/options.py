@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 
 from vsd.annotate.engines.config import EngineOptions
 from vsd.config import describe
@@ -13,8 +12,6 @@ PREFIX_ATTENTION = ["auto", "matmul"]
 
 @dataclasses.dataclass
 class HFOptions(EngineOptions):
-    FLAT_KEYS: ClassVar[tuple[str, ...]] = ("share_prefix", "cuda_graph")
-
     share_prefix: bool = describe(
         "share_prefix",
         True,
