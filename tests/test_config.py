@@ -12,12 +12,21 @@ from vsd.config import ConfigError, describe
 
 @dataclasses.dataclass
 class Inner:
-    rank: int = describe("rank", 8, help="adapter rank")
+    rank: int = describe("rank", 8, ge=1, help="adapter rank")
     lr: float = describe("lr", 1e-4, help="learning rate")
 
-    def validate(self) -> None:
-        if self.rank < 1:
-            raise ConfigError(f"rank: must be >= 1, got {self.rank}")
+
+@dataclasses.dataclass
+class Limits:
+    """One field per kind of declared limit (`describe`'s bounds, pattern, choices)."""
+
+    size: int = describe("size", 8, ge=8, le=4096, help="an integer range")
+    share: float = describe("share", 0.5, gt=0, le=1, help="a half-open interval")
+    drop: float = describe("drop", 0.1, ge=0, lt=1, help="the other half-open interval")
+    scale: float = describe("scale", 1.0, gt=0, help="strictly positive")
+    budget: int | None = describe("budget", None, ge=1, help="optional: null passes")
+    device: str = describe("device", "auto", pattern=vconfig.DEVICE, help="a device name")
+    mode: str = describe("mode", "a", choices=["a", "b"], help="a choice")
 
 
 @dataclasses.dataclass
@@ -28,6 +37,34 @@ class Outer:
     tags: list[str] = describe("tags", factory=list, help="tags")
     extra: dict = describe("extra", factory=dict, help="passthrough")
     inner: Inner = describe("inner", factory=Inner, help="nested")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("size=4", "size: must be in 8..4096, got 4"),
+        ("size=5000", "size: must be in 8..4096, got 5000"),
+        ("share=0", "share: must be in (0, 1], got 0.0"),
+        ("drop=1", "drop: must be in [0, 1), got 1.0"),
+        ("scale=-2", "scale: must be > 0, got -2.0"),
+        ("budget=0", "budget: must be >= 1, got 0"),
+        ("device=gpu", "device: must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        ("device=cuda:x", "device: must be auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+        ("mode=c", "mode: must be one of ['a', 'b'], got 'c'"),
+    ],
+)
+def test_declared_limits_are_checked_in_one_place_with_one_line(override, message):
+    with pytest.raises(ConfigError) as err:
+        vconfig.from_dict(Limits, {}, [override])
+    assert str(err.value) == message
+    good = vconfig.from_dict(Limits, {}, ["size=4096", "share=1", "drop=0", "budget=null", "device=cuda:1"])
+    assert (good.size, good.share, good.drop, good.budget, good.device) == (4096, 1.0, 0.0, None, "cuda:1")
+
+
+def test_a_config_built_in_code_is_checked_the_same_way():
+    with pytest.raises(ConfigError, match=r"^size: must be in 8\.\.4096, got 2$"):
+        vconfig.check(Limits(size=2))
+    vconfig.check(Limits())
 
 
 def test_yaml_and_overrides(tmp_path):

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from vsd import demo, demo_raw
 from vsd.cli import main
+from vsd.demo import raw as demo_raw
+from vsd.demo import run as demo
 
 
 @pytest.mark.slow

@@ -4,9 +4,10 @@ Both are read from the source (ast), not by importing: an import cycle that happ
 (because of import order) breaks the day someone imports the other module first, and a static
 check finds it without running heavy imports.
 
-What counts as an import: statements that run when the module is imported, i.e. at module level,
-also inside ``if``/``try``/``with`` blocks and class bodies, but not inside functions (deliberately
-deferred imports) nor under ``if TYPE_CHECKING:`` (never run). ``from vsd.x import y`` is an edge
+What counts as an import: every import statement, at module level, inside ``if``/``try``/``with``
+blocks and class bodies, and inside functions too (a deferred import only postpones the cycle to
+the first call: the two modules still cannot be understood, tested or moved apart), except under
+``if TYPE_CHECKING:`` (never run). ``from vsd.x import y`` is an edge
 to ``vsd.x.y`` when that is a module, else to ``vsd.x``. Importing ``vsd.x.y`` also runs
 ``vsd/x/__init__.py`` first, but that is not counted as an edge (as import linters do): a package
 that re-exports its submodules is fine as long as they import each other, not the package.
@@ -45,19 +46,17 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _import_time_statements(body: list[ast.stmt]):
-    """The statements of `body` that run at import: not function bodies, not TYPE_CHECKING blocks."""
+def _import_statements(body: list[ast.stmt]):
+    """The statements of `body`, function bodies included, that can run: not TYPE_CHECKING blocks."""
     for node in body:
         yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            yield from _import_time_statements(node.orelse)
+            yield from _import_statements(node.orelse)
             continue
-        for field in ("body", "orelse", "finalbody"):  # if/try/with/for/while/class blocks
-            yield from _import_time_statements(getattr(node, field, None) or [])
+        for field in ("body", "orelse", "finalbody"):  # def/if/try/with/for/while/class blocks
+            yield from _import_statements(getattr(node, field, None) or [])
         for clause in [*getattr(node, "handlers", ()), *getattr(node, "cases", ())]:  # except, case
-            yield from _import_time_statements(clause.body)
+            yield from _import_statements(clause.body)
 
 
 def _known(name: str, known: dict[str, Path]) -> str | None:
@@ -71,10 +70,10 @@ def _known(name: str, known: dict[str, Path]) -> str | None:
 
 
 def imports_of(module: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The modules of the package that `module` imports when it is imported."""
+    """The modules of the package that `module` imports, when imported or when its functions run."""
     is_package = path.name == "__init__.py"
     out: set[str] = set()
-    for node in _import_time_statements(ast.parse(path.read_text(encoding="utf-8"), str(path)).body):
+    for node in _import_statements(ast.parse(path.read_text(encoding="utf-8"), str(path)).body):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -225,7 +224,7 @@ def test_checker_finds_a_package_importing_its_own_reexporter(tmp_path):
     assert import_cycles(import_graph(root, "pkg")) == [["pkg.rel", "pkg.rel.parser", "pkg.rel"]]
 
 
-def test_checker_ignores_deferred_and_type_checking_imports(tmp_path):
+def test_checker_counts_deferred_imports_and_ignores_type_checking_ones(tmp_path):
     root = _package(
         tmp_path,
         {
@@ -257,8 +256,8 @@ def test_checker_ignores_deferred_and_type_checking_imports(tmp_path):
         },
     )
     graph = import_graph(root, "pkg")
-    assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": set(), "pkg.c": {"pkg.b"}}
-    assert import_cycles(graph) == []
+    assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": {"pkg.b"}}
+    assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]  # b's deferred import closes it
 
 
 def test_checker_reports_long_modules(tmp_path):

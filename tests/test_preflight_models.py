@@ -102,3 +102,13 @@ def test_a_cached_hub_id_offline_passes_and_online_nothing_is_asked(tmp_path, mo
     check_models(cfg)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     check_models(annotate_config(str(tmp_path), str(tmp_path / "out"), "engine.model=org/not-cached"))
+
+
+def test_an_sglang_generator_folder_that_is_no_sglang_export_is_one_line(tmp_path, capsys, tiny_llava_dir):
+    """The sglang backend's own preflight check: a transformers-layout folder, which SGLang cannot
+    serve as LLaVA, is refused before Ray starts, naming the export that fixes it."""
+    code = main(_annotate(tmp_path, "engine.kind=sglang", f"engine.model={tiny_llava_dir}"))
+    assert code == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"vsd: error: engine.model: {tiny_llava_dir} is LlavaForConditionalGeneration")
+    assert "`vsd export --layout sglang`" in line and not (tmp_path / "out").exists()

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from vsd.backends.sglang import start_sglang
 from vsd.errors import VSDError
-from vsd.serving import actor_cpus, localize_model, resolve_device, start_sglang
+from vsd.serving import actor_cpus, localize_model, resolve_device
 
 
 def test_localize_model_resolves_local_and_tiny_and_names_the_field(tmp_path, tiny_llava_dir):

@@ -25,7 +25,7 @@ COMMAND_MODULES = [
     "vsd.model.commands",  # vsd export | vsd model tiny
     "vsd.annotate.commands",  # vsd annotate
     "vsd.evaluate.commands",  # vsd evaluate
-    "vsd.demo",  # vsd demo
+    "vsd.demo.run",  # vsd demo
     "vsd.show.commands",  # vsd show
     "vsd.runs",  # vsd runs
     "vsd.annotate.output.delete",  # vsd delete

@@ -13,14 +13,13 @@ import copy
 import dataclasses
 import datetime as dt
 import re
-import sys
 import types
 import typing
 from typing import Any, TypeVar
 
 import yaml
 
-from vsd.errors import VSDError
+from vsd.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -44,8 +43,14 @@ def yaml_load(text: str):
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
-class ConfigError(VSDError, ValueError):
-    """A config problem, reported as one line naming the dotted field."""
+class Pattern(typing.NamedTuple):
+    """A string field's allowed form: a regex (whole value) and how the error line says it."""
+
+    regex: str
+    says: str
+
+
+DEVICE = Pattern(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")
 
 
 def describe(
@@ -55,14 +60,69 @@ def describe(
     help: str,
     choices: list | None = None,
     factory: Any = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    pattern: Pattern | None = None,
 ) -> Any:
-    """A dataclass field with a description (and optional allowed values)."""
-    meta = {"help": help}
+    """A dataclass field with a description and what it allows: ``choices``, numeric bounds
+    (``ge``/``gt``/``le``/``lt``; None passes, for optional fields) or a string ``pattern``, all
+    checked by `check_fields`, in one place, with one line naming the field."""
+    meta: dict[str, Any] = {"help": help}
     if choices is not None:
         meta["choices"] = list(choices)
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if bounds:
+        meta["bounds"] = bounds
+    if pattern is not None:
+        meta["pattern"] = pattern
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def _bounds_text(bounds: dict[str, float], integer: bool) -> str:
+    low = ("ge", bounds["ge"]) if "ge" in bounds else ("gt", bounds["gt"]) if "gt" in bounds else None
+    high = ("le", bounds["le"]) if "le" in bounds else ("lt", bounds["lt"]) if "lt" in bounds else None
+    if low and high:
+        if integer and low[0] == "ge" and high[0] == "le":
+            return f"in {low[1]}..{high[1]}"
+        return f"in {'[' if low[0] == 'ge' else '('}{low[1]}, {high[1]}{']' if high[0] == 'le' else ')'}"
+    op, value = low or high  # type: ignore[misc]
+    return f"{ {'ge': '>=', 'gt': '>', 'le': '<=', 'lt': '<'}[op] } {value}"
+
+
+def _within(value: Any, bounds: dict[str, float]) -> bool:
+    checks = {"ge": value.__ge__, "gt": value.__gt__, "le": value.__le__, "lt": value.__lt__}
+    return all(checks[op](bound) for op, bound in bounds.items())
+
+
+def check_fields(obj: Any) -> None:
+    """The declared limits of ``obj``'s own fields (`describe`'s choices, bounds, pattern); raises
+    ``ConfigError("<field>: must be ..., got ...")`` for the first one broken. Nested sections are
+    checked by their own call (`from_dict` builds them first)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{f.name}: must be one of {choices}, got {value!r}")
+        bounds = f.metadata.get("bounds")
+        if bounds and value is not None and not _within(value, bounds):
+            integer = isinstance(value, int) and all(isinstance(b, int) for b in bounds.values())
+            raise ConfigError(f"{f.name}: must be {_bounds_text(bounds, integer)}, got {value!r}")
+        pattern = f.metadata.get("pattern")
+        if pattern is not None and not re.fullmatch(pattern.regex, str(value)):
+            raise ConfigError(f"{f.name}: must be {pattern.says}, got {value!r}")
+
+
+def check(obj: Any) -> None:
+    """A config object built in code (not by `from_dict`): its declared limits, then its own
+    ``validate`` (cross-field rules)."""
+    check_fields(obj)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
 
 
 def _type_name(tp: Any) -> str:
@@ -132,99 +192,9 @@ def _number(value: Any, tp: type, where: str) -> int | float:
     raise ConfigError(f"{where}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
 
 
-_warned: set[str] = set()
-
-
-def deprecated(message: str) -> None:
-    """One line on stderr, once per process, for a setting that still works but is going away."""
-    if message not in _warned:
-        _warned.add(message)
-        print(f"vsd: deprecated: {message}", file=sys.stderr)
-
-
-def _pop_path(data: dict, path: list[str]) -> tuple[bool, Any]:
-    node = data
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            return False, None
-    if path[-1] not in node:
-        return False, None
-    value = node.pop(path[-1])
-    return True, value
-
-
-def _is_section(cls: type, path: list[str]) -> bool:
-    """Does ``path`` below ``cls`` name a nested config section (a dataclass), not a plain value?"""
-    tp: Any = cls
-    for key in path:
-        if not dataclasses.is_dataclass(tp):
-            return False
-        hints = typing.get_type_hints(tp)
-        if key not in hints:
-            return False
-        tp = hints[key]
-    return dataclasses.is_dataclass(tp)
-
-
-def _set_path(data: dict, path: list[str], value: Any, merge: bool = False) -> bool:
-    """Set ``path`` unless the new key is already given (the new spelling wins); with ``merge``
-    (a whole section moved) the old section's keys fill what the new one does not set."""
-    node = data
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            return False
-    if path[-1] in node:
-        if merge and isinstance(node[path[-1]], dict) and isinstance(value, dict):
-            node[path[-1]] = {**copy.deepcopy(value), **node[path[-1]]}
-            return True
-        return False
-    node[path[-1]] = value
-    return True
-
-
-def migrate_renamed(cls: type, data: dict, prefix: str = "") -> dict:
-    """Old spellings of ``cls``'s fields -> new ones, each with a one-line deprecation message.
-
-    A config class lists them in ``RENAMED = {"old.dotted.key": "new.dotted.key"}`` (paths relative
-    to the class; a tuple of new keys when one old setting became several), in order, so YAML files
-    and ``key=value`` overrides written for an older release keep working for one more release.
-    A moved section merges into the new one; a key given both ways keeps the new spelling's value.
-    """
-    renamed: dict[str, str | tuple[str, ...]] = getattr(cls, "RENAMED", {})
-    if not renamed:
-        return data
-    data = copy.deepcopy(data)
-    where = f"{prefix}." if prefix else ""
-    for old, new in renamed.items():
-        found, value = _pop_path(data, old.split("."))
-        if not found:
-            continue
-        targets = (new,) if isinstance(new, str) else tuple(new)
-        for target in targets:
-            path = target.split(".")
-            if _set_path(data, path, copy.deepcopy(value), merge=_is_section(cls, path)):
-                deprecated(f"{where}{old} is now {where}{target} (the old key is read for one more release)")
-            else:
-                deprecated(f"{where}{old} is ignored: {where}{target} is also set")
-    for parent in {old.split(".")[0] for old in renamed}:  # a section emptied by the moves
-        if (
-            isinstance(data.get(parent), dict)
-            and not data[parent]
-            and parent not in {f.name for f in dataclasses.fields(cls)}
-        ):
-            data.pop(parent)
-    return data
-
-
 def _build(cls: type[T], data: dict, prefix: str) -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    upgrade = getattr(cls, "upgrade", None)  # a classmethod for older shapes RENAMED cannot express
-    if callable(upgrade):
-        data = upgrade(data)
-    data = migrate_renamed(cls, data, prefix)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
@@ -233,21 +203,18 @@ def _build(cls: type[T], data: dict, prefix: str) -> T:
     for name, f in fields.items():
         where = f"{prefix}.{name}" if prefix else name
         if name in data:
-            value = _coerce(data[name], hints[name], where)
-            choices = f.metadata.get("choices")
-            if choices is not None and value not in choices:
-                raise ConfigError(f"{where}: must be one of {choices}, got {value!r}")
-            kwargs[name] = value
+            kwargs[name] = _coerce(data[name], hints[name], where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: required field is missing")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
-    if callable(check):
-        try:
+    try:
+        check_fields(obj)
+        if callable(check):
             check()
-        except ConfigError as exc:
-            msg = str(exc)
-            raise ConfigError(f"{prefix}.{msg}" if prefix else msg) from None
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(f"{prefix}.{msg}" if prefix else msg) from None
     return obj
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vsd.config import ConfigError
+from vsd.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "assets" / "configs"
 SUFFIXES = (".yaml", ".yml")

@@ -14,7 +14,8 @@ file, its nearest existing folder writable; S3: a probe object written and delet
 ``s3://`` prefixes are folders that exist, local ones given as absolute paths (Ray actors do not
 run in this folder); hub ids, when offline (``HF_HUB_OFFLINE=1``), are in the local cache
 (`check_models`). Every model the run loads is checked: generator, adapter, refine LLM, propose
-detector and depth model. ``tiny:`` names are built by their loaders.
+detector and depth model. ``tiny:`` names are built by their loaders. Last, each backend the run
+uses adds its own checks (``vsd.backends.preflight``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from vsd import storage
+from vsd import backends, storage
 from vsd.errors import VSDError
 
 CREDENTIAL_HELP = (
@@ -118,7 +119,7 @@ def run_models(cfg) -> list[tuple[str, str]]:
     """(field, name) of every model the run will load, each in the actor that loads it: the
     generator, its adapter, the refine LLM, the propose detector and depth model (when on)."""
     models = [("engine.model", cfg.engine.model), ("engine.adapter", cfg.engine.adapter)]
-    if cfg.stages.refine.mode in ("hf", "sglang"):
+    if cfg.stages.refine.mode in backends.refiners():
         models.append(("stages.refine.model", cfg.stages.refine.model))
     propose = cfg.stages.propose
     if propose.enabled:
@@ -178,6 +179,7 @@ def check_annotate(cfg) -> float:
     started = time.monotonic()
     check(annotate_targets(cfg))
     check_models(cfg)
+    backends.preflight(cfg)  # each backend's own checks (sglang: the export's layout)
     return time.monotonic() - started
 
 

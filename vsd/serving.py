@@ -2,9 +2,10 @@
 
 Both the generate stage (``vsd.annotate.engines``) and the refine stage (``vsd.refine``) load a
 model inside a Ray actor: from a ``tiny:`` name, a local directory, an ``s3://`` prefix or a hub
-id, on a device, with the CPUs Ray gave the actor, sometimes through ``sglang.Engine``. Those
-steps live here once, so both stages resolve a model URI, pick a device and start SGLang the same
-way. Heavy packages (torch, sglang) are imported only inside the functions that need them.
+id, on a device, with the CPUs Ray gave the actor. Those steps live here once, so both stages
+resolve a model URI and pick a device the same way (starting ``sglang.Engine`` is the sglang
+backend's, ``vsd/backends/sglang.py``). Heavy packages (torch) are imported only inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from vsd.config import ConfigError
 from vsd.errors import VSDError
-
-SGLANG_MISSING = "sglang is not installed (GPU nodes: pip install 'llava-vsd[gpu]')"
 
 # sglang.Engine arguments that decide WHAT is loaded or WHICH code runs (remote code, other weight
 # formats or files, model config overrides, custom loaders/processors, adapters, draft models):
@@ -30,18 +29,6 @@ TRUST_KEY = re.compile(
     r"decrypt|lora|impl|parser|chat_template|token_map"
 )
 NEVER_ALLOWED = ("model_path", "tokenizer_path")
-
-# What SGLang's CPU engine needs (device: cpu; tests, AMX CPUs): attention in plain torch (the
-# intel_amx backend needs a patched kernel and head sizes divisible by 32), no CUDA graphs or
-# overlap scheduling, no warm-up request, a small KV pool in host memory. engine_args override them.
-CPU_ENGINE_ARGS = {
-    "attention_backend": "torch_native",
-    "disable_cuda_graph": True,
-    "disable_overlap_schedule": True,
-    "skip_server_warmup": True,
-    "mem_fraction_static": 0.05,
-    "max_total_tokens": 4096,
-}
 
 # What a hub model may bring (no pickles, no code): fetched files are checked like local ones.
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
@@ -140,29 +127,3 @@ def actor_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS
         return os.cpu_count() or 1
-
-
-def start_sglang(
-    what: str,
-    kwargs: dict[str, Any],
-    *,
-    cpu_workers: int | None = None,
-    factory: Callable[..., Any] | None = None,
-    hint: str = "",
-    error: type[VSDError] = VSDError,
-) -> Any:
-    """``sglang.Engine(**kwargs)`` (or ``factory(**kwargs)``, a test's stand-in), after setting
-    ``SGLANG_CPU_WORKERS`` to ``cpu_workers`` or the actor's CPUs so SGLang's CPU-side pools do not
-    oversubscribe the node (and ``SGLANG_USE_CPU_ENGINE`` for ``device="cpu"``). A missing sglang is
-    one ``error`` line naming ``what`` (and ``hint``). ``kwargs`` must have passed ``local_model``
-    and ``check_engine_args`` already."""
-    os.environ["SGLANG_CPU_WORKERS"] = str(cpu_workers or actor_cpus())
-    if kwargs.get("device") == "cpu":  # selects SGLang's CPU platform; read once, before sglang starts
-        os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
-    if factory is None:
-        try:
-            import sglang
-        except ImportError:
-            raise error(f"{what}: {SGLANG_MISSING}{'; ' + hint if hint else ''}") from None
-        factory = sglang.Engine
-    return factory(**kwargs)

@@ -18,21 +18,6 @@ SHIPPED = sorted(glob.glob(str(REPO / "jobs/configs/annotate-*.yaml"))) + [
     str(REPO / "vsd/assets/demo/annotate.yaml")
 ]
 
-OLD_LAYOUT = """
-input: /data/in
-source: {format: folder, extensions: [jpg]}
-preprocess: {image_size: 64, max_file_bytes: 1000}
-refine: {mode: "off"}
-resources:
-  read_batch_size: 7
-  preprocess_batch_size: 5
-  cpu_task_num_cpus: 0.5
-  generate_concurrency: 3
-  generate_num_gpus: 0.5
-  refine_num_cpus: 0.75
-  write_batch_size: 9
-"""
-
 NEW_LAYOUT = """
 input: {uri: /data/in, format: folder, extensions: [jpg]}
 stages:
@@ -45,21 +30,15 @@ stages:
 """
 
 
-def test_the_previous_flat_layout_loads_as_the_new_one_with_deprecation_lines(tmp_path, capsys):
-    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
-    old.write_text(OLD_LAYOUT)
+def test_a_flat_layout_that_no_release_ever_read_is_refused_in_one_line(tmp_path):
+    """0.1.0 never had a release: the flat keys of a development layout are unknown fields."""
+    new = tmp_path / "new.yaml"
     new.write_text(NEW_LAYOUT)
-    assert load_config(str(new)) == load_config(str(old))
-    err = capsys.readouterr().err
-    assert "vsd: deprecated: resources.write_batch_size is now stages.write.resources.batch_size" in err
-    assert "vsd: deprecated: input: URI is now input.uri" in err
-    assert all(line.startswith("vsd: deprecated: ") for line in err.splitlines())
-
-
-def test_an_old_override_still_works_and_the_new_spelling_wins():
-    cfg = load_config(None, ["resources.generate_num_gpus=1", "stages.refine.mode=off", "refine.mode=hf"])
-    assert cfg.stages.generate.resources.num_gpus == 1.0
-    assert cfg.stages.refine.mode == "off"
+    assert load_config(str(new)).stages.write.resources.batch_size == 9
+    with pytest.raises(ConfigError, match=r"^preprocess: unknown field \(known: "):
+        load_config(None, ["preprocess.image_size=64"])
+    with pytest.raises(ConfigError, match=r"^input: expected a mapping, got str$"):
+        load_config(None, ["input=/data/in"])
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)

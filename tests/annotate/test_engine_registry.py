@@ -87,33 +87,13 @@ def test_device_is_checked_before_ray_starts_in_the_job_config():
         load_config(None, ["engine.device=gpu"])
 
 
-def test_old_flat_keys_still_work_with_one_deprecation_line(capsys):
-    import vsd.config as cfglib
-
-    cfglib._warned.clear()
+def test_a_backend_option_lives_in_its_section_only():
     cfg = from_dict(
-        EngineConfig,
-        {
-            "kind": "sglang",
-            "cpu_workers": 3,
-            "engine_args": {"tp_size": 2},
-            "share_prefix": False,
-            "cuda_graph": False,
-        },
+        EngineConfig, {"kind": "sglang", "sglang": {"cpu_workers": 3, "engine_args": {"tp_size": 2}}}
     )
     assert cfg.sglang == SGLangOptions(cpu_workers=3, engine_args={"tp_size": 2})
-    assert cfg.hf.share_prefix is False and cfg.hf.cuda_graph is False
-    err = capsys.readouterr().err.splitlines()
-    assert (
-        "vsd: deprecated: engine_args is now sglang.engine_args (the old key is read for one more release)"
-        in err
-    )
-    assert len(err) == 4 and all(line.startswith("vsd: deprecated: ") for line in err)
-    # the new spelling wins over the old one
-    cfg = from_dict(EngineConfig, {"engine_args": {"a": 1}, "sglang": {"engine_args": {"b": 2}}})
-    assert cfg.sglang.engine_args == {"b": 2}
-    dumped = to_dict(cfg)
-    assert "engine_args" not in dumped and dumped["sglang"]["engine_args"] == {"b": 2}
+    with pytest.raises(ConfigError, match=r"^cpu_workers: unknown field \(known: "):
+        from_dict(EngineConfig, {"kind": "sglang", "cpu_workers": 3})
 
 
 def test_configs_pickle_by_reference_for_ray():

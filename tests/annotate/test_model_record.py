@@ -96,12 +96,12 @@ def test_a_model_without_a_record_keeps_the_config(tiny_llava_dir):
     assert read_record("tiny:llava") is None and read_record(tiny_llava_dir) is None
 
 
-def test_given_keys_follow_the_old_layout_renames(tmp_path):
-    path = tmp_path / "old.yaml"
-    path.write_text("preprocess:\n  image_size: 48\n")  # the previous release's flat section
+def test_given_keys_are_the_file_and_override_keys_with_their_sections(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("stages:\n  preprocess:\n    image_size: 48\n")
     keys = given_keys(str(path), ["engine.max_new_tokens=9"])
-    assert {"stages.preprocess.image_size", "engine.max_new_tokens"} <= keys
-    assert "preprocess.image_size" not in keys
+    assert {"stages", "stages.preprocess", "stages.preprocess.image_size", "engine.max_new_tokens"} <= keys
+    assert "stages.preprocess.visual_prompt" not in keys
 
 
 def test_training_records_what_its_processor_fed_the_model(tiny_llava_dir):

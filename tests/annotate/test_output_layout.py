@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from tests.fixtures.annotate import build_corpus, make_color_engine, read_rows
 from vsd import storage
-from vsd.annotate.index import Output, image_key
+from vsd.annotate.index import Output
 from vsd.annotate.pipeline import run_annotation
 from vsd.corpus import Corpus, sync
 from vsd.errors import VSDError
@@ -115,36 +114,6 @@ def test_the_card_and_the_records_come_from_stored_totals(annotated):
     assert len(output.runs()) == 2 and output.totals()["rows"] == 11
     assert [r["run_id"] for r in output.partition_record("2026-11-27")["runs"]] == [output.runs()[1]]
     assert output.progress() == {}  # everything compacted
-
-
-def test_an_output_of_the_previous_release_is_continued_without_redoing_it(
-    ray_local, tmp_path, annotate_config
-):
-    """Old layout: ``_index/run_date=*/part-*.parquet`` (image_id, source_key) beside the data and a
-    ``README.md`` card. Its images are imported into the key set and not annotated again."""
-    import pyarrow as pa
-
-    corpus, out = str(tmp_path / "corpus"), str(tmp_path / "out")
-    expected = build_corpus(corpus, 8, seed=13)
-    run_annotation(annotate_config(f"{corpus}/manifest.jsonl", out), engine_factory=make_color_engine)
-    rows = read_rows(out)
-    old = Output(out)
-    # Rewrite the output into the old layout: its index beside the data, its card, no __vsd/.
-    index = pa.table({"image_id": [r["image_id"] for r in rows], "source_key": [None] * len(rows)})
-    storage.makedirs(f"{out}/_index/run_date=2026-11-26")
-    pq.write_table(index, f"{out}/_index/run_date=2026-11-26/part-old.parquet")
-    storage.write_text(f"{out}/README.md", "---\n---\n# Visual spatial descriptions (llava-vsd)\n")
-    storage.delete(old.vsd)
-    storage.delete(f"{out}/_README.md")
-
-    again = run_annotation(
-        annotate_config(f"{corpus}/manifest.jsonl", out, "run_date=2026-11-27"),
-        engine_factory=make_color_engine,
-    )
-    assert again.counts["images"] == 0 and again.counts["skipped"]["already_annotated"] == len(expected)
-    assert len(read_rows(out)) == len(rows) and not storage.exists(f"{out}/_index")
-    assert not storage.exists(f"{out}/README.md") and storage.exists(f"{out}/_README.md")
-    assert Output(out).ids().snapshot().contains([image_key(rows[0]["image_id"], False)]) == [True]
 
 
 def test_a_corpus_input_is_read_directly_and_grows_by_new_shards(ray_local, tmp_path, annotate_config):

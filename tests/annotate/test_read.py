@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from tests.fixtures.infra import REPO
+from vsd.annotate.image_decode import decode, to_rgb
 from vsd.annotate.items import new_item, new_pair
-from vsd.annotate.stages.preprocess import PreprocessStageConfig, decode, prepare, to_rgb
+from vsd.annotate.stages.preprocess import PreprocessStageConfig, prepare
 from vsd.annotate.stages.read import ReadError, read_bytes, under_roots
 
 
@@ -85,7 +86,7 @@ def test_16_bit_images_convert_in_integer_bands():
     probe = textwrap.dedent("""
         import resource, numpy as np
         from PIL import Image
-        from vsd.annotate.stages.preprocess import to_rgb
+        from vsd.annotate.image_decode import to_rgb
         big = Image.fromarray(np.full((4000, 4000), 40000, dtype=np.uint16))
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         to_rgb(big)

@@ -43,7 +43,7 @@ def png(image) -> bytes:
 
 
 def scenes(n: int, seed: int = 31):
-    from vsd.propose.synthetic_truth import labelled_scenes
+    from vsd.demo.synthetic_truth import labelled_scenes
 
     return [s[0] for s in labelled_scenes(n, seed, size=64)]
 
@@ -185,7 +185,7 @@ def test_config_checks_name_the_field():
 
 def annotate_folder(tmp_path, folder, out: str, capsys) -> list[dict]:
     """`vsd annotate` with the propose stage on (the committed tiny detector), task 1 only."""
-    from vsd.propose.tiny_detector import demo_propose_config
+    from vsd.demo.tiny_detector import demo_propose_config
 
     data = yaml.safe_load((REPO / "jobs/configs/annotate-tiny-cpu.yaml").read_text())
     settings = to_dict(demo_propose_config(pairs={"max_pairs": 3}))

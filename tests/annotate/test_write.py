@@ -8,10 +8,11 @@ import os
 import pyarrow.parquet as pq
 
 from vsd.annotate.card import render_card
-from vsd.annotate.index import IdLedger, Output, image_key, listing_key
+from vsd.annotate.index import Claim, IdLedger, Output, image_key, listing_key
 from vsd.annotate.items import fail_item, new_item, new_pair, to_table
 from vsd.annotate.output.table import FILE_SCHEMA
-from vsd.annotate.stages.write import RunMeta, write_parts
+from vsd.annotate.run_meta import RunMeta
+from vsd.annotate.stages.write import write_parts
 
 
 def items():
@@ -80,7 +81,7 @@ def test_an_entry_whose_part_never_arrived_is_dropped_and_its_images_redone(tmp_
     out = Output(str(tmp_path))
     ledger = IdLedger(str(tmp_path), "r2")
     assert ledger.claim(
-        [("s1#0", "s1", image_key("a", True), listing_key("/in/a.jpg|3|7"), False, "/in/a.jpg")]
+        [Claim("s1#0", "s1", image_key("a", True), listing_key("/in/a.jpg|3|7"), False, "/in/a.jpg")]
     ) == ["new"]
     assert out.progress() == {}  # the orphan entry is gone
 
@@ -90,16 +91,16 @@ def test_an_earlier_runs_uncompacted_writes_are_done_and_this_runs_are_its_claim
     later = IdLedger(str(tmp_path), "r2")  # a later run after r1 died before compacting
     assert later.claim(
         [
-            ("x#5", "x", None, listing_key("/in/a.jpg|3|7"), False, "/in/a.jpg"),
-            ("x#6", "x", image_key("b", False), None, False, "/in/b2.jpg"),
-            ("x#7", "x", image_key("c", False), None, False, "/in/c.jpg"),
+            Claim("x#5", "x", None, listing_key("/in/a.jpg|3|7"), False, "/in/a.jpg"),
+            Claim("x#6", "x", image_key("b", False), None, False, "/in/b2.jpg"),
+            Claim("x#7", "x", image_key("c", False), None, False, "/in/c.jpg"),
         ]
     ) == ["done", "done", "new"]
     same = IdLedger(str(tmp_path), "r1")  # r1's ledger restarted mid-run: its writes are its claims
     assert same.claim(
         [
-            ("s1#0", "s1", image_key("a", True), None, False, "/in/a.jpg"),
-            ("s9#0", "s9", image_key("a", True), None, False, "/in/copy.jpg"),
+            Claim("s1#0", "s1", image_key("a", True), None, False, "/in/a.jpg"),
+            Claim("s9#0", "s9", image_key("a", True), None, False, "/in/copy.jpg"),
         ]
     ) == ["new", "duplicate"]
     assert same.commit("part-other.parquet", [image_key("a", True), image_key("z", False)]) == [False, True]
@@ -107,16 +108,16 @@ def test_an_earlier_runs_uncompacted_writes_are_done_and_this_runs_are_its_claim
 
 def test_claims_once_per_image_and_a_retried_claimant_stays_new(tmp_path):
     ledger = IdLedger(str(tmp_path / "out"), "r1")  # nothing written yet
-    assert ledger.claim([("s#0", "s", None, listing_key("k|1|1"), False, "a.jpg")]) == ["unknown"]
+    assert ledger.claim([Claim("s#0", "s", None, listing_key("k|1|1"), False, "a.jpg")]) == ["unknown"]
     h = image_key("h1", False)
     assert ledger.claim(
         [
-            ("s#0", "s", h, None, False, "a.jpg"),
-            ("s#1", "s", h, None, False, "copy-of-a.jpg"),
-            ("s#0", "s", h, None, False, "a.jpg"),
+            Claim("s#0", "s", h, None, False, "a.jpg"),
+            Claim("s#1", "s", h, None, False, "copy-of-a.jpg"),
+            Claim("s#0", "s", h, None, False, "a.jpg"),
         ]
     ) == ["new", "duplicate", "new"]
-    assert ledger.claim([("s#2", "s", image_key("z", False), None, True, "z.jpg")]) == ["done"]
+    assert ledger.claim([Claim("s#2", "s", image_key("z", False), None, True, "z.jpg")]) == ["done"]
     ledger.defer([("s#3", "s")])
     report = ledger.report()
     assert report["skipped_duplicate"] == 1 and "copy-of-a.jpg" in report["duplicates"][0]

@@ -2,9 +2,8 @@
 
 The output is made by the project's writers, in the state a crash leaves it: two run_date
 partitions written by the write stage (one compacted into the key set and totals, one still with
-its progress entries, which are Parquet), the dataset card, input shards under ``__vsd/corpus/``, a
-previous release's ``_index/`` and a partition written by an older release with fewer columns and
-wider box types. Predictions that match no reference end in one line, exit 2.
+its progress entries, which are Parquet), the dataset card, input shards under ``__vsd/corpus/``
+and a partition written by an older release with fewer columns and wider box types. Predictions that match no reference end in one line, exit 2.
 """
 
 from __future__ import annotations
@@ -17,9 +16,10 @@ import pytest
 from tests.fixtures.evaluate import answers_by_task, synthetic_references, write_instructions
 from vsd import storage
 from vsd.annotate.card import render_card
-from vsd.annotate.index import LEGACY_INDEX, Output
+from vsd.annotate.index import Output
 from vsd.annotate.items import fail_item, new_item, new_pair, to_table
-from vsd.annotate.stages.write import RunMeta, write_parts
+from vsd.annotate.run_meta import RunMeta
+from vsd.annotate.stages.write import write_parts
 from vsd.cli import main
 from vsd.corpus import Corpus
 from vsd.corpus.shards import rows_table
@@ -108,13 +108,6 @@ def build_output(root: str, rows: list[dict]) -> set[str]:
         )
     )
     writer.close()
-    legacy = pa.table({"image_id": ["x"], "source_key": ["/in/x.png|1|1"]})
-    sink = pa.BufferOutputStream()
-    pq.write_table(legacy, sink)
-    storage.write_bytes(
-        storage.join(root, LEGACY_INDEX, "run_date=2026-01-01", "part-0.parquet"),
-        sink.getvalue().to_pybytes(),
-    )
     _old_release_part(root, rows, ids[10])
     return set(ids[:11])
 
@@ -136,7 +129,7 @@ def test_evaluate_reads_exactly_the_data_rows_of_an_output_root(output_root, tmp
     assert {rid for rid, _ in preds.raw} | set(preds.errors) == data_ids
     assert preds.errors == {sorted(data_ids)[9]: "decode_error: truncated file"}
 
-    # The README's reader sees the same rows (and nothing from __vsd/, _index/ or _README.md).
+    # The README's reader sees the same rows (and nothing from __vsd/ or _README.md).
     fs, path = storage.resolve(output_root)
     users = pads.dataset(path, filesystem=fs, format="parquet", partitioning="hive")
     assert sorted(users.to_table(columns=["row_id"]).column("row_id").to_pylist()) == sorted(data_ids)

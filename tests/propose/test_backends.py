@@ -14,7 +14,8 @@ from vsd import config as vconfig
 from vsd.errors import VSDError
 from vsd.propose.config import ProposeConfig
 from vsd.propose.detections import sort_key
-from vsd.propose.detectors import ClosedVocabularyDetector, load_detector
+from vsd.propose.detectors import ClosedVocabularyDetector
+from vsd.propose.load import load_detector
 from vsd.propose.zero_shot import GroundingDinoDetector, OwlDetector
 
 

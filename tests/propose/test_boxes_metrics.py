@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from vsd.demo.synthetic_truth import VOCABULARY, TrueObject, scene_at, scene_objects
 from vsd.propose import boxes as B
 from vsd.propose.detections import Detection, finalize
 from vsd.propose.metrics import evaluate_detections, match
-from vsd.propose.synthetic_truth import VOCABULARY, TrueObject, scene_at, scene_objects
 
 
 def test_iou_gap_nms():

@@ -1,4 +1,4 @@
-"""The demo's raw-corpus section (vsd/demo_raw.py): scoring rules, and the section end to end."""
+"""The demo's raw-corpus section (vsd/demo/raw.py): scoring rules, and the section end to end."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.fixtures.infra import REPO
-from vsd import demo_raw
-from vsd.propose.synthetic_truth import scene_at, scene_objects
+from vsd.demo import raw as demo_raw
+from vsd.demo.synthetic_truth import scene_at, scene_objects
 
 SEED = 1000
 

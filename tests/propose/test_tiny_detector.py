@@ -17,10 +17,10 @@ import os
 
 import pytest
 
+from vsd.demo.synthetic_truth import VOCABULARY, labelled_scenes
+from vsd.demo.tiny_detector import ASSET, HIDDEN_SEED, demo_propose_config, detector_meta
 from vsd.propose import Proposer, evaluate_detections
 from vsd.propose.metrics import pair_recall, true_pair_rank
-from vsd.propose.synthetic_truth import VOCABULARY, labelled_scenes
-from vsd.propose.tiny_detector import ASSET, HIDDEN_SEED, demo_propose_config, detector_meta
 
 FRESH_SEED = HIDDEN_SEED  # neither the training (777000) nor the validation (777001) seed, nor the demo's
 TARGET_RECALL, TARGET_PRECISION, TARGET_PAIR = 0.90, 0.80, 0.90
@@ -48,7 +48,7 @@ def test_is_a_small_safetensors_rt_detr_checkpoint():
 def fresh():
     """(detections, true objects) of 60 fresh 64-px scenes, through the stage's `Proposer` with the
     demo's pair settings (both roles, 4 pairs)."""
-    from vsd.demo_raw import PAIRS
+    from vsd.demo.raw import PAIRS
 
     scenes = list(labelled_scenes(60, FRESH_SEED, size=64))
     proposals = Proposer(demo_propose_config(pairs=dict(PAIRS))).propose([s[0] for s in scenes])

@@ -1,4 +1,4 @@
-"""`scripts/train_tiny_detector.py`, the committed detector's recipe: its anchor assignment, that it
+"""`recipes/train_tiny_detector.py`, the committed detector's recipe: its anchor assignment, that it
 runs and resumes, and that it is the recipe of the committed weights (same config, same first
 losses on a rerun)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_tiny_detector.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "train_tiny_detector.py"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_anchor_cells_follow_the_models_flattened_pyramid(recipe):
     be exactly as many as the encoder's scores, level by level."""
     import torch
 
-    from vsd.propose.tiny_detector import build_tiny_detector
+    from vsd.demo.tiny_detector import build_tiny_detector
 
     cells = recipe.anchor_cells(64)
     assert [sum(c[0] == lvl for c in cells) for lvl in range(3)] == [256, 64, 16]
@@ -43,7 +43,7 @@ def test_anchor_cells_follow_the_models_flattened_pyramid(recipe):
 
 
 def test_assignment_gives_each_object_its_own_cells_at_its_scale(recipe):
-    from vsd.propose.synthetic_truth import TrueObject
+    from vsd.demo.synthetic_truth import TrueObject
 
     cells = recipe.anchor_cells(64)
     container = TrueObject("blue square", (0.1, 0.1, 0.9, 0.9))
@@ -124,9 +124,9 @@ def test_recipe_runs_and_resumes(recipe, tmp_path):
     meta = json.loads((tmp_path / "det" / "detector_meta.json").read_text())
     assert meta["steps"] == 3 and len(meta["first_losses"]) == 3
 
+    from vsd.demo.synthetic_truth import labelled_scenes
+    from vsd.demo.tiny_detector import demo_propose_config
     from vsd.propose import Proposer
-    from vsd.propose.synthetic_truth import labelled_scenes
-    from vsd.propose.tiny_detector import demo_propose_config
 
     images = [s[0] for s in labelled_scenes(2, seed=1)]
     assert len(Proposer(demo_propose_config(out)).propose(images)) == 2
@@ -136,8 +136,8 @@ def test_recipe_builds_the_committed_models_config():
     """The committed weights are this recipe's model: the same `RTDetrConfig`, label for label."""
     from transformers import AutoConfig
 
-    from vsd.propose.synthetic_truth import VOCABULARY
-    from vsd.propose.tiny_detector import ASSET, tiny_config
+    from vsd.demo.synthetic_truth import VOCABULARY
+    from vsd.demo.tiny_detector import ASSET, tiny_config
 
     volatile = {"transformers_version", "architectures", "dtype", "torch_dtype", "_name_or_path"}
 
@@ -152,7 +152,7 @@ def test_recipe_builds_the_committed_models_config():
 def test_a_rerun_of_the_recipe_reproduces_the_committed_first_losses(recipe, tmp_path):
     """Seeded init, seeded scenes, a step-based schedule: the committed run's first steps replay
     (3 steps with the committed flags; the schedule's warm-up does not depend on ``--steps``)."""
-    from vsd.propose.tiny_detector import detector_meta
+    from vsd.demo.tiny_detector import detector_meta
 
     meta = detector_meta()
     flags = meta["args"]

@@ -176,9 +176,9 @@ def test_empty_corpus_is_a_clean_run_with_nothing_lost(ray_local, tmp_path, caps
 def test_one_file_under_several_given_ids_is_counted_once_per_id_when_skipped(tmp_path):
     """A rerun skips each (row, id) it already wrote: a file listed under 3 ids is 3 skips, so the
     run's ``unaccounted`` stays 0 (it was 1 skip, i.e. 2 'unaccounted', before the fix)."""
-    from vsd.annotate.index import IdLedger, image_key
+    from vsd.annotate.index import Claim, IdLedger, image_key
 
     ledger = IdLedger(str(tmp_path / "out"), "r1")
-    entries = [(f"s#{i}", "s", image_key(k, True), None, True, "same.jpg") for i, k in enumerate("abc")]
+    entries = [Claim(f"s#{i}", "s", image_key(k, True), None, True, "same.jpg") for i, k in enumerate("abc")]
     assert ledger.claim(entries + entries[:1]) == ["done"] * 4  # the last: a retried task
     assert ledger.report()["skipped_done"] == 3

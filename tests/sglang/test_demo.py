@@ -20,7 +20,7 @@ from vsd.cli import main
 @pytest.mark.timeout(3600)  # training dominates (~2 min on 2 quiet cores, far more when loaded)
 def test_demo_accuracy_sglang_vs_hf(ray_local, tmp_path, capsys):
     """One local Ray cluster for the demo and the hf run (the demo uses a running one)."""
-    from vsd.demo import BASE_MODEL, CONFIGS, annotate
+    from vsd.demo.run import BASE_MODEL, CONFIGS, annotate
     from vsd.evaluate.report import evaluate
     from vsd.model.export import merge_and_export
 

@@ -3,9 +3,7 @@
 It composes the input, the engine (``engine.*``, with one section per backend) and one section
 per stage (``stages.<name>.*``: the stage's settings and its ``resources``), each defined next to
 its code. Credentials are never config fields (they come from the environment), so a dumped
-config is safe to publish. Keys of the previous release's flat layout (``resources.*``,
-``preprocess.*``, ``refine.*``, ``source.*``, a plain ``input: URI``) are still read, with a
-one-line ``vsd: deprecated:`` message naming the new key.
+config is safe to publish.
 """
 
 from __future__ import annotations
@@ -66,6 +64,7 @@ class InputConfig:
     shard_rows: int = describe(
         "shard_rows",
         DEFAULT_SHARD_ROWS,
+        ge=1,
         help="rows per input shard made from a folder/manifest/VSD input (the unit of "
         "incrementality: a night re-reads only unfinished shards)",
     )
@@ -79,42 +78,9 @@ class InputConfig:
         "for those (the manifest lists everything); off: append-only",
     )
 
-    def validate(self) -> None:
-        if self.shard_rows < 1:
-            raise ConfigError(f"shard_rows: must be >= 1, got {self.shard_rows}")
-
-
-# The previous release's flat keys -> where they live now (read for one more release).
-_OLD_RESOURCES = {
-    "read_batch_size": ("stages.read.resources.batch_size",),
-    "preprocess_batch_size": ("stages.preprocess.resources.batch_size", "stages.verify.resources.batch_size"),
-    "cpu_task_num_cpus": (
-        "stages.read.resources.num_cpus",
-        "stages.verify.resources.num_cpus",
-        "stages.write.resources.num_cpus",
-    ),
-    "preprocess_num_cpus": ("stages.preprocess.resources.num_cpus",),
-    "generate_concurrency": ("stages.generate.resources.concurrency",),
-    "generate_num_cpus": ("stages.generate.resources.num_cpus",),
-    "generate_num_gpus": ("stages.generate.resources.num_gpus",),
-    "refine_concurrency": ("stages.refine.resources.concurrency",),
-    "refine_num_cpus": ("stages.refine.resources.num_cpus",),
-    "refine_num_gpus": ("stages.refine.resources.num_gpus",),
-    "refine_batch_size": ("stages.refine.resources.batch_size",),
-    "write_batch_size": ("stages.write.resources.batch_size",),
-}
-
 
 @dataclass
 class AnnotateConfig:
-    RENAMED = {
-        **{f"resources.{old}": new for old, new in _OLD_RESOURCES.items()},
-        "preprocess.max_file_bytes": "stages.read.max_file_bytes",
-        "preprocess": "stages.preprocess",
-        "refine": "stages.refine",
-        "source": "input",
-    }
-
     input: InputConfig = describe("input", factory=InputConfig, help="what to annotate and how to read it")
     output: str = describe(
         "output", "", help="output root (local or s3://); data lands in <output>/run_date=YYYY-MM-DD/"
@@ -141,16 +107,6 @@ class AnnotateConfig:
         help="Ray Data's operator progress bars, execution plans and warnings on the driver's console "
         "(--verbose); off: only the run's own progress line and counts (`vsd.annotate.console`)",
     )
-
-    @classmethod
-    def upgrade(cls, data: dict) -> dict:
-        """``input: URI`` (the previous release) -> ``input.uri``."""
-        if isinstance(data.get("input"), str):
-            from vsd.config import deprecated
-
-            deprecated("input: URI is now input.uri (or --input); the old form is read for one more release")
-            data = {**data, "input": {"uri": data["input"]}}
-        return data
 
     def validate(self) -> None:
         if not self.tasks or any(t not in (1, 2, 3) for t in self.tasks):

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
+from vsd.backends import process_titles
 from vsd.errors import VSDError
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ def is_device_error(exc: BaseException) -> bool:
     return any(marker in text for marker in DEVICE_ERRORS)
 
 
-# How engines title the processes they start: SGLang's are sglang::scheduler..., sglang::detokenizer.
-ENGINE_TITLES = ("sglang::",)
+# How engines title the processes they start, declared by each backend (vsd/backends).
+ENGINE_TITLES = process_titles()
 
 
 def child_processes() -> list[int]:

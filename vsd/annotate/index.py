@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -45,7 +46,6 @@ VSD_DIR = "__vsd"
 CARD_FILE = "_README.md"
 PART_PREFIX = "part-"
 RECORD_KINDS = ("runs", "started", "totals", "shards", "partitions")
-LEGACY_INDEX = "_index"  # the previous release's layout (imported once by `migrate_legacy`)
 
 PROGRESS_SCHEMA = pa.schema(
     [
@@ -229,34 +229,6 @@ class Output:
     def runs(self) -> list[str]:
         return self.records("runs").names()
 
-    # ------------------------------------------------------------------ the previous layout
-    def migrate_legacy(self) -> int:
-        """Import an output written by the previous release (``_index/run_date=*/part-*.parquet``
-        beside the data, card as ``README.md``): its written images go into the id key set, so a
-        run of this release never annotates them again. Returns how many images were imported."""
-        legacy = storage.join(self.root, LEGACY_INDEX)
-        files = [self._prefix + i.path for i in _files(legacy) if i.path.endswith(".parquet")]
-        if not files:
-            return 0
-        keys: list[bytes] = []
-        for uri in files:
-            fs, path = storage.resolve(uri)
-            table = pq.read_table(path, filesystem=fs)
-            for image_id, skey in zip(
-                table.column("image_id").to_pylist(), table.column("source_key").to_pylist()
-            ):
-                # The old index did not say whether an id was given or hashed: a 64-hex id is a hash.
-                is_hash = len(image_id) == 64 and all(c in "0123456789abcdef" for c in image_id)
-                keys.append(image_key(image_id, given=not is_hash))
-                if skey:
-                    keys.append(listing_key(skey))
-        self.ids().add(keys, generation="g-legacy")
-        storage.delete(legacy)  # imported: the old index has no other use
-        old_card = storage.join(self.root, "README.md")
-        if storage.exists(old_card) and "llava-vsd" in storage.read_text(old_card):
-            storage.delete(old_card)  # pandas/pyarrow would try to read it as a Parquet file
-        return len(files)
-
 
 # ----------------------------------------------------------------------------------------------
 # Counting
@@ -280,6 +252,17 @@ def plain(counts: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # The run's claim desk
 # ----------------------------------------------------------------------------------------------
+
+
+class Claim(NamedTuple):
+    """One shard row asking the ledger (`IdLedger.claim`) whether to annotate its image."""
+
+    claimant: str  # "<shard>#<row>": who asks (a retried task asks again as the same claimant)
+    shard: str
+    image_key: bytes | None  # `image_key` of its id (given or content); None: not read yet
+    source_key: bytes | None  # `listing_key` of its listing entry, if any
+    known_done: bool  # the id snapshot says an earlier run wrote it
+    uri: str  # where it was read, for the duplicates report
 
 
 class IdLedger:
@@ -321,25 +304,23 @@ class IdLedger:
         self._skipped: dict[str, tuple[str, str]] = {}
         self._duplicates: dict[str, str] = {}
 
-    def claim(self, entries: list[tuple[str, str, bytes | None, bytes | None, bool, str]]) -> list[str]:
-        return [self._claim_one(*e) for e in entries]
+    def claim(self, entries: list[Claim]) -> list[str]:
+        return [self._claim_one(e) for e in entries]
 
-    def _claim_one(
-        self, claimant: str, shard: str, ikey: bytes | None, skey: bytes | None, known_done: bool, uri: str
-    ) -> str:
+    def _claim_one(self, c: Claim) -> str:
         if (
-            known_done
-            or (skey is not None and skey in self._done_keys)
-            or (ikey is not None and ikey in self._done_keys)
+            c.known_done
+            or (c.source_key is not None and c.source_key in self._done_keys)
+            or (c.image_key is not None and c.image_key in self._done_keys)
         ):
-            self._skipped[claimant] = (shard, "done")
+            self._skipped[c.claimant] = (c.shard, "done")
             return "done"
-        if ikey is None:
+        if c.image_key is None:
             return "unknown"
-        owner = self._claims.setdefault(ikey, claimant)
-        if owner != claimant:
-            self._skipped[claimant] = (shard, "duplicate")
-            self._duplicates[claimant] = f"{uri} ({claimant}): same image as {owner}"
+        owner = self._claims.setdefault(c.image_key, c.claimant)
+        if owner != c.claimant:
+            self._skipped[c.claimant] = (c.shard, "duplicate")
+            self._duplicates[c.claimant] = f"{c.uri} ({c.claimant}): same image as {owner}"
             return "duplicate"
         return "new"
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vsd import storage
-from vsd.config import ConfigError, apply_overrides, load_yaml, migrate_renamed
+from vsd.config import ConfigError, apply_overrides, load_yaml
 
 IMAGE_SIZE = "stages.preprocess.image_size"
 VISUAL_PROMPT = "stages.preprocess.visual_prompt"
@@ -87,12 +87,9 @@ def read_record(model: str, adapter: str | None = None) -> ModelRecord | None:
 
 
 def given_keys(path: str | None, overrides: Iterable[str] | None) -> set[str]:
-    """The dotted keys a config file plus overrides set explicitly (after the renames of the
-    previous release's layout), sections included: ``{"stages", "stages.preprocess", ...}``."""
-    from vsd.annotate.config import AnnotateConfig
-
+    """The dotted keys a config file plus overrides set explicitly, sections included:
+    ``{"stages", "stages.preprocess", ...}``."""
     data = apply_overrides(load_yaml(path) if path else {}, list(overrides or []))
-    data = migrate_renamed(AnnotateConfig, data)
     keys: set[str] = set()
 
     def walk(node: Any, prefix: str) -> None:

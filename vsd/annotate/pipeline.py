@@ -43,9 +43,9 @@ from vsd.annotate.output.commits import (
 from vsd.annotate.output.lease import Lease
 from vsd.annotate.output.prune import prune
 from vsd.annotate.redo import Request, add_to_run
+from vsd.annotate.run_meta import RunMeta
 from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
-from vsd.annotate.stages.write import RunMeta
 from vsd.corpus import Corpus, Shard, sync
 from vsd.corpus.listing import ListingResult
 from vsd.raycluster import connect
@@ -256,8 +256,6 @@ def _run_leased(
 ) -> RunResult:
     """The run itself, once it holds the output's lease."""
     run_date, run_id = meta.run_date, meta.run_id
-    if out.migrate_legacy():
-        echo(f"{cfg.output}: imported the previous release's index (its images stay annotated)")
     adopted = adopt_existing(out)
     if adopted:
         echo(f"{cfg.output}: {adopted} part(s) written before the output was a table are its first commit")

@@ -57,7 +57,7 @@ def _name(value: str, field: str) -> str:
 
 def check_question(q: Question, data: bytes, max_pixels: int) -> tuple[int, int, Box, Box]:
     """The upright image's size and both boxes, normalised; VSDError naming the bad field."""
-    from vsd.annotate.stages.preprocess import BadImage, decode
+    from vsd.annotate.image_decode import BadImage, decode
 
     _name(q.subject, "subject")
     _name(q.object, "object")

@@ -69,7 +69,7 @@ class Predictions:
 def _visible(relative: str) -> bool:
     """pyarrow.dataset's discovery rule (also pandas', Ray Data's, duckdb globs'): a path part
     starting with ``_`` or ``.`` is not data -- an output's ``__vsd/`` bookkeeping, its
-    ``_README.md`` card, a previous release's ``_index/``, ``_SUCCESS``, hidden files."""
+    ``_README.md`` card, ``_SUCCESS``, hidden files."""
     return not any(part.startswith(IGNORED_PREFIXES) for part in relative.split("/") if part)
 
 

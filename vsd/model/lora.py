@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vsd.config import ConfigError, describe
+from vsd.config import ConfigError, check, describe
 from vsd.errors import VSDError
 
 LM_PROJECTIONS = "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj"
@@ -28,9 +28,15 @@ VISION_MARKERS = ("vision_tower", "vision_model", "image_newline")
 
 @dataclass
 class LoraSettings:
-    rank: int = describe("rank", 16, help="LoRA rank r; higher adds capacity and memory (paper: 128 on 13B)")
-    alpha: float = describe("alpha", 32.0, help="LoRA scaling: the update is multiplied by alpha / rank")
-    dropout: float = describe("dropout", 0.05, help="dropout on the LoRA input during training, 0..1")
+    rank: int = describe(
+        "rank", 16, ge=1, help="LoRA rank r; higher adds capacity and memory (paper: 128 on 13B)"
+    )
+    alpha: float = describe(
+        "alpha", 32.0, gt=0, help="LoRA scaling: the update is multiplied by alpha / rank"
+    )
+    dropout: float = describe(
+        "dropout", 0.05, ge=0, lt=1, help="dropout on the LoRA input during training, 0..1"
+    )
     target_modules: str = describe(
         "target_modules",
         DEFAULT_TARGETS,
@@ -52,12 +58,6 @@ class LoraSettings:
         return f"(?:{self.target_modules})|{OUTPUT_HEAD}" if self.lm_head else self.target_modules
 
     def validate(self) -> None:
-        if self.rank < 1:
-            raise ConfigError(f"rank: must be >= 1, got {self.rank}")
-        if self.alpha <= 0:
-            raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
         try:
             re.compile(self.target_modules)
         except re.error as exc:
@@ -78,7 +78,7 @@ def attach_lora(model, settings: LoraSettings | None = None):
     from peft import LoraConfig, get_peft_model
 
     settings = settings or LoraSettings()
-    settings.validate()
+    check(settings)
     targets = matching_modules(model, settings.targets())
     if settings.lm_head and not any(n == OUTPUT_HEAD for n in targets):
         raise VSDError(f"lora.lm_head: the model has no {OUTPUT_HEAD} Linear module")

@@ -167,19 +167,3 @@ def check_servable(model_dir: str, what: str = "engine.model") -> dict:
 def tower_override(model_dir: str, config: dict) -> dict[str, Any]:
     """``json_model_override_args`` content pointing SGLang at the export's own CLIP tower."""
     return {"mm_vision_tower": os.path.abspath(os.path.join(model_dir, config["mm_vision_tower"]))}
-
-
-def build_tiny_sglang(out_dir: str, **kwargs: Any) -> str:
-    """``tiny:llava-sglang``: the tiny LLaVA (``build_tiny_llava(**kwargs)``, same weights as
-    ``tiny:llava`` with the same arguments) written in the layout SGLang serves."""
-    import tempfile
-
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    from vsd.model.tiny import build_tiny_llava
-
-    with tempfile.TemporaryDirectory(prefix=".tiny-hf-") as tmp:
-        build_tiny_llava(tmp, **kwargs)
-        model = LlavaForConditionalGeneration.from_pretrained(tmp).eval()
-        write_original_layout(model, AutoProcessor.from_pretrained(tmp), out_dir)
-    return out_dir

@@ -371,9 +371,19 @@ def ensure_tiny(kind: str = "llava", cache_dir: str | None = None, **kwargs) -> 
 
 
 def _build_tiny_sglang(out_dir: str, **kwargs) -> str:
-    from vsd.model.sglang_layout import build_tiny_sglang  # the original LLaVA layout, for SGLang
+    """``tiny:llava-sglang``: the tiny LLaVA (``build_tiny_llava(**kwargs)``, same weights as
+    ``tiny:llava`` with the same arguments) written in the original LLaVA layout SGLang serves."""
+    import tempfile
 
-    return build_tiny_sglang(out_dir, **kwargs)
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from vsd.model.sglang_layout import write_original_layout
+
+    with tempfile.TemporaryDirectory(prefix=".tiny-hf-") as tmp:
+        build_tiny_llava(tmp, **kwargs)
+        model = LlavaForConditionalGeneration.from_pretrained(tmp).eval()
+        write_original_layout(model, AutoProcessor.from_pretrained(tmp), out_dir)
+    return out_dir
 
 
 def resolve_tiny_name(name: str) -> str | None:

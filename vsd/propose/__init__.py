@@ -10,8 +10,8 @@ output — subject, object, their boxes, the relation — exists for them too. T
         rows = [pair.to_row() for pair in proposal.pairs]   # subject/object names, boxes, scores
 
 Modules: `config` (ProposeConfig), `detectors` / `zero_shot` (backends), `depth`, `pairs`,
-`metrics` (recall/precision at IoU 0.5), `synthetic_truth` (ground truth of the synthetic scenes),
-`tiny_models` / `tiny_detector` (offline checkpoints: tests, benches, the demo's detector).
+`metrics` (recall/precision at IoU 0.5), `tiny_models` (offline checkpoints for tests and benches;
+the demo's own detector and the synthetic scenes' ground truth live in `vsd.demo`).
 Importing this package does not import torch.
 """
 

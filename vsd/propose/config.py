@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vsd.config import ConfigError, describe
+from vsd.config import DEVICE, ConfigError, describe
 
 BACKENDS = ("open_vocabulary", "closed_vocabulary")
 ORIENTATIONS = ("smaller_subject", "both")
@@ -64,37 +64,45 @@ DEFAULT_VOCABULARY = [
 @dataclass
 class PairConfig:
     max_pairs: int = describe(
-        "max_pairs", 8, help="K: at most this many pairs per image (the best-scoring ones)"
+        "max_pairs", 8, ge=0, help="K: at most this many pairs per image (the best-scoring ones)"
     )
     weight_score: float = describe(
         "weight_score",
         1.0,
+        ge=0,
         help="weight of the pair's detection confidence (geometric mean of the two scores)",
     )
     weight_size: float = describe(
-        "weight_size", 0.5, help="weight of the smaller object's size (small specks make poor subjects)"
+        "weight_size", 0.5, ge=0, help="weight of the smaller object's size (small specks make poor subjects)"
     )
     weight_proximity: float = describe(
         "weight_proximity",
         0.5,
+        ge=0,
         help="weight of closeness (objects far apart rarely have a relation worth saying)",
     )
     size_reference: float = describe(
         "size_reference",
         0.25,
+        gt=0,
         help="a box side (sqrt of its area share) at or above which the size term is 1",
     )
     proximity_reference: float = describe(
         "proximity_reference",
         0.5,
+        gt=0,
         help="gap between the boxes (image fractions) at or beyond which the proximity term is 0",
     )
     max_pair_iou: float = describe(
         "max_pair_iou",
         0.8,
+        ge=0,
+        le=1,
         help="skip pairs whose boxes overlap more than this (likely one object found twice)",
     )
-    min_score: float = describe("min_score", 0.0, help="only detections at least this confident join pairs")
+    min_score: float = describe(
+        "min_score", 0.0, ge=0, le=1, help="only detections at least this confident join pairs"
+    )
     orientation: str = describe(
         "orientation",
         "smaller_subject",
@@ -108,19 +116,6 @@ class PairConfig:
         help="skip pairs of two objects with the same label (their names cannot tell "
         "them apart in the prompt; the drawn boxes still do)",
     )
-
-    def validate(self) -> None:
-        if self.max_pairs < 0:
-            raise ConfigError(f"max_pairs: must be >= 0, got {self.max_pairs}")
-        for name in ("weight_score", "weight_size", "weight_proximity"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("size_reference", "proximity_reference"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
-        for name in ("max_pair_iou", "min_score"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -145,18 +140,28 @@ class ProposeConfig:
         "and the name in prompts); closed_vocabulary: keep only these labels "
         "(empty = all of the model's)",
     )
-    score_threshold: float = describe("score_threshold", 0.3, help="drop detections scored below this")
+    score_threshold: float = describe(
+        "score_threshold", 0.3, ge=0, le=1, help="drop detections scored below this"
+    )
     nms_iou: float = describe(
         "nms_iou",
         0.7,
+        gt=0,
+        le=1,
         help="non-maximum suppression: drop a box overlapping a better one more than this (1.0 = off)",
     )
     class_agnostic_nms: bool = describe(
         "class_agnostic_nms", True, help="NMS across labels (one object, one label) instead of per label"
     )
-    max_detections: int = describe("max_detections", 20, help="keep at most this many detections per image")
+    max_detections: int = describe(
+        "max_detections", 20, ge=1, help="keep at most this many detections per image"
+    )
     min_box_size: float = describe(
-        "min_box_size", 0.02, help="drop boxes whose width or height is below this fraction of the image side"
+        "min_box_size",
+        0.02,
+        ge=0,
+        lt=1,
+        help="drop boxes whose width or height is below this fraction of the image side",
     )
     pairs: PairConfig = describe("pairs", factory=PairConfig, help="which detected pairs to describe")
     depth: bool = describe(
@@ -167,11 +172,13 @@ class ProposeConfig:
         "depth-anything/Depth-Anything-V2-Small-hf",
         help="AutoModelForDepthEstimation checkpoint (hub id, folder or s3://)",
     )
-    device: str = describe("device", "auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    device: str = describe("device", "auto", pattern=DEVICE, help="auto (cuda if present), cpu, cuda, cuda:N")
     dtype: str = describe(
         "dtype", "auto", choices=list(DTYPES), help="auto: bfloat16 on CUDA, float32 on CPU"
     )
-    batch_size: int = describe("batch_size", 8, help="images per forward pass (detector and depth model)")
+    batch_size: int = describe(
+        "batch_size", 8, ge=1, help="images per forward pass (detector and depth model)"
+    )
 
     def validate(self) -> None:
         if not self.model.strip():
@@ -187,12 +194,3 @@ class ProposeConfig:
             dup = next(v for v in cleaned if cleaned.count(v) > 1)
             raise ConfigError(f"vocabulary: {dup!r} is listed twice")
         self.vocabulary = cleaned
-        if not 0 <= self.score_threshold <= 1:
-            raise ConfigError(f"score_threshold: must be in [0, 1], got {self.score_threshold}")
-        if not 0 < self.nms_iou <= 1:
-            raise ConfigError(f"nms_iou: must be in (0, 1], got {self.nms_iou}")
-        if not 0 <= self.min_box_size < 1:
-            raise ConfigError(f"min_box_size: must be in [0, 1), got {self.min_box_size}")
-        for name in ("max_detections", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")

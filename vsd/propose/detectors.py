@@ -2,7 +2,7 @@
 
 `ClosedVocabularyDetector` runs any ``AutoModelForObjectDetection`` checkpoint (a fine-tuned
 DETR-family detector such as the demo's tiny RT-DETR) and names objects with the model's own
-labels; the open-vocabulary backends live in `zero_shot`. `load_detector` picks by config.
+labels; the open-vocabulary backends live in `zero_shot`; `load.load_detector` picks by config.
 Everything runs under ``torch.inference_mode`` in eval mode and goes through
 `detections.finalize`, so a rerun yields identical detections in the same order.
 """
@@ -87,27 +87,3 @@ class ClosedVocabularyDetector(Detector):
             ]
             out.append(([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
         return out
-
-
-def load_detector(cfg: ProposeConfig) -> Detector:
-    """The configured backend with its checkpoint loaded on the configured device and dtype."""
-    from transformers import (
-        AutoImageProcessor,
-        AutoModelForObjectDetection,
-        AutoModelForZeroShotObjectDetection,
-        AutoProcessor,
-    )
-
-    device = runtime.resolve_device(cfg.device)
-    dtype = runtime.resolve_dtype(cfg.dtype, device)
-    if cfg.backend == "closed_vocabulary":
-        model, path = runtime.load_pretrained(
-            AutoModelForObjectDetection, cfg.model, "propose.model", device, dtype
-        )
-        return ClosedVocabularyDetector(model, AutoImageProcessor.from_pretrained(path), cfg, device)
-    from vsd.propose.zero_shot import zero_shot_detector
-
-    model, path = runtime.load_pretrained(
-        AutoModelForZeroShotObjectDetection, cfg.model, "propose.model", device, dtype
-    )
-    return zero_shot_detector(model, AutoProcessor.from_pretrained(path), cfg, device)

@@ -27,7 +27,7 @@ class Proposer:
     def __init__(self, cfg: ProposeConfig, detector=None, depth=None):
         """``detector`` / ``depth``: already built backends (tests, or an actor sharing them);
         by default they are loaded from ``cfg`` (depth only when ``cfg.depth`` is on)."""
-        from vsd.propose.detectors import load_detector
+        from vsd.propose.load import load_detector
 
         self.cfg = cfg
         self.detector = detector if detector is not None else load_detector(cfg)

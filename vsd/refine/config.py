@@ -1,7 +1,8 @@
 """The refine stage's config: which rewriter runs and how it samples.
 
 Refinement is optional polish on top of the annotation, so the default (`rules`) runs offline
-with no model; `hf` and `sglang` load a chat LLM (the paper used Qwen-2 instruct models).
+with no model; a model backend (``vsd/backends``: `hf`, `sglang`) loads a chat LLM through its
+text entry point (the paper used Qwen-2 instruct models).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from vsd.config import ConfigError, describe
+from vsd.backends import refiners
+from vsd.config import DEVICE, ConfigError, check_fields, describe
 from vsd.serving import check_engine_args
 
 DEFAULT_SYSTEM_PROMPT = "You edit short descriptions of images. Answer with the rewritten sentence only."
@@ -31,7 +33,7 @@ class RefineConfig:
     mode: str = describe(
         "mode",
         "rules",
-        choices=["rules", "hf", "sglang", "off"],
+        choices=["rules", *refiners(), "off"],
         help="rules: deterministic offline tidy-up; hf: transformers chat LLM; "
         "sglang: sglang.Engine on GPU; off: pass descriptions through",
     )
@@ -46,22 +48,28 @@ class RefineConfig:
         choices=["auto", "float32", "bfloat16", "float16"],
         help="hf weights dtype; auto = bfloat16 on GPU, float32 on CPU",
     )
-    device: str = describe("device", "auto", help="hf device: auto (cuda if available), cpu, cuda, cuda:N")
+    device: str = describe(
+        "device", "auto", pattern=DEVICE, help="hf device: auto (cuda if available), cpu, cuda, cuda:N"
+    )
     max_new_tokens: int = describe(
-        "max_new_tokens", 64, help="cap per rewrite; a sentence needs ~30, more only wastes time on rambling"
+        "max_new_tokens",
+        64,
+        ge=1,
+        help="cap per rewrite; a sentence needs ~30, more only wastes time on rambling",
     )
     temperature: float = describe(
-        "temperature", 0.7, help="0 = greedy (one variant); higher = more diverse wording, more rejects"
+        "temperature", 0.7, ge=0, help="0 = greedy (one variant); higher = more diverse wording, more rejects"
     )
-    top_p: float = describe("top_p", 0.9, help="nucleus sampling mass when temperature > 0")
+    top_p: float = describe("top_p", 0.9, gt=0, le=1, help="nucleus sampling mass when temperature > 0")
     n_variants: int = describe(
         "n_variants",
         3,
+        ge=1,
         help="rewrites sampled per sentence; the first that passes the guardrail is "
         "kept (more = fewer originals kept, proportionally more compute)",
     )
     batch_size: int = describe(
-        "batch_size", 16, help="sentences per generate call (each with n_variants samples)"
+        "batch_size", 16, ge=1, help="sentences per generate call (each with n_variants samples)"
     )
     seed: int = describe("seed", 0, help="sampling seed, reset per batch so a rerun writes the same text")
     engine_args: dict[str, Any] = describe(
@@ -85,17 +93,9 @@ class RefineConfig:
     )
 
     def validate(self) -> None:
-        for name in ("max_new_tokens", "n_variants", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature: must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p: must be in (0, 1], got {self.top_p}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_fields(self)  # also for a config built in code (from_dict checked them already)
         check_engine_args(self.engine_args, self.allow_engine_args)
-        if self.mode in ("hf", "sglang") and not self.model.strip():
+        if self.mode in refiners() and not self.model.strip():
             raise ConfigError(f"model: required when mode is {self.mode}")
         try:
             fields = {name for _, name, _, _ in string.Formatter().parse(self.prompt) if name is not None}

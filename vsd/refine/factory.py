@@ -1,7 +1,9 @@
-"""``make_refiner(cfg)``: the refiner a config asks for; model backends import torch/sglang lazily."""
+"""``make_refiner(cfg)``: the refiner a config asks for: rules, off, or a backend's text entry point
+(``vsd/backends``), whose runtime (torch, sglang) is imported only now."""
 
 from __future__ import annotations
 
+from vsd.backends import entry_point
 from vsd.refine.base import OffRefiner, Refiner
 from vsd.refine.config import RefineConfig
 from vsd.refine.rules import RulesRefiner
@@ -12,12 +14,4 @@ def make_refiner(cfg: RefineConfig) -> Refiner:
         return OffRefiner()
     if cfg.mode == "rules":
         return RulesRefiner()
-    if cfg.mode == "hf":
-        from vsd.refine.llm import HFRefiner
-
-        return HFRefiner(cfg)
-    if cfg.mode == "sglang":
-        from vsd.refine.sglang import SGLangRefiner
-
-        return SGLangRefiner(cfg)
-    raise ValueError(f"refine.mode: unknown mode {cfg.mode!r}")
+    return entry_point(cfg.mode, "refiner", "refine.mode")(cfg)

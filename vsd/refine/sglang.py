@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from vsd.backends.sglang import CPU_ENGINE_ARGS, start_sglang
 from vsd.config import ConfigError
 from vsd.refine.chat import ChatRefiner, load_tokenizer
 from vsd.refine.config import RefineConfig
-from vsd.serving import CPU_ENGINE_ARGS, check_engine_args, local_model, start_sglang
+from vsd.serving import check_engine_args, local_model
 
 EngineFactory = Callable[..., Any]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vsd.config import ConfigError, describe
+from vsd.config import ConfigError, check, describe
 from vsd.model.lora import LoraSettings
 
 
@@ -38,6 +38,7 @@ class SyntheticDataConfig:
     scenes: int = describe(
         "scenes",
         0,
+        ge=0,
         help="number of synthetic scenes to generate and build into an instruction set "
         "(0: use data.uri instead)",
     )
@@ -60,6 +61,7 @@ class DataConfig:
     max_length: int = describe(
         "max_length",
         1024,
+        ge=16,
         help="tokens per sample incl. image tokens; longer answers are cut at the tail "
         "(more = fewer truncated answers, more memory)",
     )
@@ -74,14 +76,10 @@ class DataConfig:
     )
 
     def validate(self) -> None:
-        if self.synthetic.scenes < 0:
-            raise ConfigError("synthetic.scenes: must be >= 0")
         if not self.uri and self.synthetic.scenes == 0:
             raise ConfigError("uri: missing dataset path (or set data.synthetic.scenes > 0)")
         if self.uri and self.synthetic.scenes > 0:
             raise ConfigError("uri: give either data.uri or data.synthetic.scenes, not both")
-        if self.max_length < 16:
-            raise ConfigError(f"max_length: must be >= 16, got {self.max_length}")
 
 
 @dataclasses.dataclass
@@ -100,43 +98,31 @@ class DeepSpeedConfig:
 
 @dataclasses.dataclass
 class OptimConfig:
-    lr: float = describe("lr", 2e-4, help="peak learning rate (AdamW)")
+    lr: float = describe("lr", 2e-4, gt=0, help="peak learning rate (AdamW)")
     weight_decay: float = describe("weight_decay", 0.0, help="AdamW weight decay")
     warmup_ratio: float = describe(
-        "warmup_ratio", 0.03, help="fraction of the optimizer steps with a linear warm-up"
+        "warmup_ratio", 0.03, ge=0, lt=1, help="fraction of the optimizer steps with a linear warm-up"
     )
     cosine: bool = describe("cosine", True, help="cosine decay to 0 after the warm-up (false: constant)")
-    max_grad_norm: float = describe("max_grad_norm", 1.0, help="gradient clipping norm (0: off)")
+    max_grad_norm: float = describe("max_grad_norm", 1.0, ge=0, help="gradient clipping norm (0: off)")
     batch_size: int = describe(
-        "batch_size", 4, help="samples per worker per micro-step (more: faster, more memory)"
+        "batch_size", 4, ge=1, help="samples per worker per micro-step (more: faster, more memory)"
     )
     grad_accum: int = describe(
         "grad_accum",
         1,
+        ge=1,
         help="micro-steps per optimizer step; the global batch is batch_size x grad_accum x num_workers",
     )
-    epochs: int = describe("epochs", 1, help="passes over the data (ignored when max_steps > 0)")
+    epochs: int = describe("epochs", 1, ge=1, help="passes over the data (ignored when max_steps > 0)")
     max_steps: int = describe(
-        "max_steps", 0, help="optimizer steps to run in total (0: as many as `epochs` give)"
+        "max_steps", 0, ge=0, help="optimizer steps to run in total (0: as many as `epochs` give)"
     )
-
-    def validate(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"lr: must be > 0, got {self.lr}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-        if self.max_grad_norm < 0:
-            raise ConfigError(f"max_grad_norm: must be >= 0, got {self.max_grad_norm}")
-        for name in ("batch_size", "grad_accum", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.max_steps < 0:
-            raise ConfigError(f"max_steps: must be >= 0, got {self.max_steps}")
 
 
 @dataclasses.dataclass
 class ScalingConfig:
-    num_workers: int = describe("num_workers", 2, help="Ray Train workers (one per GPU on GPU nodes)")
+    num_workers: int = describe("num_workers", 2, ge=1, help="Ray Train workers (one per GPU on GPU nodes)")
     use_gpu: bool = describe(
         "use_gpu", False, help="one GPU per worker, NCCL, bf16; false: CPU workers, gloo, fp32"
     )
@@ -146,25 +132,19 @@ class ScalingConfig:
         factory=lambda: {"CPU": 1},
     )
 
-    def validate(self) -> None:
-        if self.num_workers < 1:
-            raise ConfigError(f"num_workers: must be >= 1, got {self.num_workers}")
-
 
 @dataclasses.dataclass
 class CheckpointConfig:
     every_n_steps: int = describe(
         "every_n_steps",
         50,
+        ge=1,
         help="save the adapter every N optimizer steps (and at the end); "
         "fewer: less work lost on a failure, more I/O",
     )
-    keep_n: int = describe("keep_n", 3, help="checkpoints kept in <run>/checkpoints (older ones are deleted)")
-
-    def validate(self) -> None:
-        for name in ("every_n_steps", "keep_n"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+    keep_n: int = describe(
+        "keep_n", 3, ge=1, help="checkpoints kept in <run>/checkpoints (older ones are deleted)"
+    )
 
 
 @dataclasses.dataclass
@@ -209,6 +189,7 @@ class TrainConfig:
     metrics_every_n_steps: int = describe(
         "metrics_every_n_steps",
         1,
+        ge=1,
         help="report metrics every N optimizer steps (each report is a barrier across workers)",
     )
     seed: int = describe("seed", 0, help="seed of LoRA init, shuffling and dropout")
@@ -217,13 +198,11 @@ class TrainConfig:
         # Sections left at their defaults were never validated on their own (e.g. an empty data).
         for name in ("model", "data", "lora", "optim", "scaling", "checkpoint"):
             try:
-                getattr(self, name).validate()
+                check(getattr(self, name))
             except ConfigError as exc:
                 raise ConfigError(f"{name}.{exc}") from None
         if self.precision == "bf16" and not self.scaling.use_gpu:
             raise ConfigError("precision: bf16 needs scaling.use_gpu (CPU training runs in fp32)")
-        if self.metrics_every_n_steps < 1:
-            raise ConfigError("metrics_every_n_steps: must be >= 1")
         if self.fault.kill_at_step and self.scaling.num_workers < 2:
             raise ConfigError("fault.kill_at_step: needs scaling.num_workers >= 2")
 

@@ -1,10 +1,11 @@
 """Annotation engines, found by kind.
 
-``ENGINES`` maps a kind to where its engine class and its options class live, as import strings:
-a CPU node validates an sglang job's config (``EngineConfig`` below) without importing sglang or
-torch, and an engine's runtime is imported only when ``make_engine`` builds it. Adding an engine
-is one module (its ``Engine`` class and its ``EngineOptions`` dataclass, the ``engine.<kind>.*``
-section) plus one line here.
+``ENGINES`` maps a kind to where its engine class and its options class live, as import strings
+(the backends of ``vsd/backends/__init__.py`` that have an image entry point): a CPU node
+validates an sglang job's config (``EngineConfig`` below) without importing sglang or torch, and
+an engine's runtime is imported only when ``make_engine`` builds it. Adding an engine is one
+module (its ``Engine`` class and its ``EngineOptions`` dataclass, the ``engine.<kind>.*`` section)
+plus one line in that registry.
 
     from vsd.annotate.engines import EngineConfig, make_engine
     engine = make_engine(EngineConfig(kind="hf", model="tiny:llava", device="cpu"))
@@ -15,30 +16,17 @@ from __future__ import annotations
 from typing import Any
 
 from vsd.annotate.engines.base import Engine
-from vsd.annotate.engines.config import Backend, engine_config_class, load_object
-from vsd.config import ConfigError
+from vsd.annotate.engines.config import engine_config_class
+from vsd.backends import Backend, engines, entry_point
 
-ENGINES: dict[str, Backend] = {
-    "hf": Backend(
-        "vsd.annotate.engines.hf.engine:HFEngine",
-        "vsd.annotate.engines.hf.options:HFOptions",
-        "transformers LLaVA in-process, CPU or GPU, LoRA adapters served as they are",
-    ),
-    "sglang": Backend(
-        "vsd.annotate.engines.sglang:SGLangEngine",
-        "vsd.annotate.engines.sglang:SGLangOptions",
-        "sglang.Engine (GPU nodes, AMX CPUs in tests) serving a merged `vsd export --layout sglang`",
-    ),
-}
+ENGINES: dict[str, Backend] = engines()  # the backends with an image entry point
 
 EngineConfig = engine_config_class(ENGINES)
 
 
 def engine_class(kind: str) -> type:
     """The engine class registered for ``kind`` (imported now)."""
-    if kind not in ENGINES:
-        raise ConfigError(f"kind: must be one of {list(ENGINES)}, got {kind!r}")
-    return load_object(ENGINES[kind].engine)
+    return entry_point(kind, "engine", "kind")
 
 
 def make_engine(cfg: Any, **kwargs: Any) -> Engine:

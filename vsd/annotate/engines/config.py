@@ -3,7 +3,7 @@
 The common fields (model, dtype, device, budgets) are written once here; each backend adds its own
 ``engine.<kind>.*`` section through its options dataclass (``HFOptions``, ``SGLangOptions``), which
 validates itself and states the cross-field rules that concern it (``check``), once. The class
-``EngineConfig`` is assembled from the registry in ``vsd/annotate/engines/__init__.py`` by
+``EngineConfig`` is assembled from the backend registry (``vsd/backends/__init__.py``) by
 ``engine_config_class``, so a new engine brings its section without an edit here.
 
 Nothing in this module imports an engine's runtime (torch, sglang): a CPU node validates a GPU
@@ -13,39 +13,18 @@ job's config before any Ray cluster starts.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from vsd.config import ConfigError, describe
+from vsd.backends import Backend, load_object
+from vsd.config import DEVICE, ConfigError, check, check_fields, describe
 
 DTYPES = ["auto", "float32", "bfloat16", "float16"]
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def load_object(path: str) -> Any:
-    """``"package.module:Name"`` -> the object, imported now (the registry stores strings)."""
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-@dataclasses.dataclass(frozen=True)
-class Backend:
-    """One registry entry: where a kind's engine class and its options class live, and what it is."""
-
-    engine: str  # "module:Class", imported only when an engine of this kind is built
-    options: str  # "module:Class", a dataclass deriving from EngineOptions (light to import)
-    help: str
 
 
 @dataclasses.dataclass
 class EngineOptions:
     """Base of a backend's own section, ``engine.<kind>.*``."""
-
-    # Fields of this section that older configs wrote directly under ``engine.`` (still read, with a
-    # one-line deprecation message, through EngineConfig.RENAMED).
-    FLAT_KEYS: ClassVar[tuple[str, ...]] = ()
 
     def check(self, cfg: Any) -> None:
         """Rules between this section and the common fields, when ``cfg.kind`` is this backend;
@@ -68,10 +47,13 @@ class EngineSettings:
     dtype: str = describe(
         "dtype", "auto", choices=DTYPES, help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, float16"
     )
-    device: str = describe("device", "auto", help="auto (cuda if available), cpu, cuda, cuda:N")
+    device: str = describe(
+        "device", "auto", pattern=DEVICE, help="auto (cuda if available), cpu, cuda, cuda:N"
+    )
     max_new_tokens: int | None = describe(
         "max_new_tokens",
         None,
+        ge=1,
         help="token budget of every free-text answer "
         "(tasks 2/3); null = per task from the answer lengths the model was "
         "trained on (p99 + margin, see vsd/annotate/budgets.py), else 64 / 160",
@@ -82,10 +64,11 @@ class EngineSettings:
         help="apply max_new_tokens even where it contradicts the answer lengths the model "
         "records (a warning line says so); false: such a config is refused",
     )
-    temperature: float = describe("temperature", 0.0, help="0 = greedy (reproducible); >0 samples")
+    temperature: float = describe("temperature", 0.0, ge=0, help="0 = greedy (reproducible); >0 samples")
     batch_size: int = describe(
         "batch_size",
         8,
+        ge=1,
         help="images per engine step; all their prompts decode "
         "together, so larger = better GPU use and more memory",
     )
@@ -93,23 +76,12 @@ class EngineSettings:
     KINDS: ClassVar[tuple[str, ...]] = ()  # filled by engine_config_class
 
     def validate(self) -> None:
+        check_fields(self)  # also for a config built in code (from_dict checked them already)
         if self.kind not in self.KINDS:
             raise ConfigError(f"kind: must be one of {list(self.KINDS)}, got {self.kind!r}")
-        if not _DEVICE.fullmatch(str(self.device)):
-            raise ConfigError(f"device: must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype: must be one of {DTYPES}, got {self.dtype!r}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature: must be >= 0, got {self.temperature}")
         section = getattr(self, self.kind)
-        validate = getattr(section, "validate", None)
         try:
-            if callable(validate):  # a section built in Python (not from YAML) is not validated yet
-                validate()
+            check(section)  # a section built in Python (not from YAML) is not checked yet
         except ConfigError as exc:
             raise ConfigError(f"{self.kind}.{exc}") from None
         section.check(self)
@@ -128,20 +100,17 @@ def engine_config_class(registry: Mapping[str, Backend]) -> type:
     fields: list[tuple[str, Any, Any]] = [
         ("kind", str, describe("kind", kinds[0], choices=list(kinds), help=kind_help))
     ]
-    renamed: dict[str, str] = {}
     for kind, backend in registry.items():
         options = load_object(backend.options)
         if not (isinstance(options, type) and issubclass(options, EngineOptions)):
             raise TypeError(f"engine registry: {backend.options} is not an EngineOptions dataclass")
         fields.append((kind, options, describe(kind, factory=options, help=f"read only when kind is {kind}")))
-        renamed.update({name: f"{kind}.{name}" for name in options.FLAT_KEYS})
     cls = dataclasses.make_dataclass(
         "EngineConfig",
         fields,
         bases=(EngineSettings,),
         namespace={
             "KINDS": kinds,
-            "RENAMED": renamed,
             "__doc__": "Which engine answers the prompts, and how (``engine.*``).",
         },
     )

@@ -37,7 +37,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 from vsd.annotate.engines.base import (
     DEFAULT_NEW_TOKENS,
@@ -51,9 +51,10 @@ from vsd.annotate.engines.base import (
 )
 from vsd.annotate.engines.config import EngineOptions
 from vsd.annotate.engines.prompting import chat_prompt, choice_regex
+from vsd.backends.sglang import CPU_ENGINE_ARGS, start_sglang
 from vsd.config import ConfigError, describe
 from vsd.errors import VSDError
-from vsd.serving import CPU_ENGINE_ARGS, check_engine_args, local_model, start_sglang
+from vsd.serving import check_engine_args, local_model
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,8 @@ MODELS_PACKAGE = "vsd.annotate.engines.sglang_models"
 class SGLangOptions(EngineOptions):
     """``engine.sglang.*``."""
 
-    FLAT_KEYS: ClassVar[tuple[str, ...]] = ("cpu_workers", "engine_args")
-
     cpu_workers: int | None = describe(
-        "cpu_workers", None, help="SGLANG_CPU_WORKERS (default: the CPUs Ray gave the actor)"
+        "cpu_workers", None, ge=1, help="SGLANG_CPU_WORKERS (default: the CPUs Ray gave the actor)"
     )
     engine_args: dict[str, Any] = describe(
         "engine_args",
@@ -82,8 +81,6 @@ class SGLangOptions(EngineOptions):
     )
 
     def validate(self) -> None:
-        if self.cpu_workers is not None and self.cpu_workers < 1:
-            raise ConfigError(f"cpu_workers: must be >= 1, got {self.cpu_workers}")
         check_engine_args(self.engine_args, self.allow_engine_args)
 
     def check(self, cfg: Any) -> None:

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vsd.config import ConfigError, describe
+from vsd.config import describe
 
 if TYPE_CHECKING:
     from vsd.annotate.config import AnnotateConfig
-    from vsd.annotate.stages.write import RunMeta
+    from vsd.annotate.run_meta import RunMeta
 
 
 @dataclass
@@ -28,28 +28,23 @@ class Resources:
     num_cpus: float = describe(
         "num_cpus",
         0.25,
+        ge=0,
         help="CPUs per task or actor of this stage (fractions let light stages overlap on few cores)",
     )
-    num_gpus: float = describe("num_gpus", 0.0, help="GPUs per actor (model stages only; 0 = CPU)")
+    num_gpus: float = describe("num_gpus", 0.0, ge=0, help="GPUs per actor (model stages only; 0 = CPU)")
     concurrency: int | None = describe(
         "concurrency",
         None,
+        ge=1,
         help="model stages: actors in the pool (one model "
         "copy each); other stages: at most this many tasks at once (null = Ray decides)",
     )
     batch_size: int | None = describe(
-        "batch_size", None, help="images per call of this stage (null = the stage's default, see its help)"
+        "batch_size",
+        None,
+        ge=1,
+        help="images per call of this stage (null = the stage's default, see its help)",
     )
-
-    def validate(self) -> None:
-        if self.num_cpus < 0:
-            raise ConfigError(f"num_cpus: must be >= 0, got {self.num_cpus}")
-        if self.num_gpus < 0:
-            raise ConfigError(f"num_gpus: must be >= 0, got {self.num_gpus}")
-        for name in ("concurrency", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name}: must be >= 1 (or null), got {value}")
 
 
 def resources(help: str, **defaults: Any) -> Any:

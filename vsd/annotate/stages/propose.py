@@ -1,10 +1,11 @@
 """Propose stage (detector actors, off by default): objects and pairs for images given without pairs.
 
 An image without given pairs would otherwise get one scene-level prompt (``pair_index`` -1) the
-model was never trained on. With ``stages.propose.enabled`` each such image is decoded (by the
-preprocess stage's `decode`, so the same guards apply), an open-vocabulary detector (Grounding
-DINO, OWLv2; or a fixed-label one) finds its objects, optionally a depth model measures each box,
-and `vsd.propose.select_pairs` picks the pairs to describe. The scene pair is replaced by them,
+model was never trained on. With ``stages.propose.enabled`` each such image is decoded (by
+`vsd.annotate.image_decode.decode`, as preprocess does, so the same guards apply), an
+open-vocabulary detector (Grounding DINO, OWLv2; or a fixed-label one) finds its objects,
+optionally a depth model measures each box, and `vsd.propose.select_pairs` picks the pairs to
+describe. The scene pair is replaced by them,
 ``pair_index`` 0..K-1 in selection order, ``box_source`` ``detected``: the same image gives the same
 detections, the same pairs and so the same row ids on a rerun (exactly once holds across reruns).
 
@@ -20,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from vsd.annotate.image_decode import decode
 from vsd.annotate.items import SCENE, from_table, new_pair, to_table
 from vsd.annotate.stages.base import Resources, RunContext, map_stage, resources
-from vsd.annotate.stages.preprocess import decode
-from vsd.config import ConfigError, describe
+from vsd.config import describe
 from vsd.propose.config import ProposeConfig
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class ProposeStageConfig(ProposeConfig):
     decode_size: int = describe(
         "decode_size",
         1024,
+        ge=8,
         help="JPEGs are decoded reduced towards this side (DCT scaling, never below it); "
         "detectors resize to their own input anyway (Grounding DINO: 800 px)",
     )
@@ -59,11 +61,6 @@ class ProposeStageConfig(ProposeConfig):
         num_cpus=1.0,
         concurrency=1,
     )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.decode_size < 8:
-            raise ConfigError(f"decode_size: must be >= 8, got {self.decode_size}")
 
 
 Config = ProposeStageConfig

@@ -34,11 +34,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from vsd import storage
-from vsd.annotate.index import image_key, listing_key
+from vsd.annotate.index import Claim, image_key, listing_key
 from vsd.annotate.items import SCENE, fail_item, new_item, new_pair, to_table
 from vsd.annotate.read_causes import ExactKeyError, local_cause, read_exact_key, s3_cause
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
-from vsd.config import ConfigError, describe
+from vsd.config import describe
 from vsd.corpus.shards import source_key
 from vsd.corpus.sources import resolve_uri, under_roots
 
@@ -56,24 +56,20 @@ class ReadStageConfig:
     max_file_bytes: int = describe(
         "max_file_bytes",
         100 * 1024 * 1024,
+        ge=1,
         help="files larger than this are error rows (file_too_large); never more than "
         "this plus one byte is read, whatever the storage reports",
     )
     attempts: int = describe(
         "attempts",
         4,
+        ge=1,
         help="tries per file before a read failure is deferred to the next run "
         "(backoff 0.5 s, 1 s, 2 s, ...; on top of the S3 client's retries)",
     )
     resources: Resources = resources(
         "CPU tasks; batch_size = images per task call (default 32)", num_cpus=0.25
     )
-
-    def validate(self) -> None:
-        if self.max_file_bytes < 1:
-            raise ConfigError(f"max_file_bytes: must be >= 1, got {self.max_file_bytes}")
-        if self.attempts < 1:
-            raise ConfigError(f"attempts: must be >= 1, got {self.attempts}")
 
 
 Config = ReadStageConfig
@@ -170,7 +166,7 @@ def _claim(ledger, items: list[dict], known: list[bool]) -> list[str]:
     import ray
 
     entries = [
-        (_claimant(it), it["shard"], _ikey(it), listing_key(it["source_key"]), k, it["source_uri"])
+        Claim(_claimant(it), it["shard"], _ikey(it), listing_key(it["source_key"]), k, it["source_uri"])
         for it, k in zip(items, known)
     ]
     return ray.get(ledger.claim.remote(entries))

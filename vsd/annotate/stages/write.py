@@ -27,6 +27,7 @@ from vsd.annotate.index import PART_PREFIX, Output, image_key, listing_key, plai
 from vsd.annotate.items import from_table
 from vsd.annotate.output.table import FILE_SCHEMA
 from vsd.annotate.redo import REDO_PREFIX
+from vsd.annotate.run_meta import RunMeta
 from vsd.annotate.stages.base import Resources, RunContext, enabled_always, map_stage, resources
 from vsd.corpus.listing import uri_key
 from vsd.schema import ANNOTATION_SCHEMA, IMAGE, PAIR, annotation_columns, to_table
@@ -65,18 +66,6 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
         keeps_rows=False,
         kwargs={"meta": ctx.meta, "ledger": ctx.ledger},
     )
-
-
-@dataclass(frozen=True)
-class RunMeta:
-    """What every row of one run carries besides its annotation (and where the run writes)."""
-
-    output: str
-    run_date: str
-    run_id: str
-    model: str
-    adapter_sha256: str | None
-    prompt_version: str
 
 
 def row_id(image_id: str, pair_index: int) -> str:
@@ -204,7 +193,3 @@ def write_parts(batch: pa.Table, *, meta: RunMeta, ledger=None) -> pa.Table:
         {"part": [name], "counts": [json.dumps(counts)], "shards": [json.dumps(dict(shards))]},
         schema=SUMMARY_SCHEMA,
     )
-
-
-def write_json(uri: str, data: dict) -> None:
-    storage.write_text(uri, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 
 from vsd.annotate.engines.config import EngineOptions
-from vsd.config import ConfigError, describe
+from vsd.config import describe
 
 PREFIX_ATTENTION = ["auto", "matmul"]
 
 
 @dataclasses.dataclass
 class HFOptions(EngineOptions):
-    FLAT_KEYS: ClassVar[tuple[str, ...]] = ("share_prefix", "cuda_graph")
-
     share_prefix: bool = describe(
         "share_prefix",
         True,
@@ -41,9 +38,3 @@ class HFOptions(EngineOptions):
         help="record wall time per phase (tokenize, prefill, score, "
         "decode) in the engine's ``timings``; adds a device sync per phase",
     )
-
-    def validate(self) -> None:
-        if self.prefix_attention not in PREFIX_ATTENTION:
-            raise ConfigError(
-                f"prefix_attention: must be one of {PREFIX_ATTENTION}, got {self.prefix_attention!r}"
-            )

@@ -13,7 +13,7 @@ projector, language model): there is no pretrained CLIP to start from offline.
 Plain PyTorch (no Ray, no DeepSpeed), so it runs wherever torch + transformers are::
 
     # one GPU, ~8 minutes (the committed checkpoint; see vsd/assets/tiny-vsd-base/RECIPE.md):
-    python scripts/pretrain_tiny_base.py --device cuda --steps 30000 --batch 384 --lr 1.5e-3 \
+    python recipes/pretrain_tiny_base.py --device cuda --steps 30000 --batch 384 --lr 1.5e-3 \
         --scenes 200000 --workers 14 --eval-every 1000 --eval-scenes 450 --time-limit 6.5 --warmup 500
     # CPU works too (same flags without --device cuda) but takes hours on 2 cores: ~1.6 s per
     # batch-8 step unshared, and the recipe needs millions of samples.
@@ -429,7 +429,7 @@ def main(argv=None) -> int:
         if last:
             break
     meta = {
-        "command": "python scripts/pretrain_tiny_base.py "
+        "command": "python recipes/pretrain_tiny_base.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "steps": step,
         "batch": args.batch,

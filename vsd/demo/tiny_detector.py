@@ -13,7 +13,7 @@ scores every cell of a 3-level feature pyramid (strides 4/8/16 px: 16x16 + 8x8 +
 with dense per-anchor targets (no set matching, which converges slowly and needs scipy).
 
 It loads through the closed-vocabulary backend like any ``AutoModelForObjectDetection``
-checkpoint; `scripts/train_tiny_detector.py` trains it, ``vsd/assets/tiny-detector`` is the
+checkpoint; `recipes/train_tiny_detector.py` trains it, ``vsd/assets/tiny-detector`` is the
 committed result (RECIPE.md has the commands and the numbers).
 """
 
@@ -82,7 +82,7 @@ def build_tiny_detector(seed: int = 0, **sizes):
     import torch
     from transformers import RTDetrForObjectDetection, RTDetrImageProcessorPil
 
-    from vsd.propose.synthetic_truth import VOCABULARY
+    from vsd.demo.synthetic_truth import VOCABULARY
 
     side = {**SIZES, **sizes}["image_size"]
     torch.manual_seed(seed)
@@ -131,8 +131,8 @@ def demo_propose_config(path: str | Path = ASSET, **overrides):
     """The `ProposeConfig` the demo uses with the committed detector: its own 72 labels (the
     generator's names), the score threshold and NMS IoU picked on validation scenes."""
     from vsd.config import from_dict
+    from vsd.demo.synthetic_truth import VOCABULARY
     from vsd.propose.config import ProposeConfig
-    from vsd.propose.synthetic_truth import VOCABULARY
 
     meta = detector_meta(path)
     settings = {

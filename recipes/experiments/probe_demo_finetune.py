@@ -18,8 +18,8 @@ free and once with the generate stage's line floor (``--min-lines``), and report
 about: the share of answers with three sentences, how each answer ended (EOS after sentence k, or
 the budget), and the share of the model's own sentences that state the true relation.
 
-    python scripts/probe_demo_finetune.py --steps 150 --batch 8
-    python scripts/probe_demo_finetune.py --scenes 600 --steps 150 --batch 16 --lr 2e-3 --describe 90
+    python recipes/experiments/probe_demo_finetune.py --steps 150 --batch 8
+    python recipes/experiments/probe_demo_finetune.py --scenes 600 --steps 150 --batch 16 --lr 2e-3 --describe 90
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import tempfile
 import time
 from collections import Counter
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-DEFAULT_BASE = os.path.join(os.path.dirname(__file__), "..", "vsd", "assets", "tiny-vsd-base")
+DEFAULT_BASE = os.path.join(os.path.dirname(__file__), "..", "..", "vsd", "assets", "tiny-vsd-base")
 
 
 def instruction_set(n: int, seed: int, root: str, size: int = 64) -> str:

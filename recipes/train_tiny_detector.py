@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the demo's tiny detector (RT-DETR, `vsd.propose.tiny_detector`) on synthetic scenes, on CPU.
+"""Train the demo's tiny detector (RT-DETR, `vsd.demo.tiny_detector`) on synthetic scenes, on CPU.
 
 Why: `vsd demo` annotates held-out scenes given *without* boxes, so it needs a detector that finds
 the generator's shapes and names them (``red circle``) the way the prompts do. No pretrained
@@ -8,7 +8,7 @@ Scenes are generated on the fly (`vsd.data.synthetic`, < 1 ms each), never repea
 uses scenes ``s*batch .. (s+1)*batch-1`` of ``--data-seed``, so a run is a function of its flags
 (one thread, seeded init, a step-based schedule) and resumes exactly (``--resume``)::
 
-    python scripts/train_tiny_detector.py --out /tmp/tiny-detector      # the committed recipe
+    python recipes/train_tiny_detector.py --out /tmp/tiny-detector      # the committed recipe
     # vsd/assets/tiny-detector/RECIPE.md has its numbers; --device cuda runs it on a GPU.
 
 The loss is dense, per anchor, with no set matching (DETR's Hungarian matching converges in
@@ -41,7 +41,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from vsd.propose.synthetic_truth import VOCABULARY, labelled_scenes, scene_at, scene_objects  # noqa: E402
+from vsd.demo.synthetic_truth import VOCABULARY, labelled_scenes, scene_at, scene_objects  # noqa: E402
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
 NMS_IOUS = (0.4, 0.5, 0.6, 0.7)
@@ -65,7 +65,7 @@ def scene_size(index: int, data_seed: int, image_size: int = 64):
 def anchor_cells(image_size: int, strides=None) -> list[tuple[int, float, float, float]]:
     """``(level, cx, cy, cell)`` of every anchor, in the order of the model's flattened pyramid
     (levels in turn, each row-major); ``cell`` is the level's cell side as a fraction of the image."""
-    from vsd.propose.tiny_detector import STRIDES
+    from vsd.demo.tiny_detector import STRIDES
 
     out = []
     for level, stride in enumerate(strides or STRIDES):
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vsd.propose.tiny_detector import SIZES, build_tiny_detector
+    from vsd.demo.tiny_detector import SIZES, build_tiny_detector
 
     torch.set_num_threads(args.threads)
     args.image_size = args.image_size or SIZES["image_size"]
@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     key = best_setting(metrics)
     threshold, nms = (float(v) for v in key.split("/"))
     meta = {
-        "architecture": "RTDetrForObjectDetection (vsd.propose.tiny_detector)",
+        "architecture": "RTDetrForObjectDetection (vsd.demo.tiny_detector)",
         "score_threshold": threshold,
         "nms_iou": nms,
         "validation": {

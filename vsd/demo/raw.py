@@ -4,7 +4,7 @@ committed tiny detector (`vsd/assets/tiny-detector`), then annotated like any ra
 Why a section of its own: most corpora come without boxes, and the propose stage is what makes
 the system's core output (subject, object, boxes, relation) exist for them. The demo runs the
 production path — a plain folder of images, `vsd annotate` with ``stages.propose.enabled`` — and
-scores it against the generator's ground truth (every drawn shape, `vsd.propose.synthetic_truth`):
+scores it against the generator's ground truth (every drawn shape, `vsd.demo.synthetic_truth`):
 
 * **detection**: recall and precision at IoU 0.5 with the right name (and with boxes alone), from
   the same detector configuration run over the same images (`evaluate_detections`);
@@ -41,7 +41,7 @@ _INDEX = re.compile(r"synth-(?P<seed>\d+)-(?P<index>\d+)\.png$")
 
 def raw_image_size() -> int:
     """The side the committed detector was trained for (its validation scenes' size)."""
-    from vsd.propose.tiny_detector import detector_meta
+    from vsd.demo.tiny_detector import detector_meta
 
     return int(detector_meta().get("validation", {}).get("size", 64))
 
@@ -49,7 +49,7 @@ def raw_image_size() -> int:
 def make_raw_scenes(folder: Path, n: int, seed: int, size: int) -> Path:
     """The scenes as a plain folder of PNGs (no VSD JSON next to them: nothing says where objects are)."""
     from vsd.data.synthetic import render
-    from vsd.propose.synthetic_truth import scene_at
+    from vsd.demo.synthetic_truth import scene_at
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -62,7 +62,7 @@ def propose_config(**overrides):
     """The demo's `ProposeStageConfig`: the committed detector's settings, enabled, pairs as `PAIRS`."""
     from vsd.annotate.stages.propose import ProposeStageConfig
     from vsd.config import from_dict, to_dict
-    from vsd.propose.tiny_detector import demo_propose_config
+    from vsd.demo.tiny_detector import demo_propose_config
 
     settings = to_dict(demo_propose_config(pairs=dict(PAIRS)))
     return from_dict(
@@ -105,9 +105,9 @@ def detection_metrics(images: Path | None, n: int, seed: int, size: int) -> dict
     from PIL import Image
 
     from vsd.data.synthetic import render
+    from vsd.demo.synthetic_truth import scene_at, scene_objects
     from vsd.propose import Proposer, evaluate_detections
     from vsd.propose.metrics import pair_recall, true_pair_rank
-    from vsd.propose.synthetic_truth import scene_at, scene_objects
 
     scenes = [scene_at(i, seed, size) for i in range(n)]
     pictures = []
@@ -140,7 +140,7 @@ def pair_accuracy(rows: list[dict], seed: int, size: int) -> dict:
     """Task-1 accuracy on the proposed pairs that match the scene's true pair (same roles): with the
     right names (the target's measure), and by boxes alone (what the model does with the right
     boxes whatever the detector named them: the prompt then names the wrong things)."""
-    from vsd.propose.synthetic_truth import scene_at, scene_objects
+    from vsd.demo.synthetic_truth import scene_at, scene_objects
 
     detected = [r for r in rows if r["box_source"] == "detected" and r["status"] == "ok"]
     images = {r["image_id"] for r in detected}
@@ -182,7 +182,7 @@ def run_raw(
     out: Path, n: int, seed: int, cfg_path: str, model_dir: Path, engine_overrides: list[str]
 ) -> dict:
     """Generate, annotate and score the raw corpus; returns ``report.json``'s ``raw`` section."""
-    from vsd.propose.tiny_detector import ASSET, HIDDEN_SEED, detector_meta
+    from vsd.demo.tiny_detector import ASSET, HIDDEN_SEED, detector_meta
 
     t0 = time.perf_counter()
     size = raw_image_size()

@@ -18,16 +18,22 @@ import os
 import time
 from pathlib import Path
 
-from vsd import demo_raw
+from vsd import backends
+from vsd.demo import raw as demo_raw
 from vsd.errors import VSDError
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CONFIGS = ASSETS / "demo"
 BASE_MODEL = ASSETS / "tiny-vsd-base"
 DEFAULT_TRAIN_SCENES = 600  # 3 instructions per scene; more = better accuracy, longer data build
 IMAGE_SIZE = 64  # the base's vision input (64 px, patch 8: 64 image tokens)
-# --engine: the export layout it serves and the annotate-config overrides that select it
-ENGINE_OVERRIDES = {"hf": [], "sglang": ["engine.kind=sglang", "engine.device=cpu", "engine.dtype=bfloat16"]}
+# --engine: a backend with an image entry point (vsd/backends); the default is the one the demo's
+# annotate config names, the others are selected (on CPU) by the overrides their backend declares.
+DEFAULT_ENGINE = "hf"
+ENGINE_OVERRIDES = {
+    name: [] if name == DEFAULT_ENGINE else [f"engine.kind={name}", *b.cpu_overrides]
+    for name, b in backends.engines().items()
+}
 #: What the demo promises at its default size (headline key, at least | at most, bound): met by the
 #: default run and asserted by tests/test_demo.py. Description figures count what the model wrote,
 #: so filling in templates cannot meet them.
@@ -82,7 +88,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray cluster")
     p.add_argument(
         "--engine",
-        default="hf",
+        default=DEFAULT_ENGINE,
         choices=list(ENGINE_OVERRIDES),
         help="annotation engine: hf (transformers) or sglang (the real sglang.Engine on CPU, needs "
         ".venv-sglang from `make test-sglang`); the export's layout follows",
@@ -144,7 +150,7 @@ def train_adapter(cfg_path: str, overrides: list[str], data_uri: Path, run_uri: 
     return result
 
 
-def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path, engine: str = "hf"):
+def annotate(cfg_path: str, scenes: Path, model_dir: Path, output: Path, engine: str = DEFAULT_ENGINE):
     from vsd.annotate.config import load_config
     from vsd.annotate.pipeline import run_annotation
 
@@ -250,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                 str(Path(result.checkpoint) / "adapter"),
                 str(model_dir),
                 overwrite=True,
-                layout=args.engine,
+                layout=backends.BACKENDS[args.engine].layout,
             )
         with watch.stage(f"annotate (Ray Data, {args.engine} engine)"):
             run_result = annotate(
