@@ -1,6 +1,7 @@
 """No spurious engine losses (issue 28): five engine sessions of the annotate stage beside a CPU hog
-end without the watch calling the engine lost, and a real SIGKILL of the scheduler still counts as
-one loss. Cause of the spurious losses: the watch kept polling while SGLang shut the engine down
+end without the watch calling the engine lost. That a real SIGKILL of the scheduler still counts,
+once, is test_annotate's killed-scheduler run (its batch's loss ledger holds exactly one loss);
+``stage_sessions.py --kill`` checks it here too, at the price of one more engine start. Cause of the spurious losses: the watch kept polling while SGLang shut the engine down
 (its atexit ``shutdown`` and the stage's close SIGKILL the engine's children), saw the scheduler as
 a zombie and ended the actor (`vsd.annotate.engine_watch`).
 
@@ -23,7 +24,7 @@ from tests.fixtures.infra import REPO
 SESSIONS = 5
 
 
-def test_five_stage_sessions_beside_a_cpu_hog_lose_no_engine_and_a_kill_counts_once():
+def test_five_stage_sessions_beside_a_cpu_hog_lose_no_engine():
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         proc = subprocess.run(
@@ -33,7 +34,6 @@ def test_five_stage_sessions_beside_a_cpu_hog_lose_no_engine_and_a_kill_counts_o
                 str(REPO / "jobs/configs/annotate-tiny-sglang-cpu.yaml"),
                 "--sessions",
                 str(SESSIONS),
-                "--kill",
             ],
             capture_output=True,
             text=True,
@@ -46,7 +46,5 @@ def test_five_stage_sessions_beside_a_cpu_hog_lose_no_engine_and_a_kill_counts_o
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     spurious = proc.stderr.count("sglang engine lost")
     assert proc.returncode == 0 and spurious == 0, (proc.returncode, proc.stderr[-3000:])
-    killed, normal = reports[0], reports[1:]
-    assert killed["losses_after_kill"] == 1, killed  # a real death still counts, once
-    assert [r["session"] for r in normal] == list(range(1, SESSIONS + 1))
+    assert [r["session"] for r in reports] == list(range(1, SESSIONS + 1))
     assert all(r["answers"] == 9 for r in reports), reports
