@@ -41,8 +41,9 @@ def engine(tiny_sglang_dir):
 
 
 def test_radix_cache_computes_each_image_once(engine, caplog):
-    """3 tasks x 3 pairs of an image in one batch: one prompt computes the image's tokens, the other
-    8 find them in SGLang's radix cache (cached_tokens), for each image; the batch's share is logged."""
+    """3 tasks x 3 pairs of an image in one batch: the image's tokens are computed once (the engine's
+    priming prefill) and all 9 prompts find them in SGLang's radix cache (cached_tokens), for each
+    image; the batch's share is logged."""
     pairs = [("cup", "table"), ("dog", "sofa"), ("lamp", "bed")]
     reqs = [
         ImageRequest(f"cache{i}", _jpeg(100 + i), [p for s, o in pairs for p in task_prompts(s, o)])
@@ -52,9 +53,10 @@ def test_radix_cache_computes_each_image_once(engine, caplog):
     with caplog.at_level(logging.INFO, logger="vsd.annotate.engines.sglang"):
         engine.generate(reqs)
     assert engine.image_tokens == 16  # the tiny tower: (32 / 8)^2 patches
-    assert engine.cache.prompts - before.prompts == 18
-    assert engine.cache.image_cached - before.image_cached == 16  # 8 of each image's 9
-    assert "the image cached in 16/18 prompts (89%)" in caplog.text
+    # each image computed once (its priming prefill), all 9 of its prompts find it cached
+    assert engine.cache.prompts - before.prompts == 20
+    assert engine.cache.image_cached - before.image_cached == 18
+    assert "the image cached in 18/20 prompts (90%)" in caplog.text
 
 
 def test_three_tasks_on_several_images_per_batch(engine):

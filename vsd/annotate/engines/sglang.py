@@ -10,8 +10,9 @@
 * One ``engine.generate`` call per batch: every prompt becomes one request whose ``image_data`` is
   its image as a ``data:image/jpeg;base64,...`` URL (a bare base64 string starting with ``/``,
   which every JPEG's does, is taken for a file path by SGLang). The prompts of one image are
-  ADJACENT and start with the same tokens (BOS, ``USER: ``, the image), so SGLang's radix cache
-  prefills each image once and the others hit the cache.
+  ADJACENT and start with the same tokens (BOS, ``USER: ``, the image); each image with several
+  prompts is first prefilled alone (``_prime``), so SGLang's radix cache computes it once and every
+  prompt of the batch finds it cached.
 * The prompt text is ``prompting.chat_prompt`` — the same function the hf engine uses — so both
   engines see byte-identical prompts; SGLang's own chat templates are never applied.
 * Task 1 (``choices``) is a constrained choice through ``sampling_params["regex"]``: decoding is
@@ -224,6 +225,7 @@ class SGLangEngine:
         answers: dict[str, list[Answer | None]] = {r.key: [None] * len(r.prompts) for r in batch}
         if prompts:
             try:
+                primed = self._prime(batch, prompts, images)
                 outputs = self.engine.generate(prompt=prompts, image_data=images, sampling_params=params)
             except ValueError as exc:  # SGLang aborted a request: the whole call fails
                 first = (str(exc).strip().splitlines() or ["aborted"])[0]
@@ -231,14 +233,31 @@ class SGLangEngine:
                 raise EngineError(f"sglang aborted a request of {keys}: {first}") from None
             if len(outputs) != len(prompts):
                 raise EngineError(f"sglang returned {len(outputs)} outputs for {len(prompts)} prompts")
-            log.info(
-                "sglang engine: batch of %d images: %s",
-                len(batch),
-                self.cache.add(outputs, self.image_tokens).describe(),
-            )
+            share = self.cache.add(primed + outputs, self.image_tokens)
+            log.info("sglang engine: batch of %d images: %s", len(batch), share.describe())
             for (req, i), out in zip(owners, outputs):
                 answers[req.key][i] = self._answer(req, i, out)
         return account(batch, [ImageResult(k, v) for k, v in answers.items()])  # type: ignore[arg-type]
+
+    def _prime(self, batch: list[ImageRequest], prompts: list[str], images: list[str]) -> list[dict]:
+        """Prefill each image with several prompts once, before the batch (``max_new_tokens: 0``):
+        sent together, a batch's prompts are prefilled together (SGLang's in-batch prefix sharing
+        skips prefixes under 32 tokens and does not hold back the rest), so most of them computed
+        their image again; primed, every prompt finds its image in the radix cache."""
+        firsts, at = [], 0
+        for req in batch:
+            if len(req.prompts) > 1:
+                firsts.append(at)
+            at += len(req.prompts)
+        if not firsts:
+            return []
+        return list(
+            self.engine.generate(
+                prompt=[prompts[i] for i in firsts],
+                image_data=[images[i] for i in firsts],
+                sampling_params=[{"max_new_tokens": 0} for _ in firsts],
+            )
+        )
 
     @staticmethod
     def _answer(req: ImageRequest, i: int, out: dict) -> Answer:
