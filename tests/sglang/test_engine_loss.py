@@ -45,6 +45,8 @@ def test_five_stage_sessions_beside_a_cpu_hog_lose_no_engine():
         hog.wait()
     reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     spurious = proc.stderr.count("sglang engine lost")
-    assert proc.returncode == 0 and spurious == 0, (proc.returncode, proc.stderr[-3000:])
+    # on failure: the sessions done, and SGLang's own lines (its crash reports, sigquit) without warnings
+    said = [line for line in proc.stderr.splitlines() if "arn" not in line and line.strip()]
+    assert proc.returncode == 0 and spurious == 0, (proc.returncode, reports, said[-40:])
     assert [r["session"] for r in reports] == list(range(1, SESSIONS + 1))
     assert all(r["answers"] == 9 for r in reports), reports
