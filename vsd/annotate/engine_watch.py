@@ -97,6 +97,20 @@ def engine_processes(before: Sequence[int]) -> list[int]:
     return found
 
 
+def titles(pids: Sequence[int]) -> dict[int, str]:
+    """Each pid's title and parent, taken when the watch starts: a loss names what died."""
+    import psutil
+
+    out = {}
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            out[pid] = f"{pid} {proc.name()}, child of {proc.ppid()}"
+        except psutil.Error:
+            out[pid] = str(pid)
+    return out
+
+
 def start_watched(what: str, start: Callable[[], T], run_id: str = "") -> tuple[T, EngineWatch]:
     """``start()`` (an engine, an LLM refiner) and the watch over the processes it started."""
     before = child_processes()
@@ -158,6 +172,7 @@ class EngineWatch:
         self._batch: str | None = None
         self._stop = threading.Event()
         self._thread = None
+        self.titles = titles(self.processes)
         if self.processes:
             self._thread = threading.Thread(target=self._poll, name="vsd-engine-watch", daemon=True)
             self._thread.start()
@@ -223,7 +238,9 @@ class EngineWatch:
         while not self._stop.wait(self.interval_s):
             gone = dead(self.processes)
             if gone and not self._stop.is_set():  # stopped meanwhile: a shutdown, not a death
-                self.lost(f"its process{'es' if len(gone) > 1 else ''} {', '.join(map(str, gone))} died")
+                self.lost(
+                    f"its process{'es' if len(gone) > 1 else ''} {'; '.join(self.titles.get(p, str(p)) for p in gone)} died"
+                )
                 return
 
     def _losses(self, batch: str) -> int:
