@@ -14,7 +14,8 @@ Both sides get the same JPEG corpus (one object pair each, 3 tasks per pair), th
 
 Each side is timed twice: *with start-up* (process launch to exit: imports, Ray start, model
 load) and *steady state* (images/s after the first ``--skip`` fraction of the images is done;
-for the pipeline from the ``annotated_at`` stamp of each written part). The RATIO is the steady-
+for the pipeline from the ``annotated_at`` stamp of each written part, so a corpus too small for
+``MIN_PARTS`` parts after the warm-up is refused up front). The RATIO is the steady-
 state pipeline ÷ bare images/s (target ≥ 0.8); the with-start-up ratio is printed beside it.
 Refinement is off by default (the bare loop has none); ``--refine rules`` adds it to the pipeline.
 The description repair pass (a second decode of flawed sentences) is off on the pipeline side for
@@ -35,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 TARGET = 0.8
+MIN_PARTS = 3  # Parquet parts after the warm-up: fewer give no steady-state rate (nan)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,6 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
+    # The steady clock reads the written parts' stamps: it needs MIN_PARTS of them after the warm-up.
+    need = int(MIN_PARTS * args.write_batch_size / (1 - args.skip)) + 1
+    if args.images < need:
+        print(
+            f"--images {args.images}: the steady-state clock needs {MIN_PARTS} Parquet parts after the "
+            f"warm-up; use --images >= {need} or a smaller --write-batch-size"
+        )
+        return 2
     with tempfile.TemporaryDirectory(prefix="vsd-bench-pipe-", dir=args.workdir) as root:
         manifest = _common.announced_corpus(root, args.images, args.source_size)
 

@@ -69,7 +69,10 @@ def test_requests_carry_image_bytes_template_sampling_and_grouping(monkeypatch, 
     ]
     results = engine.generate(reqs)
 
-    [call] = rec.calls  # one batched call
+    prime, call = rec.calls  # each image prefilled once (no tokens decoded), then one batched call
+    assert prime["image_data"] == [data_url(a), data_url(b)]
+    assert prime["prompt"] == [chat_prompt(reqs[0].prompts[0].text), chat_prompt(reqs[1].prompts[0].text)]
+    assert prime["sampling_params"] == [{"max_new_tokens": 0}] * 2
     # grouping: image a's 6 prompts first and adjacent, then b's 2; each its own JPEG as a data URL
     assert call["image_data"] == [data_url(a)] * 6 + [data_url(b)] * 2
     assert call["image_data"][0].startswith("data:image/jpeg;base64,/9j/")

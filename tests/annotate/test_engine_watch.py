@@ -130,3 +130,50 @@ def test_only_the_engines_own_processes_are_watched():
         for proc in (helper, scheduler):
             proc.kill()
             proc.wait()
+
+
+# An "engine" as sglang.Engine starts one: a titled child process, and an atexit handler that kills it
+# when the interpreter exits (SGLang's Engine.shutdown: kill_process_tree, then waits for it).
+ENGINE_EXITING_AT_EXIT = """
+import atexit, subprocess, sys, time
+from vsd.annotate import engine_watch
+engine_watch.EngineWatch.__init__.__kwdefaults__["interval_s"] = 0.005
+engine_watch.ENGINE_TITLES = ("sleep 61",)
+
+def start():
+    child = subprocess.Popen(["sleep", "61"])
+    def shutdown():
+        child.kill()
+        time.sleep(0.5)  # the child is a zombie until reaped: what a polling watch saw
+        child.wait()
+    atexit.register(shutdown)
+    return child
+
+engine, watch = engine_watch.start_watched("test engine", start)
+assert watch.processes == [engine.pid]
+time.sleep(0.05)
+print("ran", flush=True)
+"""
+
+
+def test_an_engine_shut_down_at_interpreter_exit_is_not_a_loss():
+    """Issue 28: the watch stands down before the engine's own atexit shutdown kills its children."""
+    proc = subprocess.run(
+        [sys.executable, "-c", ENGINE_EXITING_AT_EXIT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and "lost" not in proc.stderr, (proc.returncode, proc.stderr)
+    assert proc.stdout == "ran\n"
+
+
+def test_after_stop_a_dying_engine_is_not_reported(tmp_path):
+    """`stop` waits for the poll thread: the close that follows it cannot be caught mid-poll."""
+    exits = Exits()
+    for _ in range(20):
+        child = subprocess.Popen(["sleep", "60"])
+        watch = EngineWatch("test engine", [child.pid], interval_s=0.001, exit=exits, ledger=str(tmp_path))
+        time.sleep(0.01)
+        watch.stop()
+        child.kill()  # the close: a zombie until reaped
+        time.sleep(0.01)
+        child.wait()
+    assert exits.codes == []

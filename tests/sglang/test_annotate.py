@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -138,6 +139,13 @@ def test_scheduler_killed_mid_run_ends_the_actor_and_the_batch_is_redone(ray_loc
     scheduler, actor, batch = map(int, Path(marker).read_text().split())
     assert batch > 0 and not psutil.pid_exists(actor), "the actor whose engine died is gone"
     assert result.counts["unaccounted"] == 0 and result.counts.get("error", {}) == {}, result.counts
+    # the real death counted once, for its batch alone (the ledger: one byte per loss, per batch)
+    ledger = (
+        Path(tempfile.gettempdir())
+        / "vsd-engine-lost"
+        / "".join(c for c in result.run_id if c.isalnum() or c in "-_")
+    )
+    assert [p.read_text() for p in ledger.iterdir()] == ["x"]
     rows = read_rows(out)
     assert sorted(r["source_uri"] for r in rows) == sorted(expected)  # each image once, none lost
     assert all(r["status"] == "ok" and r["relation"] for r in rows), [

@@ -5,7 +5,9 @@ exactly the shape the recording stand-in (tests/fixtures/sglang.py) returns."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
+import logging
 
 import pytest
 
@@ -36,6 +38,25 @@ def engine(tiny_sglang_dir):
     eng = make_engine(cfg)
     yield eng
     eng.close()
+
+
+def test_radix_cache_computes_each_image_once(engine, caplog):
+    """3 tasks x 3 pairs of an image in one batch: the image's tokens are computed once (the engine's
+    priming prefill) and all 9 prompts find them in SGLang's radix cache (cached_tokens), for each
+    image; the batch's share is logged."""
+    pairs = [("cup", "table"), ("dog", "sofa"), ("lamp", "bed")]
+    reqs = [
+        ImageRequest(f"cache{i}", _jpeg(100 + i), [p for s, o in pairs for p in task_prompts(s, o)])
+        for i in range(2)
+    ]
+    before = dataclasses.replace(engine.cache)
+    with caplog.at_level(logging.INFO, logger="vsd.annotate.engines.sglang"):
+        engine.generate(reqs)
+    assert engine.image_tokens == 16  # the tiny tower: (32 / 8)^2 patches
+    # each image computed once (its priming prefill), all 9 of its prompts find it cached
+    assert engine.cache.prompts - before.prompts == 20
+    assert engine.cache.image_cached - before.image_cached == 18
+    assert "the image cached in 18/20 prompts (90%)" in caplog.text
 
 
 def test_three_tasks_on_several_images_per_batch(engine):

@@ -15,10 +15,19 @@ batch is redone, and the write stage keeps it exactly once.
 A batch that takes the engine down every time would do so forever: each batch's deaths are counted
 in a file on the node (per run), and from the `MAX_LOSSES_PER_BATCH`-th on the batch fails loudly
 instead (`EngineLost`), naming its first requests.
+
+A normal end is not a death: ``sglang.Engine`` registers its own ``atexit`` shutdown, which SIGKILLs
+its children (``kill_process_tree``) while the actor exits, and the stage's close does the same. A
+watch still polling then saw the scheduler as a zombie and "lost" the engine at every actor exit it
+happened to catch (issue 28: the scheduler, detokenizer and resource tracker all exiting at once, the
+actor's main thread in its atexit handlers). So `stop` waits for the poll thread, a poll never
+reports after `stop`, and `start_watched` registers ``stop`` with ``atexit`` after the engine
+started -- atexit runs last-registered first, so the watch stands down before SGLang's shutdown.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -89,11 +98,27 @@ def engine_processes(before: Sequence[int]) -> list[int]:
     return found
 
 
+def titles(pids: Sequence[int]) -> dict[int, str]:
+    """Each pid's title and parent, taken when the watch starts: a loss names what died."""
+    import psutil
+
+    out = {}
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            out[pid] = f"{pid} {proc.name()}, child of {proc.ppid()}"
+        except psutil.Error:
+            out[pid] = str(pid)
+    return out
+
+
 def start_watched(what: str, start: Callable[[], T], run_id: str = "") -> tuple[T, EngineWatch]:
     """``start()`` (an engine, an LLM refiner) and the watch over the processes it started."""
     before = child_processes()
     engine = start()
-    return engine, EngineWatch(what, engine_processes(before), run_id=run_id)
+    watch = EngineWatch(what, engine_processes(before), run_id=run_id)
+    atexit.register(watch.stop)  # before the engine's own atexit shutdown (see the module docstring)
+    return engine, watch
 
 
 def end_actor(code: int) -> None:
@@ -148,6 +173,7 @@ class EngineWatch:
         self._batch: str | None = None
         self._stop = threading.Event()
         self._thread = None
+        self.titles = titles(self.processes)
         if self.processes:
             self._thread = threading.Thread(target=self._poll, name="vsd-engine-watch", daemon=True)
             self._thread.start()
@@ -203,13 +229,19 @@ class EngineWatch:
         self._exit(EXIT_ENGINE_LOST)
 
     def stop(self) -> None:
+        """Stand down before the engine is shut down: after this returns, nothing is reported."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5 * self.interval_s + 5)
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval_s):
             gone = dead(self.processes)
-            if gone:
-                self.lost(f"its process{'es' if len(gone) > 1 else ''} {', '.join(map(str, gone))} died")
+            if gone and not self._stop.is_set():  # stopped meanwhile: a shutdown, not a death
+                self.lost(
+                    f"its process{'es' if len(gone) > 1 else ''} {'; '.join(self.titles.get(p, str(p)) for p in gone)} died"
+                )
                 return
 
     def _losses(self, batch: str) -> int:

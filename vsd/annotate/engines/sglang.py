@@ -10,8 +10,9 @@
 * One ``engine.generate`` call per batch: every prompt becomes one request whose ``image_data`` is
   its image as a ``data:image/jpeg;base64,...`` URL (a bare base64 string starting with ``/``,
   which every JPEG's does, is taken for a file path by SGLang). The prompts of one image are
-  ADJACENT and start with the same tokens (BOS, ``USER: ``, the image), so SGLang's radix cache
-  prefills each image once and the others hit the cache.
+  ADJACENT and start with the same tokens (BOS, ``USER: ``, the image); each image with several
+  prompts is first prefilled alone (``_prime``), so SGLang's radix cache computes it once and every
+  prompt of the batch finds it cached.
 * The prompt text is ``prompting.chat_prompt`` — the same function the hf engine uses — so both
   engines see byte-identical prompts; SGLang's own chat templates are never applied.
 * Task 1 (``choices``) is a constrained choice through ``sampling_params["regex"]``: decoding is
@@ -19,6 +20,9 @@
   of the 9 relations. Why not log-likelihood scoring as in hf: scoring needs one request per choice
   plus our tokenizer to find the answer tokens; the regex is one request that rides the same
   radix-cache prefix. ``Answer.scores`` is therefore None here.
+* The radix cache is checked, not assumed: each batch logs the share of its prompt tokens SGLang
+  reports as cached (``meta_info.cached_tokens``) and in how many prompts the whole image was cached
+  (`CacheShare`); ``SGLangEngine.cache`` keeps the totals for benchmarks and tests.
 * ``finish_reason: length`` (the answer hit ``max_new_tokens``) sets ``Answer.truncated``.
 * A request SGLang aborts makes ``generate`` raise ``ValueError`` for the whole call; that becomes
   an ``EngineError`` naming the batch, and the generate stage retries each request alone, so only
@@ -116,6 +120,54 @@ def engine_args(cfg: Any) -> dict[str, Any]:
     return args
 
 
+@dataclasses.dataclass
+class CacheShare:
+    """What SGLang's radix cache saved: prompt tokens sent and found cached, and the prompts whose
+    cached prefix covered their whole image (more cached tokens than the image has)."""
+
+    prompts: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    image_cached: int = 0
+
+    def add(self, outputs: list[dict], image_tokens: int) -> CacheShare:
+        """This batch's share (and into the running totals)."""
+        batch = CacheShare()
+        for out in outputs:
+            meta = out.get("meta_info") or {}
+            cached = int(meta.get("cached_tokens") or 0)
+            batch.prompts += 1
+            batch.prompt_tokens += int(meta.get("prompt_tokens") or 0)
+            batch.cached_tokens += cached
+            batch.image_cached += bool(image_tokens) and cached > image_tokens
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(batch, f.name))
+        return batch
+
+    def describe(self) -> str:
+        tokens = self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+        images = self.image_cached / self.prompts if self.prompts else 0.0
+        return (
+            f"{self.cached_tokens}/{self.prompt_tokens} prompt tokens cached ({tokens:.0%}), "
+            f"the image cached in {self.image_cached}/{self.prompts} prompts ({images:.0%})"
+        )
+
+
+def image_tokens(model_dir: str) -> int:
+    """Tokens one image takes in the export's prompts: (image_size / patch_size)^2 patches of its
+    CLIP tower (``mm_vision_select_feature: patch``; a ``cls_patch`` export adds one); 0 if unknown."""
+    try:
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        with open(os.path.join(model_dir, config["mm_vision_tower"], "config.json"), encoding="utf-8") as f:
+            tower = json.load(f)
+        tower = tower.get("vision_config", tower)
+        side = int(tower["image_size"]) // int(tower["patch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    return side * side + (config.get("mm_vision_select_feature") == "cls_patch")
+
+
 def data_url(image: bytes) -> str:
     """A data URL SGLang decodes in memory (its mime type from the bytes)."""
     mime = "image/png" if image.startswith(b"\x89PNG") else "image/jpeg"
@@ -131,6 +183,7 @@ class SGLangEngine:
         cfg.validate()  # the adapter rule and the section's own checks, also for configs built in code
         self.cfg = cfg
         args = engine_args(cfg)
+        self.cache, self.image_tokens = CacheShare(), image_tokens(args["model_path"])
         if os.environ.setdefault("SGLANG_EXTERNAL_MODEL_PACKAGE", MODELS_PACKAGE) != MODELS_PACKAGE:
             log.warning(
                 "sglang engine: SGLANG_EXTERNAL_MODEL_PACKAGE is set elsewhere; bfloat16 LLaVA may fail"
@@ -169,6 +222,7 @@ class SGLangEngine:
         answers: dict[str, list[Answer | None]] = {r.key: [None] * len(r.prompts) for r in batch}
         if prompts:
             try:
+                primed = self._prime(batch, prompts, images)
                 outputs = self.engine.generate(prompt=prompts, image_data=images, sampling_params=params)
             except ValueError as exc:  # SGLang aborted a request: the whole call fails
                 first = (str(exc).strip().splitlines() or ["aborted"])[0]
@@ -176,9 +230,31 @@ class SGLangEngine:
                 raise EngineError(f"sglang aborted a request of {keys}: {first}") from None
             if len(outputs) != len(prompts):
                 raise EngineError(f"sglang returned {len(outputs)} outputs for {len(prompts)} prompts")
+            share = self.cache.add(primed + outputs, self.image_tokens)
+            log.info("sglang engine: batch of %d images: %s", len(batch), share.describe())
             for (req, i), out in zip(owners, outputs):
                 answers[req.key][i] = self._answer(req, i, out)
         return account(batch, [ImageResult(k, v) for k, v in answers.items()])  # type: ignore[arg-type]
+
+    def _prime(self, batch: list[ImageRequest], prompts: list[str], images: list[str]) -> list[dict]:
+        """Prefill each image with several prompts once, before the batch (``max_new_tokens: 0``):
+        sent together, a batch's prompts are prefilled together (SGLang's in-batch prefix sharing
+        skips prefixes under 32 tokens and does not hold back the rest), so most of them computed
+        their image again; primed, every prompt finds its image in the radix cache."""
+        firsts, at = [], 0
+        for req in batch:
+            if len(req.prompts) > 1:
+                firsts.append(at)
+            at += len(req.prompts)
+        if not firsts:
+            return []
+        return list(
+            self.engine.generate(
+                prompt=[prompts[i] for i in firsts],
+                image_data=[images[i] for i in firsts],
+                sampling_params=[{"max_new_tokens": 0} for _ in firsts],
+            )
+        )
 
     @staticmethod
     def _answer(req: ImageRequest, i: int, out: dict) -> Answer:
