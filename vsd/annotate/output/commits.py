@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from vsd import storage
 from vsd.annotate.index import Output, uri_key
+from vsd.annotate.memory import Releaser
 from vsd.annotate.output import table
 from vsd.annotate.output.lease import Lease
 from vsd.errors import VSDError
@@ -105,6 +106,7 @@ class Committer:
         self.pending: list[table.Part] = []
         self.last = time.monotonic()
         self.ids = out.ids().snapshot()  # the key set changes only at the run's end (compaction)
+        self.release = Releaser()
 
     def add(self, part: table.Part) -> None:
         self.pending.append(part)
@@ -118,6 +120,7 @@ class Committer:
             fresh = fresh_sources(self.out, self.pending, self.ids)
             table.commit_parts(self.out.root, self.pending, self.prov.metadata(), fresh=fresh)
             self.pending = []
+            self.release()  # a commit replays the table's log: its freed pages go back (vsd.annotate.memory)
         self.last = time.monotonic()
 
 
