@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -174,13 +175,16 @@ class Output:
                 out.setdefault(rel[0], []).append(self._prefix + info.path)
         return {k: sorted(v) for k, v in sorted(out.items())}
 
-    def read_progress(self, uris: list[str], drop_orphans: bool = True) -> list[tuple[str, dict, pa.Table]]:
-        """(uri, metadata, entries) of each progress file whose data part exists. An entry whose
-        part is missing (the run died between the two writes) is deleted: its images are redone."""
-        out = []
+    def read_progress(
+        self, uris: list[str], drop_orphans: bool = True, columns: list[str] | None = None
+    ) -> Iterator[tuple[str, dict, pa.Table]]:
+        """(uri, metadata, entries) of each progress file whose data part exists, one file at a
+        time (a run's entries hold every row it wrote: never all in memory); ``columns=[]`` reads
+        the metadata alone. An entry whose part is missing (the run died between the two writes)
+        is deleted: its images are redone."""
         for uri in uris:
             fs, path = storage.resolve(uri)
-            table = pq.read_table(path, filesystem=fs)
+            table = pq.read_table(path, filesystem=fs, columns=columns)
             meta = {
                 k.decode(): v.decode()
                 for k, v in (table.schema.metadata or {}).items()
@@ -190,8 +194,7 @@ class Output:
                 if drop_orphans:
                     storage.delete(uri)
                 continue
-            out.append((uri, meta, table))
-        return out
+            yield uri, meta, table
 
     # ------------------------------------------------------------------ compaction and totals
     def compact(self, max_generations: int = 8) -> dict[str, int]:
@@ -203,10 +206,11 @@ class Output:
         for run_id, uris in self.progress().items():
             totals_uri = self.path("totals", f"{run_id}.json")
             done_before = storage.exists(totals_uri)  # a crash after totals, before the deletes
-            entries = self.read_progress(uris, drop_orphans=not done_before)
             keys: list[bytes] = []
             counts: dict = {}
-            for _, meta, table in entries:
+            entries = 0
+            for _, meta, table in self.read_progress(uris, drop_orphans=not done_before):
+                entries += 1
                 keys += table.column("image_key").to_pylist()
                 keys += [k for k in table.column("source_key").to_pylist() if k]
                 if "uri_key" in table.column_names:  # entries of older runs have none
@@ -219,7 +223,7 @@ class Output:
                 if storage.exists(uri):
                     storage.delete(uri)
             storage.delete(self.path("progress", run_id))  # the emptied folder (local disks keep it)
-            folded[run_id] = len(entries)
+            folded[run_id] = entries
         ids.compact(max_generations=max_generations)
         return folded
 

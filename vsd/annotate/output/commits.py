@@ -137,7 +137,7 @@ def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict
     for run_id, uris in entries.items():
         parts = [
             table.Part(meta["vsd.run_date"], meta["vsd.part"], json.loads(meta["vsd.counts"]).get("rows"))
-            for _, meta, _ in out.read_progress(uris, drop_orphans=False)
+            for _, meta, _ in out.read_progress(uris, drop_orphans=False, columns=[])
         ]
         if not parts:
             continue
