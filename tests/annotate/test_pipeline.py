@@ -83,6 +83,9 @@ def test_hf_tiny_hard_files_each_yield_their_row_once(ray_local, tmp_path, annot
     partition = Output(out).partition_record("2026-11-26")
     assert manifest["counts"]["ok"] == n_ok and partition["totals"]["rows"] == len(expected)
     assert [r["run_id"] for r in partition["runs"]] == [result.run_id]
+    # The partition's totals are what the parts hold: not the run's skips, deferrals or accounting.
+    written = {k: v for k, v in result.counts.items() if k not in ("skipped", "deferred", "unaccounted")}
+    assert partition["totals"] == written
     assert manifest["config"]["engine"]["model"] == "tiny:llava" and manifest["timings"]["pipeline_s"] > 0
     assert manifest["counts"]["unaccounted"] == 0 and sorted(manifest["parts"]) == sorted(result.parts)
     assert f"| ok | {n_ok} |" in storage.read_text(storage.join(out, "_README.md"))

@@ -32,15 +32,17 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
+from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vsd import storage
 from vsd.annotate.records import Records
-from vsd.keyset import KeySet, Snapshot, key_of
+from vsd.keyset import KeySet, Snapshot, as_array, key_of
 
 VSD_DIR = "__vsd"
 CARD_FILE = "_README.md"
@@ -171,13 +173,16 @@ class Output:
                 out.setdefault(rel[0], []).append(self._prefix + info.path)
         return {k: sorted(v) for k, v in sorted(out.items())}
 
-    def read_progress(self, uris: list[str], drop_orphans: bool = True) -> list[tuple[str, dict, pa.Table]]:
-        """(uri, metadata, entries) of each progress file whose data part exists. An entry whose
-        part is missing (the run died between the two writes) is deleted: its images are redone."""
-        out = []
+    def read_progress(
+        self, uris: list[str], drop_orphans: bool = True, columns: list[str] | None = None
+    ) -> Iterator[tuple[str, dict, pa.Table]]:
+        """(uri, metadata, entries) of each progress file whose data part exists, one file at a
+        time (a run's entries hold every row it wrote: never all in memory); ``columns=[]`` reads
+        the metadata alone. An entry whose part is missing (the run died between the two writes)
+        is deleted: its images are redone."""
         for uri in uris:
             fs, path = storage.resolve(uri)
-            table = pq.read_table(path, filesystem=fs)
+            table = pq.read_table(path, filesystem=fs, columns=columns)
             meta = {
                 k.decode(): v.decode()
                 for k, v in (table.schema.metadata or {}).items()
@@ -187,8 +192,7 @@ class Output:
                 if drop_orphans:
                     storage.delete(uri)
                 continue
-            out.append((uri, meta, table))
-        return out
+            yield uri, meta, table
 
     # ------------------------------------------------------------------ compaction and totals
     def compact(self, max_generations: int = 8) -> dict[str, int]:
@@ -199,23 +203,23 @@ class Output:
         folded = {}
         for run_id, uris in self.progress().items():
             done_before = self.records("totals").has(run_id)  # a crash after totals, before the deletes
-            entries = self.read_progress(uris, drop_orphans=not done_before)
-            keys: list[bytes] = []
+            keys: list[np.ndarray] = []  # 16 bytes a key (a list of bytes objects is ~70)
             counts: dict = {}
-            for _, meta, table in entries:
-                keys += table.column("image_key").to_pylist()
-                keys += [k for k in table.column("source_key").to_pylist() if k]
-                if "uri_key" in table.column_names:  # entries of older runs have none
-                    keys += [k for k in table.column("uri_key").to_pylist() if k]
+            entries = 0
+            for _, meta, table in self.read_progress(uris, drop_orphans=not done_before):
+                entries += 1
+                for column in ("image_key", "source_key", "uri_key"):  # older entries lack uri_key
+                    if column in table.column_names:
+                        keys.append(as_array(k for k in table.column(column).to_pylist() if k))
                 merge_counts(counts, json.loads(meta["vsd.counts"]))
             if not done_before:
-                ids.add(keys, generation=f"g-{run_id}")
+                ids.add(np.concatenate(keys) if keys else [], generation=f"g-{run_id}")
                 self.records("totals").put(run_id, plain(counts))
             for uri in uris:
                 if storage.exists(uri):
                     storage.delete(uri)
             storage.delete(self.path("progress", run_id))  # the emptied folder (local disks keep it)
-            folded[run_id] = len(entries)
+            folded[run_id] = entries
         ids.compact(max_generations=max_generations)
         return folded
 

@@ -23,13 +23,14 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from vsd import storage
 from vsd.annotate.card import render_card
 from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import IdLedger, Output, merge_counts, partition, plain
+from vsd.annotate.memory import release_unused
 from vsd.annotate.output import table
 from vsd.annotate.output.commits import (
     Committer,
@@ -166,7 +167,9 @@ def _stream(
     cfg: AnnotateConfig, plan: InputPlan, meta: RunMeta, out: Output, engine_factory, committer: Committer
 ) -> tuple[dict, dict, dict]:
     """Run the pipeline over the unfinished shards, committing the parts to the table as they
-    come; returns (counts, parts {name: counts}, images written per shard) and the ledger's report."""
+    come; returns (counts, {"parts": names, "written": images per shard}) and the ledger's report.
+    Per part the driver keeps its name only (a run of 100M images has millions): its counts are
+    summed as they come, so the driver's memory does not grow with a part's counts."""
     import ray
 
     from vsd.annotate.console import ray_data_console
@@ -176,7 +179,7 @@ def _stream(
     ledger = _ledger(meta.output, meta.run_id)
     progress = Progress(plan.rows, in_place=False if cfg.progress_bars else None)
     counts: dict = {}
-    parts: dict[str, dict] = {}
+    parts: set[str] = set()
     written: Counter = Counter()
     try:  # a failed run (full disk, S3 outage) must not leave its ledger alive
         ds = shard_rows([s.uri for s in plan.todo], cfg.stages.read.resources.batch_size or 32)
@@ -193,11 +196,12 @@ def _stream(
             ):
                 if part in parts:  # a re-executed write after a node loss reports its part again
                     continue
-                parts[part] = json.loads(blob)
-                merge_counts(counts, parts[part])
-                progress.update(parts[part])
+                parts.add(part)
+                got = json.loads(blob)
+                merge_counts(counts, got)
+                progress.update(got)
                 written.update(json.loads(shards))
-                committer.add(table.Part(meta.run_date, part, parts[part].get("rows")))
+                committer.add(table.Part(meta.run_date, part, got.get("rows")))
         committer.flush()
         progress.close()
         report = ray.get(ledger.report.remote())
@@ -273,6 +277,7 @@ def _run_leased(
         shards, line = add_to_run(out, plan.corpus, meta, redo, committer)
         plan.todo += shards
         echo(line)
+    release_unused()  # the sync's parse is freed: its pages go back before the stream starts
     for line in plan.repeated[:20]:
         echo(f"duplicate in source (skipped): {printable(line, 500)}")
     for line in plan.problems[:20]:
@@ -305,6 +310,7 @@ def _run_leased(
     pipeline_s = time.time() - started - planned_s
 
     counts = plain(counts)
+    written_counts = dict(counts)  # what the parts hold, before the run's own skips and deferrals
     counts.setdefault("images", 0)
     counts["skipped"] = {
         "already_annotated": report["skipped_done"],
@@ -337,6 +343,7 @@ def _run_leased(
         timings={"plan_s": round(planned_s, 3), "pipeline_s": round(pipeline_s, 3)},
         started=started,
         lease=committer.lease,
+        written_counts=written_counts,
     )
     return result
 
@@ -369,17 +376,19 @@ def finish(
     plan: InputPlan,
     result: RunResult,
     report: dict,
-    parts: dict[str, dict],
+    parts: Collection[str],
     finished: list[str],
     timings: dict,
     started: float,
     lease: Lease | None = None,
+    written_counts: dict | None = None,
 ) -> dict:
     """The sweep (parts written but not committed, also by killed runs), compaction, dataset card,
     the partition's record, then the run's record -- in that order."""
     out = Output(meta.output)
     recovered = sweep(out, lease)
     out.compact()
+    release_unused()
     totals = out.totals()
     storage.write_text(
         out.card, render_card(totals, out.runs() + [meta.run_id], meta.model, table.current_rows(out.root))
@@ -387,8 +396,7 @@ def finish(
     if parts:  # a run that wrote nothing leaves the partition's record as it was
         record = out.partition_record(meta.run_date) or {"run_date": meta.run_date, "runs": [], "totals": {}}
         record["runs"].append({"run_id": meta.run_id, "parts": len(parts), "images": result.counts["images"]})
-        for counts in parts.values():
-            merge_counts(record["totals"], counts)
+        merge_counts(record["totals"], written_counts or {})
         record["totals"] = plain(record["totals"])
         out.records("partitions").put(partition(meta.run_date), record)
     total_s = time.time() - started

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from vsd import storage
 from vsd.annotate import redo
 from vsd.annotate.index import Output
+from vsd.annotate.memory import Releaser
 from vsd.annotate.output import table
 from vsd.annotate.output.lease import Lease
 from vsd.corpus.listing import uri_key
@@ -103,6 +104,7 @@ class Committer:
         self.pending: list[table.Part] = []
         self.last = time.monotonic()
         self.ids = out.ids().snapshot()  # the key set changes only at the run's end (compaction)
+        self.release = Releaser()
 
     def add(self, part: table.Part) -> None:
         self.pending.append(part)
@@ -118,6 +120,7 @@ class Committer:
             )
             table.commit_parts(self.out.root, self.pending, self.prov.metadata(), fresh=fresh, replace=rows)
             self.pending = []
+            self.release()  # a commit replays the table's log: its freed pages go back (vsd.annotate.memory)
         self.last = time.monotonic()
 
 
@@ -134,7 +137,7 @@ def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict
     for run_id, uris in entries.items():
         parts = [
             table.Part(meta["vsd.run_date"], meta["vsd.part"], json.loads(meta["vsd.counts"]).get("rows"))
-            for _, meta, _ in out.read_progress(uris, drop_orphans=False)
+            for _, meta, _ in out.read_progress(uris, drop_orphans=False, columns=[])
         ]
         if not parts:
             continue
