@@ -65,6 +65,7 @@ def measure(workdir: str, n: int, shard_rows: int) -> dict:
             capture_output=True,
             text=True,
             check=True,
+            cwd=workdir,  # `-c` puts the working folder first on sys.path: never a checkout's vsd
         )
         seconds, peak, new = out.stdout.split()[-3:]
         result[f"{tag}_s"], result[f"{tag}_peak"], result[f"{tag}_new"] = float(seconds), int(peak), int(new)
