@@ -52,6 +52,7 @@ NOT_RUN = {
     r"vsd annotate --config .*": "starts a Ray cluster and a model (and needs the demo's model)",
     r"vsd export .*": "needs a training run",
     r"vsd ask .*": "loads a model (the demo's export, or tiny:llava) and asks about a photo of yours",
+    r"vsd show out/photos .*": "needs the annotated output of the command before it",
     r"ray job submit .*": "needs a Ray cluster (and S3)",
     r"kubectl .*": "needs a Kubernetes cluster",
     r"bash infra/release\.sh .*": "builds and pushes the image",
