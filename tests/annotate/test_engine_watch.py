@@ -177,3 +177,19 @@ def test_after_stop_a_dying_engine_is_not_reported(tmp_path):
         time.sleep(0.01)
         child.wait()
     assert exits.codes == []
+
+
+def test_an_engine_found_dead_just_after_its_batch_raised_counts_for_that_batch(tmp_path):
+    """The scheduler killed mid-batch: the engine call raises first, the watch sees the death
+    after; the loss is still that batch's (two such and it is failed, not retried forever)."""
+    exits: list[int] = []
+    watch = EngineWatch("sglang engine", [], exit=exits.append, ledger=str(tmp_path))
+    with pytest.raises(RuntimeError):
+        with watch.batch(["img-1", "img-2"]):
+            raise RuntimeError("the scheduler's socket closed")
+    watch.lost("its process 123 died")
+    assert exits == [EXIT_ENGINE_LOST] and [p.read_text() for p in tmp_path.iterdir()] == ["x"]
+    watch.start_batch(["img-3"])  # the next batch starts clean
+    watch.end_batch()
+    watch.lost("its process 456 died")  # between batches, no batch failed: counted for none
+    assert [p.read_text() for p in tmp_path.iterdir()] == ["x"]

@@ -74,7 +74,7 @@ def test_planted_secrets_never_appear_in_outputs_logs_or_config(rel_corpus, s3_b
                 "progress_bars=false",
                 "run_date=2026-11-26",
                 "stages.write.resources.batch_size=8",
-                f"engine.engine_args={{api_key: {PLANTED}-cfg}}",
+                f"engine.sglang.engine_args={{api_key: {PLANTED}-cfg}}",
             ],
             env=env,
             capture_output=True,

@@ -171,6 +171,7 @@ class EngineWatch:
         scope = "".join(c for c in run_id if c.isalnum() or c in "-_") or f"pid-{os.getpid()}"
         self.ledger = ledger or os.path.join(tempfile.gettempdir(), "vsd-engine-lost", scope)
         self._batch: str | None = None
+        self._failed: str | None = None  # the last batch whose engine call raised (until the next)
         self._stop = threading.Event()
         self._thread = None
         self.titles = titles(self.processes)
@@ -182,6 +183,7 @@ class EngineWatch:
         """Called before a batch goes to the engine; raises `EngineLost` for a batch that already
         took the engine down `MAX_LOSSES_PER_BATCH` times on this node."""
         self._batch = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:24]
+        self._failed = None
         losses = self._losses(self._batch)
         if losses >= MAX_LOSSES_PER_BATCH:
             shown = ", ".join(repr(k) for k in list(keys)[:3]) + (" ..." if len(keys) > 3 else "")
@@ -208,13 +210,15 @@ class EngineWatch:
 
     def failed(self, exc: BaseException) -> None:
         """An exception from the engine: a device error ends the actor (never returns); any other
-        is the caller's to handle."""
+        is the caller's to handle. The batch is remembered: an engine found dead just after its
+        call raised (the scheduler killed mid-batch) was taken down by that batch."""
+        self._failed = self._batch
         if is_device_error(exc):
             self.lost(f"device error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
     def lost(self, reason: str) -> None:
-        if self._batch:
-            self._count(self._batch)
+        if self._batch or self._failed:
+            self._count(self._batch or self._failed)
         log.error(
             "%s lost (%s): exiting this actor so Ray starts a new engine and redoes its batch",
             self.what,
