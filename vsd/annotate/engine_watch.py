@@ -31,6 +31,7 @@ import atexit
 import hashlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -118,7 +119,26 @@ def start_watched(what: str, start: Callable[[], T], run_id: str = "") -> tuple[
     engine = start()
     watch = EngineWatch(what, engine_processes(before), run_id=run_id)
     atexit.register(watch.stop)  # before the engine's own atexit shutdown (see the module docstring)
+    if watch.processes and threading.current_thread() is threading.main_thread():
+        _take_sigquit(watch)
     return engine, watch
+
+
+def _take_sigquit(watch: EngineWatch) -> None:
+    """SGLang's children send SIGQUIT to the engine's process when one of them fails, and SGLang's
+    handler kills the whole process tree -- this actor included, before the watch could count the
+    loss for its batch (so a batch that keeps killing the engine would be retried forever). The
+    watch handles it instead: the loss is counted, the children killed, the actor exits (75). After
+    `stop` (a shutdown) the engine's own handler runs as before."""
+    previous = signal.getsignal(signal.SIGQUIT)
+
+    def handler(signum, frame) -> None:
+        if watch.stopped and callable(previous):
+            previous(signum, frame)
+        elif not watch.stopped:
+            watch.lost("a child process sent SIGQUIT (it failed)")
+
+    signal.signal(signal.SIGQUIT, handler)
 
 
 def end_actor(code: int) -> None:
@@ -231,6 +251,10 @@ class EngineWatch:
         )
         self._stop.set()
         self._exit(EXIT_ENGINE_LOST)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self) -> None:
         """Stand down before the engine is shut down: after this returns, nothing is reported."""
