@@ -63,6 +63,12 @@ def _void(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr).view(f"V{KEY_BYTES}").ravel()
 
 
+def goes_to_level0(n: int, level0: bool | None = None) -> bool:
+    """Where `KeySet.add` writes ``n`` keys: one level-0 run (``level0``, else while small) or
+    the buckets."""
+    return level0 if level0 is not None else n <= L0_MAX_KEYS
+
+
 def bucket_of(arr: np.ndarray, buckets: int) -> np.ndarray:
     return ((arr[:, 0].astype(np.uint32) << 8) | arr[:, 1]) % buckets
 
@@ -230,7 +236,7 @@ class KeySet:
             storage.write_text(
                 self._meta_uri, json.dumps({"buckets": self.buckets, "key_bytes": KEY_BYTES}) + "\n"
             )
-        if level0 if level0 is not None else len(arr) <= L0_MAX_KEYS:
+        if goes_to_level0(len(arr), level0):
             self._write_at(storage.join(self.root, L0_DIR), generation, arr)
         else:
             self._spill(arr, generation)

@@ -16,6 +16,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from vsd import storage
+from vsd.annotate.records import Records
 from vsd.errors import VSDError
 
 RUNS_DIR = ("__vsd", "runs")
@@ -41,8 +42,6 @@ _EXPR = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(
 def read_run_records(root: str) -> list[dict]:
     """Every run record of the output at ``root``, oldest first (by run date, then start time).
     The one place that knows where records live (`vsd.annotate.records`: loose and packed)."""
-    from vsd.annotate.records import Records
-
     folder = storage.join(root, *RUNS_DIR)
     try:
         records = list(Records(folder).items().values())

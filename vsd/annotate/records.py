@@ -60,9 +60,10 @@ class Records:
     def names(self) -> list[str]:
         return sorted(set(self._packed()) | set(self._loose()))
 
-    def items(self) -> dict[str, dict]:
+    def items(self, loose: dict[str, str] | None = None) -> dict[str, dict]:
+        """Every record by name; ``loose``: a listing of the loose ones already taken."""
         out = self._packed()
-        for name, uri in self._loose().items():
+        for name, uri in (self._loose() if loose is None else loose).items():
             try:
                 out[name] = json.loads(storage.read_text(uri))
             except FileNotFoundError:  # packed and deleted since the listing: the pack has it
@@ -75,7 +76,7 @@ class Records:
         loose = self._loose()
         if len(loose) <= self.max_loose:
             return 0
-        merged = self.items()
+        merged = self.items(loose)
         lines = [json.dumps({"name": n, "record": r}, sort_keys=True, default=str) for n, r in merged.items()]
         storage.write_text(storage.join(self.folder, PACK), "\n".join(lines) + "\n")
         for uri in loose.values():

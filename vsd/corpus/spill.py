@@ -13,10 +13,11 @@ leaves rows that the next sync shards again, never a key without its row).
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Sequence
 
-from vsd.keyset import KeySet, Snapshot
+import numpy as np
+
+from vsd.keyset import KeySet, Snapshot, as_array, bucket_of, goes_to_level0
 
 SPILL_KEYS = 1 << 20  # keys held before a spill: ~100 MiB as a Python set, 16 MiB written
 
@@ -68,22 +69,16 @@ class SpillingKeys:
         n = len(self._pending) if n is None else min(n, len(self._pending))
         if n <= 0:
             return 0
-        head = self._pending[:n]
+        head = as_array(self._pending[:n])
         generation = f"{self.stem}-k{self._spills:05d}"
         self.keyset.add(head, generation=generation, level0=level0)
         self._spills += 1
+        self._pending_set.difference_update(self._pending[:n])
         del self._pending[:n]
-        self._pending_set.difference_update(head)
-        self._written = _only(self.keyset.snapshot(), f"{self.stem}-k")
+        # what was just written, as the snapshot a listing would give (no listing: the set may be big)
+        if goes_to_level0(n, level0):
+            self._written.runs.append(generation)
+        else:
+            for bucket in np.unique(bucket_of(head, self.keyset.buckets)):
+                self._written.files.setdefault(int(bucket), []).append(generation)
         return n
-
-
-def _only(snapshot: Snapshot, prefix: str) -> Snapshot:
-    """The files of ``snapshot`` whose generation starts with ``prefix`` (this writer's)."""
-    keep = Snapshot(snapshot.root, snapshot.buckets)
-    keep.runs = [r for r in snapshot.runs if posixpath.basename(r).startswith(prefix)]
-    for bucket, gens in snapshot.files.items():
-        mine = [g for g in gens if g.startswith(prefix)]
-        if mine:
-            keep.files[bucket] = mine
-    return keep
