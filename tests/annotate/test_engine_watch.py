@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -189,7 +190,30 @@ def test_an_engine_found_dead_just_after_its_batch_raised_counts_for_that_batch(
             raise RuntimeError("the scheduler's socket closed")
     watch.lost("its process 123 died")
     assert exits == [EXIT_ENGINE_LOST] and [p.read_text() for p in tmp_path.iterdir()] == ["x"]
-    watch.start_batch(["img-3"])  # the next batch starts clean
+    watch = EngineWatch("sglang engine", [], exit=exits.append, ledger=str(tmp_path))  # a new actor
+    watch.start_batch(["img-3"])  # a batch that ended cleanly
     watch.end_batch()
     watch.lost("its process 456 died")  # between batches, no batch failed: counted for none
-    assert [p.read_text() for p in tmp_path.iterdir()] == ["x"]
+    assert exits == [EXIT_ENGINE_LOST] * 2 and [p.read_text() for p in tmp_path.iterdir()] == ["x"]
+
+
+def test_one_death_seen_by_the_poll_and_sigquit_at_once_is_counted_once(tmp_path):
+    """CI, stop 32: the scheduler killed, the poll thread and SGLang's SIGQUIT (on the main thread)
+    both reported it; two counts failed a batch that had taken the engine down once."""
+    exits: list[int] = []
+    watch = EngineWatch("sglang engine", [], exit=exits.append, ledger=str(tmp_path))
+    watch.start_batch(["img-1", "img-2"])
+    go = threading.Barrier(8)
+
+    def report(i: int) -> None:
+        go.wait()
+        watch.lost(f"seen by reporter {i}")
+
+    threads = [threading.Thread(target=report, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert exits == [EXIT_ENGINE_LOST] and [p.read_text() for p in tmp_path.iterdir()] == ["x"]
+    new = EngineWatch("sglang engine", [], exit=exits.append, ledger=str(tmp_path))  # the new actor
+    new.start_batch(["img-1", "img-2"])  # one loss so far: the batch is redone, not failed

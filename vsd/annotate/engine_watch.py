@@ -193,6 +193,7 @@ class EngineWatch:
         self._batch: str | None = None
         self._failed: str | None = None  # the last batch whose engine call raised (until the next)
         self._stop = threading.Event()
+        self._ending = threading.Lock()  # held by the one `lost` that ends the actor
         self._thread = None
         self.titles = titles(self.processes)
         if self.processes:
@@ -237,6 +238,11 @@ class EngineWatch:
             self.lost(f"device error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
     def lost(self, reason: str) -> None:
+        """End the actor for one engine death, counted once: the poll, SGLang's SIGQUIT and the
+        failed call can all see the same death at once (a second count would fail a batch that
+        took the engine down once -- the tier's CI failure of stop 32); the later ones return."""
+        if not self._ending.acquire(blocking=False):
+            return
         if self._batch or self._failed:
             self._count(self._batch or self._failed)
         log.error(
