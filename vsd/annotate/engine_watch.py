@@ -133,10 +133,10 @@ def _take_sigquit(watch: EngineWatch) -> None:
     previous = signal.getsignal(signal.SIGQUIT)
 
     def handler(signum, frame) -> None:
-        if watch.stopped and callable(previous):
-            previous(signum, frame)
-        elif not watch.stopped:
+        if not watch.stopped:
             watch.lost("a child process sent SIGQUIT (it failed)")
+        elif not watch.ending and callable(previous):  # a shutdown, not the death being handled
+            previous(signum, frame)
 
     signal.signal(signal.SIGQUIT, handler)
 
@@ -261,6 +261,11 @@ class EngineWatch:
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def ending(self) -> bool:
+        """A `lost` is ending the actor (a death seen again is the same one)."""
+        return self._ending.locked()
 
     def stop(self) -> None:
         """Stand down before the engine is shut down: after this returns, nothing is reported."""
