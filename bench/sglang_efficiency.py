@@ -15,7 +15,10 @@ and ``max_new_tokens``:
 * **bare**: a child process that starts ``sglang.Engine`` with the same arguments, builds every
   request the pipeline would send (same prompts, images, sampling parameters, batches) before the
   clock starts, then calls ``Engine.generate`` once per batch in a plain loop: no Ray, no Parquet,
-  no reading or preprocessing in the timed part.
+  no reading or preprocessing in the timed part. It primes each image as the engine does
+  (``SGLangEngine._prime``: one zero-token prefill before the batch), so both sides send the same
+  requests and the ratio is our overhead alone; a second bare run without priming shows what the
+  priming buys.
 
 Timed *with start-up* (process launch to exit) and in *steady state* (images/s after the first
 ``--skip`` of the images; for the pipeline from the ``annotated_at`` stamp of each written part, so
@@ -35,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
@@ -118,8 +122,9 @@ def bare_worker(manifest: str, args) -> dict:
     rows = _common.read_manifest(manifest)
     calls = []
     for start in range(0, len(rows), args.batch_size):
-        prompts, images, params = [], [], []
+        prompts, images, params, per_image = [], [], [], []
         for k, row in enumerate(rows[start : start + args.batch_size]):
+            per_image.append(SimpleNamespace(prompts=[]))
             pairs = [
                 new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"])
                 for j, p in enumerate(row["pairs"])
@@ -131,6 +136,7 @@ def bare_worker(manifest: str, args) -> dict:
             for pair in ok_pairs(item):
                 url = data_url(item["views"][pair["view"]])
                 for p in prompts_for(pair, TASKS):
+                    per_image[-1].prompts.append(p.text)
                     prompts.append(chat_prompt(p.text))
                     images.append(url)
                     params.append(
@@ -138,13 +144,17 @@ def bare_worker(manifest: str, args) -> dict:
                             p.choices, budgets.get(p.task), min_lines if p.task == 3 else 0
                         )
                     )
-        calls.append((len(rows[start : start + args.batch_size]), prompts, images, params))
+        calls.append((per_image, prompts, images, params))
     share = CacheShare()
     t_ready = time.perf_counter()
     mark, mark_done, done = None, 0, 0
-    for n, prompts, images, params in calls:
+    for per_image, prompts, images, params in calls:
+        n = len(per_image)
+        # --prime: what the engine sends too (SGLangEngine._prime), so the ratio is our overhead alone
+        primed = engine._prime(per_image, prompts, images) if args.prime else []
         share.add(
-            raw.generate(prompt=prompts, image_data=images, sampling_params=params), engine.image_tokens
+            primed + list(raw.generate(prompt=prompts, image_data=images, sampling_params=params)),
+            engine.image_tokens,
         )
         done += n
         if mark is None and done >= args.skip * len(rows):
@@ -198,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pipeline-worker", nargs=3, metavar=("MANIFEST", "OUTPUT", "CACHE"), help=argparse.SUPPRESS
     )
     ap.add_argument("--bare-worker", metavar="MANIFEST", help=argparse.SUPPRESS)
+    ap.add_argument("--prime", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pipeline_worker:
         print(json.dumps(pipeline_worker(*args.pipeline_worker, args)))
@@ -226,13 +237,21 @@ def main(argv: list[str] | None = None) -> int:
         with open(cache_file) as f:
             batches = [json.loads(line) for line in f if line.strip()]
         pipe_cache = {k: sum(b[k] for b in batches) for k in batches[0]} if batches else {}
-        bare_wall, bare = child("--bare-worker", manifest, args=args)
+        bare_wall, bare = child("--bare-worker", manifest, "--prime", args=args)
+        plain_wall, plain = child("--bare-worker", manifest, args=args)
     pipe_steady = steady[0] if steady else float("nan")
     bare_steady = bare["steady_rate"] or float("nan")
+    plain_steady = plain["steady_rate"] or float("nan")
     pipe_share, pipe_images = share_text(pipe_cache) if pipe_cache else ("none recorded", 0.0)
     bare_share, bare_images = share_text(bare["cache"])
     print(f"pipeline: {pipe['counts']}; {len(batches)} engine batches; cached {pipe_share}")
-    print(f"bare: {bare['images']} images, start-up {bare['startup_s']:.1f}s; cached {bare_share}")
+    print(
+        f"bare (primed as the engine does): {bare['images']} images, start-up {bare['startup_s']:.1f}s; cached {bare_share}"
+    )
+    print(
+        f"bare, prompts alone (no priming): {plain_steady:.2f} images/s steady, cached {share_text(plain['cache'])[0]}; "
+        f"priming buys {bare_steady / plain_steady:.2f}x"
+    )
     print(
         _common.table(
             [
@@ -243,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{pipe_steady:.2f}",
                 ),
                 (
-                    "bare Engine.generate loop",
+                    "bare Engine.generate loop (primed)",
                     f"{bare_wall:.1f}",
                     f"{args.images / bare_wall:.2f}",
                     f"{bare_steady:.2f}",

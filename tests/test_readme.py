@@ -178,7 +178,7 @@ def test_the_command_count_is_the_cli_s():
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     names = list(sub.choices)
-    words = "zero one two three four five six seven eight nine ten eleven twelve".split()
+    words = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen".split()
     title = re.search(r"^## The (\w+) commands$", README.read_text(), re.M)
     assert title, "README.md: no '## The <N> commands' section"
     assert title.group(1) == words[len(names)], f"`vsd --help` lists {len(names)} sub-commands: {names}"

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "vsd.show.commands",  # vsd show
     "vsd.runs",  # vsd runs
     "vsd.annotate.output.delete",  # vsd delete
+    "vsd.annotate.output.maintain",  # vsd maintain
     "vsd.ask.commands",  # vsd ask
 ]
 

@@ -20,6 +20,7 @@ from vsd import storage
 from vsd.annotate.index import Output
 from vsd.annotate.output import table
 from vsd.annotate.output.commits import start_record
+from vsd.annotate.output.delete import delete_sources
 from vsd.annotate.output.lease import Lease, LeaseLost, OutputBusy, create_exclusive
 from vsd.annotate.pipeline import run_annotation
 from vsd.errors import VSDError
@@ -159,6 +160,39 @@ def test_a_run_that_dies_at_its_commit_is_committed_by_the_next_run(
     assert recovered["run_id"] in dead and recovered["model"] == "tiny:llava"
     assert again.manifest["table"]["recovered_parts"] == {recovered["run_id"]: 3}
     assert start_record(Output(out), recovered["run_id"])["config"]["engine"]["model"] == "tiny:llava"
+
+
+def test_a_killed_runs_part_rewritten_since_is_not_brought_back_by_the_sweep(
+    ray_local, tmp_path, annotate_config, monkeypatch
+):
+    """A run killed after its commits, before its finish folded its progress entries; a takedown
+    (`vsd delete`) then rewrites one of its parts. The next run's sweep must not add the old part
+    back: the deleted row would be current again and the rest of that part there twice."""
+    corpus, out = str(tmp_path / "corpus"), str(tmp_path / "out")
+    expected = build_corpus(corpus, 8, seed=27)
+    cfg = annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=4")
+    real_compact = Output.compact
+
+    def killed(self, *args, **kwargs):
+        raise RuntimeError("killed before its finish")
+
+    monkeypatch.setattr(Output, "compact", killed)
+    with pytest.raises(RuntimeError, match="killed before its finish"):
+        run_annotation(cfg, engine_factory=make_color_engine)
+    monkeypatch.setattr(Output, "compact", real_compact)
+    assert len(vsd.read(out)) == len(expected) and Output(out).progress()  # committed, not folded
+    gone = sorted(expected)[0]
+    version, removed = delete_sources(out, [gone], "takedown")
+    assert version is not None and removed == 1
+    again = run_annotation(
+        annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=4"),
+        engine_factory=make_color_engine,
+    )
+    assert again.counts["images"] == 0
+    current = vsd.read(out).to_pylist()
+    assert sorted(r["source_uri"] for r in current) == sorted(set(expected) - {gone})  # once each
+    assert again.manifest["table"]["recovered_parts"] == {}
+    assert not Output(out).progress()  # folded by the run that came next
 
 
 def test_an_output_written_before_the_table_becomes_its_first_commit(ray_local, tmp_path, annotate_config):

@@ -66,6 +66,8 @@ def write_start_record(out: Output, prov: Provenance, config: dict, extra: dict)
     record = {
         **prov.metadata(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        # the table before this run's first commit: a sweep of its parts reads the log from here
+        "table_version": table.open_table(out.root).version() if table.exists(out.root) else -1,
         **extra,
         "config": config,
     }
@@ -125,8 +127,9 @@ class Committer:
 
 
 def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict[str, int]:
-    """Commit every part an uncompacted progress entry names that the table lacks (a run killed
-    between write and commit); returns {run_id: parts committed now}."""
+    """Commit every part an uncompacted progress entry names that the table never held (a run
+    killed between write and commit) -- not one it held and lost since (`table.added_since`);
+    returns {run_id: parts committed now}."""
     done: dict[str, int] = {}
     entries = out.progress()
     if not entries:
@@ -146,6 +149,9 @@ def sweep(out: Output, lease: Lease | None, ids: Snapshot | None = None) -> dict
         if lease is not None:
             lease.check()
         todo = [p for p in parts if p.path not in before]
+        if todo:  # not current: never committed, or committed and rewritten since (not to come back)
+            once = table.added_since(out.root, record.get("table_version"))
+            todo = [p for p in todo if p.path not in once]
         if todo:
             fresh, rows = redo.replacements(
                 out, todo, fresh_sources(out, todo, ids), redo.replaced(out, run_id)

@@ -311,21 +311,46 @@ def part_rows(root: str, part: Part) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
+def _log_versions(root: str) -> dict[int, str]:
+    """{version: its commit file} of the table's log (checkpoints and other files left out)."""
+    found = {}
+    for uri in storage.list_files(storage.join(root, "_delta_log"), recursive=False):
+        name = posixpath.basename(uri)
+        if name.endswith(".json") and name[:-5].isdigit():
+            found[int(name[:-5])] = uri
+    return found
+
+
+def added_since(root: str, version: int | None) -> set[str]:
+    """The data files any commit after ``version`` added (None or -1: every commit), relative to
+    the root -- also those a later commit removed again. The sweep must not add back a part the
+    table once held: a delete, a prune or a changed source's supersede that rewrote it since would
+    come back (its rows stale, the rest twice)."""
+    from urllib.parse import unquote
+
+    start = -1 if version is None else version
+    paths: set[str] = set()
+    for v, uri in sorted(_log_versions(root).items()):
+        if v <= start:
+            continue
+        for line in storage.read_text(uri).splitlines():
+            add = json.loads(line).get("add") if line.strip() else None
+            if add is not None:
+                paths.add(unquote(add["path"]))
+    return paths
+
+
 def history(root: str) -> list[dict]:
     """The table's commits still in its log, oldest first: version, timestamp (ms), operation and
     the vsd metadata (read from the log's commit files: see `exists` for why not ``history()``)."""
-    log_dir = storage.join(root, "_delta_log")
     out = []
-    for uri in storage.list_files(log_dir, recursive=False):
-        name = posixpath.basename(uri)
-        if not (name.endswith(".json") and name[:-5].isdigit()):
-            continue
+    for version, uri in _log_versions(root).items():
         for line in storage.read_text(uri).splitlines():
             info = json.loads(line).get("commitInfo") if line.strip() else None
             if info is not None:
                 out.append(
                     {
-                        "version": int(name[:-5]),
+                        "version": version,
                         "timestamp": info.get("timestamp"),
                         "operation": info.get("operation"),
                         **{k[len("vsd.") :]: v for k, v in info.items() if k.startswith("vsd.")},
@@ -376,7 +401,15 @@ def read(
         return schema.empty_table()
     delta = open_table(root, version=version)
     have = set(table_columns(delta))
-    table = delta.to_pyarrow_table(columns=[n for n in schema.names if n in have])
+    try:
+        table = delta.to_pyarrow_table(columns=[n for n in schema.names if n in have])
+    except (FileNotFoundError, OSError) as exc:
+        if version is None:
+            raise
+        raise VSDError(
+            f"as_of: {as_of!r} (table version {version}) reads files that were vacuumed since "
+            f"(`vsd maintain --keep-days` sets how far back as_of reaches): {str(exc).splitlines()[0]}"
+        ) from None
     for field in schema:  # a column added after that version: null, as in `schema.conform`
         if field.name not in have:
             table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
