@@ -193,6 +193,12 @@ def test_a_killed_runs_part_rewritten_since_is_not_brought_back_by_the_sweep(
     assert sorted(r["source_uri"] for r in current) == sorted(set(expected) - {gone})  # once each
     assert again.manifest["table"]["recovered_parts"] == {}
     assert not Output(out).progress()  # folded by the run that came next
+    (dead,) = {r["run_id"] for r in current}
+    with pytest.raises(VSDError, match=f"run_id: '{dead}' names a killed run .* a later run already"):
+        run_annotation(  # its totals are final: what it would write next could never be folded
+            annotate_config(f"{corpus}/manifest.jsonl", out, f"run_id={dead}"),
+            engine_factory=make_color_engine,
+        )
 
 
 def test_an_output_written_before_the_table_becomes_its_first_commit(ray_local, tmp_path, annotate_config):

@@ -54,11 +54,19 @@ def config_digest(config: dict) -> str:
 
 def check_run_id(out: Output, run_id: str) -> None:
     """A given ``run_id`` names one run: a finished run's id is refused (its record and totals
-    would be overwritten); an unfinished one (killed, rerun with the same id) may go on."""
+    would be overwritten); an unfinished one (killed, rerun with the same id) may go on -- unless
+    a later run's finish (or `vsd maintain`) already folded what it wrote: its totals are then
+    final, and the keys of what it wrote next would never reach the key set (annotated again the
+    night after, twice)."""
     if out.run_record(run_id) is not None:
         raise VSDError(
             f"run_id: {run_id!r} already names a finished run of {out.root}; leave run_id empty (each "
             "run gets a new id) or give one not used before"
+        )
+    if out.records("totals").has(run_id):
+        raise VSDError(
+            f"run_id: {run_id!r} names a killed run of {out.root} whose parts a later run already "
+            "finished; leave run_id empty (each run gets a new id) or give one not used before"
         )
 
 
