@@ -122,3 +122,36 @@ def test_reannotate_changed_model_replaces_by_row_id_with_shared_files_and_given
     printed = capfd.readouterr().out
     assert "redo: 0 current row(s)" in printed and "images: 0" in printed
     assert _current(out) == now
+
+
+def test_retry_errors_on_s3_replaces_the_error_rows_once(ray_local, tmp_path, s3_bucket, capfd, monkeypatch):
+    """The same redo with the corpus and the output on S3 (moto on 127.0.0.1)."""
+    from vsd import storage
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    lines = []
+    for name, seed in (("corpus", 43), ("elsewhere", 44)):
+        local = str(tmp_path / name)
+        build_corpus(local, 2, seed=seed)
+        for uri in storage.list_files(storage.join(local, "images")):
+            storage.write_bytes(f"{s3_bucket}/{name}" + uri[len(local) :], storage.read_bytes(uri))
+        lines.append(
+            storage.read_text(f"{local}/manifest.jsonl").replace(local + "/", f"{s3_bucket}/{name}/")
+        )
+    manifest, out = f"{s3_bucket}/corpus/manifest.jsonl", f"{s3_bucket}/out"
+    storage.write_text(manifest, "".join(lines))
+    args = _annotate(manifest, out)
+    assert main(args) == 0
+    first = _current(out)
+    assert Counter(r["error"].split(":")[0] if r["error"] else "ok" for r in first) == {
+        "ok": 2,
+        "outside_root": 2,
+    }
+    capfd.readouterr()
+    fixed = args + [f"input.allowed_roots=[{s3_bucket}/elsewhere/]"]
+    assert main(fixed + ["--retry-errors", "outside_root"]) == 0
+    now = _current(out)
+    assert Counter(r["status"] for r in now) == {"ok": 4}
+    assert len({r["source_uri"] for r in now}) == len(now) == len({r["row_id"] for r in now}) == 4
+    assert main(fixed + ["--retry-errors"]) == 0 and "images: 0" in capfd.readouterr().out
+    assert _current(out) == now
