@@ -110,3 +110,12 @@ def test_streaming_memory_smoke(tmp_path):
     assert float(match["target"]) == 1.2 and float(match["value"]) > 0
     peak = re.search(r"^tree RSS \(object store once\)\s+(\d+)\s+(\d+)", out, re.M)
     assert peak and int(peak[1]) > 100 and int(peak[2]) > 100, "the sampler saw the Ray processes' memory"
+
+
+def test_table_maintain_smoke(tmp_path):
+    out, _ = run_bench(
+        "table_maintain", "--nights", "6", "--parts", "3", "--rows", "10", "--workdir", str(tmp_path)
+    )
+    assert "before maintain  19" in out and "after maintain   6 " in out, (
+        out
+    )  # 18 parts + 1 rewrite; 1 a night
