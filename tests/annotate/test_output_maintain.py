@@ -3,18 +3,21 @@ after the kept days, killed runs finished first, never beside a running writer."
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 import pyarrow.parquet as pq
 import pytest
 
 import vsd
 from tests.fixtures.annotate import build_corpus, make_color_engine
+from vsd import storage
 from vsd.annotate.index import Output
 from vsd.annotate.output import table
 from vsd.annotate.output.delete import delete_sources
 from vsd.annotate.output.lease import Lease, OutputBusy
-from vsd.annotate.output.maintain import maintain
+from vsd.annotate.output.maintain import RECORD, due, maintain
 from vsd.annotate.pipeline import run_annotation
 from vsd.cli import main
 from vsd.errors import VSDError
@@ -147,3 +150,30 @@ def _s3_uris(root: str) -> set[str]:
             data = pq.read_table(storage.resolve(uri)[1], columns=["source_uri"], filesystem=fs)
             uris.update(data.column(0).to_pylist())
     return uris
+
+
+def test_a_run_maintains_the_table_when_the_last_maintenance_is_every_days_old(
+    ray_local, tmp_path, annotate_config
+):
+    corpus, out = str(tmp_path / "corpus"), str(tmp_path / "out")
+    build_corpus(corpus, 6, seed=43)
+    first = run_annotation(
+        annotate_config(f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=2"),
+        engine_factory=make_color_engine,
+    )
+    assert first.manifest["table"]["maintained"] is None  # the table is minutes old: not due
+    assert not due(Output(out), 7) and due(Output(out), 7, now=time.time() + 7 * 86400)
+    assert not due(Output(out), 0, now=time.time() + 999 * 86400)  # 0: never automatically
+    storage.write_text(Output(out).path(RECORD), json.dumps({"at": time.time() - 8 * 86400}))
+    build_corpus(corpus, 4, seed=44, start=6)
+    second = run_annotation(
+        annotate_config(
+            f"{corpus}/manifest.jsonl", out, "stages.write.resources.batch_size=2", "run_date=2026-12-05"
+        ),
+        engine_factory=make_color_engine,
+    )
+    done = second.manifest["table"]["maintained"]
+    assert done["files_before"] == 5 and done["files_after"] == 2 and done["vacuumed"] == 0, done
+    assert len(vsd.read(out)) == 10 and len(table.active_paths(table.open_table(out))) == 2
+    assert vsd.read(out, as_of="2026-11-26").num_rows == 6  # no vacuum by default: every night readable
+    assert not due(Output(out), 7)  # maintained just now

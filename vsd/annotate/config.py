@@ -80,6 +80,25 @@ class InputConfig:
 
 
 @dataclass
+class MaintainConfig:
+    every_days: int = describe(
+        "every_days",
+        7,
+        ge=0,
+        help="a run's finish also compacts the table's small files and checkpoints its log when the "
+        "last maintenance (or the table's creation) is this many days old; 0: only `vsd maintain`",
+    )
+    vacuum_keep_days: int = describe(
+        "vacuum_keep_days",
+        0,
+        ge=0,
+        help="with that maintenance, also delete from storage the files no version of this many days "
+        "needs (as_of then reaches back that far; a takedown's rows leave storage); 0: never vacuum "
+        "automatically (`vsd maintain --keep-days` does it on demand)",
+    )
+
+
+@dataclass
 class AnnotateConfig:
     input: InputConfig = describe("input", factory=InputConfig, help="what to annotate and how to read it")
     output: str = describe(
@@ -96,6 +115,9 @@ class AnnotateConfig:
     )
     stages: StagesConfig = describe(
         "stages", factory=StagesConfig, help="one section per pipeline stage: its settings and its resources"
+    )
+    maintain: MaintainConfig = describe(
+        "maintain", factory=MaintainConfig, help="keeping a years-old table cheap to read (`vsd maintain`)"
     )
     run_date: str = describe("run_date", "", help="partition date YYYY-MM-DD (default: today, UTC)")
     run_id: str = describe(

@@ -17,6 +17,7 @@ finished.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -31,6 +32,7 @@ from vsd.annotate.card import render_card
 from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import IdLedger, Output, merge_counts, partition, plain
 from vsd.annotate.memory import release_unused
+from vsd.annotate.output import maintain as maintenance
 from vsd.annotate.output import table
 from vsd.annotate.output.commits import (
     Committer,
@@ -399,6 +401,7 @@ def finish(
         merge_counts(record["totals"], written_counts or {})
         record["totals"] = plain(record["totals"])
         out.records("partitions").put(partition(meta.run_date), record)
+    maintained = _maintain_if_due(cfg, out, lease)
     total_s = time.time() - started
     images = result.counts.get("images", 0)
     manifest = {
@@ -424,7 +427,7 @@ def finish(
         "prompt_version": meta.prompt_version,
         "counts": result.counts,
         "parts": result.parts,
-        "table": {"version": _version(out), "recovered_parts": recovered},
+        "table": {"version": _version(out), "recovered_parts": recovered, "maintained": maintained},
         "timings": {
             **timings,
             "total_s": round(total_s, 3),
@@ -435,6 +438,20 @@ def finish(
     out.records("runs").put(meta.run_id, manifest)
     out.pack_records()  # after the run's own record: a year of nights stays a few objects a kind
     return manifest
+
+
+def _maintain_if_due(cfg: AnnotateConfig, out: Output, lease: Lease | None) -> dict | None:
+    """`maintain.every_days` after the last maintenance, the run's finish maintains the table (the
+    run holds the lease). Housekeeping: a failure is logged and recorded, the run still finishes."""
+    if lease is None or not maintenance.due(out, cfg.maintain.every_days):
+        return None
+    try:
+        done = maintenance.maintain_leased(out, lease, cfg.maintain.vacuum_keep_days or None)
+    except Exception as exc:  # noqa: BLE001 -- the night's rows are committed; the next run tries again
+        log.warning("table maintenance failed (the next run tries again): %s", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    log.info("maintained the table: %s", done)
+    return dataclasses.asdict(done)
 
 
 def _version(out: Output) -> int | None:

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import asdict, dataclass
 
+from vsd import storage
 from vsd.annotate.index import Output
 from vsd.annotate.output import table
 from vsd.annotate.output.commits import sweep
@@ -31,6 +34,7 @@ from vsd.annotate.output.lease import Lease
 from vsd.errors import VSDError
 
 DEFAULT_KEEP_DAYS = 30
+RECORD = "maintained.json"  # under __vsd/: when the table was last maintained
 TARGET_FILE_BYTES = 128 * 1024 * 1024
 
 
@@ -46,44 +50,69 @@ class Maintained:
 
 def maintain(root: str, keep_days: int = DEFAULT_KEEP_DAYS, vacuum: bool = True) -> Maintained:
     """Steps 1-4 of the module docstring, under the output's lease."""
-    from deltalake.transaction import CommitProperties
-
     if keep_days < 0:
         raise VSDError(f"--keep-days: must be >= 0, got {keep_days}")
     out = Output(root.rstrip("/"))
     if not table.exists(out.root):
         raise VSDError(f"output: {root} is not an annotation output (no table there)")
-    meta = {"vsd.operation": "maintain", "vsd.by": getpass.getuser()}
     with Lease(out.vsd, "maintain") as lease:
         lease.check()
-        recovered = sweep(out, lease)
-        out.compact()
-        delta = table.open_table(out.root)
-        before = len(table.active_paths(delta))
+        return maintain_leased(out, lease, keep_days if vacuum else None)
+
+
+def maintain_leased(out: Output, lease: Lease, keep_days: int | None) -> Maintained:
+    """Steps 1-4 by the lease's holder (`vsd maintain`, or a run's finish when `due`); no vacuum
+    when ``keep_days`` is None. Leaves ``__vsd/maintained.json`` for `due`."""
+    from deltalake.transaction import CommitProperties
+
+    meta = {"vsd.operation": "maintain", "vsd.by": getpass.getuser()}
+    recovered = sweep(out, lease)
+    out.compact()
+    delta = table.open_table(out.root)
+    before = len(table.active_paths(delta))
+    lease.check()
+    metrics = delta.optimize.compact(
+        target_size=TARGET_FILE_BYTES, commit_properties=CommitProperties(custom_metadata=meta)
+    )
+    delta = table.open_table(out.root)
+    removed: list[str] = []
+    if keep_days is not None:
         lease.check()
-        metrics = delta.optimize.compact(
-            target_size=TARGET_FILE_BYTES, commit_properties=CommitProperties(custom_metadata=meta)
+        removed = delta.vacuum(
+            retention_hours=keep_days * 24,
+            dry_run=False,
+            enforce_retention_duration=False,  # the team's choice of days, not delta's 7-day floor
+            commit_properties=CommitProperties(custom_metadata=meta),
         )
         delta = table.open_table(out.root)
-        removed: list[str] = []
-        if vacuum:
-            lease.check()
-            removed = delta.vacuum(
-                retention_hours=keep_days * 24,
-                dry_run=False,
-                enforce_retention_duration=False,  # the team's choice of days, not delta's 7-day floor
-                commit_properties=CommitProperties(custom_metadata=meta),
-            )
-            delta = table.open_table(out.root)
-        delta.create_checkpoint()
-        return Maintained(
-            recovered_parts=sum(recovered.values()),
-            files_before=before,
-            files_after=len(table.active_paths(delta)),
-            compacted_away=int(metrics.get("numFilesRemoved", 0)),
-            vacuumed=len(removed),
-            version=delta.version(),
-        )
+    delta.create_checkpoint()
+    done = Maintained(
+        recovered_parts=sum(recovered.values()),
+        files_before=before,
+        files_after=len(table.active_paths(delta)),
+        compacted_away=int(metrics.get("numFilesRemoved", 0)),
+        vacuumed=len(removed),
+        version=delta.version(),
+    )
+    record = {"at": time.time(), "keep_days": keep_days, **asdict(done)}
+    storage.write_text(out.path(RECORD), json.dumps(record, indent=1))
+    return done
+
+
+def due(out: Output, every_days: int, now: float | None = None) -> bool:
+    """Whether the last maintenance (``__vsd/maintained.json``), or else the table's creation, is
+    ``every_days`` old: a run's finish then maintains the table too (never with ``every_days`` 0)."""
+    if every_days <= 0 or not table.exists(out.root):
+        return False
+    now = time.time() if now is None else now
+    try:
+        last = float(json.loads(storage.read_text(out.path(RECORD)))["at"])
+    except FileNotFoundError:
+        created = table.created_at(out.root)
+        if created is None:
+            return True  # the log's first commit is gone: older than anything we keep
+        last = created
+    return now - last >= every_days * 86400
 
 
 def add_parser(subparsers) -> None:

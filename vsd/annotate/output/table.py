@@ -321,6 +321,19 @@ def _log_versions(root: str) -> dict[int, str]:
     return found
 
 
+def created_at(root: str) -> float | None:
+    """When the table was made (its first commit's time, seconds), or None if that commit is gone."""
+    try:
+        text = storage.read_text(storage.join(root, "_delta_log", f"{0:020d}.json"))
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info is not None and info.get("timestamp") is not None:
+            return info["timestamp"] / 1000
+    return None
+
+
 def added_since(root: str, version: int | None) -> set[str]:
     """The data files any commit after ``version`` added (None or -1: every commit), relative to
     the root -- also those a later commit removed again. The sweep must not add back a part the
