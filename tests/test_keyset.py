@@ -28,6 +28,8 @@ def test_small_additions_are_one_run_large_ones_go_to_buckets_and_lookups_are_ex
     ks.add(_keys("backfill-", 5000), generation="g-2")  # too large for a run: per bucket
     snap = ks.snapshot()
     assert snap.runs == ["g-1"] and sum(len(g) for g in snap.files.values()) == 16
+    assert ks.stored_keys() == 5300  # from the key files' sizes: a run and every bucket counted
+    assert KeySet(str(tmp_path / "none")).stored_keys() == 0
     probe = _keys("night1-", 300) + _keys("backfill-", 5000) + _keys("never-", 2000)
     assert snap.contains(probe) == [True] * 5300 + [False] * 2000
 

@@ -28,6 +28,15 @@ def test_write_read_list_delete(root):
     assert storage.list_files(storage.join(root, "missing")) == []
 
 
+def test_list_dirs_names_the_folders_one_level_down(root):
+    for key in ("s1/b=0001/g.keys", "s1/_meta.json", "s2/l0/r.keys", "s2/l0/deep/x", "top.txt"):
+        storage.write_text(storage.join(root, key), "x")
+    assert storage.list_dirs(root) == ["s1", "s2"]  # folders only; on S3 the prefixes of objects
+    assert storage.list_dirs(storage.join(root, "s2")) == ["l0"]
+    assert storage.list_dirs(storage.join(root, "s1", "b=0001")) == []
+    assert storage.list_dirs(storage.join(root, "missing")) == []
+
+
 @pytest.mark.parametrize("part", ["..", "../x", "a/../../b", "\\evil"])
 def test_join_refuses_escapes(part):
     with pytest.raises(ValueError):

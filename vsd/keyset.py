@@ -224,6 +224,17 @@ class KeySet:
         snap.runs.sort()
         return snap
 
+    def stored_keys(self) -> int:
+        """Keys in the set's files, from their sizes (one listing, no file read): exact for a set
+        each key is written to once (a ``_gone`` set), an upper bound where a crashed compaction
+        left keys twice."""
+        fs, base = storage.resolve(self.root)
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        return (
+            sum(i.size for i in infos if i.type == pafs.FileType.File and i.path.endswith(".keys"))
+            // KEY_BYTES
+        )
+
     def add(self, keys: Iterable[bytes] | np.ndarray, generation: str, level0: bool | None = None) -> int:
         """Write ``keys`` as generation ``generation`` of each bucket they fall in (idempotent:
         writing the same generation again rewrites the same files). ``level0``: one level-0 run

@@ -209,6 +209,14 @@ def list_files(uri: str, recursive: bool = True) -> list[str]:
     return sorted(prefix + i.path for i in infos if i.type == pafs.FileType.File)
 
 
+def list_dirs(uri: str) -> list[str]:
+    """The names of the folders directly below ``uri``, sorted: one non-recursive listing (on S3
+    a delimiter listing: a folder is the common prefix of its objects), not every file below."""
+    fs, path = resolve(uri)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    return sorted(posixpath.basename(i.path.rstrip("/")) for i in infos if i.type == pafs.FileType.Directory)
+
+
 def delete(uri: str) -> None:
     fs, path = resolve(uri)
     info = fs.get_file_info(path)

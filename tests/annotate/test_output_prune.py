@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 import vsd
 from tests.fixtures.annotate import build_corpus, make_color_engine
 from vsd import storage
+from vsd.annotate.index import Output
 from vsd.annotate.output import table
+from vsd.annotate.output.delete import remove_uris
+from vsd.annotate.output.prune import gone_uris, prune
 from vsd.annotate.pipeline import run_annotation
+from vsd.corpus import Corpus, sync
+from vsd.corpus.listing import gone_syncs
 
 
 def photos(tmp_path, n: int) -> tuple[str, list[str]]:
@@ -72,3 +81,73 @@ def test_prune_off_keeps_rows_and_a_manifest_is_append_only_by_default(ray_local
             engine_factory=make_color_engine,
         )
         assert len(vsd.read(out)) == 3, out
+
+
+def _table_of(root, files: dict[str, list[str]]) -> None:
+    """A table with one data file per entry ({name: its rows' source URIs}), committed at once."""
+    parts = []
+    for name, uris in files.items():
+        rows = [
+            {
+                "row_id": f"{name}{i}-p0",
+                "image_id": f"{name}{i}",
+                "status": "ok",
+                "source_uri": u,
+                "run_id": "r1",
+            }
+            for i, u in enumerate(uris)
+        ]
+        part = table.Part("2026-11-26", f"part-{name}.parquet", len(rows))
+        (root / "run_date=2026-11-26").mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.FILE_SCHEMA), root / part.path)
+        parts.append(part)
+    table.commit_parts(str(root), parts, {"run_id": "r1"})
+
+
+def test_the_prune_reads_whole_only_the_files_its_column_scan_found_holding_deleted_files(
+    tmp_path, monkeypatch
+):
+    images = tmp_path / "images"
+    images.mkdir()
+    names = [str(images / f"{i}.png") for i in range(6)]
+    for i, name in enumerate(names):
+        with open(name, "wb") as f:
+            f.write(bytes([i]) * (i + 1))
+    corpus = Corpus.open_or_create(str(tmp_path / "corpus"))
+    sync(corpus, str(images))
+    os.remove(names[1])
+    os.remove(names[4])
+    assert sync(corpus, str(images)).listing.gone == 2
+    out = tmp_path / "out"
+    # b holds no deleted file, but its min/max of source_uri spans one (the log's statistics
+    # cannot rule it out): only the column scan can say it need not be read whole
+    _table_of(out, {"a": names[:2], "b": [names[2], names[5]], "c": [names[3], names[4]]})
+    before = tmp_path / "before"
+    shutil.copytree(out, before)
+
+    reads: list[tuple[str, object]] = []
+    real = pq.read_table
+
+    def counted(source, *args, **kwargs):
+        reads.append((os.path.basename(str(source)), kwargs.get("columns")))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counted)
+    removed, version = prune(Output(str(out)), corpus.root)
+    monkeypatch.undo()
+    assert removed == 2 and version is not None
+    scans = sorted(name for name, cols in reads if cols == ["source_uri"])
+    whole = sorted(name for name, cols in reads if cols is None)
+    assert scans == ["part-a.parquet", "part-b.parquet", "part-c.parquet"]  # one column of each
+    assert whole == ["part-a.parquet", "part-c.parquet"]  # the second pass: only the files with hits
+    [commit] = [c for c in table.history(str(out)) if c.get("operation") == "prune"]
+    [when] = gone_syncs(corpus.root)
+    assert commit["rows"] == "2" and commit["reason"] == f"deleted from the source (corpus syncs {when})"
+
+    # the same rows leave as when every file is scanned again (the removal before this change)
+    uris, _ = gone_uris(str(before), [when], corpus.root)
+    assert uris == [names[1], names[4]]
+    assert remove_uris(str(before), uris, {"vsd.operation": "prune"})[1] == 2
+    current = sorted(r["row_id"] for r in vsd.read(str(out)).to_pylist())
+    assert current == sorted(r["row_id"] for r in vsd.read(str(before)).to_pylist())
+    assert current == ["a0-p0", "b0-p0", "b1-p0", "c0-p0"]

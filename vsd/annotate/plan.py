@@ -21,9 +21,11 @@ from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import Output
 from vsd.annotate.output import table
 from vsd.annotate.output.commits import config_digest
+from vsd.annotate.output.prune import pending
 from vsd.annotate.redo import Request
 from vsd.annotate.stages.read import under_roots
 from vsd.corpus import Corpus
+from vsd.corpus.listing import gone_keys
 from vsd.corpus.sync import _batches, _keys
 from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
@@ -49,6 +51,7 @@ class Plan:
     current_rows: int | None = None
     changed_rows: int = 0  # current rows another model/adapter/prompt made
     redo: str = ""  # what --reannotate / --retry-errors would redo
+    prune: str = ""  # the corpus's deleted files this output has not applied, and what happens
 
     def lines(self) -> list[str]:
         out = [
@@ -68,6 +71,8 @@ class Plan:
             out.append(f"refused: {n} row(s) {why}")
         out += [f"  e.g. {e}" for e in self.refused_examples[:SHOWN]]
         out += [f"source problem: {p}" for p in self.problems[:SHOWN]]
+        if self.prune:
+            out.append(f"prune:   {self.prune}")
         out += [f"changed since the last run: {c}" for c in self.changes] or [
             "same model, adapter, prompt and config as the last run"
         ]
@@ -123,6 +128,20 @@ def _redo(plan: Plan, out: Output, cfg: AnnotateConfig, request: Request | None)
         plan.redo = redo.describe(redo.select(out.root, request, annotator), request)
 
 
+def _prune(out: Output, corpus_root: str, setting: str) -> str:
+    """The ``_gone`` sets of the corpus this output has not applied (counted from their key files'
+    sizes, no table read), and whether the run applies them (`vsd.annotate.pipeline`: unless
+    ``input.prune`` is off)."""
+    syncs = pending(out, corpus_root)
+    if not syncs:
+        return ""
+    n = sum(gone_keys(corpus_root, s).stored_keys() for s in syncs)
+    what = f"{n} deleted source file(s) from {len(syncs)} sync(s)"
+    if setting == "off":
+        return f"{what} not applied (input.prune: off, append-only): their rows stay current"
+    return f"{what} leave the current table before this run writes"
+
+
 def make_plan(cfg: AnnotateConfig, ray_address: str | None = None, request: Request | None = None) -> Plan:
     """The plan of a run of ``cfg`` (its paths already checked and absolute), with the rows
     ``request`` would redo."""
@@ -147,6 +166,8 @@ def make_plan(cfg: AnnotateConfig, ray_address: str | None = None, request: Requ
         todo = [s for s in shards if s.name not in finished]
         plan.shards, plan.unfinished = len(shards), [s.name for s in todo]
         plan.rows_to_read = sum(s.rows for s in todo)
+        if plan.current_rows is not None:
+            plan.prune = _prune(out, corpus.root, src.prune)
         return plan
     from vsd.corpus.sources import open_source
 
@@ -154,6 +175,8 @@ def make_plan(cfg: AnnotateConfig, ray_address: str | None = None, request: Requ
     plan.kind = source.kind
     corpus_root = out.path("corpus")
     known = Corpus.open(corpus_root).keys().snapshot() if Corpus.is_corpus(corpus_root) else None
+    if known is not None and plan.current_rows is not None:
+        plan.prune = _prune(out, corpus_root, src.prune)
     roots = sorted(set(source.roots) | set(cfg.input.allowed_roots))
     for batch in _batches(
         source, src.image_dir, src.vsd2, src.extensions, src.follow_dir_links, src.allowed_roots

@@ -144,12 +144,9 @@ def _diff(before: KeySet, after: KeySet, gone: KeySet) -> int:
 
 
 def gone_syncs(corpus_root: str) -> list[str]:
-    """The syncs that found deleted files, oldest first."""
-    root = storage.join(corpus_root, GONE_DIR)
-    if not storage.is_dir(root):
-        return []
-    names = {f[len(root) :].lstrip("/").split("/", 1)[0] for f in storage.list_files(root)}
-    return sorted(n for n in names if n)
+    """The syncs that found deleted files, oldest first: the folder names below ``_gone/`` (one
+    listing of that level, not of every key file of every set)."""
+    return storage.list_dirs(storage.join(corpus_root, GONE_DIR))
 
 
 def gone_keys(corpus_root: str, sync_id: str) -> KeySet:

@@ -29,13 +29,16 @@ def delete_sources(root: str, uris: list[str], reason: str) -> tuple[int | None,
         return remove_uris(out.root, uris, {"vsd.operation": "delete", "vsd.reason": reason})
 
 
-def remove_uris(root: str, uris: list[str], meta: dict[str, str]) -> tuple[int | None, int]:
+def remove_uris(
+    root: str, uris: list[str], meta: dict[str, str], paths: set[str] | None = None
+) -> tuple[int | None, int]:
     """One commit taking out every current row of ``uris`` (the caller holds the lease), with
-    ``meta`` and who did it in the commit; (version, rows removed), (None, 0) if none matched."""
+    ``meta`` and who did it in the commit; (version, rows removed), (None, 0) if none matched.
+    ``paths``: the data files known to hold those rows (only they are read; None: any file)."""
     from deltalake.transaction import CommitProperties
 
     delta = table.open_table(root)
-    removes, rewritten, n = table.supersede(root, delta, {u: set() for u in uris})
+    removes, rewritten, n = table.supersede(root, delta, {u: set() for u in uris}, paths=paths)
     if not removes:
         return None, 0
     delta.create_write_transaction(

@@ -4,7 +4,8 @@
 lacks. Before a run writes anything (under the output's lease) every such set the output has not
 applied yet is looked up in the table's ``source_uri`` column -- one column, file by file, so a
 night without deletions reads nothing and one with deletions reads a column, not the rows -- and
-the matching rows leave the current table in one commit (``vsd.operation = prune``); earlier
+the matching rows leave the current table in one commit (``vsd.operation = prune``): only the
+files that scan found holding them are read whole and rewritten, not every file again; earlier
 nights keep them for ``as_of`` reads until a vacuum. ``__vsd/pruned.json`` lists the sets applied:
 a crash between the commit and that file only makes the next run find nothing left to remove.
 """
@@ -38,12 +39,14 @@ def pending(out: Output, corpus_root: str) -> list[str]:
     return [s for s in gone_syncs(corpus_root) if s not in done]
 
 
-def gone_uris(root: str, syncs: list[str], corpus_root: str) -> list[str]:
-    """The source URIs of current rows that one of ``syncs`` found deleted."""
+def gone_uris(root: str, syncs: list[str], corpus_root: str) -> tuple[list[str], set[str]]:
+    """The source URIs of current rows that one of ``syncs`` found deleted, and the data files
+    (relative to the root) holding them: the only ones the removal needs to read again."""
     snaps = [gone_keys(corpus_root, s).snapshot() for s in syncs]
     delta = table.open_table(root)
     fs, base = storage.resolve(root)
     found: set[str] = set()
+    files: set[str] = set()
     for path in sorted(table.active_paths(delta)):
         uris = pq.read_table(posixpath.join(base, path), columns=["source_uri"], filesystem=fs)
         values = [u for u in set(uris.column("source_uri").to_pylist()) if u]
@@ -51,8 +54,11 @@ def gone_uris(root: str, syncs: list[str], corpus_root: str) -> list[str]:
         hit = [False] * len(values)
         for snap in snaps:
             hit = [h or c for h, c in zip(hit, snap.contains(keys))]
-        found.update(u for u, h in zip(values, hit) if h)
-    return sorted(found)
+        gone = [u for u, h in zip(values, hit) if h]
+        if gone:
+            found.update(gone)
+            files.add(path)
+    return sorted(found), files
 
 
 def prune(out: Output, corpus_root: str) -> tuple[int, int | None]:
@@ -62,7 +68,7 @@ def prune(out: Output, corpus_root: str) -> tuple[int, int | None]:
         return 0, None
     version, n = None, 0
     if table.exists(out.root):
-        uris = gone_uris(out.root, syncs, corpus_root)
+        uris, files = gone_uris(out.root, syncs, corpus_root)
         if uris:
             version, n = remove_uris(
                 out.root,
@@ -71,6 +77,7 @@ def prune(out: Output, corpus_root: str) -> tuple[int, int | None]:
                     "vsd.operation": "prune",
                     "vsd.reason": f"deleted from the source (corpus syncs {', '.join(syncs)})",
                 },
+                paths=files,
             )
     storage.write_text(out.path(APPLIED_FILE), json.dumps({"applied": applied(out) + syncs}, indent=1) + "\n")
     return n, version

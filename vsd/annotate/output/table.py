@@ -190,6 +190,7 @@ def supersede(
     fresh: dict[str, set[str]],
     replace: set[str] | None = None,
     writer: str | None = None,
+    paths: set[str] | None = None,
 ) -> tuple[list, list, int]:
     """The actions that take out of the current table every row of a source URI in ``fresh``
     whose image id is not among that URI's new ones (the file changed: its new version's row
@@ -199,6 +200,9 @@ def supersede(
     Rows of run ``writer`` (the run committing) are never taken: a run that commits one image's
     new rows in several commits (a redo keeps row ids; one file under two given ids) must not
     take out in a later commit what an earlier one of its own added.
+    ``paths`` (relative to the root): only these data files are read -- a caller that already
+    knows which files hold the rows (`vsd.annotate.output.prune` found them in its column scan)
+    spares reading every file again.
     Returns (removes, adds, rows taken out)."""
     import pyarrow.compute as pc
     from deltalake.transaction import RemoveAction
@@ -214,6 +218,8 @@ def supersede(
     for fragment in table.to_pyarrow_dataset().get_fragments(filter=flt):
         # the table's dataset addresses its files relative to the table root (a sub-tree filesystem)
         rel = posixpath.relpath(fragment.path, base) if fragment.path.startswith(base) else fragment.path
+        if paths is not None and rel not in paths:
+            continue
         data = pq.read_table(posixpath.join(base, rel), filesystem=fs)
         uris, ids = data.column("source_uri").to_pylist(), data.column("image_id").to_pylist()
         runs = data.column("run_id").to_pylist() if "run_id" in data.column_names else [None] * len(uris)
