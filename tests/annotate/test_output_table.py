@@ -232,6 +232,29 @@ def test_a_column_added_to_the_schema_is_added_to_an_existing_table(tmp_path):
     assert table.read(root).schema == table.TABLE_SCHEMA
 
 
+def test_every_tenth_version_is_a_checkpoint_so_opening_the_table_replays_few_commits(tmp_path):
+    """The driver opens the table for every commit: with a checkpoint every `CHECKPOINT_EVERY`
+    versions an open replays at most that many JSON commits, not all of a long run's."""
+    import pyarrow.parquet as pq
+
+    root = str(tmp_path / "out")
+    table.ensure(root)  # version 0
+    os.makedirs(os.path.join(root, "run_date=2026-01-01"))
+    parts = []
+    for i in range(table.CHECKPOINT_EVERY + 2):
+        part = table.Part("2026-01-01", f"part-{i:020d}.parquet", 3)
+        pq.write_table(pa.table({"image_id": ["a", "b", "c"]}), os.path.join(root, part.path))
+        assert table.commit_parts(root, [part], {"run_id": "r"}) == i + 1
+        parts.append(part)
+    log = sorted(os.listdir(os.path.join(root, "_delta_log")))
+    assert [f for f in log if "checkpoint.parquet" in f] == [
+        f"{table.CHECKPOINT_EVERY:020d}.checkpoint.parquet"
+    ]
+    assert table.active_paths(table.open_table(root)) == {p.path for p in parts}
+    assert table.current_rows(root) == 3 * len(parts)
+    assert table.commit_parts(root, parts[:2], {"run_id": "r"}) is None  # still idempotent
+
+
 def test_a_file_replaced_in_place_has_one_current_row_and_the_old_one_stays_readable(
     ray_local, tmp_path, annotate_config
 ):

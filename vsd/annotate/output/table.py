@@ -49,6 +49,11 @@ FILE_SCHEMA = pa.schema([f.with_type(_file_type(f.type)) for f in ANNOTATION_SCH
 )
 TABLE_NAME = "vsd_annotations"
 COMMIT_ATTEMPTS = 8
+# A checkpoint (the table's state in one Parquet file) every this many versions: opening the table
+# replays the JSON commits since the last one, and the driver opens it for every commit it makes.
+# Delta's default (100) let a run's opens grow ~0.5 MiB a commit (`bench/driver_memory.py`); a
+# checkpoint is one read and write of the state, which each of those commits reads anyway.
+CHECKPOINT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -304,7 +309,11 @@ def commit_parts(
                 raise
             time.sleep(0.2 * (attempt + 1))
             table = open_table(root)
-    return open_table(root).version()
+    latest = open_table(root)
+    version = latest.version()
+    if version % CHECKPOINT_EVERY == 0:
+        latest.create_checkpoint()
+    return version
 
 
 def part_rows(root: str, part: Part) -> int:
