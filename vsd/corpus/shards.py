@@ -156,7 +156,10 @@ class Corpus:
 
 
 def new_sync_id() -> str:
-    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    """Sorts in creation order (shards, listings and ``_gone`` sets are ordered by it): to the
+    microsecond, so two syncs in one second do not sort by their random suffix (an older id in
+    seconds sorts before a newer one of the same second: '-' < any digit)."""
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
 
 
 def _now() -> str:
