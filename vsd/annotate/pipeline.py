@@ -427,7 +427,11 @@ def finish(
         "prompt_version": meta.prompt_version,
         "counts": result.counts,
         "parts": result.parts,
-        "table": {"version": _version(out), "recovered_parts": recovered, "maintained": maintained},
+        "table": {
+            "version": table.current_version(out.root),
+            "recovered_parts": recovered,
+            "maintained": maintained,
+        },
         "timings": {
             **timings,
             "total_s": round(total_s, 3),
@@ -452,10 +456,6 @@ def _maintain_if_due(cfg: AnnotateConfig, out: Output, lease: Lease | None) -> d
         return {"error": f"{type(exc).__name__}: {exc}"}
     log.info("maintained the table: %s", done)
     return dataclasses.asdict(done)
-
-
-def _version(out: Output) -> int | None:
-    return table.open_table(out.root).version() if table.exists(out.root) else None
 
 
 def format_counts(counts: dict) -> str:

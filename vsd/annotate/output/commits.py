@@ -75,7 +75,7 @@ def write_start_record(out: Output, prov: Provenance, config: dict, extra: dict)
         **prov.metadata(),
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         # the table before this run's first commit: a sweep of its parts reads the log from here
-        "table_version": table.open_table(out.root).version() if table.exists(out.root) else -1,
+        "table_version": table.current_version(out.root),  # None: no table yet
         **extra,
         "config": config,
     }

@@ -21,7 +21,7 @@ import json
 import os
 import posixpath
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -94,18 +94,22 @@ def table_uri(root: str) -> str:
 
 
 def exists(root: str) -> bool:
-    """Whether ``root`` holds a table. By opening it: ``DeltaTable.is_deltatable`` (and
-    ``history``) keep Python's GIL while they wait on the network, which deadlocks against an S3
-    server that runs in the same process (moto in the tests)."""
+    """Whether ``root`` holds a table (see `current_version`)."""
+    return current_version(root) is not None
+
+
+def current_version(root: str) -> int | None:
+    """The table's version, or None where ``root`` holds no table. By opening it, once:
+    ``DeltaTable.is_deltatable`` (and ``history``) keep Python's GIL while they wait on the
+    network, which deadlocks against an S3 server that runs in the same process (moto in the tests)."""
     from deltalake.exceptions import TableNotFoundError
 
     if not storage.is_s3(root) and not os.path.isdir(table_uri(root)):
-        return False  # a file (say, predictions.parquet) or nothing at all
+        return None  # a file (say, predictions.parquet) or nothing at all
     try:
-        open_table(root)
+        return open_table(root).version()
     except TableNotFoundError:
-        return False
-    return True
+        return None
 
 
 def open_table(root: str, version: int | None = None):
@@ -336,21 +340,26 @@ def _log_versions(root: str) -> dict[int, str]:
     return found
 
 
+def _actions(uri: str, kind: str) -> Iterator[dict]:
+    """The ``kind`` actions (``commitInfo``, ``add``, ...) of one commit file of the log."""
+    for line in storage.read_text(uri).splitlines():
+        action = json.loads(line).get(kind) if line.strip() else None
+        if action is not None:
+            yield action
+
+
 def created_at(root: str) -> float | None:
     """When the table was made (its first commit's time, seconds), or None if that commit is gone."""
     try:
-        text = storage.read_text(storage.join(root, "_delta_log", f"{0:020d}.json"))
+        infos = list(_actions(storage.join(root, "_delta_log", f"{0:020d}.json"), "commitInfo"))
     except FileNotFoundError:
         return None
-    for line in text.splitlines():
-        info = json.loads(line).get("commitInfo") if line.strip() else None
-        if info is not None and info.get("timestamp") is not None:
-            return info["timestamp"] / 1000
-    return None
+    stamps = [i["timestamp"] for i in infos if i.get("timestamp") is not None]
+    return stamps[0] / 1000 if stamps else None
 
 
 def added_since(root: str, version: int | None) -> set[str]:
-    """The data files any commit after ``version`` added (None or -1: every commit), relative to
+    """The data files any commit after ``version`` added (None: every commit), relative to
     the root -- also those a later commit removed again. The sweep must not add back a part the
     table once held: a delete, a prune or a changed source's supersede that rewrote it since would
     come back (its rows stale, the rest twice)."""
@@ -361,10 +370,7 @@ def added_since(root: str, version: int | None) -> set[str]:
     for v, uri in sorted(_log_versions(root).items()):
         if v <= start:
             continue
-        for line in storage.read_text(uri).splitlines():
-            add = json.loads(line).get("add") if line.strip() else None
-            if add is not None:
-                paths.add(unquote(add["path"]))
+        paths.update(unquote(add["path"]) for add in _actions(uri, "add"))
     return paths
 
 
@@ -373,17 +379,15 @@ def history(root: str) -> list[dict]:
     the vsd metadata (read from the log's commit files: see `exists` for why not ``history()``)."""
     out = []
     for version, uri in _log_versions(root).items():
-        for line in storage.read_text(uri).splitlines():
-            info = json.loads(line).get("commitInfo") if line.strip() else None
-            if info is not None:
-                out.append(
-                    {
-                        "version": version,
-                        "timestamp": info.get("timestamp"),
-                        "operation": info.get("operation"),
-                        **{k[len("vsd.") :]: v for k, v in info.items() if k.startswith("vsd.")},
-                    }
-                )
+        for info in _actions(uri, "commitInfo"):
+            out.append(
+                {
+                    "version": version,
+                    "timestamp": info.get("timestamp"),
+                    "operation": info.get("operation"),
+                    **{k[len("vsd.") :]: v for k, v in info.items() if k.startswith("vsd.")},
+                }
+            )
     return sorted(out, key=lambda e: e["version"])
 
 
