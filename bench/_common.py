@@ -125,6 +125,22 @@ def write_corpus(root: str, n: int, size: tuple[int, int] = (48, 48), seed: int 
     return manifest
 
 
+def prepared_item(row: dict, image_id: str, preprocess) -> dict:
+    """One manifest row (image path, pairs) read and preprocessed as the read and preprocess
+    stages would: what the benches' bare loops hand the engine."""
+    from vsd.annotate.items import new_item, new_pair
+    from vsd.annotate.stages.preprocess import prepare
+
+    pairs = [
+        new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"])
+        for j, p in enumerate(row["pairs"])
+    ]
+    item = new_item(row["image"], image_id=image_id, pairs=pairs)
+    with open(row["image"], "rb") as f:
+        item["data"] = f.read()
+    return prepare(item, preprocess)
+
+
 def read_manifest(manifest: str) -> list[dict]:
     with open(manifest) as f:
         return [json.loads(line) for line in f if line.strip()]

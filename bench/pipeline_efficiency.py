@@ -65,9 +65,9 @@ def bare_loop(
         torch.set_num_threads(threads)
     from vsd.annotate.engines import EngineConfig, make_engine
     from vsd.annotate.engines.base import ImageRequest
-    from vsd.annotate.items import new_item, new_pair, ok_pairs
+    from vsd.annotate.items import ok_pairs
     from vsd.annotate.stages.generate import fill, prompts_for
-    from vsd.annotate.stages.preprocess import PreprocessStageConfig, prepare
+    from vsd.annotate.stages.preprocess import PreprocessStageConfig
     from vsd.annotate.stages.verify import check
 
     engine = make_engine(
@@ -87,14 +87,7 @@ def bare_loop(
     for start in range(0, len(rows), batch_size):
         items = []
         for row in rows[start : start + batch_size]:
-            pairs = [
-                new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"])
-                for j, p in enumerate(row["pairs"])
-            ]
-            item = new_item(row["image"], image_id=f"bare{start}-{len(items)}", pairs=pairs)
-            with open(row["image"], "rb") as f:
-                item["data"] = f.read()
-            items.append(prepare(item, cfg))
+            items.append(_common.prepared_item(row, f"bare{start}-{len(items)}", cfg))
         requests, members = [], []
         for item in items:
             for pair in ok_pairs(item):

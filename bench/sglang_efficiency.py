@@ -111,9 +111,8 @@ def bare_worker(manifest: str, args) -> dict:
     from vsd.annotate.engines import make_engine
     from vsd.annotate.engines.prompting import chat_prompt
     from vsd.annotate.engines.sglang import CacheShare, data_url
-    from vsd.annotate.items import new_item, new_pair, ok_pairs
+    from vsd.annotate.items import ok_pairs
     from vsd.annotate.stages.generate import prompts_for
-    from vsd.annotate.stages.preprocess import prepare
 
     cfg = load_config(CONFIG, [f"input.uri={manifest}", "output=/unused", *overrides(args)])
     engine = make_engine(cfg.engine)  # our wrapper only starts sglang.Engine; generate is called raw
@@ -125,14 +124,7 @@ def bare_worker(manifest: str, args) -> dict:
         prompts, images, params, per_image = [], [], [], []
         for k, row in enumerate(rows[start : start + args.batch_size]):
             per_image.append(SimpleNamespace(prompts=[]))
-            pairs = [
-                new_pair(j, p["subject"], p["object"], p["subject_box"], p["object_box"])
-                for j, p in enumerate(row["pairs"])
-            ]
-            item = new_item(row["image"], image_id=f"bare{start}-{k}", pairs=pairs)
-            with open(row["image"], "rb") as f:
-                item["data"] = f.read()
-            item = prepare(item, pre)
+            item = _common.prepared_item(row, f"bare{start}-{k}", pre)
             for pair in ok_pairs(item):
                 url = data_url(item["views"][pair["view"]])
                 for p in prompts_for(pair, TASKS):
