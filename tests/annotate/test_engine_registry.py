@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from vsd.annotate.engines.prompting import SCENE_PROMPT, clean_name, scene_promp
 from vsd.annotate.engines.sglang import SGLangOptions
 from vsd.config import ConfigError, from_dict, help_text, to_dict
 from vsd.relations import RELATIONS
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_registry_lists_each_kind_once_and_config_gets_one_section_per_kind():
@@ -94,6 +97,33 @@ def test_a_backend_option_lives_in_its_section_only():
     assert cfg.sglang == SGLangOptions(cpu_workers=3, engine_args={"tp_size": 2})
     with pytest.raises(ConfigError, match=r"^cpu_workers: unknown field \(known: "):
         from_dict(EngineConfig, {"kind": "sglang", "cpu_workers": 3})
+
+
+def test_the_generate_stage_calls_hf_with_several_steps_and_sglang_with_one():
+    """hf runs a call as steps of batch_size (Ray's per-call cost paid once per 4 steps); SGLang
+    batches a call itself and gets batch_size images, as its bare benchmark sends; an explicit
+    stages.generate.resources.batch_size wins."""
+    from vsd.annotate.config import load_config
+    from vsd.annotate.stages import generate
+    from vsd.annotate.stages.base import RunContext
+
+    assert EngineConfig(kind="hf", batch_size=4).images_per_call == 16
+    assert EngineConfig(kind="sglang", batch_size=4).images_per_call == 4
+
+    class Graph:
+        def map_batches(self, fn, **options):
+            self.options = options
+            return self
+
+    for overrides, want in (
+        ([], 16),
+        (["engine.kind=sglang"], 4),
+        (["stages.generate.resources.batch_size=6"], 6),
+    ):
+        cfg = load_config(
+            str(REPO / "jobs/configs/annotate-tiny-cpu.yaml"), ["engine.batch_size=4", *overrides]
+        )
+        assert generate.add(Graph(), cfg, RunContext(meta=None)).options["batch_size"] == want, overrides
 
 
 def test_configs_pickle_by_reference_for_ray():

@@ -13,7 +13,7 @@ import vsd
 from tests.fixtures.annotate import build_corpus, make_color_engine
 from vsd import storage
 from vsd.annotate.index import Output
-from vsd.annotate.output import table
+from vsd.annotate.output import released, table
 from vsd.annotate.output.delete import remove_uris
 from vsd.annotate.output.prune import gone_uris, prune
 from vsd.annotate.pipeline import run_annotation
@@ -140,14 +140,52 @@ def test_the_prune_reads_whole_only_the_files_its_column_scan_found_holding_dele
     whole = sorted(name for name, cols in reads if cols is None)
     assert scans == ["part-a.parquet", "part-b.parquet", "part-c.parquet"]  # one column of each
     assert whole == ["part-a.parquet", "part-c.parquet"]  # the second pass: only the files with hits
+    ids = sorted(name for name, cols in reads if cols == ["source_uri", "image_id"])
+    assert ids == ["part-a.parquet", "part-c.parquet"]  # the released ids: from those files only
     [commit] = [c for c in table.history(str(out)) if c.get("operation") == "prune"]
     [when] = gone_syncs(corpus.root)
     assert commit["rows"] == "2" and commit["reason"] == f"deleted from the source (corpus syncs {when})"
 
     # the same rows leave as when every file is scanned again (the removal before this change)
-    uris, _ = gone_uris(str(before), [when], corpus.root)
-    assert uris == [names[1], names[4]]
+    uris, _, ids = gone_uris(str(before), [when], corpus.root)
+    assert uris == [names[1], names[4]] and ids == {"a1", "c1"}  # their image ids: released
     assert remove_uris(str(before), uris, {"vsd.operation": "prune"})[1] == 2
     current = sorted(r["row_id"] for r in vsd.read(str(out)).to_pylist())
     assert current == sorted(r["row_id"] for r in vsd.read(str(before)).to_pylist())
     assert current == ["a0-p0", "b0-p0", "b1-p0", "c0-p0"]
+
+
+def test_a_moved_file_and_a_moved_folder_keep_one_current_row_under_the_new_path(
+    ray_local, tmp_path, annotate_config
+):
+    """A rename is a deletion plus a new file with known content: the prune takes the old path's
+    row out, so the new path must be annotated -- not skipped as "content already written"."""
+    folder, names = photos(tmp_path, 4)
+    sub = os.path.join(folder, "old")
+    os.mkdir(sub)
+    for name in names[2:]:
+        shutil.move(name, os.path.join(sub, os.path.basename(name)))
+    out = str(tmp_path / "out")
+    run_annotation(annotate_config(folder, out), engine_factory=make_color_engine)
+    assert len(vsd.read(out)) == 4
+    moved = os.path.join(folder, "renamed.png")
+    os.rename(names[0], moved)  # one file renamed
+    os.rename(sub, os.path.join(folder, "new"))  # a folder of two moved
+    night2 = run_annotation(
+        annotate_config(folder, out, "run_date=2026-11-27"), engine_factory=make_color_engine
+    )
+    now = sorted(r["source_uri"] for r in vsd.read(out).to_pylist())
+    expect = sorted([moved, names[1]] + [os.path.join(folder, "new", os.path.basename(n)) for n in names[2:]])
+    assert now == expect and night2.counts["images"] == 3
+    assert not released.load(Output(out))  # spent by night 2's finish: the images have rows again
+    shutil.copy(moved, os.path.join(folder, "copy.png"))  # a copy of an annotated image: skipped
+    night3 = run_annotation(
+        annotate_config(folder, out, "run_date=2026-11-28"), engine_factory=make_color_engine
+    )
+    assert (
+        night3.counts["images"] == 0 and sorted(r["source_uri"] for r in vsd.read(out).to_pylist()) == expect
+    )
+    os.rename(moved, os.path.join(folder, "again.png"))  # moved a second time
+    run_annotation(annotate_config(folder, out, "run_date=2026-11-29"), engine_factory=make_color_engine)
+    assert os.path.join(folder, "again.png") in {r["source_uri"] for r in vsd.read(out).to_pylist()}
+    assert len(vsd.read(out)) == 4

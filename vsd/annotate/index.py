@@ -215,6 +215,10 @@ class Output:
             if not done_before:
                 ids.add(np.concatenate(keys) if keys else [], generation=f"g-{run_id}")
                 self.records("totals").put(run_id, plain(counts))
+            if keys:
+                from vsd.annotate.output.released import spend  # it builds on this module
+
+                spend(self, np.concatenate(keys))
             for uri in uris:
                 if storage.exists(uri):
                     storage.delete(uri)

@@ -33,7 +33,7 @@ from vsd.annotate.config import AnnotateConfig
 from vsd.annotate.index import IdLedger, Output, merge_counts, partition, plain
 from vsd.annotate.memory import release_unused
 from vsd.annotate.output import maintain as maintenance
-from vsd.annotate.output import table
+from vsd.annotate.output import released, table
 from vsd.annotate.output.commits import (
     Committer,
     Provenance,
@@ -189,6 +189,7 @@ def _stream(
             meta=meta,
             ledger=ledger,
             ids=out.ids().snapshot(),
+            released=released.load(out),
             roots=sorted(set(plan.corpus.roots) | set(cfg.input.allowed_roots)),
             engine_factory=engine_factory,
         )

@@ -26,6 +26,12 @@ DTYPES = ["auto", "float32", "bfloat16", "float16"]
 class EngineOptions:
     """Base of a backend's own section, ``engine.<kind>.*``."""
 
+    # Engine steps of ``batch_size`` images per call of the generate stage. An engine that runs a
+    # call as steps of its own (hf) takes several per call, so Ray's per-call cost (a task, its
+    # block in and out) is paid once per that many steps; one that batches a call itself (SGLang's
+    # scheduler) gets ``batch_size`` images, what the bare-engine benchmarks send it too.
+    call_steps: ClassVar[int] = 1
+
     def check(self, cfg: Any) -> None:
         """Rules between this section and the common fields, when ``cfg.kind`` is this backend;
         raise ``ConfigError("<field>: ...")``."""
@@ -85,6 +91,11 @@ class EngineSettings:
         except ConfigError as exc:
             raise ConfigError(f"{self.kind}.{exc}") from None
         section.check(self)
+
+    @property
+    def images_per_call(self) -> int:
+        """The generate stage's default batch: ``batch_size`` × this kind's ``call_steps``."""
+        return self.batch_size * type(self.options).call_steps
 
     @property
     def options(self) -> Any:

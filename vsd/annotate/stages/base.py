@@ -60,6 +60,7 @@ class RunContext:
     meta: RunMeta
     ledger: Any = None
     ids: Any = None  # vsd.keyset.Snapshot of the output's written images (looked up in read tasks)
+    released: frozenset[bytes] = frozenset()  # keys in ids that no longer count (output.released)
     roots: list[str] = field(default_factory=list)  # where input URIs may point
     engine_factory: Callable | None = None
 

@@ -67,8 +67,8 @@ class GenerateStageConfig:
     )
     resources: Resources = resources(
         "engine actors: concurrency = model copies (one per GPU); num_cpus = its "
-        "torch threads (hf on CPU) or SGLANG_CPU_WORKERS; batch_size default "
-        "engine.batch_size",
+        "torch threads (hf on CPU) or SGLANG_CPU_WORKERS; batch_size = images per "
+        "call, default engine.batch_size x the engine's steps per call (hf 4, sglang 1)",
         num_cpus=1.0,
         concurrency=1,
     )
@@ -82,7 +82,7 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
         ds,
         GenerateStageUDF,
         cfg.stages.generate.resources,
-        default_batch=cfg.engine.batch_size,
+        default_batch=cfg.engine.images_per_call,
         actor=True,
         kwargs={
             "engine": cfg.engine,
@@ -99,6 +99,18 @@ def prompts_for(pair: dict, tasks: list[int]) -> list[Prompt]:
     if pair["pair_index"] == SCENE:
         return scene_prompts()
     return task_prompts(pair["subject"], pair["object"], tasks)
+
+
+def stage_prompts(pair: dict, tasks: list[int], budgets: dict[int, int], min_lines: int) -> list[Prompt]:
+    """What the stage asks of ``pair``: its prompts with each free-text task's token budget and
+    task 3's line floor (`bench/pipeline_efficiency`'s bare loop asks the same, so both sides
+    decode the same tokens)."""
+    return [
+        dataclasses.replace(p, max_new_tokens=budgets.get(p.task), min_lines=min_lines if p.task == 3 else 0)
+        if p.choices is None
+        else p
+        for p in prompts_for(pair, tasks)
+    ]
 
 
 def split_sentences(text: str) -> list[str]:
@@ -144,14 +156,7 @@ class GenerateStageUDF:
         self.engine, self.watch = start_watched(f"{engine.kind} engine", lambda: start(engine), run_id)
 
     def prompts(self, pair: dict) -> list[Prompt]:
-        return [
-            dataclasses.replace(
-                p, max_new_tokens=self.budgets.get(p.task), min_lines=self.min_lines if p.task == 3 else 0
-            )
-            if p.choices is None
-            else p
-            for p in prompts_for(pair, self.tasks)
-        ]
+        return stage_prompts(pair, self.tasks, self.budgets, self.min_lines)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = from_table(batch)

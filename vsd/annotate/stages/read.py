@@ -112,6 +112,7 @@ def add(ds, cfg: AnnotateConfig, ctx: RunContext):
         kwargs={
             "ledger": ctx.ledger,
             "ids": ctx.ids,
+            "released": ctx.released,
             "roots": ctx.roots,
             "max_file_bytes": stage.max_file_bytes,
             "attempts": stage.attempts,
@@ -173,9 +174,17 @@ def _claim(ledger, items: list[dict], known: list[bool]) -> list[str]:
 
 
 def read_rows(
-    batch: pa.Table, *, ledger, ids: Snapshot | None, roots: list[str], max_file_bytes: int, attempts: int = 4
+    batch: pa.Table,
+    *,
+    ledger,
+    ids: Snapshot | None,
+    roots: list[str],
+    max_file_bytes: int,
+    attempts: int = 4,
+    released: frozenset[bytes] = frozenset(),
 ) -> pa.Table:
-    """Claim, read and hash one batch of shard rows; returns the items to annotate."""
+    """Claim, read and hash one batch of shard rows; returns the items to annotate. An image key
+    in ``released`` (its rows were pruned: `vsd.annotate.output.released`) is not done."""
     import ray
 
     paths = batch.column("path").to_pylist() if "path" in batch.column_names else [""] * batch.num_rows
@@ -187,7 +196,7 @@ def read_rows(
         probe = [listing_key(it["source_key"]) for it in items] + [_ikey(it) or b"\0" * 16 for it in items]
         hits = ids.contains(probe)
         known = [
-            (a or (b and it["image_id"] is not None)) and id(it) not in redo_of
+            (a or (b and it["image_id"] is not None and _ikey(it) not in released)) and id(it) not in redo_of
             for it, a, b in zip(items, hits[: len(items)], hits[len(items) :])
         ]
     else:
@@ -218,7 +227,10 @@ def read_rows(
         known = ids.contains([_ikey(it) for it in unknown]) if ids is not None else [False] * len(unknown)
         # a redone image that reads as the one it redoes is not "already annotated"; one that now
         # reads as another image (say, an unreadable file fixed) is looked up like any other
-        known = [k and redo_of.get(id(it)) != it["image_id"] for it, k in zip(unknown, known)]
+        known = [
+            k and redo_of.get(id(it)) != it["image_id"] and _ikey(it) not in released
+            for it, k in zip(unknown, known)
+        ]
         second = dict(zip(map(id, unknown), _claim(ledger, unknown, known)))
         todo = [it for it in todo if second.get(id(it), "new") == "new"]
     return to_table(todo)

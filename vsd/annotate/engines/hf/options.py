@@ -12,6 +12,10 @@ PREFIX_ATTENTION = ["auto", "matmul"]
 
 @dataclasses.dataclass
 class HFOptions(EngineOptions):
+    # 4 steps of engine.batch_size per call: at batch 4 on the tiny model a step is ~25 ms, and a
+    # call per step left the actor waiting on Ray a quarter of the time (bench/pipeline_efficiency)
+    call_steps = 4
+
     share_prefix: bool = describe(
         "share_prefix",
         True,
