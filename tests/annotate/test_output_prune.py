@@ -177,7 +177,7 @@ def test_a_moved_file_and_a_moved_folder_keep_one_current_row_under_the_new_path
     now = sorted(r["source_uri"] for r in vsd.read(out).to_pylist())
     expect = sorted([moved, names[1]] + [os.path.join(folder, "new", os.path.basename(n)) for n in names[2:]])
     assert now == expect and night2.counts["images"] == 3
-    assert not released.load(Output(out))  # spent by night 2's finish: the images have rows again
+    assert not released.load(Output(out).released)  # spent by night 2's finish: the images have rows again
     shutil.copy(moved, os.path.join(folder, "copy.png"))  # a copy of an annotated image: skipped
     night3 = run_annotation(
         annotate_config(folder, out, "run_date=2026-11-28"), engine_factory=make_color_engine

@@ -41,6 +41,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vsd import storage
+from vsd.annotate.output import released
 from vsd.annotate.records import Records
 from vsd.keyset import KeySet, Snapshot, as_array, key_of
 
@@ -106,6 +107,11 @@ class Output:
 
     def ids(self) -> KeySet:
         return KeySet(self.path("ids"))
+
+    @property
+    def released(self) -> str:
+        """`vsd.annotate.output.released`: images a prune took out, annotated again when seen."""
+        return self.path(released.FILE)
 
     def data_parts(self) -> dict[str, str]:
         """{"run_date=…/part-….parquet": URI} of every data part (a full listing: tools and tests;
@@ -216,9 +222,7 @@ class Output:
                 ids.add(np.concatenate(keys) if keys else [], generation=f"g-{run_id}")
                 self.records("totals").put(run_id, plain(counts))
             if keys:
-                from vsd.annotate.output.released import spend  # it builds on this module
-
-                spend(self, np.concatenate(keys))
+                released.spend(self.released, np.concatenate(keys))
             for uri in uris:
                 if storage.exists(uri):
                     storage.delete(uri)

@@ -189,7 +189,7 @@ def _stream(
             meta=meta,
             ledger=ledger,
             ids=out.ids().snapshot(),
-            released=released.load(out),
+            released=released.load(out.released),
             roots=sorted(set(plan.corpus.roots) | set(cfg.input.allowed_roots)),
             engine_factory=engine_factory,
         )

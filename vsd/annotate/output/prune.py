@@ -20,7 +20,7 @@ import posixpath
 import pyarrow.parquet as pq
 
 from vsd import storage
-from vsd.annotate.index import Output
+from vsd.annotate.index import Output, image_key
 from vsd.annotate.output import table
 from vsd.annotate.output.delete import remove_uris
 from vsd.annotate.output.released import release
@@ -80,7 +80,8 @@ def prune(out: Output, corpus_root: str) -> tuple[int, int | None]:
     if table.exists(out.root):
         uris, files, ids = gone_uris(out.root, syncs, corpus_root)
         if uris:
-            release(out, ids)  # before the commit: a moved file's new path is annotated, not skipped
+            # before the commit: a moved file's new path is annotated, not skipped
+            release(out.released, [(image_key(i, False), image_key(i, True)) for i in ids])
             version, n = remove_uris(
                 out.root,
                 uris,

@@ -24,54 +24,53 @@ from collections.abc import Iterable
 import numpy as np
 
 from vsd import storage
-from vsd.annotate.index import Output, image_key
 from vsd.keyset import KEY_BYTES, _void, as_array
 
-FILE = "released.keys"
+FILE = "released.keys"  # under the output's __vsd/ (`vsd.annotate.index.Output.released`)
 PAIR = 2 * KEY_BYTES  # an image's content key and given key, side by side
 
 
-def _pairs(out: Output) -> set[bytes]:
+def _pairs(uri: str) -> set[bytes]:
     try:
-        data = storage.read_bytes(out.path(FILE))
+        data = storage.read_bytes(uri)
     except FileNotFoundError:
         return set()
     return {data[i : i + PAIR] for i in range(0, len(data), PAIR)}
 
 
-def _save(out: Output, pairs: set[bytes]) -> None:
+def _save(uri: str, pairs: set[bytes]) -> None:
     if pairs:
-        storage.write_bytes(out.path(FILE), b"".join(sorted(pairs)))
-    elif storage.exists(out.path(FILE)):
-        storage.delete(out.path(FILE))
+        storage.write_bytes(uri, b"".join(sorted(pairs)))
+    elif storage.exists(uri):
+        storage.delete(uri)
 
 
-def load(out: Output) -> frozenset[bytes]:
+def load(uri: str) -> frozenset[bytes]:
     """The released keys, both spaces (empty when nothing was ever released)."""
-    return frozenset(p[i : i + KEY_BYTES] for p in _pairs(out) for i in (0, KEY_BYTES))
+    return frozenset(p[i : i + KEY_BYTES] for p in _pairs(uri) for i in (0, KEY_BYTES))
 
 
-def release(out: Output, image_ids: Iterable[str]) -> int:
-    """Add ``image_ids``, each under both key spaces (a table row does not say whether its id was
-    given or hashed; a key never written is never looked up as done); returns how many."""
-    new = {image_key(i, False) + image_key(i, True) for i in image_ids if i}
+def release(uri: str, images: Iterable[tuple[bytes, bytes]]) -> int:
+    """Add images, each as its (content key, given key): a table row does not say whether its id
+    was given or hashed, and a key never written is never looked up as done. Returns how many."""
+    new = {content + given for content, given in images}
     if new:
-        _save(out, _pairs(out) | new)
+        _save(uri, _pairs(uri) | new)
     return len(new)
 
 
-def spend(out: Output, keys: np.ndarray | Iterable[bytes]) -> None:
+def spend(uri: str, keys: np.ndarray | Iterable[bytes]) -> None:
     """Take back out every image whose key (either space) is among ``keys``, the ``(n, 16)``
     uint8 rows (or bytes) a run wrote; the caller folds that run's entries under the lease. The
     run's keys are looked up in the (small) set, not gathered into one: a run may write millions."""
-    pairs = _pairs(out)
+    pairs = _pairs(uri)
     arr = keys if isinstance(keys, np.ndarray) else as_array(keys)
     if not pairs or not len(arr):
         return
-    table = _void(as_array(sorted(load(out))))
+    table = _void(as_array(sorted(load(uri))))
     written = _void(arr)
     at = np.minimum(np.searchsorted(table, written), len(table) - 1)
     spent = {bytes(k) for k in np.unique(table[at][table[at] == written])}
     left = {p for p in pairs if p[:KEY_BYTES] not in spent and p[KEY_BYTES:] not in spent}
     if len(left) != len(pairs):
-        _save(out, left)
+        _save(uri, left)
