@@ -45,9 +45,13 @@ def _save(uri: str, pairs: set[bytes]) -> None:
         storage.delete(uri)
 
 
+def _keys(pairs: set[bytes]) -> frozenset[bytes]:
+    return frozenset(p[i : i + KEY_BYTES] for p in pairs for i in (0, KEY_BYTES))
+
+
 def load(uri: str) -> frozenset[bytes]:
     """The released keys, both spaces (empty when nothing was ever released)."""
-    return frozenset(p[i : i + KEY_BYTES] for p in _pairs(uri) for i in (0, KEY_BYTES))
+    return _keys(_pairs(uri))
 
 
 def release(uri: str, images: Iterable[tuple[bytes, bytes]]) -> int:
@@ -67,7 +71,7 @@ def spend(uri: str, keys: np.ndarray | Iterable[bytes]) -> None:
     arr = keys if isinstance(keys, np.ndarray) else as_array(keys)
     if not pairs or not len(arr):
         return
-    table = _void(as_array(sorted(load(uri))))
+    table = _void(as_array(sorted(_keys(pairs))))
     written = _void(arr)
     at = np.minimum(np.searchsorted(table, written), len(table) - 1)
     spent = {bytes(k) for k in np.unique(table[at][table[at] == written])}
