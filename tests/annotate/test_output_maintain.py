@@ -78,8 +78,11 @@ def test_two_nights_and_a_takedown_compact_to_the_same_rows_and_the_taken_rows_l
     own_after = _files(out, "__vsd")
     assert {k for k in own_before if not k.startswith("__vsd/lease/")} <= set(own_after)  # ours kept
     assert os.path.exists(os.path.join(out, "_README.md"))
-    with pytest.raises(VSDError, match="as_of.*vacuumed"):
-        vsd.read(out, as_of="2026-11-26")  # files of that night's version are gone, said so
+    with pytest.raises(VSDError, match="as_of.*older than this output's kept history"):
+        vsd.read(out, as_of="2026-11-26")  # that night's files and commits are gone, said so
+    log = sorted(f for f in os.listdir(os.path.join(out, "_delta_log")) if f.endswith(".json"))
+    checkpoint = json.loads(open(os.path.join(out, "_delta_log", "_last_checkpoint")).read())["version"]
+    assert int(log[0][:-5]) == checkpoint  # the log expired up to the maintenance's checkpoint
 
     again = run_annotation(  # a later night goes on as before: nothing new, nothing twice
         annotate_config(f"{corpus}/manifest.jsonl", out, "run_date=2026-12-06"),
@@ -107,6 +110,36 @@ def test_kept_days_keep_earlier_nights_readable(tmp_path):
         "b-p0",
     ]
     assert Output(str(root)).progress() == {}
+
+
+def test_a_table_made_before_the_log_policy_gets_it_and_its_old_commits_expire(tmp_path):
+    """Tables from before kept their log ten years with Delta's own cleanup on: maintenance sets
+    the policy once (`table.LOG_PROPERTIES`) and expires what --keep-days no longer reaches."""
+    from deltalake import DeltaTable
+
+    from tests.annotate.test_supersede import _part
+
+    root = tmp_path / "out"
+    DeltaTable.create(
+        table.table_uri(str(root)),
+        schema=table.TABLE_SCHEMA,
+        partition_by=[table.PARTITION],
+        configuration={"delta.logRetentionDuration": "interval 3650 days"},
+    )
+    for i in range(3):
+        part = _part(root, f"part-{i}.parquet", [(f"r{i}-p0", f"u{i}", f"r{i}")])
+        table.commit_parts(str(root), [part], {"run_id": f"r{i}"})
+    assert maintain(str(root), keep_days=0).vacuumed == 3  # the compacted-away files
+    assert table.open_table(str(root)).metadata().configuration == table.LOG_PROPERTIES
+    kept = sorted(int(f[:-5]) for f in os.listdir(root / "_delta_log") if f.endswith(".json"))
+    assert kept[0] > 0 and sorted(r["row_id"] for r in vsd.read(str(root)).to_pylist()) == [
+        "r0-p0",
+        "r1-p0",
+        "r2-p0",
+    ]
+    with pytest.raises(VSDError, match="older than this output's kept history"):
+        vsd.read(str(root), as_of=1)
+    assert len(vsd.read(str(root), as_of=kept[0]).to_pylist()) == 3
 
 
 def test_maintenance_waits_for_no_one_a_running_writer_refuses_it(tmp_path):

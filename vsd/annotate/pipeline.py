@@ -51,6 +51,7 @@ from vsd.annotate.stages import RunContext, build_dataset
 from vsd.annotate.stages.read import shard_rows
 from vsd.corpus import Corpus, Shard, sync
 from vsd.corpus.listing import ListingResult
+from vsd.corpus.merge import unfinished
 from vsd.raycluster import connect
 from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
@@ -141,8 +142,9 @@ def plan_input(cfg: AnnotateConfig, out: Output) -> InputPlan:
         kind, new_rows, problems, repeated = report.source.kind, report.new, report.problems, report.repeated
         repeats, listing = report.repeats, report.listing
     shards = corpus.shards()
-    finished = out.finished_shards()
-    todo = [s for s in shards if s.name not in finished]
+    todo, carried = unfinished(shards, out.finished_shards())
+    for shard in carried:  # merged from shards this output finished: nothing in it to read
+        out.write_marker(shard.name, {"shard": shard.uri, "rows": shard.rows, "merged": True})
     return InputPlan(corpus, kind, todo, len(shards), new_rows, problems, repeated, repeats, listing)
 
 

@@ -26,6 +26,7 @@ from vsd.annotate.redo import Request
 from vsd.annotate.stages.read import under_roots
 from vsd.corpus import Corpus
 from vsd.corpus.listing import gone_keys
+from vsd.corpus.merge import unfinished
 from vsd.corpus.sync import _batches, _keys
 from vsd.redact import redact_config, redact_text
 from vsd.schema import PROMPT_VERSION
@@ -162,8 +163,7 @@ def make_plan(cfg: AnnotateConfig, ray_address: str | None = None, request: Requ
     if is_corpus:
         corpus = Corpus.open(src.uri)
         shards = corpus.shards()
-        finished = out.finished_shards()
-        todo = [s for s in shards if s.name not in finished]
+        todo, _ = unfinished(shards, out.finished_shards())
         plan.shards, plan.unfinished = len(shards), [s.name for s in todo]
         plan.rows_to_read = sum(s.rows for s in todo)
         if plan.current_rows is not None:

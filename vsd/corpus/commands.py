@@ -100,6 +100,7 @@ def run_sync(args: argparse.Namespace) -> int:
     print(
         f"{printable(args.source)}: {report.listed} listed, {report.new} new in {len(report.shards)} shard(s); "
         f"{corpus.root} now has {len(corpus.shards())} shard(s)"
+        + (f" ({len(report.merged)} merged from small ones)" if report.merged else "")
         + (f"; {len(report.problems)} problem(s) skipped" if report.problems else "")
     )
     if report.listing is not None:

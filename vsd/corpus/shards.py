@@ -9,7 +9,8 @@ Layout below the corpus root (local or ``s3://``)::
 A shard is never rewritten: a night that finds new images adds new shards (img2dataset and
 datatrove work the same way), so "what is new" is "which shards have no completion marker" in an
 output -- decided from two listings, never from the images. The row count lives in the file name
-so planning reads no shard.
+so planning reads no shard. Small shards are merged into new ones a few per size level
+(`vsd.corpus.merge`), so a year of nights stays a few shards; a merged shard is new too.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import pyarrow as pa
 from vsd import storage
 from vsd.corpus.fingerprint import fingerprint
 from vsd.corpus.listing import Listing, ListingResult, prunes
+from vsd.corpus.merge import merge_small
 from vsd.corpus.shards import DEFAULT_SHARD_ROWS, Corpus, Shard, new_sync_id, source_key
 from vsd.corpus.sources import (
     Source,
@@ -47,6 +48,7 @@ class SyncReport:
     repeated: list[str] = field(default_factory=list)  # rows listed twice (first kept): the first messages
     repeats: int = 0  # how many rows were listed twice
     listing: ListingResult | None = None  # with pruning: the comparison with the previous listing
+    merged: list[Shard] = field(default_factory=list)  # small shards merged after the listing
 
     @property
     def problems(self) -> list[str]:
@@ -207,13 +209,17 @@ def sync(
     # Once per sync, after every listing task: a night's keys are level-0 runs, merged as they
     # accumulate (vsd.keyset); never inside the tasks, which would merge each other's runs.
     corpus.keys().compact()
+    # Shards likewise: the newest small ones merged, a few per level (vsd.corpus.merge), after
+    # the keys, so a kill here leaves shards whose rows the key set already knows.
+    report.merged = merge_small(corpus, shard_rows, {s.name for s in report.shards})
     corpus.add_source(source.kind, uri, source.roots)
     log.info(
-        "corpus %s: %d listed, %d new in %d shard(s)",
+        "corpus %s: %d listed, %d new in %d shard(s), %d merged shard(s)",
         corpus.root,
         report.listed,
         report.new,
         len(report.shards),
+        len(report.merged),
     )
     return report
 

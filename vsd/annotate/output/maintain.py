@@ -13,7 +13,12 @@ run writes meanwhile):
 3. vacuums the files no version of the last ``keep_days`` days needs (Delta's ``vacuum``): rows
    deleted or superseded longer ago than that are gone from storage, and ``as_of`` reaches back
    ``keep_days`` only;
-4. writes a checkpoint of the log, so opening the table reads one file, not every commit.
+4. writes a checkpoint of the log, so opening the table reads one file, not every commit;
+5. with a vacuum, expires the log's commits that no version of the last ``keep_days`` needs
+   (`table.expire_log`: Delta's ``cleanup_metadata``): the versions whose files the vacuum took
+   could not be read anyway, and a year of nights stays ``keep_days`` of commits. Only here, after
+   the sweep: Delta's own cleanup is switched off, because a killed run's sweep reads the commits
+   since its start (`table.added_since`).
 
 Our own files under ``__vsd/`` and the ``_delta_log`` are not data files: vacuum leaves them.
 """
@@ -86,6 +91,9 @@ def maintain_leased(out: Output, lease: Lease, keep_days: int | None) -> Maintai
         )
         delta = table.open_table(out.root)
     delta.create_checkpoint()
+    if keep_days is not None:
+        lease.check()
+        table.expire_log(out.root, keep_days, meta)
     done = Maintained(
         recovered_parts=sum(recovered.values()),
         files_before=before,

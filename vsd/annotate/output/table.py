@@ -54,6 +54,12 @@ COMMIT_ATTEMPTS = 8
 # Delta's default (100) let a run's opens grow ~0.5 MiB a commit (`bench/driver_memory.py`); a
 # checkpoint is one read and write of the state, which each of those commits reads anyway.
 CHECKPOINT_EVERY = 10
+# The log keeps every commit until `vsd maintain` expires what its --keep-days no longer reaches
+# (`expire_log`): Delta's own cleanup (at its 100th-commit checkpoints, by a retention counted from
+# the cleanup) is off, because a killed run's sweep reads the commits since its start
+# (`added_since`) and only maintenance sweeps first. Retention 0 lets maintenance's
+# ``cleanup_metadata`` at an older version delete exactly what precedes it.
+LOG_PROPERTIES = {"delta.logRetentionDuration": "interval 0 days", "delta.enableExpiredLogCleanup": "false"}
 
 
 @dataclass(frozen=True)
@@ -134,8 +140,7 @@ def ensure(root: str):
                 mode="ignore",
                 name=TABLE_NAME,
                 description="llava-vsd annotations: one row per image x object pair (see _README.md)",
-                # any earlier night stays readable (as_of) for ten years, not delta's default 30 days
-                configuration={"delta.logRetentionDuration": "interval 3650 days"},
+                configuration=LOG_PROPERTIES,
                 storage_options=storage_options(root),
             )
         except CommitFailedError:  # another writer created it at the same moment
@@ -320,6 +325,27 @@ def commit_parts(
     return version
 
 
+def expire_log(root: str, keep_days: int, meta: dict[str, str]) -> int | None:
+    """Drop the log's commits that no version of the last ``keep_days`` days needs (`vsd maintain`
+    step 5): Delta's ``cleanup_metadata`` on the table as of the last commit older than that, which
+    deletes the commit files before that version's checkpoint. The table's own retention is 0 days
+    with Delta's automatic cleanup off, so only this call expires anything and ``keep_days`` alone
+    says how far back. Returns the version cleaned up to (None: nothing that old)."""
+    from deltalake.transaction import CommitProperties
+
+    have = open_table(root).metadata().configuration
+    if any(have.get(k) != v for k, v in LOG_PROPERTIES.items()):  # a table made before this policy
+        open_table(root).alter.set_table_properties(
+            LOG_PROPERTIES, commit_properties=CommitProperties(custom_metadata=meta)
+        )
+    cutoff = (time.time() - keep_days * 86400) * 1000
+    old = [c["version"] for c in history(root) if c["timestamp"] is not None and c["timestamp"] <= cutoff]
+    if not old:
+        return None
+    open_table(root, version=max(old)).cleanup_metadata()
+    return max(old)
+
+
 def part_rows(root: str, part: Part) -> int:
     fs, base = storage.resolve(root)
     return pq.read_metadata(posixpath.join(base, part.path), filesystem=fs).num_rows
@@ -397,8 +423,19 @@ def resolve_version(root: str, as_of: str | int | dt.datetime) -> int | None:
     commit), or a time (datetime / ISO string: the last commit at or before it). None: the table
     did not exist yet (an empty result)."""
     if isinstance(as_of, int):
-        return as_of
-    commits = history(root)
+        version, earliest = as_of, min(_log_versions(root), default=0)
+    else:
+        commits = history(root)
+        version, earliest = _resolve(commits, as_of), commits[0]["version"] if commits else 0
+    if earliest > 0 and (version is None or version < earliest):  # `vsd maintain` expired the log
+        raise VSDError(
+            f"as_of: {as_of!r} is older than this output's kept history (the earliest readable version "
+            f"is {earliest}; `vsd maintain --keep-days` sets how far back as_of reaches)"
+        )
+    return version
+
+
+def _resolve(commits: list[dict], as_of: str | dt.datetime) -> int | None:
     if isinstance(as_of, str) and len(as_of) == 10 and as_of[4] == "-" and as_of[7] == "-":
         night = [c["version"] for c in commits if c.get("run_date") and c["run_date"] <= as_of]
         return max(night) if night else None
