@@ -3,6 +3,7 @@
     python bench/driver_memory.py                        # 2,000 vs 20,000 missing-file rows
     python bench/driver_memory.py --images               # also real 48 px JPEGs (slower: the model runs)
     python bench/driver_memory.py --trace                # + what the driver's Python heap holds
+    python bench/driver_memory.py --blocks nightly       # the nightly config's block sizes, tiny model
 
 A first night of 100M images must not need a 100 GB head node, so what the driver keeps per row
 must stay small. Each run is ``python -m vsd.cli annotate`` (tiny CPU config) in a child process
@@ -37,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 TARGET_BYTES = 1024  # per new manifest row
+NIGHTLY_CONFIG = os.path.join(_common.REPO, "jobs", "configs", "annotate-nightly-llava15-13b-sglang.yaml")
 
 # The child: `vsd.cli main` with the driver's RSS printed before and after each phase of the run
 # (PHASE lines); under --trace also tracemalloc's heap and its largest sites at the end of the stream.
@@ -132,7 +134,7 @@ def run_driver(manifest: str, output: str, args, trace: bool) -> tuple[int, floa
         PYTHONPATH=_common.REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
     )
     argv = ["annotate", "--config", _common.TINY_CONFIG, "--input", manifest, "--output", output]
-    argv += _common.annotate_overrides(args.max_new_tokens, args.batch_size)
+    argv += _common.annotate_overrides(args.max_new_tokens, args.batch_size, block_overrides(args.blocks))
     head = ["-c", CHILD, str(args.frames if trace else 0), str(args.top)]
     for attempt in range(1 + _common.STARTUP_RETRIES):
         t0 = time.perf_counter()
@@ -163,6 +165,23 @@ def run_driver(manifest: str, output: str, args, trace: bool) -> tuple[int, floa
         sys.stderr.write(out[-4000:])
         raise SystemExit(f"vsd annotate exited with {proc.returncode}")
     raise SystemExit("vsd annotate did not start")
+
+
+def block_overrides(blocks: str) -> list[str]:
+    """``tiny``: the tiny config's own block sizes (16-row reads, 32-row parts); ``nightly``: the
+    images per call of every CPU stage as the nightly config sets them (64-row reads, 1,024-row
+    parts), read from that YAML -- the blocks a production driver keeps track of, with the tiny
+    model (whose 8 images a step x 4 steps a call make the nightly config's 32 a call)."""
+    if blocks == "tiny":
+        return []
+    import yaml
+
+    with open(NIGHTLY_CONFIG) as f:
+        stages = yaml.safe_load(f)["stages"]
+    return [
+        f"stages.{name}.resources.batch_size={stages[name]['resources']['batch_size']}"
+        for name in ("read", "preprocess", "verify", "refine", "write")
+    ]
 
 
 def measure(root: str, n: int, kind: str, args) -> int:
@@ -198,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="the driver's RSS before and after each phase")
     ap.add_argument("--frames", type=int, default=1, help="traceback depth under --trace")
     ap.add_argument("--top", type=int, default=15, help="allocation sites shown under --trace")
+    ap.add_argument(
+        "--blocks",
+        choices=("tiny", "nightly"),
+        default="tiny",
+        help="the CPU stages' images per call: the tiny config's, or the nightly config's (see block_overrides)",
+    )
     ap.add_argument("--batch-size", type=int, default=8, help="engine.batch_size")
     ap.add_argument("--max-new-tokens", type=int, default=4, help="engine.max_new_tokens")
     ap.add_argument("--hz", type=float, default=20.0, help="peak-RSS readings per second")

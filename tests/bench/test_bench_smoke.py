@@ -120,3 +120,19 @@ def test_table_maintain_smoke(tmp_path):
     assert "before maintain  19" in out and "after maintain   6 " in out, (
         out
     )  # 18 parts + 1 rewrite; 1 a night
+
+
+def test_nightly_scale_nights_smoke(tmp_path):
+    out, _ = run_bench(
+        "nightly_scale",
+        "--sizes",
+        "300",
+        "--nights",
+        "3",
+        "--maintain-every",
+        "2",
+        "--workdir",
+        str(tmp_path),
+    )
+    assert "night 3: cost" in out and "maintained in" in out and "probe (the same sync" in out
+    assert "bookkeeping objects after night K / after night 1: " in out
