@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vsd import storage
-from vsd.corpus.shards import SHARD_SCHEMA, SHARDS_DIR, Corpus, Shard
+from vsd.corpus.shards import Corpus, Shard
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +112,17 @@ def merge(corpus: Corpus, group: list[Shard]) -> Shard:
         keep = [k not in seen and not seen.add(k) for k in keys]
         tables.append(data.filter(pa.array(keep, pa.bool_())))
         tree.append({"name": shard.name, "from": merged_from(shard) if is_merged(shard) else None})
-    rows = pa.concat_tables(tables)
-    rows = rows.set_column(0, "row", pa.array(range(rows.num_rows), pa.int64()))
     digest = hashlib.sha1("\n".join(s.name for s in group).encode()).hexdigest()[:8]
     stem = group[-1].name[len("shard-") :].rsplit("-r", 1)[0]
-    name = f"shard-{stem}-m{digest}-r{rows.num_rows}"
-    uri = storage.join(corpus.root, SHARDS_DIR, name + ".parquet")
-    sink = pa.BufferOutputStream()
-    pq.write_table(
-        rows.cast(SHARD_SCHEMA).replace_schema_metadata({TREE_KEY: json.dumps(tree).encode()}),
-        sink,
-        compression="zstd",
+    merged = corpus.write_shard(
+        f"{stem}-m{digest}", pa.concat_tables(tables), {TREE_KEY: json.dumps(tree).encode()}
     )
-    storage.write_bytes(uri, sink.getvalue().to_pybytes())
     for shard in group:
         storage.delete(shard.uri)
-    log.info("corpus %s: merged %d shards (%d rows) into %s", corpus.root, len(group), rows.num_rows, name)
-    return Shard(name, uri, rows.num_rows)
+    log.info(
+        "corpus %s: merged %d shards (%d rows) into %s", corpus.root, len(group), merged.rows, merged.name
+    )
+    return merged
 
 
 def merged_from(shard: Shard) -> list[dict]:

@@ -155,6 +155,17 @@ class Corpus:
     def writer(self, stem: str, shard_rows: int = DEFAULT_SHARD_ROWS) -> ShardWriter:
         return ShardWriter(self, stem, shard_rows)
 
+    def write_shard(self, stem: str, rows: pa.Table, metadata: dict[bytes, bytes] | None = None) -> Shard:
+        """``rows`` as the shard ``shard-<stem>-r<rows>``, written whole (one PUT / rename), its
+        ``row`` column numbered from 0; ``metadata`` goes into its footer."""
+        rows = rows.set_column(0, "row", pa.array(range(rows.num_rows), pa.int64())).cast(SHARD_SCHEMA)
+        name = f"shard-{stem}-r{rows.num_rows}"
+        uri = storage.join(self.root, SHARDS_DIR, name + ".parquet")
+        sink = pa.BufferOutputStream()
+        pq.write_table(rows.replace_schema_metadata(metadata) if metadata else rows, sink, compression="zstd")
+        storage.write_bytes(uri, sink.getvalue().to_pybytes())
+        return Shard(name, uri, rows.num_rows)
+
 
 def new_sync_id() -> str:
     """Sorts in creation order (shards, listings and ``_gone`` sets are ordered by it): to the
@@ -194,13 +205,7 @@ class ShardWriter:
         table = pa.concat_tables(self._buf)
         head, rest = table.slice(0, n), table.slice(n)
         self._buf, self._rows = ([rest] if rest.num_rows else []), rest.num_rows
-        head = head.set_column(0, "row", pa.array(range(head.num_rows), pa.int64()))
-        name = f"shard-{self.stem}-{len(self.written):05d}-r{head.num_rows}.parquet"
-        uri = storage.join(self.corpus.root, SHARDS_DIR, name)
-        sink = pa.BufferOutputStream()
-        pq.write_table(head.cast(SHARD_SCHEMA), sink, compression="zstd")
-        storage.write_bytes(uri, sink.getvalue().to_pybytes())
-        self.written.append(Shard(name[: -len(".parquet")], uri, head.num_rows))
+        self.written.append(self.corpus.write_shard(f"{self.stem}-{len(self.written):05d}", head))
 
 
 def rows_table(rows: list[dict]) -> pa.Table:
